@@ -1,0 +1,52 @@
+# Two commands for a fresh machine:  make run  (serve the console with a demo tenant)
+#                                    make test (the whole suite)
+# Both install what is missing first and are safe to repeat.
+
+SHELL := /bin/bash
+CARGO_LEPTOS_VERSION := 0.3.8
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/[^0-9.]/,""); print}' Cargo.lock)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+export DATA_DIR ?= ./data
+export LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
+export LEPTOS_SITE_ROOT ?= target/site
+
+.PHONY: run build setup test test-rust test-e2e e2e-setup fmt lint clean
+
+run: setup build
+	$(TARGET_DIR)/release/server serve
+
+build:
+	cargo leptos build --release
+
+setup:
+	@command -v apt-get >/dev/null && { \
+	  missing=""; \
+	  command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	  command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
+	  [ -z "$$missing" ] || { echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; }; } || true
+	@rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked
+	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked
+
+e2e-setup:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+	@cd end2end && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
+
+test: setup e2e-setup test-rust test-e2e
+
+test-rust:
+	cargo test --workspace
+
+test-e2e:
+	cargo leptos build
+	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/run.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	cargo clean

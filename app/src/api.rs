@@ -1,0 +1,101 @@
+//! Server functions: the console's door into the service layer. Each body is one call.
+//! Endpoints are named explicitly (`/_fn/NAME`) so their URLs are stable.
+
+use leptos::prelude::*;
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::types::*;
+
+#[cfg(feature = "ssr")]
+use crate::services::{console_access, current_user, use_services};
+
+#[server(prefix = "/_fn", endpoint = "whoami")]
+pub async fn whoami() -> Result<CurrentUser, AppError> {
+    current_user()
+}
+
+#[server(prefix = "/_fn", endpoint = "get_tenant")]
+pub async fn get_tenant() -> Result<Tenant, AppError> {
+    use_services()?.tenancy.get_tenant(&console_access()?).await
+}
+
+#[server(prefix = "/_fn", endpoint = "save_settings")]
+pub async fn save_settings(update: UpdateTenant) -> Result<Tenant, AppError> {
+    use_services()?
+        .tenancy
+        .update_tenant(&console_access()?, update)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_members")]
+pub async fn list_members() -> Result<Vec<Member>, AppError> {
+    use_services()?
+        .tenancy
+        .list_members(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "add_existing_member")]
+pub async fn add_existing_member(add: AddMember) -> Result<Member, AppError> {
+    use_services()?
+        .tenancy
+        .add_member(&console_access()?, add)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "create_member")]
+pub async fn create_member(create: CreateUser) -> Result<CreatedUser, AppError> {
+    use_services()?
+        .tenancy
+        .create_user(&console_access()?, create)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "change_role")]
+pub async fn change_role(user_id: Uuid, role: Role) -> Result<Member, AppError> {
+    use_services()?
+        .tenancy
+        .change_role(&console_access()?, user_id, role)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "remove_member")]
+pub async fn remove_member(user_id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .tenancy
+        .remove_member(&console_access()?, user_id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_api_keys")]
+pub async fn list_api_keys() -> Result<Vec<ApiKey>, AppError> {
+    use_services()?
+        .tenancy
+        .list_api_keys(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "issue_api_key")]
+pub async fn issue_api_key(create: CreateApiKey) -> Result<CreatedApiKey, AppError> {
+    use_services()?
+        .tenancy
+        .create_api_key(&console_access()?, create)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "revoke_api_key")]
+pub async fn revoke_api_key(id: Uuid) -> Result<ApiKey, AppError> {
+    use_services()?
+        .tenancy
+        .revoke_api_key(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_audit")]
+pub async fn list_audit(query: AuditQuery) -> Result<Page<AuditEntry>, AppError> {
+    use_services()?
+        .tenancy
+        .list_audit(&console_access()?, query)
+        .await
+}

@@ -1,0 +1,91 @@
+//! The admin console (Leptos components), the shared types and the service contract.
+
+pub mod api;
+pub mod error;
+mod pages;
+#[cfg(feature = "ssr")]
+pub mod services;
+pub mod types;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{ParentRoute, Route, Router, Routes},
+    path,
+};
+
+use pages::*;
+
+/// The console's pages (path, label). The server redirects anonymous requests for these to the
+/// sign-in page; the layout lists them in its navigation.
+pub const CONSOLE_PAGES: [(&str, &str); 11] = [
+    ("/", "Overview"),
+    ("/knowledge", "Knowledge"),
+    ("/agents", "Agents"),
+    ("/workflows", "Workflows"),
+    ("/conversations", "Conversations"),
+    ("/jobs", "Jobs"),
+    ("/integrations", "Integrations"),
+    ("/keys", "API keys"),
+    ("/members", "Members"),
+    ("/audit", "Audit log"),
+    ("/settings", "Settings"),
+];
+
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser, after hydration: a marker tests and tools can wait for.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="leptos" href="/pkg/agent-platform.css"/>
+        <leptos_meta::Link rel="icon" href="/favicon.svg" type_="image/svg+xml"/>
+        <Title formatter=|page: String| format!("{page} · Agent Platform")/>
+        <Router>
+            <Routes fallback=|| view! { <NotFound/> }>
+                <Route path=path!("/login") view=LoginPage/>
+                <ParentRoute path=path!("") view=ConsoleLayout>
+                    <Route path=path!("") view=OverviewPage/>
+                    <Route path=path!("keys") view=ApiKeysPage/>
+                    <Route path=path!("members") view=MembersPage/>
+                    <Route path=path!("audit") view=AuditPage/>
+                    <Route path=path!("settings") view=SettingsPage/>
+                    <Route path=path!("knowledge") view=|| view! { <Coming title="Knowledge"/> }/>
+                    <Route path=path!("agents") view=|| view! { <Coming title="Agents"/> }/>
+                    <Route path=path!("workflows") view=|| view! { <Coming title="Workflows"/> }/>
+                    <Route
+                        path=path!("conversations")
+                        view=|| view! { <Coming title="Conversations"/> }
+                    />
+                    <Route path=path!("jobs") view=|| view! { <Coming title="Jobs"/> }/>
+                    <Route
+                        path=path!("integrations")
+                        view=|| view! { <Coming title="Integrations"/> }
+                    />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

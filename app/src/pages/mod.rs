@@ -1,0 +1,16 @@
+//! Console pages.
+
+mod audit;
+mod keys;
+mod layout;
+mod login;
+mod members;
+mod settings;
+mod widgets;
+
+pub use audit::AuditPage;
+pub use keys::ApiKeysPage;
+pub use layout::{Coming, ConsoleLayout, NotFound, OverviewPage};
+pub use login::LoginPage;
+pub use members::MembersPage;
+pub use settings::SettingsPage;

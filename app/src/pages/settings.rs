@@ -1,0 +1,112 @@
+//! Tenant settings: name, time zone, business hours.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::widgets::{can_write, show_error, use_me, ActionMessage, ReadOnlyNote};
+use crate::api::{get_tenant, SaveSettings};
+use crate::types::{Area, BusinessHours, Tenant, UpdateTenant, WEEKDAYS};
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let writable = can_write(use_me(), Area::Tenant);
+    let save = ServerAction::<SaveSettings>::new();
+    let tenant = Resource::new(|| (), |_| get_tenant());
+    view! {
+        <Title text="Settings"/>
+        <h1>"Settings"</h1>
+        <ReadOnlyNote writable/>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match tenant.await {
+                    Ok(t) => view! { <SettingsForm tenant=t save writable/> }.into_any(),
+                    Err(e) => show_error(&e),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// One weekday's row of the business-hours editor.
+#[derive(Clone, Copy)]
+struct DayRow {
+    open: RwSignal<bool>,
+    from: RwSignal<String>,
+    to: RwSignal<String>,
+}
+
+#[component]
+fn SettingsForm(
+    tenant: Tenant,
+    save: ServerAction<SaveSettings>,
+    writable: Signal<bool>,
+) -> impl IntoView {
+    let name = RwSignal::new(tenant.name.clone());
+    let timezone = RwSignal::new(tenant.timezone.clone());
+    let days: Vec<DayRow> = (0..7u8)
+        .map(|d| {
+            let hours = tenant.business_hours.iter().find(|h| h.weekday == d);
+            DayRow {
+                open: RwSignal::new(hours.is_some()),
+                from: RwSignal::new(hours.map_or("09:00".into(), |h| h.open.clone())),
+                to: RwSignal::new(hours.map_or("17:00".into(), |h| h.close.clone())),
+            }
+        })
+        .collect();
+    let rows = days.clone();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let business_hours = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.open.get_untracked())
+            .map(|(d, r)| BusinessHours {
+                weekday: d as u8,
+                open: r.from.get_untracked(),
+                close: r.to.get_untracked(),
+            })
+            .collect();
+        save.dispatch(SaveSettings {
+            update: UpdateTenant {
+                name: Some(name.get_untracked()),
+                timezone: Some(timezone.get_untracked()),
+                business_hours: Some(business_hours),
+            },
+        });
+    };
+    view! {
+        <form class="card stack" on:submit=submit>
+            <p class="muted">{format!("Slug: {}", tenant.slug)}</p>
+            <label for="tenant-name">"Company name"</label>
+            <input id="tenant-name" type="text" maxlength="200" required bind:value=name/>
+            <label for="tenant-tz">"Time zone (IANA, e.g. Europe/Berlin)"</label>
+            <input id="tenant-tz" type="text" required bind:value=timezone/>
+            <fieldset>
+                <legend>"Business hours"</legend>
+                <div class="hours-grid">
+                    {days
+                        .into_iter()
+                        .enumerate()
+                        .map(|(d, row)| {
+                            let day = WEEKDAYS[d];
+                            view! {
+                                <label class="check">
+                                    <input type="checkbox" bind:checked=row.open/>
+                                    {day}
+                                </label>
+                                <label class="sr-only" for=format!("open-{d}")>{format!("{day} opens")}</label>
+                                <input id=format!("open-{d}") type="time" bind:value=row.from disabled=move || !row.open.get()/>
+                                <label class="sr-only" for=format!("close-{d}")>{format!("{day} closes")}</label>
+                                <input id=format!("close-{d}") type="time" bind:value=row.to disabled=move || !row.open.get()/>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+            </fieldset>
+            <button type="submit" disabled=move || !writable.get() || save.pending().get()>
+                "Save settings"
+            </button>
+            <ActionMessage value=save.value() ok="Settings saved."/>
+        </form>
+    }
+}

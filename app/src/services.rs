@@ -1,0 +1,132 @@
+//! The application-service contract. `server` implements these traits; server functions and REST
+//! handlers both call them, so each rule (validation, permissions, tenancy, audit) lives once.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::types::*;
+
+/// Who is acting, seen by the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    User { id: Uuid, email: String },
+    ApiKey { id: Uuid, prefix: String },
+    Cli,
+}
+
+impl Actor {
+    pub fn label(&self) -> String {
+        match self {
+            Actor::User { email, .. } => format!("user:{email}"),
+            Actor::ApiKey { prefix, .. } => format!("key:{prefix}"),
+            Actor::Cli => "cli".to_string(),
+        }
+    }
+}
+
+/// An authenticated caller inside one tenant: every service call carries one.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub tenant_id: Uuid,
+    pub actor: Actor,
+    /// The role when the caller is a console user; API keys have none.
+    pub role: Option<Role>,
+    pub scopes: Vec<Scope>,
+    pub ip: Option<String>,
+}
+
+impl Access {
+    pub fn require(&self, area: Area, level: Level) -> Result<(), AppError> {
+        if self.scopes.iter().any(|s| s.allows(area, level)) {
+            Ok(())
+        } else {
+            let level = if level == Level::Write {
+                "write"
+            } else {
+                "read"
+            };
+            Err(AppError::Forbidden(format!(
+                "this needs the {}:{level} permission",
+                area.as_str()
+            )))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait TenancyService: Send + Sync {
+    async fn get_tenant(&self, access: &Access) -> Result<Tenant, AppError>;
+    async fn update_tenant(
+        &self,
+        access: &Access,
+        update: UpdateTenant,
+    ) -> Result<Tenant, AppError>;
+
+    async fn list_members(&self, access: &Access) -> Result<Vec<Member>, AppError>;
+    async fn get_member(&self, access: &Access, user_id: Uuid) -> Result<Member, AppError>;
+    async fn add_member(&self, access: &Access, add: AddMember) -> Result<Member, AppError>;
+    async fn create_user(
+        &self,
+        access: &Access,
+        create: CreateUser,
+    ) -> Result<CreatedUser, AppError>;
+    async fn change_role(
+        &self,
+        access: &Access,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<Member, AppError>;
+    async fn remove_member(&self, access: &Access, user_id: Uuid) -> Result<(), AppError>;
+
+    async fn list_api_keys(&self, access: &Access) -> Result<Vec<ApiKey>, AppError>;
+    async fn get_api_key(&self, access: &Access, id: Uuid) -> Result<ApiKey, AppError>;
+    async fn create_api_key(
+        &self,
+        access: &Access,
+        create: CreateApiKey,
+    ) -> Result<CreatedApiKey, AppError>;
+    async fn revoke_api_key(&self, access: &Access, id: Uuid) -> Result<ApiKey, AppError>;
+
+    async fn list_audit(
+        &self,
+        access: &Access,
+        query: AuditQuery,
+    ) -> Result<Page<AuditEntry>, AppError>;
+}
+
+/// Everything the server hands to server functions, one `Arc<dyn …>` per area.
+#[derive(Clone)]
+pub struct Services {
+    pub tenancy: Arc<dyn TenancyService>,
+}
+
+pub fn use_services() -> Result<Services, AppError> {
+    leptos::prelude::use_context::<Services>()
+        .ok_or_else(|| AppError::Internal("services missing from context".into()))
+}
+
+/// The request's parts, which the server's session middleware has annotated.
+fn request_parts() -> Result<http::request::Parts, AppError> {
+    leptos::prelude::use_context::<http::request::Parts>()
+        .ok_or_else(|| AppError::Internal("request missing from context".into()))
+}
+
+/// The signed-in console user, as the server's session middleware found them.
+pub fn current_user() -> Result<CurrentUser, AppError> {
+    request_parts()?
+        .extensions
+        .get::<CurrentUser>()
+        .cloned()
+        .ok_or(AppError::Unauthorized)
+}
+
+/// The signed-in console user's access to their current tenant.
+pub fn console_access() -> Result<Access, AppError> {
+    request_parts()?
+        .extensions
+        .get::<Access>()
+        .cloned()
+        .ok_or(AppError::Unauthorized)
+}

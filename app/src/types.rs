@@ -1,0 +1,351 @@
+//! Shared request/response types: used by server functions, the REST API and the browser.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{AppError, FieldError};
+
+#[cfg(feature = "ssr")]
+use utoipa::ToSchema;
+
+/// A member's role in one tenant. Ordered from most to least privileged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Editor,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Editor, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role, AppError> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| AppError::invalid("role", "must be one of owner, admin, editor, viewer"))
+    }
+
+    /// What a member with this role may do, as API-key-style scopes.
+    pub fn scopes(self) -> Vec<Scope> {
+        Area::ALL
+            .into_iter()
+            .map(|area| {
+                let level = match self {
+                    Role::Owner | Role::Admin => Level::Write,
+                    Role::Editor if area.is_content() => Level::Write,
+                    Role::Editor | Role::Viewer => Level::Read,
+                };
+                Scope { area, level }
+            })
+            .collect()
+    }
+}
+
+/// A part of the platform that permissions are granted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Area {
+    Tenant,
+    Members,
+    ApiKeys,
+    Audit,
+    Knowledge,
+    Agents,
+    Workflows,
+    Conversations,
+    Jobs,
+    Integrations,
+}
+
+impl Area {
+    pub const ALL: [Area; 10] = [
+        Area::Tenant,
+        Area::Members,
+        Area::ApiKeys,
+        Area::Audit,
+        Area::Knowledge,
+        Area::Agents,
+        Area::Workflows,
+        Area::Conversations,
+        Area::Jobs,
+        Area::Integrations,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Area::Tenant => "tenant",
+            Area::Members => "members",
+            Area::ApiKeys => "api_keys",
+            Area::Audit => "audit",
+            Area::Knowledge => "knowledge",
+            Area::Agents => "agents",
+            Area::Workflows => "workflows",
+            Area::Conversations => "conversations",
+            Area::Jobs => "jobs",
+            Area::Integrations => "integrations",
+        }
+    }
+
+    /// Areas an editor may change; the rest is administration.
+    fn is_content(self) -> bool {
+        !matches!(
+            self,
+            Area::Tenant | Area::Members | Area::ApiKeys | Area::Audit
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Read,
+    Write,
+}
+
+/// A permission such as `api_keys:write`. Write implies read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub area: Area,
+    pub level: Level,
+}
+
+impl Scope {
+    pub fn all() -> Vec<Scope> {
+        Area::ALL
+            .into_iter()
+            .flat_map(|area| {
+                [Level::Read, Level::Write]
+                    .into_iter()
+                    .map(move |level| Scope { area, level })
+            })
+            .collect()
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        let (area, level) = s.split_once(':')?;
+        let area = Area::ALL.into_iter().find(|a| a.as_str() == area)?;
+        let level = match level {
+            "read" => Level::Read,
+            "write" => Level::Write,
+            _ => return None,
+        };
+        Some(Scope { area, level })
+    }
+
+    /// Parses a list of scope strings, naming each one that is not a scope.
+    pub fn parse_list(field: &str, items: &[String]) -> Result<Vec<Scope>, AppError> {
+        let mut scopes = Vec::new();
+        let mut errors = Vec::new();
+        for item in items {
+            match Scope::parse(item.trim()) {
+                Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+                Some(_) => {}
+                None => errors.push(FieldError::new(
+                    field,
+                    format!("unknown scope '{item}' (expected AREA:read or AREA:write)"),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        Ok(scopes)
+    }
+
+    pub fn allows(&self, area: Area, level: Level) -> bool {
+        self.area == area && self.level >= level
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.level {
+            Level::Read => "read",
+            Level::Write => "write",
+        };
+        write!(f, "{}:{}", self.area.as_str(), level)
+    }
+}
+
+/// Opening hours for one weekday (0 = Monday … 6 = Sunday), times as `HH:MM`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct BusinessHours {
+    pub weekday: u8,
+    pub open: String,
+    pub close: String,
+}
+
+pub const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    pub business_hours: Vec<BusinessHours>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Changes to a tenant's settings; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+    pub business_hours: Option<Vec<BusinessHours>>,
+}
+
+/// A tenant the signed-in user belongs to, with the role held there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantMembership {
+    pub tenant_id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Who is signed in to the console and in which tenant they are working.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentUser {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub tenant: TenantMembership,
+    pub memberships: Vec<TenantMembership>,
+}
+
+impl CurrentUser {
+    pub fn can_write(&self, area: Area) -> bool {
+        self.tenant
+            .role
+            .scopes()
+            .iter()
+            .any(|s| s.allows(area, Level::Write))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMember {
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A new user and the temporary password they sign in with once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedUser {
+    pub member: Member,
+    pub temporary_password: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// The recognisable start of the key (`apk_…`), safe to show.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreateApiKey {
+    pub name: String,
+    /// Permissions such as `knowledge:read` or `api_keys:write`; write implies read.
+    pub scopes: Vec<String>,
+}
+
+/// A new key. `secret` is the whole key and is shown this once; only its hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    /// `user:EMAIL`, `key:PREFIX` or `cli`.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub ip: Option<String>,
+    pub details: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters and cursor for the audit log; newest entries come first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct AuditQuery {
+    /// Exact actor, e.g. `user:alice@example.com`.
+    pub actor: Option<String>,
+    /// Exact action, e.g. `api_key.create`.
+    pub action: Option<String>,
+    /// Only entries at or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only entries before this instant (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}

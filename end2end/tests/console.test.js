@@ -1,0 +1,83 @@
+// Browser tests: Debian's Chromium driven by playwright-core against the real server.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.BASE_URL;
+const ADMIN = { email: process.env.DEMO_EMAIL, password: process.env.DEMO_PASSWORD };
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => { await browser?.close(); });
+
+async function signIn(page, { email, password }) {
+  await page.goto(`${BASE}/login`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${BASE}/`);
+  await page.waitForSelector("body[data-hydrated=true]");
+}
+
+async function api(path, key) {
+  return fetch(`${BASE}${path}`, { headers: { Authorization: `Bearer ${key}` } });
+}
+
+test("sign in, create a key, use it, revoke it", async () => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN);
+  await page.getByRole("link", { name: "API keys" }).first().click();
+  await page.waitForURL(`${BASE}/keys`);
+  await page.getByLabel("Name").fill("e2e key");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secret = (await page.getByTestId("new-secret").textContent()).trim();
+  assert.match(secret, /^apk_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}$/);
+  await page.getByRole("cell", { name: "e2e key" }).waitFor();
+
+  const ok = await api("/api/v1/tenant", secret);
+  assert.equal(ok.status, 200);
+  assert.equal((await ok.json()).slug, "demo");
+
+  await page.getByRole("button", { name: "Revoke e2e key" }).click();
+  await page.getByText("revoked", { exact: true }).waitFor();
+  const refused = await api("/api/v1/tenant", secret);
+  assert.equal(refused.status, 401);
+  assert.equal((await refused.json()).code, "unauthorized");
+  await page.close();
+});
+
+test("a viewer cannot create a key", async () => {
+  const admin = await browser.newPage();
+  await signIn(admin, ADMIN);
+  await admin.goto(`${BASE}/members`);
+  await admin.waitForSelector("body[data-hydrated=true]");
+  const email = `viewer-${Date.now()}@demo.local`;
+  await admin.getByLabel("Name", { exact: true }).fill("Vera Viewer");
+  await admin.locator("#new-email").fill(email);
+  await admin.getByRole("button", { name: "Create user" }).click();
+  const password = (await admin.getByTestId("temp-password").textContent()).trim();
+  await admin.getByRole("cell", { name: email }).waitFor();
+  await admin.close();
+
+  const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
+  const page = await context.newPage();
+  await signIn(page, { email, password });
+  await page.goto(`${BASE}/keys`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByText("Your role can view this page but not change it.").waitFor();
+  assert.equal(await page.getByRole("button", { name: "Create key" }).count(), 0);
+
+  // Going around the UI does not help: the server refuses.
+  const res = await page.request.post(`${BASE}/_fn/issue_api_key`, {
+    headers: { Origin: BASE, "Content-Type": "application/x-www-form-urlencoded" },
+    data: "create[name]=sneaky&create[scopes][0]=tenant:read",
+  });
+  assert.match(await res.text(), /Forbidden/);
+  await context.close();
+});

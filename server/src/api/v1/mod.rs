@@ -1,0 +1,91 @@
+//! `/api/v1`: every handler carries `#[utoipa::path]`; the document is generated from them.
+
+mod api_keys;
+mod audit;
+mod docs;
+mod members;
+mod tenant;
+
+use axum::routing::{any, get};
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agent Platform API",
+        version = "1.0.0",
+        description = "Multi-tenant AI agent platform. Authenticate with an API key created in the console or CLI: `Authorization: Bearer apk_…`. Errors are RFC 7807 problem+json with a stable `code`."
+    ),
+    paths(
+        tenant::get_tenant,
+        tenant::update_tenant,
+        members::list_members,
+        members::get_member,
+        api_keys::list_api_keys,
+        api_keys::create_api_key,
+        api_keys::get_api_key,
+        api_keys::revoke_api_key,
+        audit::list_audit,
+    ),
+    components(schemas(
+        crate::http::error::Problem,
+        app::types::Page<app::types::AuditEntry>,
+    )),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+    tags(
+        (name = "tenant", description = "The tenant the key belongs to"),
+        (name = "members", description = "People with access to the tenant's console"),
+        (name = "api-keys", description = "Keys for the REST API"),
+        (name = "audit", description = "Who did what, when, from where"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("apk_…")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(docs::openapi_json))
+        .route("/api/docs", get(docs::docs_page))
+        .route(
+            "/api/v1/tenant",
+            get(tenant::get_tenant).patch(tenant::update_tenant),
+        )
+        .route("/api/v1/members", get(members::list_members))
+        .route("/api/v1/members/{user_id}", get(members::get_member))
+        .route(
+            "/api/v1/api-keys",
+            get(api_keys::list_api_keys).post(api_keys::create_api_key),
+        )
+        .route(
+            "/api/v1/api-keys/{id}",
+            get(api_keys::get_api_key).delete(api_keys::revoke_api_key),
+        )
+        .route("/api/v1/audit-log", get(audit::list_audit))
+        .route("/api/{*rest}", any(unknown_api_route))
+}
+
+/// Unknown paths under the API answer in problem+json, not with the console's 404 page.
+async fn unknown_api_route() -> crate::http::error::ApiError {
+    app::error::AppError::not_found("route").into()
+}

@@ -1,0 +1,261 @@
+//! Console sign-in, sign-out and tenant switching (plain form posts, so they work before
+//! hydration), and the middleware that tells server functions who is signed in.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Form, Router};
+use serde::Deserialize;
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use app::services::{Access, Actor};
+use app::types::{CurrentUser, TenantMembership};
+
+use super::{AuthSession, Credentials};
+use crate::http::client_ip::{client_ip, ClientIp};
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::store::audit_log::Record;
+use crate::tenancy::{db_error, memberships_of};
+
+const TENANT_KEY: &str = "tenant_id";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/switch-tenant", post(switch_tenant))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Only same-site relative paths, so the sign-in form cannot be used to redirect elsewhere.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+fn back_to_login(error: &str, next: &str) -> Response {
+    let next: String = url_escape(next);
+    Redirect::to(&format!("/login?error={error}&next={next}")).into_response()
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut auth: AuthSession,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let next = safe_next(form.next.as_deref()).to_string();
+    let email = form.email.trim().to_lowercase();
+    if state
+        .login_throttle
+        .check(&email, ip.as_deref().unwrap_or("unknown"))
+        .is_err()
+    {
+        tracing::warn!(email = %email, "sign-in throttled");
+        return Ok(back_to_login("throttled", &next));
+    }
+    let creds = Credentials {
+        email: email.clone(),
+        password: form.password,
+    };
+    let user = auth.authenticate(creds).await.map_err(|e| {
+        tracing::error!(error = %e, "sign-in backend failed");
+        app::error::AppError::Internal("sign-in failed".into())
+    })?;
+    let Some(user) = user else {
+        audit_sign_in(&state, None, &email, "auth.sign_in_failed", ip).await?;
+        return Ok(back_to_login("invalid", &next));
+    };
+    let memberships = memberships_of(&state.db, user.id).await?;
+    let Some(first) = memberships.first() else {
+        audit_sign_in(&state, None, &email, "auth.sign_in_failed", ip).await?;
+        return Ok(back_to_login("no_tenant", &next));
+    };
+    auth.login(&user).await.map_err(|e| {
+        tracing::error!(error = %e, "session login failed");
+        app::error::AppError::Internal("sign-in failed".into())
+    })?;
+    set_tenant(&session, first.tenant_id).await?;
+    audit_sign_in(&state, Some(first.tenant_id), &email, "auth.sign_in", ip).await?;
+    Ok(Redirect::to(&next).into_response())
+}
+
+async fn audit_sign_in(
+    state: &AppState,
+    tenant_id: Option<Uuid>,
+    email: &str,
+    action: &str,
+    ip: Option<String>,
+) -> Result<(), ApiError> {
+    Record {
+        tenant_id,
+        actor: format!("user:{email}"),
+        action,
+        target: format!("user:{email}"),
+        ip,
+        details: None,
+    }
+    .write(&state.db)
+    .await
+    .map_err(|e| ApiError::from(db_error(e)))
+}
+
+async fn set_tenant(session: &Session, tenant_id: Uuid) -> Result<(), ApiError> {
+    session.insert(TENANT_KEY, tenant_id).await.map_err(|e| {
+        tracing::error!(error = %e, "session write failed");
+        ApiError::from(app::error::AppError::Internal(
+            "session write failed".into(),
+        ))
+    })
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut auth: AuthSession,
+    session: Session,
+) -> Result<Response, ApiError> {
+    let tenant: Option<Uuid> = session.get(TENANT_KEY).await.ok().flatten();
+    if let Ok(Some(user)) = auth.logout().await {
+        audit_sign_in(&state, tenant, &user.email, "auth.sign_out", ip).await?;
+    }
+    let _ = session.flush().await;
+    Ok(Redirect::to("/login?signed_out=1").into_response())
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    tenant: String,
+}
+
+async fn switch_tenant(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthSession,
+    session: Session,
+    Form(form): Form<SwitchForm>,
+) -> Result<Response, ApiError> {
+    let Some(user) = auth.user else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let memberships = memberships_of(&state.db, user.id).await?;
+    let Some(target) = memberships.iter().find(|m| m.slug == form.tenant) else {
+        return Err(app::error::AppError::not_found("tenant").into());
+    };
+    set_tenant(&session, target.tenant_id).await?;
+    audit_sign_in(
+        &state,
+        Some(target.tenant_id),
+        &user.email,
+        "auth.switch_tenant",
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to("/").into_response())
+}
+
+/// Puts `CurrentUser` and `Access` into the request for server functions, and sends anonymous
+/// visitors of console pages to the sign-in page.
+pub async fn console_context(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    session: Session,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Some(user) = auth.user {
+        let chosen: Option<Uuid> = session.get(TENANT_KEY).await.ok().flatten();
+        match memberships_of(&state.db, user.id).await {
+            Ok(memberships) => {
+                let current = memberships
+                    .iter()
+                    .find(|m| Some(m.tenant_id) == chosen)
+                    .or(memberships.first())
+                    .cloned();
+                if let Some(tenant) = current {
+                    let ip = client_ip(req.extensions());
+                    insert_user(
+                        &mut req,
+                        user.id,
+                        &user.email,
+                        &user.name,
+                        tenant,
+                        memberships,
+                        ip,
+                    );
+                }
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
+    let anonymous = req.extensions().get::<CurrentUser>().is_none();
+    let path = req.uri().path();
+    if anonymous && app::CONSOLE_PAGES.iter().any(|(p, _)| *p == path) {
+        return Redirect::to(&format!("/login?next={}", url_escape(path))).into_response();
+    }
+    next.run(req).await
+}
+
+fn insert_user(
+    req: &mut Request,
+    user_id: Uuid,
+    email: &str,
+    name: &str,
+    tenant: TenantMembership,
+    memberships: Vec<TenantMembership>,
+    ip: Option<String>,
+) {
+    let access = Access {
+        tenant_id: tenant.tenant_id,
+        actor: Actor::User {
+            id: user_id,
+            email: email.to_string(),
+        },
+        role: Some(tenant.role),
+        scopes: tenant.role.scopes(),
+        ip,
+    };
+    req.extensions_mut().insert(access);
+    req.extensions_mut().insert(CurrentUser {
+        user_id,
+        email: email.to_string(),
+        name: name.to_string(),
+        tenant,
+        memberships,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_is_always_local() {
+        assert_eq!(super::safe_next(Some("/keys")), "/keys");
+        assert_eq!(super::safe_next(Some("//evil.example")), "/");
+        assert_eq!(super::safe_next(Some("https://evil.example")), "/");
+        assert_eq!(super::safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(super::safe_next(None), "/");
+    }
+}

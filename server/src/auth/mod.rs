@@ -1,0 +1,17 @@
+//! Authentication: console users (axum-login sessions) and API keys (bearer tokens).
+
+pub mod api_key;
+mod backend;
+mod bearer;
+mod console;
+mod csrf;
+pub mod password;
+mod sessions;
+mod throttle;
+
+pub use backend::{AuthSession, Backend, Credentials};
+pub use bearer::ApiAccess;
+pub use console::{console_context, routes as console_routes};
+pub use csrf::same_origin_writes;
+pub use sessions::{session_layer, DbSessionStore};
+pub use throttle::LoginThrottle;

@@ -1,0 +1,220 @@
+//! The command line: serve, migrate, and the operator's admin commands on the same database.
+
+use clap::{Parser, Subcommand};
+use sea_orm_migration::MigratorTrait;
+
+use app::types::{CreateApiKey, CreateUser, Role, Scope};
+
+use crate::config::Config;
+use crate::startup::Application;
+use crate::store;
+use crate::tenancy::{self, TenancyServiceImpl};
+use app::services::TenancyService;
+
+#[derive(Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "The agent platform: console, REST API and admin CLI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the web server (the default)
+    Serve,
+    /// Apply pending database migrations (or roll the last one back)
+    Migrate {
+        /// Roll back the most recent migration instead
+        #[arg(long)]
+        down: bool,
+    },
+    /// Manage tenants
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant
+    Create {
+        /// URL-safe identifier: lowercase letters, digits, hyphens
+        slug: String,
+        /// Display name (defaults to the slug)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tenants
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user in a tenant and print a temporary password
+    Create {
+        email: String,
+        #[arg(long)]
+        tenant: String,
+        /// owner, admin, editor or viewer
+        #[arg(long)]
+        role: String,
+        /// Display name (defaults to the part of the email before @)
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; the key is printed once, alone on the last line
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated scopes such as knowledge:read,api_keys:write (default: all)
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate { down } => {
+            let db = store::connect(&config).await?;
+            if down {
+                migration::Migrator::down(&db, Some(1)).await?;
+                println!("rolled back the last migration");
+            } else {
+                migration::Migrator::up(&db, None).await?;
+                println!("database is up to date");
+            }
+            Ok(())
+        }
+        Command::Tenant(cmd) => tenant(cmd, config).await,
+        Command::User(cmd) => user(cmd, config).await,
+        Command::Apikey(cmd) => apikey(cmd, config).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let url = config.console_url();
+    let app = Application::build(config).await?;
+    tracing::info!(%url, "serving");
+    println!("Agent platform listening on {url}");
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn db_and_service(
+    config: &Config,
+) -> anyhow::Result<(sea_orm::DatabaseConnection, TenancyServiceImpl)> {
+    let db = store::connect(config).await?;
+    store::migrate(&db).await?;
+    Ok((db.clone(), TenancyServiceImpl::new(db)))
+}
+
+async fn tenant_id(db: &sea_orm::DatabaseConnection, slug: &str) -> anyhow::Result<uuid::Uuid> {
+    tenancy::find_by_slug(db, slug)
+        .await?
+        .map(|t| t.id)
+        .ok_or_else(|| anyhow::anyhow!("no tenant with slug '{slug}' (see `server tenant list`)"))
+}
+
+async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
+    let (db, _) = db_and_service(&config).await?;
+    match cmd {
+        TenantCommand::Create { slug, name } => {
+            let t = tenancy::create_tenant(&db, &slug, name.as_deref().unwrap_or(&slug))
+                .await
+                .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+            println!("created tenant {} ({}) id {}", t.slug, t.name, t.id);
+        }
+        TenantCommand::List => {
+            let tenants = tenancy::list_tenants(&db).await?;
+            if tenants.is_empty() {
+                println!("no tenants");
+            }
+            for t in tenants {
+                println!("{}\t{}\t{}", t.slug, t.name, t.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn user(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
+    let (db, service) = db_and_service(&config).await?;
+    let UserCommand::Create {
+        email,
+        tenant,
+        role,
+        name,
+    } = cmd;
+    let access = tenancy::cli_access(tenant_id(&db, &tenant).await?);
+    let role = Role::parse(&role).map_err(|e| anyhow::anyhow!(e.user_message()))?;
+    let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+    let created = service
+        .create_user(&access, CreateUser { email, name, role })
+        .await
+        .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+    println!(
+        "created {} as {} of {tenant}; temporary password:\n{}",
+        created.member.email,
+        role.as_str(),
+        created.temporary_password
+    );
+    Ok(())
+}
+
+async fn apikey(cmd: ApiKeyCommand, config: Config) -> anyhow::Result<()> {
+    let (db, service) = db_and_service(&config).await?;
+    let ApiKeyCommand::Create {
+        tenant,
+        scopes,
+        name,
+    } = cmd;
+    let access = tenancy::cli_access(tenant_id(&db, &tenant).await?);
+    let scopes = if scopes.is_empty() {
+        Scope::all().iter().map(ToString::to_string).collect()
+    } else {
+        scopes
+    };
+    let created = service
+        .create_api_key(&access, CreateApiKey { name, scopes })
+        .await
+        .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+    println!(
+        "created API key {} for {tenant} with {}; it is shown only now:",
+        created.key.prefix,
+        created.key.scopes.join(",")
+    );
+    println!("{}", created.secret);
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! One typed configuration, read once at start-up from an optional TOML file and the
+//! environment. Each key is named after its environment variable; a bad value stops start-up
+//! with a message naming that variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+const KEYS: [&str; 9] = [
+    "LEPTOS_SITE_ADDR",
+    "LEPTOS_SITE_ROOT",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "PUBLIC_URL",
+    "LOG_FORMAT",
+    "DEMO_TENANT",
+    "LOGIN_ATTEMPTS_PER_MINUTE",
+    "SESSION_HOURS",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Raw {
+    leptos_site_addr: SocketAddr,
+    leptos_site_root: PathBuf,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    log_format: LogFormat,
+    demo_tenant: bool,
+    login_attempts_per_minute: u32,
+    session_hours: u32,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Raw {
+            leptos_site_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            leptos_site_root: PathBuf::from("target/site"),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            public_url: None,
+            log_format: LogFormat::Text,
+            demo_tenant: true,
+            login_attempts_per_minute: 5,
+            session_hours: 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens (`LEPTOS_SITE_ADDR`).
+    pub site_addr: SocketAddr,
+    /// The folder cargo-leptos built the WASM bundle, CSS and assets into (`LEPTOS_SITE_ROOT`).
+    pub site_root: PathBuf,
+    /// Local state for the embedded defaults (`DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// SQLite file under `DATA_DIR` unless `DATABASE_URL` names another database.
+    pub database_url: SecretString,
+    /// The address users reach the console at; `https://` turns on Secure cookies.
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Create a demo tenant with an admin user when the database has no tenant.
+    pub demo_tenant: bool,
+    /// Failed sign-ins allowed per minute for one email or one address.
+    pub login_attempts_per_minute: u32,
+    /// Console sessions end after this many hours without activity.
+    pub session_hours: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads `CONFIG_FILE` (default `agent-platform.toml`, if present) and the environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        let file = std::env::var("CONFIG_FILE").unwrap_or_else(|_| "agent-platform.toml".into());
+        let figment = Figment::from(Serialized::defaults(Raw::default()))
+            .merge(Toml::file(file))
+            .merge(Env::raw().filter(|k| KEYS.contains(&k.as_str().to_uppercase().as_str())));
+        Self::from_figment(figment)
+    }
+
+    /// Defaults plus the given overrides; what tests and tools use.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+        for (key, value) in pairs {
+            // Parsed as the environment provider parses, so "5" is a number and "true" a bool.
+            let value: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
+            figment = figment.merge((key.to_lowercase(), value));
+        }
+        Self::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let raw: Raw = figment.extract().map_err(|e| {
+            let key = e.path.last().map(|k| k.to_uppercase()).unwrap_or_default();
+            ConfigError(format!("invalid value for {key}: {}", e.kind))
+        })?;
+        raw.validate()
+    }
+}
+
+impl Raw {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if self.login_attempts_per_minute == 0 {
+            return Err(ConfigError(
+                "invalid value for LOGIN_ATTEMPTS_PER_MINUTE: must be at least 1".into(),
+            ));
+        }
+        if self.session_hours == 0 {
+            return Err(ConfigError(
+                "invalid value for SESSION_HOURS: must be at least 1".into(),
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(
+                    "invalid value for PUBLIC_URL: must start with http:// or https://".into(),
+                ));
+            }
+        }
+        let database_url = match self.database_url.filter(|u| !u.is_empty()) {
+            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => url,
+            Some(_) => {
+                return Err(ConfigError(
+                    "invalid value for DATABASE_URL: expected sqlite:… or postgres://…".into(),
+                ))
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("platform.db").display()
+            ),
+        };
+        Ok(Config {
+            site_addr: self.leptos_site_addr,
+            site_root: self.leptos_site_root,
+            data_dir: self.data_dir,
+            database_url: SecretString::from(database_url),
+            public_url: self.public_url,
+            log_format: self.log_format,
+            demo_tenant: self.demo_tenant,
+            login_attempts_per_minute: self.login_attempts_per_minute,
+            session_hours: self.session_hours,
+        })
+    }
+}
+
+impl Config {
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// Where people open the console, for messages.
+    pub fn console_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.site_addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_value_names_the_variable() {
+        let err = Config::from_pairs(&[("LOGIN_ATTEMPTS_PER_MINUTE", "lots")]).unwrap_err();
+        assert!(
+            err.to_string().contains("LOGIN_ATTEMPTS_PER_MINUTE"),
+            "{err}"
+        );
+        let err = Config::from_pairs(&[("LEPTOS_SITE_ADDR", "nowhere")]).unwrap_err();
+        assert!(err.to_string().contains("LEPTOS_SITE_ADDR"), "{err}");
+        let err = Config::from_pairs(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn database_url_is_redacted_and_defaults_to_sqlite_in_data_dir() {
+        let config = Config::from_pairs(&[("DATA_DIR", "/tmp/x")]).unwrap();
+        assert_eq!(
+            config.database_url(),
+            "sqlite:///tmp/x/platform.db?mode=rwc"
+        );
+        let config = Config::from_pairs(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Router assembly and cross-cutting middleware.
+
+pub mod access_log;
+pub mod client_ip;
+pub mod error;
+
+use axum::extract::State;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use app::error::AppError;
+
+use crate::auth::{self, DbSessionStore};
+use crate::state::AppState;
+
+pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
+    let services = state.services.clone();
+    let options = state.leptos_options.clone();
+    let console = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            generate_route_list(app::App),
+            move || provide_context(services.clone()),
+            move || app::shell(options.clone()),
+        )
+        .merge(auth::console_routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::console_context,
+        ))
+        .layer(auth::session_layer(
+            sessions,
+            state.db.clone(),
+            &state.config,
+        ))
+        .layer(middleware::from_fn(auth::same_origin_writes));
+
+    let request_id = HeaderName::from_static(access_log::REQUEST_ID);
+    Router::new()
+        .merge(console)
+        .merge(crate::api::v1::router())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(middleware::from_fn(access_log::access_log))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The process is up.
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The process can serve: its database answers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.db.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            let mut response =
+                error::ApiError(AppError::Internal("database unreachable".into())).into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The agent platform's server: configuration, persistence, tenancy, auth, HTTP.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod tenancy;

@@ -1,0 +1,143 @@
+//! Building and running the HTTP application; what `server serve` and the tests both use.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use leptos::prelude::LeptosOptions;
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use tokio::net::TcpListener;
+use tower_sessions::session_store::ExpiredDeletion;
+
+use app::services::Services;
+use app::types::{CreateUser, Role};
+
+use crate::auth::{DbSessionStore, LoginThrottle};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store;
+use crate::tenancy::{self, TenancyServiceImpl};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects and migrates the database, prepares sessions, seeds the demo tenant when the
+    /// database is empty (if configured) and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let db = store::connect(&config)
+            .await
+            .context("connecting to the database")?;
+        store::migrate(&db).await.context("running migrations")?;
+        let sessions = DbSessionStore::new(&db)
+            .await
+            .context("preparing the session table")?;
+        tokio::spawn(
+            sessions
+                .clone()
+                .continuously_delete_expired(Duration::from_secs(3600)),
+        );
+        let services = Services {
+            tenancy: Arc::new(TenancyServiceImpl::new(db.clone())),
+        };
+        if config.demo_tenant {
+            seed_demo_tenant(&db, &services, &config).await?;
+        }
+        let listener = TcpListener::bind(config.site_addr)
+            .await
+            .with_context(|| format!("binding {} (LEPTOS_SITE_ADDR)", config.site_addr))?;
+        let addr = listener.local_addr()?;
+        let leptos_options = LeptosOptions::builder()
+            .output_name("agent-platform")
+            .site_root(config.site_root.to_string_lossy().as_ref())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+        let throttle = Arc::new(LoginThrottle::new(config.login_attempts_per_minute));
+        let pruned = throttle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                pruned.prune();
+            }
+        });
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            services,
+            leptos_options,
+            login_throttle: throttle,
+        };
+        let router = crate::http::router(state.clone(), sessions);
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+pub const DEMO_EMAIL: &str = "admin@demo.local";
+
+/// On an empty database: a demo tenant whose owner's password is printed once and kept in
+/// `DATA_DIR/demo-credentials.txt`.
+async fn seed_demo_tenant(
+    db: &DatabaseConnection,
+    services: &Services,
+    config: &Config,
+) -> anyhow::Result<()> {
+    if store::tenants::Entity::find().count(db).await? > 0 {
+        return Ok(());
+    }
+    let tenant = tenancy::create_tenant(db, "demo", "Demo Company").await?;
+    let created = services
+        .tenancy
+        .create_user(
+            &tenancy::cli_access(tenant.id),
+            CreateUser {
+                email: DEMO_EMAIL.into(),
+                name: "Demo Admin".into(),
+                role: Role::Owner,
+            },
+        )
+        .await?;
+    let message = format!(
+        "Demo tenant created. Sign in at {}/login\n  email:    {DEMO_EMAIL}\n  password: {}\n",
+        config.console_url(),
+        created.temporary_password
+    );
+    let file = config.data_dir.join("demo-credentials.txt");
+    if let Err(e) =
+        std::fs::create_dir_all(&config.data_dir).and_then(|_| std::fs::write(&file, &message))
+    {
+        tracing::warn!(error = %e, "could not save the demo credentials");
+    }
+    println!("\n{message}  (saved in {})\n", file.display());
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Persistence: sea-orm entities and the connection. Every query on tenant-owned rows filters
+//! by `tenant_id`; the functions that do so live next to the services that use them.
+
+pub mod api_keys;
+pub mod audit_log;
+pub mod memberships;
+pub mod tenants;
+pub mod users;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::Config;
+
+/// Connects (creating the SQLite file's folder if needed) and runs pending migrations.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    if config.is_sqlite() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create DATA_DIR: {e}")))?;
+    }
+    let mut options = ConnectOptions::new(config.database_url());
+    options.sqlx_logging(false);
+    if config.is_sqlite() {
+        // One writer at a time is what SQLite allows; a small pool avoids lock contention.
+        options.max_connections(4);
+    }
+    let db = Database::connect(options).await?;
+    if config.is_sqlite() {
+        use sea_orm::ConnectionTrait;
+        db.execute_unprepared(
+            "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;",
+        )
+        .await?;
+    }
+    Ok(db)
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    migration::Migrator::up(db, None).await
+}

@@ -1,0 +1,138 @@
+//! Tenants, members and API keys: the `TenancyService` the console and the REST API share.
+
+mod service;
+pub mod validate;
+
+pub use service::TenancyServiceImpl;
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryOrder, SqlErr};
+
+use app::error::AppError;
+use app::types::{BusinessHours, Role, Tenant, TenantMembership};
+
+use crate::store::{memberships, tenants};
+
+/// Logs a database failure with its cause and hides the details from the caller.
+pub fn db_error(e: DbErr) -> AppError {
+    if let Some(SqlErr::UniqueConstraintViolation(_)) = e.sql_err() {
+        return AppError::Conflict("that already exists".into());
+    }
+    tracing::error!(error = %e, "database error");
+    AppError::Internal("database error".into())
+}
+
+pub fn to_tenant(m: tenants::Model) -> Tenant {
+    let business_hours = m
+        .business_hours
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    Tenant {
+        id: m.id,
+        slug: m.slug,
+        name: m.name,
+        timezone: m.timezone,
+        business_hours,
+        created_at: m.created_at,
+    }
+}
+
+/// Monday to Friday, nine to five: what a new tenant starts with.
+fn default_business_hours() -> Vec<BusinessHours> {
+    (0..5)
+        .map(|weekday| BusinessHours {
+            weekday,
+            open: "09:00".into(),
+            close: "17:00".into(),
+        })
+        .collect()
+}
+
+pub async fn create_tenant(
+    db: &impl ConnectionTrait,
+    slug: &str,
+    name: &str,
+) -> Result<Tenant, AppError> {
+    validate::slug(slug)?;
+    let name = validate::name("name", name, 200).map_err(|e| AppError::Validation(vec![e]))?;
+    if find_by_slug(db, slug).await?.is_some() {
+        return Err(AppError::Conflict(format!(
+            "a tenant with slug '{slug}' exists"
+        )));
+    }
+    let now = Utc::now();
+    let model = tenants::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        slug: Set(slug.to_string()),
+        name: Set(name),
+        timezone: Set("UTC".into()),
+        business_hours: Set(serde_json::to_value(default_business_hours()).ok()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .map_err(db_error)?;
+    Ok(to_tenant(model))
+}
+
+pub async fn find_by_slug(
+    db: &impl ConnectionTrait,
+    slug: &str,
+) -> Result<Option<Tenant>, AppError> {
+    Ok(tenants::Entity::find()
+        .filter(tenants::Column::Slug.eq(slug))
+        .one(db)
+        .await
+        .map_err(db_error)?
+        .map(to_tenant))
+}
+
+pub async fn list_tenants(db: &impl ConnectionTrait) -> Result<Vec<Tenant>, AppError> {
+    Ok(tenants::Entity::find()
+        .order_by_asc(tenants::Column::Slug)
+        .all(db)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(to_tenant)
+        .collect())
+}
+
+/// The tenants a user belongs to, oldest membership first.
+pub async fn memberships_of(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Vec<TenantMembership>, AppError> {
+    let rows = memberships::Entity::find()
+        .filter(memberships::Column::UserId.eq(user_id))
+        .find_also_related(tenants::Entity)
+        .order_by_asc(memberships::Column::CreatedAt)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(m, t)| {
+            let t = t?;
+            Some(TenantMembership {
+                tenant_id: t.id,
+                slug: t.slug,
+                name: t.name,
+                role: Role::parse(&m.role).ok()?,
+            })
+        })
+        .collect())
+}
+
+/// Full access to one tenant for the operator's CLI and start-up tasks.
+pub fn cli_access(tenant_id: Uuid) -> app::services::Access {
+    app::services::Access {
+        tenant_id,
+        actor: app::services::Actor::Cli,
+        role: Some(Role::Owner),
+        scopes: app::types::Scope::all(),
+        ip: None,
+    }
+}

@@ -1,0 +1,450 @@
+//! The tenancy service: every query here is scoped by `access.tenant_id`, every change is
+//! permission-checked and written to the audit log in the same transaction.
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, QueryOrder, TransactionTrait};
+use serde_json::json;
+
+use app::error::AppError;
+use app::services::{Access, TenancyService};
+use app::types::*;
+
+use super::{db_error, to_tenant, validate};
+use crate::auth::{api_key, password};
+use crate::store::audit_log::{self, Record};
+use crate::store::{api_keys, memberships, tenants, users};
+
+pub struct TenancyServiceImpl {
+    db: DatabaseConnection,
+}
+
+impl TenancyServiceImpl {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    async fn tenant_model(&self, access: &Access) -> Result<tenants::Model, AppError> {
+        tenants::Entity::find_by_id(access.tenant_id)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("tenant"))
+    }
+
+    async fn membership(
+        &self,
+        access: &Access,
+        user_id: Uuid,
+    ) -> Result<(memberships::Model, users::Model), AppError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(access.tenant_id))
+            .filter(memberships::Column::UserId.eq(user_id))
+            .find_also_related(users::Entity)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .and_then(|(m, u)| Some((m, u?)))
+            .ok_or_else(|| AppError::not_found("member"))
+    }
+
+    async fn owner_count(&self, access: &Access) -> Result<u64, AppError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(access.tenant_id))
+            .filter(memberships::Column::Role.eq(Role::Owner.as_str()))
+            .count(&self.db)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn api_key_model(&self, access: &Access, id: Uuid) -> Result<api_keys::Model, AppError> {
+        api_keys::Entity::find_by_id(id)
+            .filter(api_keys::Column::TenantId.eq(access.tenant_id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("API key"))
+    }
+
+    async fn insert_membership(
+        &self,
+        db: &impl ConnectionTrait,
+        access: &Access,
+        user: &users::Model,
+        role: Role,
+    ) -> Result<Member, AppError> {
+        let row = memberships::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
+            user_id: Set(user.id),
+            role: Set(role.as_str().to_string()),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await
+        .map_err(db_error)?;
+        Ok(to_member(row, user.clone()))
+    }
+}
+
+/// Only an owner may hand out or take away the owner role.
+fn guard_owner_role(access: &Access, touches_owner: bool) -> Result<(), AppError> {
+    if touches_owner
+        && access.role != Some(Role::Owner)
+        && access.actor != app::services::Actor::Cli
+    {
+        return Err(AppError::Forbidden(
+            "only an owner can grant or change the owner role".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn to_member(m: memberships::Model, u: users::Model) -> Member {
+    Member {
+        user_id: u.id,
+        email: u.email,
+        name: u.name,
+        role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+        joined_at: m.created_at,
+    }
+}
+
+fn to_api_key(m: api_keys::Model) -> ApiKey {
+    ApiKey {
+        id: m.id,
+        name: m.name,
+        prefix: m.prefix,
+        scopes: serde_json::from_value(m.scopes).unwrap_or_default(),
+        created_by: m.created_by,
+        created_at: m.created_at,
+        last_used_at: m.last_used_at,
+        revoked_at: m.revoked_at,
+    }
+}
+
+#[async_trait::async_trait]
+impl TenancyService for TenancyServiceImpl {
+    async fn get_tenant(&self, access: &Access) -> Result<Tenant, AppError> {
+        access.require(Area::Tenant, Level::Read)?;
+        self.tenant_model(access).await.map(to_tenant)
+    }
+
+    async fn update_tenant(
+        &self,
+        access: &Access,
+        update: UpdateTenant,
+    ) -> Result<Tenant, AppError> {
+        access.require(Area::Tenant, Level::Write)?;
+        let mut errors = Vec::new();
+        let name = update
+            .name
+            .as_deref()
+            .map(|n| validate::name("name", n, 200));
+        let timezone = update.timezone.as_deref().map(validate::timezone);
+        if let Some(Err(e)) = &name {
+            errors.push(e.clone());
+        }
+        if let Some(Err(e)) = &timezone {
+            errors.push(e.clone());
+        }
+        if let Some(Err(e)) = update
+            .business_hours
+            .as_deref()
+            .map(validate::business_hours)
+        {
+            errors.push(e);
+        }
+        validate::all(errors)?;
+
+        let current = self.tenant_model(access).await?;
+        let mut row: tenants::ActiveModel = current.into();
+        if let Some(Ok(name)) = name {
+            row.name = Set(name);
+        }
+        if let Some(Ok(tz)) = timezone {
+            row.timezone = Set(tz);
+        }
+        if let Some(mut hours) = update.business_hours {
+            hours.sort_by_key(|h| h.weekday);
+            row.business_hours = Set(serde_json::to_value(hours).ok());
+        }
+        row.updated_at = Set(Utc::now());
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let saved = row.update(&txn).await.map_err(db_error)?;
+        Record::by(access, "tenant.update", format!("tenant:{}", saved.slug))
+            .details(json!({ "name": saved.name, "timezone": saved.timezone }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_tenant(saved))
+    }
+
+    async fn list_members(&self, access: &Access) -> Result<Vec<Member>, AppError> {
+        access.require(Area::Members, Level::Read)?;
+        let rows = memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(access.tenant_id))
+            .find_also_related(users::Entity)
+            .order_by_asc(memberships::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(m, u)| Some(to_member(m, u?)))
+            .collect())
+    }
+
+    async fn get_member(&self, access: &Access, user_id: Uuid) -> Result<Member, AppError> {
+        access.require(Area::Members, Level::Read)?;
+        let (m, u) = self.membership(access, user_id).await?;
+        Ok(to_member(m, u))
+    }
+
+    async fn add_member(&self, access: &Access, add: AddMember) -> Result<Member, AppError> {
+        access.require(Area::Members, Level::Write)?;
+        let email = validate::email(&add.email).map_err(|e| AppError::Validation(vec![e]))?;
+        guard_owner_role(access, add.role == Role::Owner)?;
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| {
+                AppError::invalid("email", "no user has this email; create a new user instead")
+            })?;
+        if self.membership(access, user.id).await.is_ok() {
+            return Err(AppError::Conflict(format!("{email} is already a member")));
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let member = self
+            .insert_membership(&txn, access, &user, add.role)
+            .await?;
+        Record::by(access, "member.add", format!("user:{email}"))
+            .details(json!({ "role": add.role }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(member)
+    }
+
+    async fn create_user(
+        &self,
+        access: &Access,
+        create: CreateUser,
+    ) -> Result<CreatedUser, AppError> {
+        access.require(Area::Members, Level::Write)?;
+        let email = validate::email(&create.email);
+        let name = validate::name("name", &create.name, 200);
+        let (email, name) = match (email, name) {
+            (Ok(e), Ok(n)) => (e, n),
+            (e, n) => {
+                return Err(AppError::Validation(
+                    e.err().into_iter().chain(n.err()).collect(),
+                ))
+            }
+        };
+        guard_owner_role(access, create.role == Role::Owner)?;
+        let exists = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .count(&self.db)
+            .await
+            .map_err(db_error)?;
+        if exists > 0 {
+            return Err(AppError::Conflict(format!(
+                "a user with email {email} exists; add them as a member instead"
+            )));
+        }
+        let temporary_password = password::temporary();
+        let password_hash = password::hash(temporary_password.clone()).await?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let user = users::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            email: Set(email.clone()),
+            name: Set(name),
+            password_hash: Set(password_hash),
+            must_change_password: Set(true),
+            created_at: Set(Utc::now()),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        let member = self
+            .insert_membership(&txn, access, &user, create.role)
+            .await?;
+        Record::by(access, "member.create_user", format!("user:{email}"))
+            .details(json!({ "role": create.role }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(CreatedUser {
+            member,
+            temporary_password,
+        })
+    }
+
+    async fn change_role(
+        &self,
+        access: &Access,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<Member, AppError> {
+        access.require(Area::Members, Level::Write)?;
+        let (m, u) = self.membership(access, user_id).await?;
+        let from = Role::parse(&m.role).unwrap_or(Role::Viewer);
+        if from == role {
+            return Ok(to_member(m, u));
+        }
+        guard_owner_role(access, from == Role::Owner || role == Role::Owner)?;
+        if from == Role::Owner && self.owner_count(access).await? <= 1 {
+            return Err(AppError::Conflict(
+                "a tenant must keep at least one owner".into(),
+            ));
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut row: memberships::ActiveModel = m.into();
+        row.role = Set(role.as_str().to_string());
+        let saved = row.update(&txn).await.map_err(db_error)?;
+        Record::by(access, "member.role_change", format!("user:{}", u.email))
+            .details(json!({ "from": from, "to": role }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_member(saved, u))
+    }
+
+    async fn remove_member(&self, access: &Access, user_id: Uuid) -> Result<(), AppError> {
+        access.require(Area::Members, Level::Write)?;
+        let (m, u) = self.membership(access, user_id).await?;
+        let role = Role::parse(&m.role).unwrap_or(Role::Viewer);
+        guard_owner_role(access, role == Role::Owner)?;
+        if role == Role::Owner && self.owner_count(access).await? <= 1 {
+            return Err(AppError::Conflict(
+                "a tenant must keep at least one owner".into(),
+            ));
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        memberships::Entity::delete_by_id(m.id)
+            .filter(memberships::Column::TenantId.eq(access.tenant_id))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        Record::by(access, "member.remove", format!("user:{}", u.email))
+            .details(json!({ "role": role }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)
+    }
+
+    async fn list_api_keys(&self, access: &Access) -> Result<Vec<ApiKey>, AppError> {
+        access.require(Area::ApiKeys, Level::Read)?;
+        Ok(api_keys::Entity::find()
+            .filter(api_keys::Column::TenantId.eq(access.tenant_id))
+            .order_by_desc(api_keys::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(to_api_key)
+            .collect())
+    }
+
+    async fn get_api_key(&self, access: &Access, id: Uuid) -> Result<ApiKey, AppError> {
+        access.require(Area::ApiKeys, Level::Read)?;
+        self.api_key_model(access, id).await.map(to_api_key)
+    }
+
+    async fn create_api_key(
+        &self,
+        access: &Access,
+        create: CreateApiKey,
+    ) -> Result<CreatedApiKey, AppError> {
+        access.require(Area::ApiKeys, Level::Write)?;
+        let name = validate::name("name", &create.name, 100);
+        let scopes = Scope::parse_list("scopes", &create.scopes);
+        let (name, scopes) = match (name, scopes) {
+            (Ok(n), Ok(s)) => (n, s),
+            (n, s) => {
+                let mut errors: Vec<_> = n.err().into_iter().collect();
+                if let Err(AppError::Validation(more)) = s {
+                    errors.extend(more);
+                }
+                return Err(AppError::Validation(errors));
+            }
+        };
+        if scopes.is_empty() {
+            return Err(AppError::invalid("scopes", "grant at least one permission"));
+        }
+        if let Some(beyond) = scopes.iter().find(|s| {
+            !access
+                .scopes
+                .iter()
+                .any(|mine| mine.allows(s.area, s.level))
+        }) {
+            return Err(AppError::Forbidden(format!(
+                "you cannot grant {beyond}, which you do not hold yourself"
+            )));
+        }
+        let key = api_key::generate();
+        let scope_names: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let row = api_keys::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
+            name: Set(name.clone()),
+            prefix: Set(key.prefix.clone()),
+            secret_hash: Set(key.hash),
+            scopes: Set(json!(scope_names)),
+            created_by: Set(access.actor.label()),
+            created_at: Set(Utc::now()),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "api_key.create", format!("key:{}", key.prefix))
+            .details(json!({ "name": name, "scopes": scope_names }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(CreatedApiKey {
+            key: to_api_key(row),
+            secret: key.secret,
+        })
+    }
+
+    async fn revoke_api_key(&self, access: &Access, id: Uuid) -> Result<ApiKey, AppError> {
+        access.require(Area::ApiKeys, Level::Write)?;
+        let current = self.api_key_model(access, id).await?;
+        if current.revoked_at.is_some() {
+            return Ok(to_api_key(current));
+        }
+        let prefix = current.prefix.clone();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut row: api_keys::ActiveModel = current.into();
+        row.revoked_at = Set(Some(Utc::now()));
+        let saved = row.update(&txn).await.map_err(db_error)?;
+        Record::by(access, "api_key.revoke", format!("key:{prefix}"))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_api_key(saved))
+    }
+
+    async fn list_audit(
+        &self,
+        access: &Access,
+        query: AuditQuery,
+    ) -> Result<Page<AuditEntry>, AppError> {
+        access.require(Area::Audit, Level::Read)?;
+        audit_log::list(&self.db, access.tenant_id, &query).await
+    }
+}

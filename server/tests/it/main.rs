@@ -1,0 +1,10 @@
+//! Integration tests: each spawns the real application on port 0 with its own database, once
+//! on the embedded SQLite default and once on the PostgreSQL at 127.0.0.1:5432.
+
+mod helpers;
+
+mod api;
+mod cli;
+mod console;
+mod isolation;
+mod platform;

@@ -1,0 +1,163 @@
+//! Health, request ids, the OpenAPI document, migrations and the demo tenant.
+
+use sea_orm::{ConnectionTrait, Database};
+use sea_orm_migration::MigratorTrait;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_and_request_ids() {
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let generated = health.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(generated.len(), 36, "a UUID: {generated}");
+        assert_eq!(
+            app.client
+                .get(app.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let echoed = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", "trace-me-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+    }
+}
+
+/// The document is generated from code; this snapshot makes every change to it deliberate.
+/// Run with `UPDATE_SNAPSHOTS=1` to accept a change.
+#[tokio::test]
+async fn openapi_document_matches_snapshot() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/tenant",
+        "/api/v1/members",
+        "/api/v1/members/{user_id}",
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{id}",
+        "/api/v1/audit-log",
+    ] {
+        assert!(paths.contains_key(path), "{path} undocumented");
+    }
+    let snapshot =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    let rendered = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &rendered).unwrap();
+    }
+    let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    assert!(
+        expected == rendered,
+        "OpenAPI document changed; review and rerun with UPDATE_SNAPSHOTS=1"
+    );
+
+    let docs = app
+        .client
+        .get(app.url("/api/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(docs.contains("/swagger-ui/swagger-ui-bundle.js"));
+}
+
+#[tokio::test]
+async fn migrations_go_up_and_down() {
+    for backend in backends().await {
+        let dir = scratch_dir();
+        let url = fresh_database(backend, &dir).await;
+        let db = Database::connect(&url).await.unwrap();
+        let tables = ["tenants", "users", "memberships", "api_keys", "audit_log"];
+        migration::Migrator::up(&db, None).await.unwrap();
+        let manager = sea_orm_migration::SchemaManager::new(&db);
+        for t in tables {
+            assert!(
+                manager.has_table(t).await.unwrap(),
+                "{backend:?}: {t} missing after up"
+            );
+        }
+        migration::Migrator::down(&db, None).await.unwrap();
+        for t in tables {
+            assert!(
+                !manager.has_table(t).await.unwrap(),
+                "{backend:?}: {t} left after down"
+            );
+        }
+        migration::Migrator::up(&db, None).await.unwrap();
+        assert!(manager.has_table("audit_log").await.unwrap());
+        // Unique slugs are enforced by the database itself.
+        let now = "2026-01-01 00:00:00+00:00";
+        let insert = |id: &str| {
+            format!(
+            "INSERT INTO tenants (id, slug, name, timezone, created_at, updated_at) VALUES ('{id}', 'dup', 'x', 'UTC', '{now}', '{now}')"
+        )
+        };
+        db.execute_unprepared(&insert("00000000-0000-0000-0000-000000000001"))
+            .await
+            .unwrap();
+        assert!(db
+            .execute_unprepared(&insert("00000000-0000-0000-0000-000000000002"))
+            .await
+            .is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[tokio::test]
+async fn first_start_seeds_a_demo_tenant_once() {
+    for backend in backends().await {
+        let dir = scratch_dir();
+        let url = fresh_database(backend, &dir).await;
+        let app = TestApp::spawn_on(
+            backend,
+            dir.clone(),
+            url.clone(),
+            &[("DEMO_TENANT", "true")],
+        )
+        .await;
+        let credentials = std::fs::read_to_string(dir.join("demo-credentials.txt")).unwrap();
+        let password = credentials
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("password:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let browser = app.signed_in(server::startup::DEMO_EMAIL, &password).await;
+        let me: serde_json::Value = app
+            .server_fn(&browser, "whoami", "")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["tenant"]["slug"], "demo");
+        assert_eq!(me["tenant"]["role"], "owner");
+        let again = TestApp::spawn_on(backend, dir.clone(), url, &[("DEMO_TENANT", "true")]).await;
+        let tenants = server::tenancy::list_tenants(&again.db).await.unwrap();
+        assert_eq!(tenants.len(), 1);
+        std::mem::forget(again); // shares `dir` with `app`, which removes it
+    }
+}
