@@ -99,3 +99,11 @@ pub async fn list_audit(query: AuditQuery) -> Result<Page<AuditEntry>, AppError>
         .list_audit(&console_access()?, query)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "change_password")]
+pub async fn change_password(change: PasswordChange) -> Result<(), AppError> {
+    use_services()?
+        .account
+        .change_password(&console_access()?, change)
+        .await
+}

@@ -18,7 +18,7 @@ use pages::*;
 
 /// The console's pages (path, label). The server redirects anonymous requests for these to the
 /// sign-in page; the layout lists them in its navigation.
-pub const CONSOLE_PAGES: [(&str, &str); 11] = [
+pub const CONSOLE_PAGES: [(&str, &str); 12] = [
     ("/", "Overview"),
     ("/knowledge", "Knowledge"),
     ("/agents", "Agents"),
@@ -30,6 +30,7 @@ pub const CONSOLE_PAGES: [(&str, &str); 11] = [
     ("/members", "Members"),
     ("/audit", "Audit log"),
     ("/settings", "Settings"),
+    ("/account", "Your account"),
 ];
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -72,6 +73,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("members") view=MembersPage/>
                     <Route path=path!("audit") view=AuditPage/>
                     <Route path=path!("settings") view=SettingsPage/>
+                    <Route path=path!("account") view=AccountPage/>
                     <Route path=path!("knowledge") view=|| view! { <Coming title="Knowledge"/> }/>
                     <Route path=path!("agents") view=|| view! { <Coming title="Agents"/> }/>
                     <Route path=path!("workflows") view=|| view! { <Coming title="Workflows"/> }/>

@@ -96,10 +96,22 @@ pub trait TenancyService: Send + Sync {
     ) -> Result<Page<AuditEntry>, AppError>;
 }
 
+/// The signed-in user's own account.
+#[async_trait::async_trait]
+pub trait AccountService: Send + Sync {
+    /// Replaces the caller's password; every session made with the old one ends.
+    async fn change_password(
+        &self,
+        access: &Access,
+        change: PasswordChange,
+    ) -> Result<(), AppError>;
+}
+
 /// Everything the server hands to server functions, one `Arc<dyn …>` per area.
 #[derive(Clone)]
 pub struct Services {
     pub tenancy: Arc<dyn TenancyService>,
+    pub account: Arc<dyn AccountService>,
 }
 
 pub fn use_services() -> Result<Services, AppError> {

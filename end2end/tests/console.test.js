@@ -21,7 +21,7 @@ async function signIn(page, { email, password }) {
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${BASE}/`);
+  await page.waitForURL((url) => !url.pathname.startsWith("/login"));
   await page.waitForSelector("body[data-hydrated=true]");
 }
 

@@ -109,9 +109,16 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let url = config.console_url();
+    let credentials = config.data_dir.join("demo-credentials.txt");
     let app = Application::build(config).await?;
     tracing::info!(%url, "serving");
     println!("Agent platform listening on {url}");
+    if credentials.exists() {
+        println!(
+            "Sign in at {url}/login (demo tenant credentials: {})",
+            credentials.display()
+        );
+    }
     app.run(shutdown_signal()).await?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use tower_sessions::session_store::ExpiredDeletion;
 use app::services::Services;
 use app::types::{CreateUser, Role};
 
-use crate::auth::{DbSessionStore, LoginThrottle};
+use crate::auth::{AccountServiceImpl, DbSessionStore, LoginThrottle};
 use crate::config::Config;
 use crate::state::AppState;
 use crate::store;
@@ -44,6 +44,7 @@ impl Application {
         );
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(db.clone())),
+            account: Arc::new(AccountServiceImpl::new(db.clone())),
         };
         if config.demo_tenant {
             seed_demo_tenant(&db, &services, &config).await?;

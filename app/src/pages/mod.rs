@@ -1,5 +1,6 @@
 //! Console pages.
 
+mod account;
 mod audit;
 mod keys;
 mod layout;
@@ -8,6 +9,7 @@ mod members;
 mod settings;
 mod widgets;
 
+pub use account::AccountPage;
 pub use audit::AuditPage;
 pub use keys::ApiKeysPage;
 pub use layout::{Coming, ConsoleLayout, NotFound, OverviewPage};

@@ -14,6 +14,8 @@ pub struct SessionUser {
     pub id: Uuid,
     pub email: String,
     pub name: String,
+    /// Set for users created with a temporary password until they choose their own.
+    pub must_change_password: bool,
     password_hash: String,
 }
 
@@ -32,6 +34,7 @@ impl From<users::Model> for SessionUser {
             id: u.id,
             email: u.email,
             name: u.name,
+            must_change_password: u.must_change_password,
             password_hash: u.password_hash,
         }
     }

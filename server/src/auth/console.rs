@@ -100,6 +100,9 @@ async fn login(
     })?;
     set_tenant(&session, first.tenant_id).await?;
     audit_sign_in(&state, Some(first.tenant_id), &email, "auth.sign_in", ip).await?;
+    if user.must_change_password {
+        return Ok(Redirect::to("/account?first=1").into_response());
+    }
     Ok(Redirect::to(&next).into_response())
 }
 

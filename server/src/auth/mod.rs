@@ -1,5 +1,6 @@
 //! Authentication: console users (axum-login sessions) and API keys (bearer tokens).
 
+mod account;
 pub mod api_key;
 mod backend;
 mod bearer;
@@ -9,6 +10,7 @@ pub mod password;
 mod sessions;
 mod throttle;
 
+pub use account::AccountServiceImpl;
 pub use backend::{AuthSession, Backend, Credentials};
 pub use bearer::ApiAccess;
 pub use console::{console_context, routes as console_routes};

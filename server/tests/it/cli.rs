@@ -2,8 +2,6 @@
 
 use std::process::Command;
 
-use app::services::TenancyService;
-
 use crate::helpers::*;
 
 fn server_cmd(

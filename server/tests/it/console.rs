@@ -3,7 +3,6 @@
 use reqwest::header;
 use serde_json::Value;
 
-use app::services::TenancyService;
 use app::types::{AddMember, Role};
 use server::tenancy::cli_access;
 
@@ -50,7 +49,11 @@ async fn sign_in_use_the_console_and_sign_out() {
         let ok = app
             .sign_in(&browser, &acme.owner_email, &acme.owner_password)
             .await;
-        assert_eq!(location(&ok), "/");
+        assert_eq!(
+            location(&ok),
+            "/account?first=1",
+            "a temporary password must be replaced"
+        );
         let cookie = ok.headers()[header::SET_COOKIE]
             .to_str()
             .unwrap()
@@ -370,5 +373,66 @@ async fn sign_in_is_throttled() {
             "{}",
             location(&r)
         );
+    }
+}
+
+#[tokio::test]
+async fn temporary_password_is_replaced() {
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let acme = app.tenant("acme").await;
+        let browser = app.signed_in(&acme.owner_email, &acme.owner_password).await;
+        let form =
+            |current: &str, new: &str| format!("change[current]={current}&change[new]={new}");
+
+        let wrong = app
+            .server_fn(
+                &browser,
+                "change_password",
+                &form("nope", "a-new-long-password"),
+            )
+            .await;
+        assert!(wrong.text().await.unwrap().contains("current"));
+        let short = app
+            .server_fn(
+                &browser,
+                "change_password",
+                &form(&acme.owner_password, "short"),
+            )
+            .await;
+        assert!(short.text().await.unwrap().contains("Validation"));
+        let ok = app
+            .server_fn(
+                &browser,
+                "change_password",
+                &form(&acme.owner_password, "a-new-long-password"),
+            )
+            .await;
+        assert!(ok.status().is_success());
+
+        // Sessions made with the old password end; the old password no longer works.
+        let me = app
+            .server_fn(&browser, "whoami", "")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(me.contains("Unauthorized"), "{me}");
+        let old = app
+            .sign_in(&client(), &acme.owner_email, &acme.owner_password)
+            .await;
+        assert!(location(&old).starts_with("/login?error=invalid"));
+        let new = app
+            .sign_in(&client(), &acme.owner_email, "a-new-long-password")
+            .await;
+        assert_eq!(location(&new), "/");
+
+        let audit = json(
+            app.get("/api/v1/audit-log?action=user.password_change", &acme.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(audit["items"].as_array().unwrap().len(), 1);
     }
 }

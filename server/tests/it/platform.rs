@@ -158,6 +158,7 @@ async fn first_start_seeds_a_demo_tenant_once() {
         let again = TestApp::spawn_on(backend, dir.clone(), url, &[("DEMO_TENANT", "true")]).await;
         let tenants = server::tenancy::list_tenants(&again.db).await.unwrap();
         assert_eq!(tenants.len(), 1);
-        std::mem::forget(again); // shares `dir` with `app`, which removes it
+        drop(again);
+        drop(app);
     }
 }
