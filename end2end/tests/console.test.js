@@ -38,7 +38,7 @@ test("sign in, create a key, use it, revoke it", async () => {
   await page.getByRole("button", { name: "Create key" }).click();
   const secret = (await page.getByTestId("new-secret").textContent()).trim();
   assert.match(secret, /^apk_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}$/);
-  await page.getByRole("cell", { name: "e2e key" }).waitFor();
+  await page.getByRole("cell", { name: "e2e key", exact: true }).waitFor();
 
   const ok = await api("/api/v1/tenant", secret);
   assert.equal(ok.status, 200);
@@ -62,7 +62,7 @@ test("a viewer cannot create a key", async () => {
   await admin.locator("#new-email").fill(email);
   await admin.getByRole("button", { name: "Create user" }).click();
   const password = (await admin.getByTestId("temp-password").textContent()).trim();
-  await admin.getByRole("cell", { name: email }).waitFor();
+  await admin.getByRole("cell", { name: email, exact: true }).waitFor();
   await admin.close();
 
   const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
