@@ -363,3 +363,35 @@ pub struct Page<T> {
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_write_implies_read() {
+        let s = Scope::parse("api_keys:write").unwrap();
+        assert!(s.allows(Area::ApiKeys, Level::Read));
+        assert!(s.allows(Area::ApiKeys, Level::Write));
+        assert!(!s.allows(Area::Members, Level::Read));
+        assert_eq!(s.to_string(), "api_keys:write");
+        assert!(Scope::parse("api_keys:admin").is_none());
+        assert!(Scope::parse("nope:read").is_none());
+        let err = Scope::parse_list("scopes", &["tenant:read".into(), "x".into()]).unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+    }
+
+    #[test]
+    fn roles_grant_what_they_should() {
+        let can = |role: Role, area, level| role.scopes().iter().any(|s| s.allows(area, level));
+        assert!(can(Role::Admin, Area::Members, Level::Write));
+        assert!(can(Role::Editor, Area::Knowledge, Level::Write));
+        assert!(!can(Role::Editor, Area::ApiKeys, Level::Write));
+        assert!(can(Role::Viewer, Area::Audit, Level::Read));
+        assert!(Area::ALL
+            .iter()
+            .all(|a| !can(Role::Viewer, *a, Level::Write)));
+        assert_eq!(Role::parse("editor").unwrap(), Role::Editor);
+        assert!(Role::parse("root").is_err());
+    }
+}
