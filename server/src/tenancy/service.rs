@@ -87,12 +87,10 @@ impl TenancyServiceImpl {
     }
 }
 
-/// Only an owner may hand out or take away the owner role.
+/// Only an owner (a person, or the operator's CLI) may hand out or take away the owner role;
+/// API keys never can.
 fn guard_owner_role(access: &Access, touches_owner: bool) -> Result<(), AppError> {
-    if touches_owner
-        && access.role != Some(Role::Owner)
-        && access.actor != app::services::Actor::Cli
-    {
+    if touches_owner && access.role != Some(Role::Owner) {
         return Err(AppError::Forbidden(
             "only an owner can grant or change the owner role".into(),
         ));

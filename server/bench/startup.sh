@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prints: time from process start to /readyz OK (fresh SQLite database, i.e. including
+# migrations and demo seeding), the same on an existing database, idle RSS after start, and
+# the size of the WASM bundle (raw and gzipped).
+# Usage: server/bench/startup.sh [SERVER_BIN]   (default: target/release/server)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN="${1:-${CARGO_TARGET_DIR:-target}/release/server}"
+PORT="${BENCH_PORT:-3931}"
+DATA="$(mktemp -d)"
+trap 'rm -rf "$DATA"' EXIT
+export DATA_DIR="$DATA" LEPTOS_SITE_ADDR="127.0.0.1:$PORT" RUST_LOG=warn DATABASE_URL=""
+
+start_and_time() {
+  local t0 t1 pid
+  t0=$(date +%s%N)
+  "$BIN" serve >"$DATA/server.log" 2>&1 &
+  pid=$!
+  until curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do sleep 0.005; done
+  t1=$(date +%s%N)
+  echo "$pid $(( (t1 - t0) / 1000000 ))"
+}
+
+read -r pid ms < <(start_and_time)
+echo "start to /readyz, empty database (migrate + seed demo): ${ms} ms"
+sleep 3
+echo "idle RSS after start: $(awk '/VmRSS/{printf "%.1f MiB", $2/1024}' /proc/$pid/status)"
+kill "$pid"; wait "$pid" 2>/dev/null || true
+read -r pid ms < <(start_and_time)
+echo "start to /readyz, existing database: ${ms} ms"
+kill "$pid"; wait "$pid" 2>/dev/null || true
+
+wasm=$(ls target/site/pkg/*.wasm 2>/dev/null | head -1 || true)
+if [ -n "$wasm" ]; then
+  echo "WASM bundle $wasm: $(stat -c %s "$wasm" | numfmt --to=iec-i) raw, $(gzip -9c "$wasm" | wc -c | numfmt --to=iec-i) gzipped"
+fi
