@@ -10,7 +10,7 @@ export DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 export LEPTOS_SITE_ROOT ?= target/site
 
-.PHONY: run build setup test test-rust test-e2e e2e-setup fmt lint clean
+.PHONY: run build setup test test-rust test-e2e e2e-setup bench fmt lint clean
 
 run: setup build
 	$(TARGET_DIR)/release/server serve
@@ -40,6 +40,10 @@ test-rust:
 test-e2e:
 	cargo leptos build
 	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/run.sh
+
+# Start-up time, idle memory and WASM size of the release build.
+bench: build
+	server/bench/startup.sh $(TARGET_DIR)/release/server
 
 fmt:
 	cargo fmt --all

@@ -22,7 +22,7 @@ pub enum DbSessionStore {
 
 impl DbSessionStore {
     /// Uses the database sea-orm is connected to, creating the session table if needed.
-    pub async fn new(db: &DatabaseConnection) -> Result<Self, sqlx_error::Error> {
+    pub async fn new(db: &DatabaseConnection) -> Result<Self, sea_orm::sqlx::Error> {
         let store = match db {
             DatabaseConnection::SqlxSqlitePoolConnection(_) => {
                 DbSessionStore::Sqlite(SqliteStore::new(db.get_sqlite_connection_pool().clone()))
@@ -37,11 +37,6 @@ impl DbSessionStore {
         }
         Ok(store)
     }
-}
-
-/// The error type of the SQLx stores, named without depending on sqlx directly.
-mod sqlx_error {
-    pub type Error = sea_orm::sqlx::Error;
 }
 
 #[async_trait::async_trait]

@@ -13,10 +13,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(unmatched)".to_string(), |p| p.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(
+        || "(static or not found)".to_string(),
+        |p| p.as_str().to_string(),
+    );
     let request_id = req
         .headers()
         .get(REQUEST_ID)
