@@ -40,3 +40,10 @@ impl Related<super::tenants::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The stored role; a value this version does not know reads as the least privileged.
+    pub fn role(&self) -> app::types::Role {
+        app::types::Role::parse(&self.role).unwrap_or(app::types::Role::Viewer)
+    }
+}

@@ -120,7 +120,7 @@ pub async fn memberships_of(
                 tenant_id: t.id,
                 slug: t.slug,
                 name: t.name,
-                role: Role::parse(&m.role).ok()?,
+                role: m.role(),
             })
         })
         .collect())

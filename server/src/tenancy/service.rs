@@ -103,7 +103,7 @@ fn to_member(m: memberships::Model, u: users::Model) -> Member {
         user_id: u.id,
         email: u.email,
         name: u.name,
-        role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+        role: m.role(),
         joined_at: m.created_at,
     }
 }
@@ -292,7 +292,7 @@ impl TenancyService for TenancyServiceImpl {
     ) -> Result<Member, AppError> {
         access.require(Area::Members, Level::Write)?;
         let (m, u) = self.membership(access, user_id).await?;
-        let from = Role::parse(&m.role).unwrap_or(Role::Viewer);
+        let from = m.role();
         if from == role {
             return Ok(to_member(m, u));
         }
@@ -318,7 +318,7 @@ impl TenancyService for TenancyServiceImpl {
     async fn remove_member(&self, access: &Access, user_id: Uuid) -> Result<(), AppError> {
         access.require(Area::Members, Level::Write)?;
         let (m, u) = self.membership(access, user_id).await?;
-        let role = Role::parse(&m.role).unwrap_or(Role::Viewer);
+        let role = m.role();
         guard_owner_role(access, role == Role::Owner)?;
         if role == Role::Owner && self.owner_count(access).await? <= 1 {
             return Err(AppError::Conflict(

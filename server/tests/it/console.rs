@@ -436,3 +436,21 @@ async fn temporary_password_is_replaced() {
         assert_eq!(audit["items"].as_array().unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn session_cookie_is_secure_behind_https() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("PUBLIC_URL", "https://console.example")],
+    )
+    .await;
+    let acme = app.tenant("acme").await;
+    let response = app
+        .sign_in(&client(), &acme.owner_email, &acme.owner_password)
+        .await;
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
