@@ -123,7 +123,11 @@ async fn migrations_go_up_and_down() {
             .execute_unprepared(&insert("00000000-0000-0000-0000-000000000002"))
             .await
             .is_err());
+        let _ = db.close().await;
         let _ = std::fs::remove_dir_all(dir);
+        if backend == Backend::Postgres {
+            drop_database(&url);
+        }
     }
 }
 
