@@ -3,7 +3,8 @@
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
-use app::types::{CreateApiKey, CreateUser, Role, Scope};
+use app::error::AppError;
+use app::types::{AddMember, CreateApiKey, CreateUser, Role, Scope};
 
 use crate::config::Config;
 use crate::startup::Application;
@@ -187,16 +188,32 @@ async fn user(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
     let access = tenancy::cli_access(tenant_id(&db, &tenant).await?);
     let role = Role::parse(&role).map_err(|e| anyhow::anyhow!(e.user_message()))?;
     let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
-    let created = service
-        .create_user(&access, CreateUser { email, name, role })
-        .await
-        .map_err(|e| anyhow::anyhow!(e.user_message()))?;
-    println!(
-        "created {} as {} of {tenant}; temporary password:\n{}",
-        created.member.email,
-        role.as_str(),
-        created.temporary_password
-    );
+    let create = CreateUser {
+        email: email.clone(),
+        name,
+        role,
+    };
+    match service.create_user(&access, create).await {
+        Ok(created) => println!(
+            "created {} as {} of {tenant}; temporary password:\n{}",
+            created.member.email,
+            role.as_str(),
+            created.temporary_password
+        ),
+        // The person already has an account (in another tenant): add them here instead.
+        Err(AppError::Conflict(_)) => {
+            let member = service
+                .add_member(&access, AddMember { email, role })
+                .await
+                .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+            println!(
+                "{} already has an account; added as {} of {tenant} (their password is unchanged)",
+                member.email,
+                role.as_str()
+            );
+        }
+        Err(e) => anyhow::bail!(e.user_message()),
+    }
     Ok(())
 }
 

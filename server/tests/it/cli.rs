@@ -66,6 +66,18 @@ async fn cli_creates_tenants_users_and_keys() {
             "admin",
         ]);
         assert!(!ok && err.contains("no tenant"), "{err}");
+        let (ok, _, err) = run(&["tenant", "create", "beta"]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = run(&[
+            "user",
+            "create",
+            "bob@acme.test",
+            "--tenant",
+            "beta",
+            "--role",
+            "viewer",
+        ]);
+        assert!(ok && out.contains("already has an account"), "{out}{err}");
 
         let (ok, out, err) = run(&[
             "apikey",
