@@ -5,13 +5,14 @@ pub mod client_ip;
 pub mod error;
 
 use axum::extract::State;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{middleware, Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use app::error::AppError;
 
@@ -38,7 +39,13 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
             state.db.clone(),
             &state.config,
         ))
-        .layer(middleware::from_fn(auth::same_origin_writes));
+        .layer(middleware::from_fn(auth::same_origin_writes))
+        // The console is never framed; the chat widget will get its own per-tenant policy.
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header_layer(
+            header::CONTENT_SECURITY_POLICY,
+            "frame-ancestors 'none'",
+        ));
 
     let request_id = HeaderName::from_static(access_log::REQUEST_ID);
     Router::new()
@@ -49,10 +56,19 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(
+            header::REFERRER_POLICY,
+            "strict-origin-when-cross-origin",
+        ))
         .layer(middleware::from_fn(access_log::access_log))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// The process is up.

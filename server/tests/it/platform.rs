@@ -33,6 +33,13 @@ async fn health_readiness_and_request_ids() {
             .await
             .unwrap();
         assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+        assert_eq!(echoed.headers()["x-content-type-options"], "nosniff");
+        let login = app.client.get(app.url("/login")).send().await.unwrap();
+        assert_eq!(login.headers()["x-frame-options"], "DENY");
+        assert_eq!(
+            login.headers()["content-security-policy"],
+            "frame-ancestors 'none'"
+        );
     }
 }
 
