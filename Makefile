@@ -35,6 +35,7 @@ e2e-setup:
 test: setup e2e-setup test-rust test-e2e
 
 test-rust:
+	cargo fmt --all -- --check
 	cargo test -p server -p app -p migration
 
 test-e2e:

@@ -81,3 +81,28 @@ test("a viewer cannot create a key", async () => {
   assert.match(await res.text(), /Forbidden/);
   await context.close();
 });
+
+test("settings are saved and the audit log can be filtered", async () => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/settings`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByLabel("Company name").fill("Demo Dental");
+  await page.getByLabel("Time zone (IANA, e.g. Europe/Berlin)").fill("Europe/Berlin");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByText("Settings saved.").waitFor();
+  await page.getByLabel("Time zone (IANA, e.g. Europe/Berlin)").fill("Mars/Olympus");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByText("timezone: is not an IANA time zone such as Europe/Berlin").waitFor();
+  await page.reload();
+  assert.equal(await page.getByLabel("Company name").inputValue(), "Demo Dental");
+
+  await page.goto(`${BASE}/audit`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByLabel("Action").fill("tenant.update");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.getByRole("cell", { name: "tenant.update", exact: true }).first().waitFor();
+  const actions = await page.locator("tbody td:nth-child(3)").allTextContents();
+  assert.ok(actions.length >= 1 && actions.every((a) => a === "tenant.update"), actions.join(","));
+  await page.close();
+});
