@@ -95,7 +95,9 @@ test("settings are saved and the audit log can be filtered", async () => {
   await page.getByRole("button", { name: "Save settings" }).click();
   await page.getByText("timezone: is not an IANA time zone such as Europe/Berlin").waitFor();
   await page.reload();
-  assert.equal(await page.getByLabel("Company name").inputValue(), "Demo Dental");
+  await page.waitForSelector("body[data-hydrated=true]");
+  // The form renders once the tenant has loaded; wait for it rather than read too early.
+  await page.waitForFunction(() => document.querySelector("#tenant-name")?.value === "Demo Dental");
 
   await page.goto(`${BASE}/audit`);
   await page.waitForSelector("body[data-hydrated=true]");

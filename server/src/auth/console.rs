@@ -45,19 +45,14 @@ fn safe_next(next: Option<&str>) -> &str {
 }
 
 fn back_to_login(error: &str, next: &str) -> Response {
-    let next: String = url_escape(next);
-    Redirect::to(&format!("/login?error={error}&next={next}")).into_response()
+    Redirect::to(&login_url(&[("error", error), ("next", next)])).into_response()
 }
 
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn login_url(query: &[(&str, &str)]) -> String {
+    format!(
+        "/login?{}",
+        serde_urlencoded::to_string(query).unwrap_or_default()
+    )
 }
 
 async fn login(
@@ -74,7 +69,7 @@ async fn login(
         .check(&email, ip.as_deref().unwrap_or("unknown"))
         .is_err()
     {
-        tracing::warn!(email = %email, "sign-in throttled");
+        tracing::warn!("sign-in throttled");
         return Ok(back_to_login("throttled", &next));
     }
     let creds = Credentials {
@@ -217,7 +212,7 @@ pub async fn console_context(
     let anonymous = req.extensions().get::<CurrentUser>().is_none();
     let path = req.uri().path();
     if anonymous && app::CONSOLE_PAGES.iter().any(|(p, _)| *p == path) {
-        return Redirect::to(&format!("/login?next={}", url_escape(path))).into_response();
+        return Redirect::to(&login_url(&[("next", path)])).into_response();
     }
     next.run(req).await
 }

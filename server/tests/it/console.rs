@@ -17,7 +17,7 @@ async fn sign_in_use_the_console_and_sign_out() {
 
         let anonymous = browser.get(app.url("/keys")).send().await.unwrap();
         assert_eq!(anonymous.status(), 303);
-        assert_eq!(location(&anonymous), "/login?next=/keys");
+        assert_eq!(location(&anonymous), "/login?next=%2Fkeys");
         let login_page = browser
             .get(app.url("/login"))
             .send()
