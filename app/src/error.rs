@@ -31,6 +31,8 @@ pub enum AppError {
     Conflict(String),
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
+    #[error("the request body is larger than the limit of {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("internal error: {0}")]
@@ -46,6 +48,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict(_) => "conflict",
             AppError::Validation(_) => "validation_failed",
+            AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Internal(_) => "internal",
         }
@@ -58,6 +61,7 @@ impl AppError {
             AppError::NotFound(_) => 404,
             AppError::Conflict(_) => 409,
             AppError::Validation(_) => 422,
+            AppError::PayloadTooLarge { .. } => 413,
             AppError::RateLimited { .. } => 429,
             AppError::Internal(_) => 500,
         }

@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 12] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -20,6 +20,9 @@ const KEYS: [&str; 9] = [
     "DEMO_TENANT",
     "LOGIN_ATTEMPTS_PER_MINUTE",
     "SESSION_HOURS",
+    "CORS_ALLOWED_ORIGINS",
+    "MAX_BODY_BYTES",
+    "REQUEST_TIMEOUT_SECS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ struct Raw {
     demo_tenant: bool,
     login_attempts_per_minute: u32,
     session_hours: u32,
+    cors_allowed_origins: String,
+    max_body_bytes: usize,
+    request_timeout_secs: u64,
 }
 
 impl Default for Raw {
@@ -54,6 +60,9 @@ impl Default for Raw {
             demo_tenant: true,
             login_attempts_per_minute: 5,
             session_hours: 12,
+            cors_allowed_origins: String::new(),
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -77,6 +86,12 @@ pub struct Config {
     pub login_attempts_per_minute: u32,
     /// Console sessions end after this many hours without activity.
     pub session_hours: u32,
+    /// Browser origins allowed to call the REST API (CORS); none by default.
+    pub cors_allowed_origins: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request still running after this long is answered 408.
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +147,31 @@ impl Raw {
                 ));
             }
         }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError(
+                "invalid value for MAX_BODY_BYTES: must be at least 1024".into(),
+            ));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError(
+                "invalid value for REQUEST_TIMEOUT_SECS: must be at least 1".into(),
+            ));
+        }
+        let cors_allowed_origins: Vec<String> = self
+            .cors_allowed_origins
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if let Some(bad) = cors_allowed_origins.iter().find(|o| {
+            !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.contains(char::is_whitespace)
+                || o.splitn(4, '/').nth(3).is_some()
+        }) {
+            return Err(ConfigError(format!(
+                "invalid value for CORS_ALLOWED_ORIGINS: '{bad}' is not an origin like https://example.com"
+            )));
+        }
         let database_url = match self.database_url.filter(|u| !u.is_empty()) {
             Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => url,
             Some(_) => {
@@ -154,6 +194,9 @@ impl Raw {
             demo_tenant: self.demo_tenant,
             login_attempts_per_minute: self.login_attempts_per_minute,
             session_hours: self.session_hours,
+            cors_allowed_origins,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
         })
     }
 }
@@ -194,6 +237,9 @@ mod tests {
         );
         let err = Config::from_pairs(&[("LEPTOS_SITE_ADDR", "nowhere")]).unwrap_err();
         assert!(err.to_string().contains("LEPTOS_SITE_ADDR"), "{err}");
+        let err =
+            Config::from_pairs(&[("CORS_ALLOWED_ORIGINS", "https://a.example/path")]).unwrap_err();
+        assert!(err.to_string().contains("CORS_ALLOWED_ORIGINS"), "{err}");
         let err = Config::from_pairs(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     }

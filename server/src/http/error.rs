@@ -19,7 +19,7 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     /// Stable machine-readable code: unauthorized, forbidden, not_found, conflict,
-    /// validation_failed, rate_limited, internal.
+    /// validation_failed, payload_too_large, rate_limited, internal.
     pub code: String,
     /// The failing fields, for `validation_failed`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -78,12 +78,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit_bytes = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(usize::MAX, |l| l.0);
         axum::Json::<T>::from_request(req, state)
             .await
             .map(|axum::Json(v)| ApiJson(v))
-            .map_err(|r: JsonRejection| ApiError(AppError::invalid("body", r.body_text())))
+            .map_err(|r: JsonRejection| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError(AppError::PayloadTooLarge { limit_bytes })
+                } else {
+                    ApiError(AppError::invalid("body", r.body_text()))
+                }
+            })
     }
 }
+
+/// The configured body limit, put into each request so rejections can name it.
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// `Query` whose rejections are 422 problem+json.
 pub struct ApiQuery<T>(pub T);

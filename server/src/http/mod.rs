@@ -5,18 +5,25 @@ pub mod client_ip;
 pub mod error;
 
 use axum::extract::State;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower::util::option_layer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use app::error::AppError;
 
 use crate::auth::{self, DbSessionStore};
+use crate::config::Config;
 use crate::state::AppState;
 
 pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
@@ -48,9 +55,10 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
         ));
 
     let request_id = HeaderName::from_static(access_log::REQUEST_ID);
+    let limit = state.config.max_body_bytes;
     Router::new()
         .merge(console)
-        .merge(crate::api::v1::router())
+        .merge(crate::api::v1::router().layer(option_layer(cors(&state.config))))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
@@ -61,10 +69,40 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
             header::REFERRER_POLICY,
             "strict-origin-when-cross-origin",
         ))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(error::BodyLimit(limit)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
         .layer(middleware::from_fn(access_log::access_log))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Browsers on the configured origins may call the REST API. Keys travel in the
+/// `Authorization` header, never cookies, so credentials mode stays off.
+fn cors(config: &Config) -> Option<CorsLayer> {
+    if config.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = config
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok());
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(access_log::REQUEST_ID),
+            ])
+            .expose_headers([HeaderName::from_static(access_log::REQUEST_ID)])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

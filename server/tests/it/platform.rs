@@ -173,3 +173,96 @@ async fn first_start_seeds_a_demo_tenant_once() {
         drop(app);
     }
 }
+
+#[tokio::test]
+async fn cors_admits_only_configured_origins() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://shop.example, https://app.example/",
+        )],
+    )
+    .await;
+    let acme = app.tenant("acme").await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/tenant"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PATCH")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(methods.contains("PATCH"), "{methods}");
+    assert!(allowed
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    let actual = app
+        .client
+        .get(app.url("/api/v1/tenant"))
+        .bearer_auth(&acme.key)
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        actual.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(actual.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+
+    // The console is not an API: no CORS there, and none at all when nothing is configured.
+    let login = app
+        .client
+        .get(app.url("/login"))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(login.headers().get("access-control-allow-origin").is_none());
+    let plain = TestApp::spawn(Backend::Sqlite).await;
+    let r = plain
+        .client
+        .get(plain.url("/api/v1/openapi.json"))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_whole() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &[("MAX_BODY_BYTES", "2048")]).await;
+        let acme = app.tenant("acme").await;
+        let big = serde_json::json!({ "name": "x".repeat(4096), "scopes": ["tenant:read"] });
+        let r = app
+            .send_json(reqwest::Method::POST, "/api/v1/api-keys", &acme.key, &big)
+            .await;
+        let body = problem(r, 413, "payload_too_large").await;
+        assert!(body["detail"].as_str().unwrap().contains("2048"), "{body}");
+        let keys = json(app.get("/api/v1/api-keys", &acme.key).await, 200).await;
+        assert_eq!(keys.as_array().unwrap().len(), 1, "nothing was created");
+    }
+}
