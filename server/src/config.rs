@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -23,6 +23,7 @@ const KEYS: [&str; 12] = [
     "CORS_ALLOWED_ORIGINS",
     "MAX_BODY_BYTES",
     "REQUEST_TIMEOUT_SECS",
+    "METRICS_TOKEN",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,7 @@ struct Raw {
     cors_allowed_origins: String,
     max_body_bytes: usize,
     request_timeout_secs: u64,
+    metrics_token: Option<String>,
 }
 
 impl Default for Raw {
@@ -63,6 +65,7 @@ impl Default for Raw {
             cors_allowed_origins: String::new(),
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 30,
+            metrics_token: None,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// A request still running after this long is answered 408.
     pub request_timeout: std::time::Duration,
+    /// Bearer token for `/metrics`; without one the endpoint is off.
+    pub metrics_token: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +202,10 @@ impl Raw {
             cors_allowed_origins,
             max_body_bytes: self.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            metrics_token: self
+                .metrics_token
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
         })
     }
 }

@@ -74,6 +74,7 @@ impl Application {
             leptos_options,
             login_throttle: throttle,
         };
+        crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);
         Ok(Application {
             listener,

@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod client_ip;
 pub mod error;
+pub mod metrics;
 
 use axum::extract::State;
 use std::time::Duration;
@@ -61,6 +62,7 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
         .merge(crate::api::v1::router().layer(option_layer(cors(&state.config))))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
         ))
