@@ -140,6 +140,11 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// A service error as the operator should read it.
+fn user_error(e: AppError) -> anyhow::Error {
+    anyhow::anyhow!(e.user_message())
+}
+
 async fn db_and_service(
     config: &Config,
 ) -> anyhow::Result<(sea_orm::DatabaseConnection, TenancyServiceImpl)> {
@@ -161,7 +166,7 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
         TenantCommand::Create { slug, name } => {
             let t = tenancy::create_tenant(&db, &slug, name.as_deref().unwrap_or(&slug))
                 .await
-                .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+                .map_err(user_error)?;
             println!("created tenant {} ({}) id {}", t.slug, t.name, t.id);
         }
         TenantCommand::List => {
@@ -186,7 +191,7 @@ async fn user(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
         name,
     } = cmd;
     let access = tenancy::cli_access(tenant_id(&db, &tenant).await?);
-    let role = Role::parse(&role).map_err(|e| anyhow::anyhow!(e.user_message()))?;
+    let role = Role::parse(&role).map_err(user_error)?;
     let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
     let create = CreateUser {
         email: email.clone(),
@@ -205,7 +210,7 @@ async fn user(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
             let member = service
                 .add_member(&access, AddMember { email, role })
                 .await
-                .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+                .map_err(user_error)?;
             println!(
                 "{} already has an account; added as {} of {tenant} (their password is unchanged)",
                 member.email,
@@ -233,7 +238,7 @@ async fn apikey(cmd: ApiKeyCommand, config: Config) -> anyhow::Result<()> {
     let created = service
         .create_api_key(&access, CreateApiKey { name, scopes })
         .await
-        .map_err(|e| anyhow::anyhow!(e.user_message()))?;
+        .map_err(user_error)?;
     println!(
         "created API key {} for {tenant} with {}; it is shown only now:",
         created.key.prefix,

@@ -41,13 +41,12 @@ pub fn prefix_of(secret: &str) -> Option<&str> {
 
 /// Compares digests in constant time.
 pub fn matches(secret: &str, stored_hash: &str) -> bool {
-    let presented = digest(secret);
-    presented.len() == stored_hash.len()
-        && presented
-            .bytes()
-            .zip(stored_hash.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    constant_time_eq(digest(secret).as_bytes(), stored_hash.as_bytes())
+}
+
+/// Equality whose timing does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <key>` for the REST API.
 
 use axum::extract::FromRequestParts;
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, HeaderMap};
 use chrono::{Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::ActiveValue::Set;
@@ -24,16 +24,7 @@ impl FromRequestParts<AppState> for ApiAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(AppError::Unauthorized)?;
+        let secret = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
         let prefix = api_key::prefix_of(secret).ok_or(AppError::Unauthorized)?;
         let key = api_keys::Entity::find()
             .filter(api_keys::Column::Prefix.eq(prefix))
@@ -56,6 +47,18 @@ impl FromRequestParts<AppState> for ApiAccess {
             ip,
         }))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 /// Records use at most once a minute per key, off the request path.

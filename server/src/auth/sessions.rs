@@ -27,9 +27,14 @@ impl DbSessionStore {
             DatabaseConnection::SqlxSqlitePoolConnection(_) => {
                 DbSessionStore::Sqlite(SqliteStore::new(db.get_sqlite_connection_pool().clone()))
             }
-            _ => DbSessionStore::Postgres(PostgresStore::new(
-                db.get_postgres_connection_pool().clone(),
-            )),
+            DatabaseConnection::SqlxPostgresPoolConnection(_) => DbSessionStore::Postgres(
+                PostgresStore::new(db.get_postgres_connection_pool().clone()),
+            ),
+            _ => {
+                return Err(sea_orm::sqlx::Error::Configuration(
+                    "sessions need SQLite or PostgreSQL".into(),
+                ))
+            }
         };
         match &store {
             DbSessionStore::Sqlite(s) => s.migrate().await?,

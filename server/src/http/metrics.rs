@@ -13,6 +13,8 @@ use secrecy::ExposeSecret;
 use app::error::AppError;
 
 use super::error::ApiError;
+use crate::auth::api_key::constant_time_eq;
+use crate::auth::bearer_token;
 use crate::state::AppState;
 
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -43,11 +45,8 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let Some(token) = &state.config.metrics_token else {
         return ApiError(AppError::not_found("route")).into_response();
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if presented != Some(token.expose_secret()) {
+    let presented = bearer_token(&headers).unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
         return ApiError(AppError::Unauthorized).into_response();
     }
     record_pool(&state.db);
