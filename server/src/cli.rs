@@ -7,6 +7,7 @@ use app::error::AppError;
 use app::types::{AddMember, CreateApiKey, CreateUser, Role, Scope};
 
 use crate::config::Config;
+use crate::http::rate_limit::TenantLimits;
 use crate::startup::Application;
 use crate::store;
 use crate::tenancy::{self, TenancyServiceImpl};
@@ -56,6 +57,22 @@ pub enum TenantCommand {
     },
     /// List tenants
     List,
+    /// Show or set a tenant's rate limits (requests per minute); unset figures use the defaults
+    Limits {
+        slug: String,
+        /// Per API key or console user, reads
+        #[arg(long)]
+        read: Option<u32>,
+        /// Per API key or console user, writes
+        #[arg(long)]
+        write: Option<u32>,
+        /// For the whole tenant
+        #[arg(long)]
+        tenant: Option<u32>,
+        /// Drop the tenant's own figures and use the defaults again
+        #[arg(long, conflicts_with_all = ["read", "write", "tenant"])]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,7 +167,8 @@ async fn db_and_service(
 ) -> anyhow::Result<(sea_orm::DatabaseConnection, TenancyServiceImpl)> {
     let db = store::connect(config).await?;
     store::migrate(&db).await?;
-    Ok((db.clone(), TenancyServiceImpl::new(db)))
+    let (kv, _) = crate::kv::Kv::from_config(config).await?;
+    Ok((db.clone(), TenancyServiceImpl::new(db, kv)))
 }
 
 async fn tenant_id(db: &sea_orm::DatabaseConnection, slug: &str) -> anyhow::Result<uuid::Uuid> {
@@ -163,6 +181,43 @@ async fn tenant_id(db: &sea_orm::DatabaseConnection, slug: &str) -> anyhow::Resu
 async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
     let (db, _) = db_and_service(&config).await?;
     match cmd {
+        TenantCommand::Limits {
+            slug,
+            read,
+            write,
+            tenant,
+            clear,
+        } => {
+            let id = tenant_id(&db, &slug).await?;
+            let change = (read, write, tenant);
+            let limits = if clear || change != (None, None, None) {
+                let mut limits = if clear {
+                    TenantLimits::default()
+                } else {
+                    tenancy::rate_limits(&db, id).await?
+                };
+                limits.read_per_minute = read.or(limits.read_per_minute);
+                limits.write_per_minute = write.or(limits.write_per_minute);
+                limits.tenant_per_minute = tenant.or(limits.tenant_per_minute);
+                tenancy::set_rate_limits(&db, id, limits)
+                    .await
+                    .map_err(user_error)?;
+                let (kv, _) = crate::kv::Kv::from_config(&config).await?;
+                crate::http::rate_limit::forget_tenant_limits(&kv, id).await;
+                limits
+            } else {
+                tenancy::rate_limits(&db, id).await?
+            };
+            let d = config.rate_limits;
+            let show = |own: Option<u32>, default: u32| match own {
+                Some(n) => format!("{n}/min"),
+                None => format!("{default}/min (default)"),
+            };
+            println!("rate limits of {slug}:");
+            println!("  reads per key or user:  {}", show(limits.read_per_minute, d.read));
+            println!("  writes per key or user: {}", show(limits.write_per_minute, d.write));
+            println!("  whole tenant:           {}", show(limits.tenant_per_minute, d.tenant));
+        }
         TenantCommand::Create { slug, name } => {
             let t = tenancy::create_tenant(&db, &slug, name.as_deref().unwrap_or(&slug))
                 .await

@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 20] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -24,6 +24,13 @@ const KEYS: [&str; 13] = [
     "MAX_BODY_BYTES",
     "REQUEST_TIMEOUT_SECS",
     "METRICS_TOKEN",
+    "REDIS_URL",
+    "KV_NAMESPACE",
+    "RATE_LIMIT_READ_PER_MINUTE",
+    "RATE_LIMIT_WRITE_PER_MINUTE",
+    "RATE_LIMIT_TENANT_PER_MINUTE",
+    "RATE_LIMIT_PUBLIC_PER_MINUTE",
+    "PLATFORM_ADMINS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +55,13 @@ struct Raw {
     max_body_bytes: usize,
     request_timeout_secs: u64,
     metrics_token: Option<String>,
+    redis_url: Option<String>,
+    kv_namespace: String,
+    rate_limit_read_per_minute: u32,
+    rate_limit_write_per_minute: u32,
+    rate_limit_tenant_per_minute: u32,
+    rate_limit_public_per_minute: u32,
+    platform_admins: String,
 }
 
 impl Default for Raw {
@@ -66,6 +80,13 @@ impl Default for Raw {
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 30,
             metrics_token: None,
+            redis_url: None,
+            kv_namespace: "ap".into(),
+            rate_limit_read_per_minute: 600,
+            rate_limit_write_per_minute: 120,
+            rate_limit_tenant_per_minute: 3000,
+            rate_limit_public_per_minute: 120,
+            platform_admins: String::new(),
         }
     }
 }
@@ -97,6 +118,27 @@ pub struct Config {
     pub request_timeout: std::time::Duration,
     /// Bearer token for `/metrics`; without one the endpoint is off.
     pub metrics_token: Option<SecretString>,
+    /// Redis for cache, rate limits and sessions, shared by every instance; in-process without.
+    pub redis_url: Option<SecretString>,
+    /// Prefix of every cache and rate-limit key, separating environments sharing one Redis.
+    pub kv_namespace: String,
+    /// Default budgets; tenants may have their own (`server tenant limits`).
+    pub rate_limits: RateLimitConfig,
+    /// Emails of platform operators: their sessions and the API keys they issued skip rate limits.
+    pub platform_admins: Vec<String>,
+}
+
+/// Requests per minute, by route class.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitConfig {
+    /// Per API key, reads (GET, HEAD).
+    pub read: u32,
+    /// Per API key, writes.
+    pub write: u32,
+    /// Per tenant, all keys and console users together.
+    pub tenant: u32,
+    /// Per client address, unauthenticated requests.
+    pub public: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +199,30 @@ impl Raw {
                 "invalid value for MAX_BODY_BYTES: must be at least 1024".into(),
             ));
         }
+        for (key, value) in [
+            ("RATE_LIMIT_READ_PER_MINUTE", self.rate_limit_read_per_minute),
+            ("RATE_LIMIT_WRITE_PER_MINUTE", self.rate_limit_write_per_minute),
+            ("RATE_LIMIT_TENANT_PER_MINUTE", self.rate_limit_tenant_per_minute),
+            ("RATE_LIMIT_PUBLIC_PER_MINUTE", self.rate_limit_public_per_minute),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "invalid value for {key}: must be at least 1"
+                )));
+            }
+        }
+        if let Some(url) = self.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError(
+                    "invalid value for REDIS_URL: expected redis://… or rediss://…".into(),
+                ));
+            }
+        }
+        if self.kv_namespace.is_empty() || self.kv_namespace.contains(char::is_whitespace) {
+            return Err(ConfigError(
+                "invalid value for KV_NAMESPACE: must be a non-empty word".into(),
+            ));
+        }
         if self.request_timeout_secs == 0 {
             return Err(ConfigError(
                 "invalid value for REQUEST_TIMEOUT_SECS: must be at least 1".into(),
@@ -206,6 +272,23 @@ impl Raw {
                 .metrics_token
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
+            redis_url: self
+                .redis_url
+                .filter(|u| !u.is_empty())
+                .map(SecretString::from),
+            kv_namespace: self.kv_namespace,
+            rate_limits: RateLimitConfig {
+                read: self.rate_limit_read_per_minute,
+                write: self.rate_limit_write_per_minute,
+                tenant: self.rate_limit_tenant_per_minute,
+                public: self.rate_limit_public_per_minute,
+            },
+            platform_admins: self
+                .platform_admins
+                .split(',')
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
         })
     }
 }
@@ -213,6 +296,14 @@ impl Raw {
 impl Config {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
+    }
+
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_ref().map(|u| u.expose_secret())
+    }
+
+    pub fn is_platform_admin(&self, email: &str) -> bool {
+        self.platform_admins.iter().any(|a| a.eq_ignore_ascii_case(email))
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod kv;
 pub mod startup;
 pub mod state;
 pub mod store;

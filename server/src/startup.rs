@@ -14,8 +14,9 @@ use tower_sessions::session_store::ExpiredDeletion;
 use app::services::Services;
 use app::types::{CreateUser, Role};
 
-use crate::auth::{AccountServiceImpl, DbSessionStore, LoginThrottle};
+use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
+use crate::kv::Kv;
 use crate::state::AppState;
 use crate::store;
 use crate::tenancy::{self, TenancyServiceImpl};
@@ -34,16 +35,19 @@ impl Application {
             .await
             .context("connecting to the database")?;
         store::migrate(&db).await.context("running migrations")?;
-        let sessions = DbSessionStore::new(&db)
+        let (kv, redis) = Kv::from_config(&config)
             .await
-            .context("preparing the session table")?;
+            .context("connecting to Redis (REDIS_URL)")?;
+        let sessions = SessionBackend::new(&db, redis)
+            .await
+            .context("preparing the session store")?;
         tokio::spawn(
             sessions
                 .clone()
                 .continuously_delete_expired(Duration::from_secs(3600)),
         );
         let services = Services {
-            tenancy: Arc::new(TenancyServiceImpl::new(db.clone())),
+            tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
             account: Arc::new(AccountServiceImpl::new(db.clone())),
         };
         if config.demo_tenant {
@@ -59,20 +63,12 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(addr)
             .build();
-        let throttle = Arc::new(LoginThrottle::new(config.login_attempts_per_minute));
-        let pruned = throttle.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                pruned.prune();
-            }
-        });
         let state = AppState {
             config: Arc::new(config),
             db,
             services,
             leptos_options,
-            login_throttle: throttle,
+            kv,
         };
         crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);

@@ -8,8 +8,8 @@ use sea_orm::DatabaseConnection;
 
 use app::services::Services;
 
-use crate::auth::LoginThrottle;
 use crate::config::Config;
+use crate::kv::Kv;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,7 +17,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub services: Services,
     pub leptos_options: LeptosOptions,
-    pub login_throttle: Arc<LoginThrottle>,
+    /// Cache and rate-limit budgets: Redis when configured, in-process otherwise.
+    pub kv: Kv,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -1,7 +1,9 @@
 //! `Authorization: Bearer <key>` for the REST API.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::ActiveValue::Set;
@@ -13,39 +15,149 @@ use app::types::Scope;
 use super::api_key;
 use crate::http::client_ip::client_ip;
 use crate::http::error::ApiError;
+use crate::http::rate_limit;
+use crate::kv::{Kv, Scope as KvScope};
 use crate::state::AppState;
 use crate::store::api_keys;
 use crate::tenancy::db_error;
 
-/// The caller of a REST request, authenticated by its API key.
+/// The caller of a REST request, authenticated by its API key (see [`api_auth`]).
 pub struct ApiAccess(pub Access);
 
 impl FromRequestParts<AppState> for ApiAccess {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
-        let prefix = api_key::prefix_of(secret).ok_or(AppError::Unauthorized)?;
-        let key = api_keys::Entity::find()
-            .filter(api_keys::Column::Prefix.eq(prefix))
-            .one(&state.db)
-            .await
-            .map_err(db_error)?
-            .filter(|k| k.revoked_at.is_none() && api_key::matches(secret, &k.secret_hash))
-            .ok_or(AppError::Unauthorized)?;
-        touch_last_used(state, &key);
-        let names: Vec<String> = serde_json::from_value(key.scopes.clone()).unwrap_or_default();
-        let ip = client_ip(&parts.extensions);
-        Ok(ApiAccess(Access {
-            tenant_id: key.tenant_id,
-            actor: Actor::ApiKey {
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Access>()
+            .cloned()
+            .map(ApiAccess)
+            .ok_or(ApiError(AppError::Unauthorized))
+    }
+}
+
+/// Marks a request from a platform operator (by the key's issuer), which skips rate limits.
+#[derive(Clone, Copy)]
+pub struct PlatformAdmin;
+
+/// What authenticating a key needs, cached (see [`KEY_CACHE_TTL`]) so a busy key costs no
+/// database query per request. Revoking a key deletes its entry.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct KeyRecord {
+    id: Uuid,
+    tenant_id: Uuid,
+    prefix: String,
+    secret_hash: String,
+    scopes: Vec<String>,
+    created_by: String,
+    last_used_at: Option<chrono::DateTime<Utc>>,
+    revoked: bool,
+}
+
+const KEY_CACHE_AREA: &str = "apikey";
+const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Forgets the cached record of a key (after revocation).
+pub async fn forget_key(kv: &Kv, prefix: &str) {
+    if let Err(e) = kv.delete(KvScope::Platform, KEY_CACHE_AREA, prefix).await {
+        tracing::warn!(error = %e, "could not drop a cached API key");
+    }
+}
+
+/// Middleware for `/api/v1`: a request with a bearer token must carry a valid key, and then
+/// carries its `Access`; a request without one stays anonymous (public routes answer it,
+/// protected ones refuse it). Both then meet the rate limiter.
+pub async fn api_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(secret) = bearer_token(req.headers()) {
+        match authenticate(&state, secret).await {
+            Ok(key) => {
+                if key
+                    .created_by
+                    .strip_prefix("user:")
+                    .is_some_and(|email| state.config.is_platform_admin(email))
+                {
+                    req.extensions_mut().insert(PlatformAdmin);
+                }
+                let ip = client_ip(req.extensions());
+                req.extensions_mut().insert(Access {
+                    tenant_id: key.tenant_id,
+                    actor: Actor::ApiKey {
+                        id: key.id,
+                        prefix: key.prefix,
+                    },
+                    role: None,
+                    scopes: key.scopes.iter().filter_map(|n| Scope::parse(n)).collect(),
+                    ip,
+                });
+            }
+            Err(e) => {
+                // A bad key spends the address's public budget, so guessing keys is throttled.
+                return match rate_limit::spend_public(&state, req.extensions()).await {
+                    Err(refused) => refused,
+                    Ok(_) => e.into_response(),
+                };
+            }
+        }
+    }
+    next.run(req).await
+}
+
+async fn authenticate(state: &AppState, secret: &str) -> Result<KeyRecord, ApiError> {
+    let prefix = api_key::prefix_of(secret).ok_or(AppError::Unauthorized)?;
+    let cached = state
+        .kv
+        .get::<KeyRecord>(KvScope::Platform, KEY_CACHE_AREA, prefix)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "API key cache unavailable");
+            None
+        });
+    let record = match cached {
+        Some(record) => record,
+        None => {
+            let Some(key) = api_keys::Entity::find()
+                .filter(api_keys::Column::Prefix.eq(prefix))
+                .one(&state.db)
+                .await
+                .map_err(db_error)?
+            else {
+                return Err(AppError::Unauthorized.into());
+            };
+            let record = KeyRecord {
                 id: key.id,
+                tenant_id: key.tenant_id,
                 prefix: key.prefix,
-            },
-            role: None,
-            scopes: names.iter().filter_map(|n| Scope::parse(n)).collect(),
-            ip,
-        }))
+                secret_hash: key.secret_hash,
+                scopes: serde_json::from_value(key.scopes).unwrap_or_default(),
+                created_by: key.created_by,
+                last_used_at: key.last_used_at,
+                revoked: key.revoked_at.is_some(),
+            };
+            cache_key(state, &record).await;
+            record
+        }
+    };
+    if record.revoked || !api_key::matches(secret, &record.secret_hash) {
+        return Err(AppError::Unauthorized.into());
+    }
+    touch_last_used(state, &record).await;
+    Ok(record)
+}
+
+async fn cache_key(state: &AppState, record: &KeyRecord) {
+    if let Err(e) = state
+        .kv
+        .set(
+            KvScope::Platform,
+            KEY_CACHE_AREA,
+            &record.prefix,
+            record,
+            KEY_CACHE_TTL,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "could not cache an API key");
     }
 }
 
@@ -62,17 +174,26 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Records use at most once a minute per key, off the request path.
-fn touch_last_used(state: &AppState, key: &api_keys::Model) {
-    let stale = key
+async fn touch_last_used(state: &AppState, key: &KeyRecord) {
+    let now = Utc::now();
+    if key
         .last_used_at
-        .is_none_or(|t| Utc::now() - t > Duration::minutes(1));
-    if !stale {
+        .is_some_and(|t| now - t <= Duration::minutes(1))
+    {
         return;
     }
+    cache_key(
+        state,
+        &KeyRecord {
+            last_used_at: Some(now),
+            ..key.clone()
+        },
+    )
+    .await;
     let db = state.db.clone();
     let row = api_keys::ActiveModel {
         id: Set(key.id),
-        last_used_at: Set(Some(Utc::now())),
+        last_used_at: Set(Some(now)),
         ..Default::default()
     };
     tokio::spawn(async move {

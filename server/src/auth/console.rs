@@ -64,10 +64,14 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let next = safe_next(form.next.as_deref()).to_string();
     let email = form.email.trim().to_lowercase();
-    if state
-        .login_throttle
-        .check(&email, ip.as_deref().unwrap_or("unknown"))
-        .is_err()
+    if super::throttle::check_login(
+        &state.kv,
+        state.config.login_attempts_per_minute,
+        &email,
+        ip.as_deref().unwrap_or("unknown"),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("sign-in throttled");
         return Ok(back_to_login("throttled", &next));

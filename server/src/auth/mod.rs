@@ -12,8 +12,7 @@ mod throttle;
 
 pub use account::AccountServiceImpl;
 pub use backend::{AuthSession, Backend, Credentials};
-pub use bearer::{bearer_token, ApiAccess};
+pub use bearer::{api_auth, bearer_token, forget_key, ApiAccess, PlatformAdmin};
 pub use console::{console_context, routes as console_routes};
 pub use csrf::same_origin_writes;
-pub use sessions::{session_layer, DbSessionStore};
-pub use throttle::LoginThrottle;
+pub use sessions::{session_layer, SessionBackend};

@@ -1,5 +1,6 @@
-//! Console sessions in the database (tower-sessions' SQLx stores on sea-orm's own pool), so
-//! they survive restarts and every instance behind a load balancer sees them.
+//! Console sessions in Redis when configured (tower-sessions' fred-based store, entries expire
+//! by Redis TTL), otherwise in the database (tower-sessions' SQLx stores on sea-orm's own pool).
+//! Either way they survive restarts and every instance behind a load balancer sees them.
 
 use axum_login::{AuthManagerLayer, AuthManagerLayerBuilder};
 use sea_orm::DatabaseConnection;
@@ -7,6 +8,7 @@ use tower_sessions::cookie::{time::Duration, SameSite};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_redis_store::{fred::clients::Pool, RedisStore};
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::Backend;
@@ -15,19 +17,27 @@ use crate::config::Config;
 pub const COOKIE_NAME: &str = "ap_session";
 
 #[derive(Clone, Debug)]
-pub enum DbSessionStore {
+pub enum SessionBackend {
     Sqlite(SqliteStore),
     Postgres(PostgresStore),
+    Redis(RedisStore<Pool>),
 }
 
-impl DbSessionStore {
-    /// Uses the database sea-orm is connected to, creating the session table if needed.
-    pub async fn new(db: &DatabaseConnection) -> Result<Self, sea_orm::sqlx::Error> {
+impl SessionBackend {
+    /// Redis when a pool is given; otherwise the database sea-orm is connected to, creating
+    /// the session table if needed.
+    pub async fn new(
+        db: &DatabaseConnection,
+        redis: Option<Pool>,
+    ) -> Result<Self, sea_orm::sqlx::Error> {
+        if let Some(pool) = redis {
+            return Ok(SessionBackend::Redis(RedisStore::new(pool)));
+        }
         let store = match db {
             DatabaseConnection::SqlxSqlitePoolConnection(_) => {
-                DbSessionStore::Sqlite(SqliteStore::new(db.get_sqlite_connection_pool().clone()))
+                SessionBackend::Sqlite(SqliteStore::new(db.get_sqlite_connection_pool().clone()))
             }
-            DatabaseConnection::SqlxPostgresPoolConnection(_) => DbSessionStore::Postgres(
+            DatabaseConnection::SqlxPostgresPoolConnection(_) => SessionBackend::Postgres(
                 PostgresStore::new(db.get_postgres_connection_pool().clone()),
             ),
             _ => {
@@ -37,60 +47,67 @@ impl DbSessionStore {
             }
         };
         match &store {
-            DbSessionStore::Sqlite(s) => s.migrate().await?,
-            DbSessionStore::Postgres(s) => s.migrate().await?,
+            SessionBackend::Sqlite(s) => s.migrate().await?,
+            SessionBackend::Postgres(s) => s.migrate().await?,
+            SessionBackend::Redis(_) => {}
         }
         Ok(store)
     }
 }
 
 #[async_trait::async_trait]
-impl SessionStore for DbSessionStore {
+impl SessionStore for SessionBackend {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         match self {
-            DbSessionStore::Sqlite(s) => s.create(record).await,
-            DbSessionStore::Postgres(s) => s.create(record).await,
+            SessionBackend::Sqlite(s) => s.create(record).await,
+            SessionBackend::Postgres(s) => s.create(record).await,
+            SessionBackend::Redis(s) => s.create(record).await,
         }
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         match self {
-            DbSessionStore::Sqlite(s) => s.save(record).await,
-            DbSessionStore::Postgres(s) => s.save(record).await,
+            SessionBackend::Sqlite(s) => s.save(record).await,
+            SessionBackend::Postgres(s) => s.save(record).await,
+            SessionBackend::Redis(s) => s.save(record).await,
         }
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match self {
-            DbSessionStore::Sqlite(s) => s.load(id).await,
-            DbSessionStore::Postgres(s) => s.load(id).await,
+            SessionBackend::Sqlite(s) => s.load(id).await,
+            SessionBackend::Postgres(s) => s.load(id).await,
+            SessionBackend::Redis(s) => s.load(id).await,
         }
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match self {
-            DbSessionStore::Sqlite(s) => s.delete(id).await,
-            DbSessionStore::Postgres(s) => s.delete(id).await,
+            SessionBackend::Sqlite(s) => s.delete(id).await,
+            SessionBackend::Postgres(s) => s.delete(id).await,
+            SessionBackend::Redis(s) => s.delete(id).await,
         }
     }
 }
 
 #[async_trait::async_trait]
-impl ExpiredDeletion for DbSessionStore {
+impl ExpiredDeletion for SessionBackend {
     async fn delete_expired(&self) -> session_store::Result<()> {
         match self {
-            DbSessionStore::Sqlite(s) => s.delete_expired().await,
-            DbSessionStore::Postgres(s) => s.delete_expired().await,
+            SessionBackend::Sqlite(s) => s.delete_expired().await,
+            SessionBackend::Postgres(s) => s.delete_expired().await,
+            // Redis expires sessions itself.
+            SessionBackend::Redis(_) => Ok(()),
         }
     }
 }
 
 /// HttpOnly, SameSite=Lax, Secure when the console is served over https.
 pub fn session_layer(
-    store: DbSessionStore,
+    store: SessionBackend,
     db: DatabaseConnection,
     config: &Config,
-) -> AuthManagerLayer<Backend, DbSessionStore> {
+) -> AuthManagerLayer<Backend, SessionBackend> {
     let sessions = SessionManagerLayer::new(store)
         .with_name(COOKIE_NAME)
         .with_http_only(true)

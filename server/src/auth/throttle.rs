@@ -1,57 +1,63 @@
-//! Sign-in throttling (governor's keyed GCRA): per email and per client address, so neither
-//! guessing one account's password nor spraying many accounts from one address gets far.
+//! Sign-in throttling: GCRA budgets in the shared store, per email and per client address, so
+//! neither guessing one account's password nor spraying many accounts from one address gets
+//! far, however many instances serve sign-ins. Emails are hashed before they become keys.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use crate::kv::{Kv, Rate, Scope};
 
-pub struct LoginThrottle {
-    per_email: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<String>,
-}
-
-impl LoginThrottle {
-    pub fn new(attempts_per_minute: u32) -> Self {
-        let per_minute =
-            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
-        LoginThrottle {
-            per_email: RateLimiter::keyed(per_minute(attempts_per_minute)),
-            per_ip: RateLimiter::keyed(per_minute(attempts_per_minute.saturating_mul(4))),
+/// Counts one attempt; `Err` carries how long to wait when a budget is spent.
+pub async fn check_login(
+    kv: &Kv,
+    attempts_per_minute: u32,
+    email: &str,
+    ip: &str,
+) -> Result<(), Duration> {
+    let email = super::api_key::digest(&email.trim().to_lowercase());
+    let budgets = [
+        (
+            format!("login-ip:{ip}"),
+            Rate::per_minute(attempts_per_minute.saturating_mul(4)),
+        ),
+        (
+            format!("login-email:{email}"),
+            Rate::per_minute(attempts_per_minute),
+        ),
+    ];
+    for (bucket, rate) in budgets {
+        match kv.spend(Scope::Platform, &bucket, rate).await {
+            Ok(d) if !d.allowed => return Err(d.retry_after),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sign-in throttle unavailable"),
         }
     }
-
-    /// Counts one attempt; `Err` carries how long to wait when the budget is spent.
-    pub fn check(&self, email: &str, ip: &str) -> Result<(), Duration> {
-        let now = DefaultClock::default().now();
-        self.per_ip
-            .check_key(&ip.to_string())
-            .and_then(|_| self.per_email.check_key(&email.trim().to_lowercase()))
-            .map_err(|not_until| not_until.wait_time_from(now))
-    }
-
-    /// Forgets keys whose budget has refilled, keeping memory bounded.
-    pub fn prune(&self) {
-        self.per_email.retain_recent();
-        self.per_ip.retain_recent();
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn budget_per_email_then_refused() {
-        let t = super::LoginThrottle::new(3);
+    use std::sync::Arc;
+
+    use crate::kv::{Kv, MemoryStore};
+
+    #[tokio::test]
+    async fn budget_per_email_then_refused() {
+        let kv = Kv::new(Arc::new(MemoryStore::new()), "t");
         for _ in 0..3 {
-            assert!(t.check("a@x.io", "1.1.1.1").is_ok());
+            assert!(super::check_login(&kv, 3, "a@x.io", "1.1.1.1")
+                .await
+                .is_ok());
         }
         assert!(
-            t.check("A@x.io", "2.2.2.2").is_err(),
+            super::check_login(&kv, 3, "A@x.io", "2.2.2.2")
+                .await
+                .is_err(),
             "same email, other address"
         );
         assert!(
-            t.check("b@x.io", "1.1.1.1").is_ok(),
+            super::check_login(&kv, 3, "b@x.io", "1.1.1.1")
+                .await
+                .is_ok(),
             "other email still has budget"
         );
     }

@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod client_ip;
 pub mod error;
 pub mod metrics;
+pub mod rate_limit;
 
 use axum::extract::State;
 use std::time::Duration;
@@ -23,11 +24,11 @@ use tower_http::timeout::TimeoutLayer;
 
 use app::error::AppError;
 
-use crate::auth::{self, DbSessionStore};
+use crate::auth::{self, SessionBackend};
 use crate::config::Config;
 use crate::state::AppState;
 
-pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
+pub fn router(state: AppState, sessions: SessionBackend) -> Router {
     let services = state.services.clone();
     let options = state.leptos_options.clone();
     let console = Router::new()
@@ -38,6 +39,10 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
             move || app::shell(options.clone()),
         )
         .merge(auth::console_routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit_signed_in,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::console_context,
@@ -59,7 +64,15 @@ pub fn router(state: AppState, sessions: DbSessionStore) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
         .merge(console)
-        .merge(crate::api::v1::router().layer(option_layer(cors(&state.config))))
+        .merge(
+            crate::api::v1::router()
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    rate_limit::limit,
+                ))
+                .layer(middleware::from_fn_with_state(state.clone(), auth::api_auth))
+                .layer(option_layer(cors(&state.config))),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))

@@ -10,6 +10,8 @@ pub struct Model {
     pub name: String,
     pub timezone: String,
     pub business_hours: Option<Json>,
+    /// `app::types::RateLimits` overriding the configured defaults.
+    pub rate_limits: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

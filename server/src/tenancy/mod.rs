@@ -7,11 +7,13 @@ pub use service::TenancyServiceImpl;
 
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryOrder, SqlErr};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryOrder, SqlErr, TransactionTrait};
 
-use app::error::AppError;
+use app::error::{AppError, FieldError};
 use app::types::{BusinessHours, Role, Tenant, TenantMembership};
 
+use crate::http::rate_limit::TenantLimits;
+use crate::store::audit_log::Record;
 use crate::store::{memberships, tenants};
 
 /// Logs a database failure with its cause and hides the details from the caller.
@@ -68,6 +70,7 @@ pub async fn create_tenant(
         name: Set(name),
         timezone: Set("UTC".into()),
         business_hours: Set(serde_json::to_value(default_business_hours()).ok()),
+        rate_limits: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -135,4 +138,50 @@ pub fn cli_access(tenant_id: Uuid) -> app::services::Access {
         scopes: app::types::Scope::all(),
         ip: None,
     }
+}
+
+/// A tenant's own rate limits (empty when it uses the defaults).
+pub async fn rate_limits(db: &DatabaseConnection, tenant_id: Uuid) -> Result<TenantLimits, AppError> {
+    let tenant = tenants::Entity::find_by_id(tenant_id)
+        .one(db)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| AppError::not_found("tenant"))?;
+    Ok(tenant
+        .rate_limits
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default())
+}
+
+/// Sets a tenant's own rate limits (a platform operator's action, audited as `cli`).
+pub async fn set_rate_limits(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    limits: TenantLimits,
+) -> Result<(), AppError> {
+    if [limits.read_per_minute, limits.write_per_minute, limits.tenant_per_minute]
+        .contains(&Some(0))
+    {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "rate_limits",
+            "must be at least 1 request per minute",
+        )]));
+    }
+    let value = serde_json::to_value(limits).map_err(|e| AppError::Internal(e.to_string()))?;
+    let txn = db.begin().await.map_err(db_error)?;
+    tenants::ActiveModel {
+        id: Set(tenant_id),
+        rate_limits: Set(Some(value.clone())),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .update(&txn)
+    .await
+    .map_err(db_error)?;
+    Record::by(&cli_access(tenant_id), "tenant.rate_limits", format!("tenant:{tenant_id}"))
+        .details(value)
+        .write(&txn)
+        .await
+        .map_err(db_error)?;
+    txn.commit().await.map_err(db_error)
 }

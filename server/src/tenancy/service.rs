@@ -12,16 +12,18 @@ use app::types::*;
 
 use super::{db_error, to_tenant, validate};
 use crate::auth::{api_key, password};
+use crate::kv::Kv;
 use crate::store::audit_log::{self, Record};
 use crate::store::{api_keys, memberships, tenants, users};
 
 pub struct TenancyServiceImpl {
     db: DatabaseConnection,
+    kv: Kv,
 }
 
 impl TenancyServiceImpl {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, kv: Kv) -> Self {
+        Self { db, kv }
     }
 
     async fn tenant_model(&self, access: &Access) -> Result<tenants::Model, AppError> {
@@ -434,6 +436,7 @@ impl TenancyService for TenancyServiceImpl {
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
+        crate::auth::forget_key(&self.kv, &saved.prefix).await;
         Ok(to_api_key(saved))
     }
 

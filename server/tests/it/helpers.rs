@@ -13,10 +13,30 @@ use server::config::Config;
 use server::startup::Application;
 use server::tenancy;
 
+/// The embedded defaults (SQLite, in-process cache and budgets) or the servers an installation
+/// at scale uses (PostgreSQL and Redis, sessions in Redis).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+async fn redis_reachable() -> Result<(), String> {
+    let url = redis_url();
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    tokio::net::TcpStream::connect(&addr)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("Redis at {url}: {e}"))
 }
 
 /// The PostgreSQL the tests create their databases in.
@@ -27,19 +47,20 @@ fn postgres_admin_url() -> String {
 
 /// Both backends, or SQLite alone when PostgreSQL is unreachable outside CI (said loudly).
 pub async fn backends() -> Vec<Backend> {
-    match Database::connect(postgres_admin_url()).await {
+    let servers = match Database::connect(postgres_admin_url()).await {
         Ok(db) => {
             let _ = db.close().await;
-            vec![Backend::Sqlite, Backend::Postgres]
+            redis_reachable().await
         }
+        Err(e) => Err(format!("PostgreSQL at {}: {e}", postgres_admin_url())),
+    };
+    match servers {
+        Ok(()) => vec![Backend::Sqlite, Backend::Postgres],
         Err(e) if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but PostgreSQL at {} is unreachable: {e}",
-                postgres_admin_url()
-            )
+            panic!("CI is set but a server is unreachable: {e}")
         }
         Err(e) => {
-            eprintln!("\n!!! PostgreSQL unreachable ({e}); SKIPPING the PostgreSQL half of this test !!!\n");
+            eprintln!("\n!!! {e}; SKIPPING the PostgreSQL + Redis half of this test !!!\n");
             vec![Backend::Sqlite]
         }
     }
@@ -111,6 +132,8 @@ impl TestApp {
         extra: &[(&str, &str)],
     ) -> TestApp {
         let dir_s = dir.display().to_string();
+        let redis = redis_url();
+        let namespace = format!("it-{}", Uuid::new_v4().simple());
         let mut pairs = vec![
             ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
             ("DATA_DIR", dir_s.as_str()),
@@ -118,6 +141,10 @@ impl TestApp {
             ("DEMO_TENANT", "false"),
             ("LOGIN_ATTEMPTS_PER_MINUTE", "50"),
         ];
+        if backend == Backend::Postgres {
+            pairs.push(("REDIS_URL", redis.as_str()));
+            pairs.push(("KV_NAMESPACE", namespace.as_str()));
+        }
         pairs.extend_from_slice(extra);
         let config = Config::from_pairs(&pairs).expect("test config");
         let app = Application::build(config).await.expect("app builds");

@@ -9,4 +9,5 @@ mod api;
 mod cli;
 mod console;
 mod isolation;
+mod limits;
 mod platform;
