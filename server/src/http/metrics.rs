@@ -50,6 +50,7 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
         return ApiError(AppError::Unauthorized).into_response();
     }
     record_pool(&state.db);
+    state.kv.store().record_metrics();
     let handle = handle();
     handle.run_upkeep();
     (

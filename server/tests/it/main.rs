@@ -11,3 +11,4 @@ mod console;
 mod isolation;
 mod limits;
 mod platform;
+mod scale;

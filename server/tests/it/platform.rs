@@ -269,32 +269,53 @@ async fn oversized_bodies_are_refused_whole() {
 
 #[tokio::test]
 async fn metrics_need_the_token_and_describe_traffic() {
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("METRICS_TOKEN", "scrape-me")]).await;
-    let acme = app.tenant("acme").await;
-    json(app.get("/api/v1/tenant", &acme.key).await, 200).await;
-    problem(
-        app.get("/api/v1/tenant", "apk_wrongwrongwr_x").await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    for backend in backends().await {
+        let app = TestApp::spawn_with(
+            backend,
+            &[
+                ("METRICS_TOKEN", "scrape-me"),
+                ("RATE_LIMIT_PUBLIC_PER_MINUTE", "2"),
+            ],
+        )
+        .await;
+        let acme = app.tenant("acme").await;
+        json(app.get("/api/v1/tenant", &acme.key).await, 200).await;
+        problem(
+            app.get("/api/v1/tenant", "apk_wrongwrongwr_x").await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        app.get("/api/v1/tenant", "apk_wrongwrongwr_x").await;
+        problem(
+            app.get("/api/v1/tenant", "apk_wrongwrongwr_x").await,
+            429,
+            "rate_limited",
+        )
+        .await;
 
-    problem(
-        app.client.get(app.url("/metrics")).send().await.unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
-    problem(app.get("/metrics", "wrong").await, 401, "unauthorized").await;
-    let text = app.get("/metrics", "scrape-me").await.text().await.unwrap();
-    for expected in [
-        r#"http_requests_total{method="GET",route="/api/v1/tenant",status="200"}"#,
-        r#"http_requests_total{method="GET",route="/api/v1/tenant",status="401"}"#,
-        r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/tenant",status="200",le="0.005"}"#,
-        "http_requests_in_flight",
-        r#"db_pool_connections{state="open"}"#,
-    ] {
-        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        problem(
+            app.client.get(app.url("/metrics")).send().await.unwrap(),
+            401,
+            "unauthorized",
+        )
+        .await;
+        problem(app.get("/metrics", "wrong").await, 401, "unauthorized").await;
+        let text = app.get("/metrics", "scrape-me").await.text().await.unwrap();
+        let mut expected = vec![
+            r#"http_requests_total{method="GET",route="/api/v1/tenant",status="200"}"#,
+            r#"http_requests_total{method="GET",route="/api/v1/tenant",status="401"}"#,
+            r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/tenant",status="200",le="0.005"}"#,
+            "http_requests_in_flight",
+            r#"db_pool_connections{state="open"}"#,
+            r#"rate_limit_rejections_total{class="public"}"#,
+        ];
+        if backend == Backend::Postgres {
+            expected.push(r#"redis_pool_connections{state="connected"} 4"#);
+        }
+        for expected in expected {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
     }
 
     // Without a token configured the endpoint does not exist.
