@@ -214,9 +214,18 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                 None => format!("{default}/min (default)"),
             };
             println!("rate limits of {slug}:");
-            println!("  reads per key or user:  {}", show(limits.read_per_minute, d.read));
-            println!("  writes per key or user: {}", show(limits.write_per_minute, d.write));
-            println!("  whole tenant:           {}", show(limits.tenant_per_minute, d.tenant));
+            println!(
+                "  reads per key or user:  {}",
+                show(limits.read_per_minute, d.read)
+            );
+            println!(
+                "  writes per key or user: {}",
+                show(limits.write_per_minute, d.write)
+            );
+            println!(
+                "  whole tenant:           {}",
+                show(limits.tenant_per_minute, d.tenant)
+            );
         }
         TenantCommand::Create { slug, name } => {
             let t = tenancy::create_tenant(&db, &slug, name.as_deref().unwrap_or(&slug))

@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 23] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -31,6 +31,9 @@ const KEYS: [&str; 20] = [
     "RATE_LIMIT_TENANT_PER_MINUTE",
     "RATE_LIMIT_PUBLIC_PER_MINUTE",
     "PLATFORM_ADMINS",
+    "CIRCUIT_FAILURES",
+    "CIRCUIT_OPEN_SECS",
+    "OUTBOUND_TIMEOUT_SECS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +65,9 @@ struct Raw {
     rate_limit_tenant_per_minute: u32,
     rate_limit_public_per_minute: u32,
     platform_admins: String,
+    circuit_failures: u32,
+    circuit_open_secs: u64,
+    outbound_timeout_secs: u64,
 }
 
 impl Default for Raw {
@@ -87,6 +93,9 @@ impl Default for Raw {
             rate_limit_tenant_per_minute: 3000,
             rate_limit_public_per_minute: 120,
             platform_admins: String::new(),
+            circuit_failures: 5,
+            circuit_open_secs: 60,
+            outbound_timeout_secs: 30,
         }
     }
 }
@@ -126,6 +135,19 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Emails of platform operators: their sessions and the API keys they issued skip rate limits.
     pub platform_admins: Vec<String>,
+    /// Circuit breakers and timeouts of calls to external services.
+    pub circuit: CircuitConfig,
+}
+
+/// How calls to an external service fail fast once it is down.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitConfig {
+    /// Consecutive failures that open the circuit (`CIRCUIT_FAILURES`).
+    pub failures: u32,
+    /// How long it stays open before one call may try again (`CIRCUIT_OPEN_SECS`).
+    pub open_for: std::time::Duration,
+    /// Longest wait for one call (`OUTBOUND_TIMEOUT_SECS`).
+    pub timeout: std::time::Duration,
 }
 
 /// Requests per minute, by route class.
@@ -200,10 +222,28 @@ impl Raw {
             ));
         }
         for (key, value) in [
-            ("RATE_LIMIT_READ_PER_MINUTE", self.rate_limit_read_per_minute),
-            ("RATE_LIMIT_WRITE_PER_MINUTE", self.rate_limit_write_per_minute),
-            ("RATE_LIMIT_TENANT_PER_MINUTE", self.rate_limit_tenant_per_minute),
-            ("RATE_LIMIT_PUBLIC_PER_MINUTE", self.rate_limit_public_per_minute),
+            (
+                "RATE_LIMIT_READ_PER_MINUTE",
+                self.rate_limit_read_per_minute,
+            ),
+            (
+                "RATE_LIMIT_WRITE_PER_MINUTE",
+                self.rate_limit_write_per_minute,
+            ),
+            (
+                "RATE_LIMIT_TENANT_PER_MINUTE",
+                self.rate_limit_tenant_per_minute,
+            ),
+            (
+                "RATE_LIMIT_PUBLIC_PER_MINUTE",
+                self.rate_limit_public_per_minute,
+            ),
+            ("CIRCUIT_FAILURES", self.circuit_failures),
+            ("CIRCUIT_OPEN_SECS", u32::from(self.circuit_open_secs > 0)),
+            (
+                "OUTBOUND_TIMEOUT_SECS",
+                u32::from(self.outbound_timeout_secs > 0),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!(
@@ -289,6 +329,11 @@ impl Raw {
                 .map(|e| e.trim().to_lowercase())
                 .filter(|e| !e.is_empty())
                 .collect(),
+            circuit: CircuitConfig {
+                failures: self.circuit_failures,
+                open_for: std::time::Duration::from_secs(self.circuit_open_secs),
+                timeout: std::time::Duration::from_secs(self.outbound_timeout_secs),
+            },
         })
     }
 }
@@ -303,7 +348,9 @@ impl Config {
     }
 
     pub fn is_platform_admin(&self, email: &str) -> bool {
-        self.platform_admins.iter().any(|a| a.eq_ignore_ascii_case(email))
+        self.platform_admins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(email))
     }
 
     pub fn is_sqlite(&self) -> bool {

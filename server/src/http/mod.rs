@@ -70,7 +70,10 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
                     state.clone(),
                     rate_limit::limit,
                 ))
-                .layer(middleware::from_fn_with_state(state.clone(), auth::api_auth))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::api_auth,
+                ))
                 .layer(option_layer(cors(&state.config))),
         )
         .route("/healthz", get(healthz))

@@ -233,4 +233,3 @@ fn write_headers(headers: &mut HeaderMap, d: &Decision) {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
 }
-

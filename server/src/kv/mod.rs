@@ -189,12 +189,7 @@ impl Kv {
         self.store.delete(&self.key(scope, area, rest)).await
     }
 
-    pub async fn spend(
-        &self,
-        scope: Scope,
-        bucket: &str,
-        rate: Rate,
-    ) -> Result<Decision, KvError> {
+    pub async fn spend(&self, scope: Scope, bucket: &str, rate: Rate) -> Result<Decision, KvError> {
         self.store
             .spend(&self.key(scope, "ratelimit", bucket), rate)
             .await

@@ -141,7 +141,10 @@ pub fn cli_access(tenant_id: Uuid) -> app::services::Access {
 }
 
 /// A tenant's own rate limits (empty when it uses the defaults).
-pub async fn rate_limits(db: &DatabaseConnection, tenant_id: Uuid) -> Result<TenantLimits, AppError> {
+pub async fn rate_limits(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+) -> Result<TenantLimits, AppError> {
     let tenant = tenants::Entity::find_by_id(tenant_id)
         .one(db)
         .await
@@ -159,8 +162,12 @@ pub async fn set_rate_limits(
     tenant_id: Uuid,
     limits: TenantLimits,
 ) -> Result<(), AppError> {
-    if [limits.read_per_minute, limits.write_per_minute, limits.tenant_per_minute]
-        .contains(&Some(0))
+    if [
+        limits.read_per_minute,
+        limits.write_per_minute,
+        limits.tenant_per_minute,
+    ]
+    .contains(&Some(0))
     {
         return Err(AppError::Validation(vec![FieldError::new(
             "rate_limits",
@@ -178,10 +185,14 @@ pub async fn set_rate_limits(
     .update(&txn)
     .await
     .map_err(db_error)?;
-    Record::by(&cli_access(tenant_id), "tenant.rate_limits", format!("tenant:{tenant_id}"))
-        .details(value)
-        .write(&txn)
-        .await
-        .map_err(db_error)?;
+    Record::by(
+        &cli_access(tenant_id),
+        "tenant.rate_limits",
+        format!("tenant:{tenant_id}"),
+    )
+    .details(value)
+    .write(&txn)
+    .await
+    .map_err(db_error)?;
     txn.commit().await.map_err(db_error)
 }

@@ -54,7 +54,10 @@ async fn key_budget_is_exact_under_concurrency() {
             .iter()
             .map(|r| header(r, "ratelimit-remaining").parse().unwrap())
             .collect();
-        assert!(remaining.contains(&0) && remaining.contains(&9), "{remaining:?}");
+        assert!(
+            remaining.contains(&0) && remaining.contains(&9),
+            "{remaining:?}"
+        );
         let refusal = refused.into_iter().next().expect("some refused");
         let retry: u64 = header(&refusal, "retry-after").parse().unwrap();
         assert!((1..=6).contains(&retry), "Retry-After {retry}");
@@ -146,7 +149,12 @@ async fn anonymous_requests_and_bad_keys_spend_the_address_budget() {
         let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_PUBLIC_PER_MINUTE", "5")]).await;
         let f = app.tenant("acme").await;
         for _ in 0..3 {
-            let r = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+            let r = app
+                .client
+                .get(app.url("/api/v1/openapi.json"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
         }
         for _ in 0..2 {
@@ -155,7 +163,12 @@ async fn anonymous_requests_and_bad_keys_spend_the_address_budget() {
         }
         let r = app.get("/api/v1/tenant", "apk_AAAAAAAAAAAA_wrong").await;
         problem(r, 429, "rate_limited").await;
-        let r = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+        let r = app
+            .client
+            .get(app.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 429, "{backend:?}");
         // A valid key has its own budget, not the address's.
         assert_eq!(app.get("/api/v1/tenant", &f.key).await.status(), 200);
@@ -203,7 +216,10 @@ async fn platform_admins_skip_limits() {
         // The fixture key was issued by the CLI, not by an admin: limited.
         let (responses, elapsed) = burst(&app, "/api/v1/tenant", &f.key, 10).await;
         let admitted = responses.iter().filter(|r| r.status() == 200).count();
-        assert!((2..=admissible(2, elapsed)).contains(&admitted), "{admitted}");
+        assert!(
+            (2..=admissible(2, elapsed)).contains(&admitted),
+            "{admitted}"
+        );
 
         // Console sessions of a platform admin are not limited either; others are.
         let browser = app.signed_in(&f.owner_email, &f.owner_password).await;

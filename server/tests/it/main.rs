@@ -10,5 +10,6 @@ mod cli;
 mod console;
 mod isolation;
 mod limits;
+mod outbound;
 mod platform;
 mod scale;

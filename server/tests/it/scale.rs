@@ -47,7 +47,10 @@ async fn start(dir: &std::path::Path, database_url: &str, namespace: &str) -> In
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "instance on {port} never became ready");
+        assert!(
+            Instant::now() < deadline,
+            "instance on {port} never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Instance {
@@ -84,7 +87,10 @@ async fn two_instances_share_budgets_and_sessions() {
         .map(|r| r.expect("response").status().as_u16())
         .collect();
     let admitted = statuses.iter().filter(|s| **s == 200).count();
-    assert_eq!(admitted + statuses.iter().filter(|s| **s == 429).count(), 100);
+    assert_eq!(
+        admitted + statuses.iter().filter(|s| **s == 429).count(),
+        100
+    );
     assert!(
         (10..=admissible(10, elapsed)).contains(&admitted),
         "{admitted} of 100 admitted across two instances in {elapsed:?}"
