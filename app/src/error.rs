@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct FieldError {
+    /// The field's path in the request body, e.g. `name` or `scopes[1]`.
     pub field: String,
     pub message: String,
 }

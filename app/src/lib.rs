@@ -6,6 +6,7 @@ mod pages;
 #[cfg(feature = "ssr")]
 pub mod services;
 pub mod types;
+pub mod validate;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{AppError, FieldError};
+use crate::validate as v;
 
 #[cfg(feature = "ssr")]
 use utoipa::ToSchema;
@@ -212,12 +213,24 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
 }
 
+/// A new tenant (created by platform operators through the CLI).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+pub struct CreateTenant {
+    #[garde(custom(v::slug))]
+    pub slug: String,
+    #[garde(custom(v::name::<200>))]
+    pub name: String,
+}
+
 /// Changes to a tenant's settings; absent fields stay as they are.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct UpdateTenant {
+    #[garde(custom(v::optional(v::name::<200>)))]
     pub name: Option<String>,
+    #[garde(custom(v::optional(v::timezone)))]
     pub timezone: Option<String>,
+    #[garde(custom(v::optional(v::business_hours)))]
     pub business_hours: Option<Vec<BusinessHours>>,
 }
 
@@ -260,16 +273,21 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 pub struct AddMember {
+    #[garde(custom(v::email))]
     pub email: String,
+    #[garde(skip)]
     pub role: Role,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 pub struct CreateUser {
+    #[garde(custom(v::email))]
     pub email: String,
+    #[garde(custom(v::name::<200>))]
     pub name: String,
+    #[garde(skip)]
     pub role: Role,
 }
 
@@ -280,9 +298,11 @@ pub struct CreatedUser {
     pub temporary_password: String,
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 pub struct PasswordChange {
+    #[garde(length(min = 1))]
     pub current: String,
+    #[garde(length(chars, min = MIN_PASSWORD_LEN, max = 128))]
     pub new: String,
 }
 
@@ -308,11 +328,13 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct CreateApiKey {
+    #[garde(custom(v::name::<100>))]
     pub name: String,
     /// Permissions such as `knowledge:read` or `api_keys:write`; write implies read.
+    #[garde(length(min = 1), inner(custom(v::scope)))]
     pub scopes: Vec<String>,
 }
 
@@ -338,21 +360,27 @@ pub struct AuditEntry {
 }
 
 /// Filters and cursor for the audit log; newest entries come first.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 #[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
 pub struct AuditQuery {
     /// Exact actor, e.g. `user:alice@example.com`.
+    #[garde(skip)]
     pub actor: Option<String>,
     /// Exact action, e.g. `api_key.create`.
+    #[garde(skip)]
     pub action: Option<String>,
     /// Only entries at or after this instant (RFC 3339).
+    #[garde(skip)]
     pub since: Option<DateTime<Utc>>,
     /// Only entries before this instant (RFC 3339).
+    #[garde(skip)]
     pub until: Option<DateTime<Utc>>,
     /// `next_cursor` of the previous page.
+    #[garde(skip)]
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[garde(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 

@@ -5,7 +5,7 @@ use sea_orm::{ActiveValue::Set, DatabaseConnection, TransactionTrait};
 
 use app::error::{AppError, FieldError};
 use app::services::{Access, AccountService, Actor};
-use app::types::{PasswordChange, MIN_PASSWORD_LEN};
+use app::types::PasswordChange;
 
 use super::password;
 use crate::store::audit_log::Record;
@@ -34,13 +34,7 @@ impl AccountService for AccountServiceImpl {
                 "only a signed-in person has a password".into(),
             ));
         };
-        let length = change.new.chars().count();
-        if !(MIN_PASSWORD_LEN..=128).contains(&length) {
-            return Err(AppError::invalid(
-                "new",
-                format!("must be {MIN_PASSWORD_LEN} to 128 characters long"),
-            ));
-        }
+        app::validate::check(&change)?;
         let user = users::Entity::find_by_id(*id)
             .one(&self.db)
             .await

@@ -35,13 +35,16 @@ use crate::store::tenants;
 pub const REJECTIONS: &str = "rate_limit_rejections_total";
 
 /// A tenant's own budgets, requests per minute; unset figures use the configured defaults.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 pub struct TenantLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(range(min = 1))]
     pub read_per_minute: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(range(min = 1))]
     pub write_per_minute: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(range(min = 1))]
     pub tenant_per_minute: Option<u32>,
 }
 

@@ -74,7 +74,6 @@ impl<'a> Record<'a> {
 }
 
 const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
 
 /// A tenant's audit entries, newest first, filtered and cursor-paginated.
 pub async fn list(
@@ -82,13 +81,8 @@ pub async fn list(
     tenant_id: Uuid,
     query: &AuditQuery,
 ) -> Result<Page<AuditEntry>, AppError> {
+    app::validate::check(query)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(AppError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    }
     let mut select = Entity::find().filter(Column::TenantId.eq(tenant_id));
     if let Some(cursor) = &query.cursor {
         let before: i64 = cursor

@@ -9,8 +9,8 @@ use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryOrder, SqlErr, TransactionTrait};
 
-use app::error::{AppError, FieldError};
-use app::types::{BusinessHours, Role, Tenant, TenantMembership};
+use app::error::AppError;
+use app::types::{BusinessHours, CreateTenant, Role, Tenant, TenantMembership};
 
 use crate::http::rate_limit::TenantLimits;
 use crate::store::audit_log::Record;
@@ -56,8 +56,11 @@ pub async fn create_tenant(
     slug: &str,
     name: &str,
 ) -> Result<Tenant, AppError> {
-    validate::slug(slug)?;
-    let name = validate::name("name", name, 200).map_err(|e| AppError::Validation(vec![e]))?;
+    app::validate::check(&CreateTenant {
+        slug: slug.to_string(),
+        name: name.to_string(),
+    })?;
+    let name = name.trim().to_string();
     if find_by_slug(db, slug).await?.is_some() {
         return Err(AppError::Conflict(format!(
             "a tenant with slug '{slug}' exists"
@@ -162,18 +165,7 @@ pub async fn set_rate_limits(
     tenant_id: Uuid,
     limits: TenantLimits,
 ) -> Result<(), AppError> {
-    if [
-        limits.read_per_minute,
-        limits.write_per_minute,
-        limits.tenant_per_minute,
-    ]
-    .contains(&Some(0))
-    {
-        return Err(AppError::Validation(vec![FieldError::new(
-            "rate_limits",
-            "must be at least 1 request per minute",
-        )]));
-    }
+    app::validate::check(&limits)?;
     let value = serde_json::to_value(limits).map_err(|e| AppError::Internal(e.to_string()))?;
     let txn = db.begin().await.map_err(db_error)?;
     tenants::ActiveModel {

@@ -9,6 +9,7 @@ use serde_json::json;
 use app::error::AppError;
 use app::services::{Access, TenancyService};
 use app::types::*;
+use app::validate::check;
 
 use super::{db_error, to_tenant, validate};
 use crate::auth::{api_key, password};
@@ -136,34 +137,14 @@ impl TenancyService for TenancyServiceImpl {
         update: UpdateTenant,
     ) -> Result<Tenant, AppError> {
         access.require(Area::Tenant, Level::Write)?;
-        let mut errors = Vec::new();
-        let name = update
-            .name
-            .as_deref()
-            .map(|n| validate::name("name", n, 200));
-        let timezone = update.timezone.as_deref().map(validate::timezone);
-        if let Some(Err(e)) = &name {
-            errors.push(e.clone());
-        }
-        if let Some(Err(e)) = &timezone {
-            errors.push(e.clone());
-        }
-        if let Some(Err(e)) = update
-            .business_hours
-            .as_deref()
-            .map(validate::business_hours)
-        {
-            errors.push(e);
-        }
-        validate::all(errors)?;
-
+        check(&update)?;
         let current = self.tenant_model(access).await?;
         let mut row: tenants::ActiveModel = current.into();
-        if let Some(Ok(name)) = name {
-            row.name = Set(name);
+        if let Some(name) = &update.name {
+            row.name = Set(name.trim().to_string());
         }
-        if let Some(Ok(tz)) = timezone {
-            row.timezone = Set(tz);
+        if let Some(tz) = &update.timezone {
+            row.timezone = Set(validate::canonical_timezone(tz));
         }
         if let Some(mut hours) = update.business_hours {
             hours.sort_by_key(|h| h.weekday);
@@ -204,7 +185,8 @@ impl TenancyService for TenancyServiceImpl {
 
     async fn add_member(&self, access: &Access, add: AddMember) -> Result<Member, AppError> {
         access.require(Area::Members, Level::Write)?;
-        let email = validate::email(&add.email).map_err(|e| AppError::Validation(vec![e]))?;
+        check(&add)?;
+        let email = validate::normal_email(&add.email);
         guard_owner_role(access, add.role == Role::Owner)?;
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
@@ -236,16 +218,9 @@ impl TenancyService for TenancyServiceImpl {
         create: CreateUser,
     ) -> Result<CreatedUser, AppError> {
         access.require(Area::Members, Level::Write)?;
-        let email = validate::email(&create.email);
-        let name = validate::name("name", &create.name, 200);
-        let (email, name) = match (email, name) {
-            (Ok(e), Ok(n)) => (e, n),
-            (e, n) => {
-                return Err(AppError::Validation(
-                    e.err().into_iter().chain(n.err()).collect(),
-                ))
-            }
-        };
+        check(&create)?;
+        let email = validate::normal_email(&create.email);
+        let name = create.name.trim().to_string();
         guard_owner_role(access, create.role == Role::Owner)?;
         let exists = users::Entity::find()
             .filter(users::Column::Email.eq(email.as_str()))
@@ -365,21 +340,9 @@ impl TenancyService for TenancyServiceImpl {
         create: CreateApiKey,
     ) -> Result<CreatedApiKey, AppError> {
         access.require(Area::ApiKeys, Level::Write)?;
-        let name = validate::name("name", &create.name, 100);
-        let scopes = Scope::parse_list("scopes", &create.scopes);
-        let (name, scopes) = match (name, scopes) {
-            (Ok(n), Ok(s)) => (n, s),
-            (n, s) => {
-                let mut errors: Vec<_> = n.err().into_iter().collect();
-                if let Err(AppError::Validation(more)) = s {
-                    errors.extend(more);
-                }
-                return Err(AppError::Validation(errors));
-            }
-        };
-        if scopes.is_empty() {
-            return Err(AppError::invalid("scopes", "grant at least one permission"));
-        }
+        check(&create)?;
+        let name = create.name.trim().to_string();
+        let scopes = Scope::parse_list("scopes", &create.scopes)?;
         if let Some(beyond) = scopes.iter().find(|s| {
             !access
                 .scopes

@@ -140,7 +140,7 @@ async fn errors_are_problem_json() {
             .iter()
             .map(|e| e["field"].as_str().unwrap())
             .collect();
-        assert_eq!(fields, ["name", "scopes", "scopes"], "{body}");
+        assert_eq!(fields, ["name", "scopes[0]", "scopes[1]"], "{body}");
 
         let no_scopes = app
             .send_json(

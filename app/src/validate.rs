@@ -1,0 +1,211 @@
+//! Input rules, shared by the server and the browser. Every write DTO derives
+//! `garde::Validate` with these as its rules; the services call `validate()` first, so the REST
+//! API and the server functions refuse the same input with the same 422 field list.
+
+use crate::error::{AppError, FieldError};
+use crate::types::{BusinessHours, Scope};
+
+/// Every failing field, as the 422 body lists them.
+impl From<garde::Report> for AppError {
+    fn from(report: garde::Report) -> Self {
+        AppError::Validation(
+            report
+                .iter()
+                .map(|(path, error)| FieldError::new(&path.to_string(), error.message()))
+                .collect(),
+        )
+    }
+}
+
+/// Runs a DTO's rules.
+pub fn check<T: garde::Validate<Context = ()>>(value: &T) -> Result<(), AppError> {
+    value.validate().map_err(AppError::from)
+}
+
+/// Applies `rule` to an optional field when it is present.
+pub fn optional<T, U>(
+    rule: fn(&U, &()) -> garde::Result,
+) -> impl FnOnce(&Option<T>, &()) -> garde::Result
+where
+    T: std::ops::Deref<Target = U>,
+    U: ?Sized,
+{
+    move |value, ctx| value.as_deref().map_or(Ok(()), |v| rule(v, ctx))
+}
+
+const RESERVED_SLUGS: [&str; 8] = [
+    "api", "admin", "www", "app", "auth", "login", "static", "pkg",
+];
+
+/// A tenant's URL-safe identifier.
+pub fn slug(slug: &str, _: &()) -> garde::Result {
+    let ok_chars = slug
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let message = if !(3..=63).contains(&slug.len()) {
+        "must be 3 to 63 characters long"
+    } else if !ok_chars {
+        "may contain only lowercase letters, digits and hyphens"
+    } else if !slug.as_bytes()[0].is_ascii_lowercase() {
+        "must start with a letter"
+    } else if slug.ends_with('-') || slug.contains("--") {
+        "must not end with a hyphen or contain two in a row"
+    } else if RESERVED_SLUGS.contains(&slug) {
+        "is reserved"
+    } else {
+        return Ok(());
+    };
+    Err(garde::Error::new(message))
+}
+
+/// A display name: not blank, at most `MAX` characters once trimmed.
+pub fn name<const MAX: usize>(value: &str, _: &()) -> garde::Result {
+    let value = value.trim();
+    if value.is_empty() {
+        Err(garde::Error::new("must not be empty"))
+    } else if value.chars().count() > MAX {
+        Err(garde::Error::new(format!(
+            "must be at most {MAX} characters"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// The shape of an email address (delivery is not verified).
+pub fn email(value: &str, _: &()) -> garde::Result {
+    let value = value.trim();
+    let valid = value.len() <= 254
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !value.contains(char::is_whitespace)
+                && value.matches('@').count() == 1
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(garde::Error::new("is not a valid email address"))
+    }
+}
+
+/// An IANA time zone name (checked against the tz database on the server).
+pub fn timezone(value: &str, _: &()) -> garde::Result {
+    #[cfg(feature = "ssr")]
+    {
+        if value.trim().parse::<chrono_tz::Tz>().is_err() {
+            return Err(garde::Error::new(
+                "is not an IANA time zone such as Europe/Berlin",
+            ));
+        }
+    }
+    let _ = value;
+    Ok(())
+}
+
+/// A permission such as `knowledge:read`.
+pub fn scope(value: &str, _: &()) -> garde::Result {
+    match Scope::parse(value.trim()) {
+        Some(_) => Ok(()),
+        None => Err(garde::Error::new(format!(
+            "unknown scope '{value}' (expected AREA:read or AREA:write)"
+        ))),
+    }
+}
+
+/// Each weekday at most once, `HH:MM` times, opening before closing.
+pub fn business_hours(hours: &[BusinessHours], _: &()) -> garde::Result {
+    let mut seen = [false; 7];
+    for h in hours {
+        let day = usize::from(h.weekday);
+        if day > 6 {
+            return Err(garde::Error::new(
+                "weekday must be 0 (Monday) to 6 (Sunday)",
+            ));
+        }
+        if std::mem::replace(&mut seen[day], true) {
+            return Err(garde::Error::new("each weekday may appear once"));
+        }
+        let parse = |t: &str| chrono::NaiveTime::parse_from_str(t, "%H:%M");
+        match (parse(&h.open), parse(&h.close)) {
+            (Ok(open), Ok(close)) if open < close => {}
+            (Ok(_), Ok(_)) => {
+                return Err(garde::Error::new(
+                    "opening time must be before closing time",
+                ))
+            }
+            _ => return Err(garde::Error::new("times must be HH:MM")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{CreateUser, Role, UpdateTenant};
+
+    #[test]
+    fn emails_names_and_zones() {
+        assert!(email(" Alice@Example.COM ", &()).is_ok());
+        for bad in ["", "alice", "a@b", "a@@b.c", "@b.c", "a b@c.d"] {
+            assert!(email(bad, &()).is_err(), "{bad}");
+        }
+        assert!(name::<3>(" abc ", &()).is_ok());
+        assert!(name::<3>("abcd", &()).is_err());
+        assert!(name::<3>("  ", &()).is_err());
+        #[cfg(feature = "ssr")]
+        {
+            assert!(timezone("Europe/Berlin", &()).is_ok());
+            assert!(timezone("Mars/Olympus", &()).is_err());
+        }
+    }
+
+    #[test]
+    fn slugs() {
+        for good in ["acme", "acme-dental", "a1b2c3"] {
+            assert!(slug(good, &()).is_ok(), "{good}");
+        }
+        for bad in [
+            "ab", "Acme", "1acme", "acme-", "ac--me", "api", "acme_x", "ac me",
+        ] {
+            assert!(slug(bad, &()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hours() {
+        let h = |weekday, open: &str, close: &str| BusinessHours {
+            weekday,
+            open: open.into(),
+            close: close.into(),
+        };
+        let ok = |hours: &[BusinessHours]| business_hours(hours, &()).is_ok();
+        assert!(ok(&[h(0, "09:00", "17:00"), h(4, "08:30", "12:00")]));
+        assert!(!ok(&[h(7, "09:00", "17:00")]));
+        assert!(!ok(&[h(0, "17:00", "09:00")]));
+        assert!(!ok(&[h(0, "9am", "5pm")]));
+        assert!(!ok(&[h(1, "09:00", "17:00"), h(1, "10:00", "11:00")]));
+    }
+
+    #[test]
+    fn reports_list_every_failing_field() {
+        let err = check(&CreateUser {
+            email: "nope".into(),
+            name: " ".into(),
+            role: Role::Viewer,
+        })
+        .unwrap_err();
+        let AppError::Validation(fields) = err else {
+            panic!("{err:?}")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["email", "name"]);
+        assert!(
+            check(&UpdateTenant::default()).is_ok(),
+            "absent fields are fine"
+        );
+    }
+}
