@@ -29,6 +29,22 @@ async function api(path, key) {
   return fetch(`${BASE}${path}`, { headers: { Authorization: `Bearer ${key}` } });
 }
 
+test("console pages hydrate under their Content Security Policy", async () => {
+  const page = await browser.newPage();
+  const violations = [];
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) violations.push(msg.text());
+  });
+  await signIn(page, ADMIN);
+  for (const path of ["/keys", "/members", "/audit", "/settings", "/account"]) {
+    const response = await page.goto(`${BASE}${path}`);
+    assert.match(response.headers()["content-security-policy"], /script-src 'self' 'nonce-[A-Za-z0-9_-]+'/);
+    await page.waitForSelector("body[data-hydrated=true]");
+  }
+  assert.deepEqual(violations, []);
+  await page.close();
+});
+
 test("sign in, create a key, use it, revoke it", async () => {
   const page = await browser.newPage();
   await signIn(page, ADMIN);

@@ -36,8 +36,35 @@ async fn health_readiness_and_request_ids() {
         assert_eq!(echoed.headers()["x-content-type-options"], "nosniff");
         let login = app.client.get(app.url("/login")).send().await.unwrap();
         assert_eq!(login.headers()["x-frame-options"], "DENY");
+        // Console pages: a strict policy whose nonce is the one on this page's inline script,
+        // and a fresh one per response.
+        let csp = login.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .expect("nonce in CSP")
+            .to_string();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"));
+        let html = login.text().await.unwrap();
+        assert!(html.contains(&format!("nonce=\"{nonce}\"")), "{html}");
+        let again = app.client.get(app.url("/login")).send().await.unwrap();
+        assert!(!again.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains(&nonce));
+        // Other console responses (server functions) still refuse framing.
+        let fn_call = app
+            .client
+            .post(app.url("/_fn/whoami"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
-            login.headers()["content-security-policy"],
+            fn_call.headers()["content-security-policy"],
             "frame-ancestors 'none'"
         );
     }
