@@ -210,6 +210,9 @@ pub struct Tenant {
     /// IANA time zone, e.g. `Europe/Berlin`.
     pub timezone: String,
     pub business_hours: Vec<BusinessHours>,
+    /// Browser origins (`https://shop.example`) whose pages may call the REST API with this
+    /// tenant's keys.
+    pub allowed_origins: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -232,6 +235,9 @@ pub struct UpdateTenant {
     pub timezone: Option<String>,
     #[garde(custom(v::optional(v::business_hours)))]
     pub business_hours: Option<Vec<BusinessHours>>,
+    /// Replaces the list; at most 20.
+    #[garde(custom(v::optional(v::origins)))]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// A tenant the signed-in user belongs to, with the role held there.

@@ -105,6 +105,41 @@ pub fn timezone(value: &str, _: &()) -> garde::Result {
     Ok(())
 }
 
+/// A web origin: scheme, host and optional port, nothing else.
+pub fn origin(value: &str, _: &()) -> garde::Result {
+    let value = value.trim().trim_end_matches('/');
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let ok = rest.is_some_and(|host| {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(garde::Error::new(format!(
+            "'{value}' is not an origin like https://shop.example"
+        )))
+    }
+}
+
+/// At most 20 origins, each an [`origin`].
+pub fn origins(values: &[String], ctx: &()) -> garde::Result {
+    if values.len() > 20 {
+        return Err(garde::Error::new("at most 20 origins"));
+    }
+    values.iter().try_for_each(|o| origin(o, ctx))
+}
+
+/// The form an origin is compared in: trimmed, lower-case, no trailing slash.
+pub fn normal_origin(value: &str) -> String {
+    value.trim().trim_end_matches('/').to_lowercase()
+}
+
 /// A permission such as `knowledge:read`.
 pub fn scope(value: &str, _: &()) -> garde::Result {
     match Scope::parse(value.trim()) {
@@ -173,6 +208,30 @@ mod tests {
         ] {
             assert!(slug(bad, &()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn origins_are_scheme_host_port() {
+        for good in [
+            "https://shop.example",
+            "http://localhost:8080",
+            "https://a.b/",
+        ] {
+            assert!(origin(good, &()).is_ok(), "{good}");
+        }
+        for bad in [
+            "shop.example",
+            "https://a.b/path",
+            "ftp://a.b",
+            "https://",
+            "https://a b",
+        ] {
+            assert!(origin(bad, &()).is_err(), "{bad}");
+        }
+        assert_eq!(
+            normal_origin(" https://Shop.Example/ "),
+            "https://shop.example"
+        );
     }
 
     #[test]

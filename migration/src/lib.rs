@@ -3,7 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_foundation;
-mod m20261126_000002_rate_limits;
+mod m20261126_000002_tenant_policy;
 
 pub struct Migrator;
 
@@ -12,7 +12,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261126_000001_foundation::Migration),
-            Box::new(m20261126_000002_rate_limits::Migration),
+            Box::new(m20261126_000002_tenant_policy::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@ use app::error::AppError;
 use app::types::{AddMember, CreateApiKey, CreateUser, Role, Scope};
 
 use crate::config::Config;
-use crate::http::rate_limit::TenantLimits;
+use crate::http::tenant_policy::TenantLimits;
 use crate::startup::Application;
 use crate::store;
 use crate::tenancy::{self, TenancyServiceImpl};
@@ -203,7 +203,7 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                     .await
                     .map_err(user_error)?;
                 let (kv, _) = crate::kv::Kv::from_config(&config).await?;
-                crate::http::rate_limit::forget_tenant_limits(&kv, id).await;
+                crate::http::tenant_policy::forget(&kv, id).await;
                 limits
             } else {
                 tenancy::rate_limits(&db, id).await?

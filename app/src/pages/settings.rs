@@ -1,4 +1,4 @@
-//! Tenant settings: name, time zone, business hours.
+//! Tenant settings: name, time zone, business hours, origins allowed to call the API.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -43,6 +43,7 @@ fn SettingsForm(
 ) -> impl IntoView {
     let name = RwSignal::new(tenant.name.clone());
     let timezone = RwSignal::new(tenant.timezone.clone());
+    let origins = RwSignal::new(tenant.allowed_origins.join("\n"));
     let days: Vec<DayRow> = (0..7u8)
         .map(|d| {
             let hours = tenant.business_hours.iter().find(|h| h.weekday == d);
@@ -71,6 +72,15 @@ fn SettingsForm(
                 name: Some(name.get_untracked()),
                 timezone: Some(timezone.get_untracked()),
                 business_hours: Some(business_hours),
+                allowed_origins: Some(
+                    origins
+                        .get_untracked()
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ),
             },
         });
     };
@@ -103,6 +113,8 @@ fn SettingsForm(
                         .collect_view()}
                 </div>
             </fieldset>
+            <label for="tenant-origins">"Websites allowed to call the API (one origin per line, e.g. https://shop.example)"</label>
+            <textarea id="tenant-origins" rows="3" bind:value=origins></textarea>
             <button type="submit" disabled=move || !writable.get() || save.pending().get()>
                 "Save settings"
             </button>

@@ -14,8 +14,9 @@ use app::types::Scope;
 
 use super::api_key;
 use crate::http::client_ip::client_ip;
+use crate::http::cors::{foreign_origin, OriginAllowed};
 use crate::http::error::ApiError;
-use crate::http::rate_limit;
+use crate::http::{rate_limit, tenant_policy};
 use crate::kv::{Kv, Scope as KvScope};
 use crate::state::AppState;
 use crate::store::api_keys;
@@ -72,6 +73,21 @@ pub async fn api_auth(State(state): State<AppState>, mut req: Request, next: Nex
     if let Some(secret) = bearer_token(req.headers()) {
         match authenticate(&state, secret).await {
             Ok(key) => {
+                let origin = foreign_origin(req.headers(), state.config.public_url.as_deref());
+                if let Some(origin) = &origin {
+                    let allowed = state.config.cors_allowed_origins.contains(origin)
+                        || tenant_policy::get(&state, key.tenant_id)
+                            .await
+                            .allowed_origins
+                            .contains(origin);
+                    if !allowed {
+                        return ApiError(AppError::Forbidden(format!(
+                            "requests from {origin} are not allowed for this tenant \
+                             (add it under Settings, allowed origins)"
+                        )))
+                        .into_response();
+                    }
+                }
                 if key
                     .created_by
                     .strip_prefix("user:")
@@ -90,6 +106,11 @@ pub async fn api_auth(State(state): State<AppState>, mut req: Request, next: Nex
                     scopes: key.scopes.iter().filter_map(|n| Scope::parse(n)).collect(),
                     ip,
                 });
+                if origin.is_some() {
+                    let mut response = next.run(req).await;
+                    response.extensions_mut().insert(OriginAllowed);
+                    return response;
+                }
             }
             Err(e) => {
                 // A bad key spends the address's public budget, so guessing keys is throttled.

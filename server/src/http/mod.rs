@@ -2,22 +2,21 @@
 
 pub mod access_log;
 pub mod client_ip;
+pub mod cors;
 pub mod error;
 pub mod metrics;
 pub mod rate_limit;
+pub mod tenant_policy;
 
 use axum::extract::State;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{middleware, Extension, Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tower::util::option_layer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -25,7 +24,6 @@ use tower_http::timeout::TimeoutLayer;
 use app::error::AppError;
 
 use crate::auth::{self, SessionBackend};
-use crate::config::Config;
 use crate::state::AppState;
 
 pub fn router(state: AppState, sessions: SessionBackend) -> Router {
@@ -74,7 +72,7 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
                     state.clone(),
                     auth::api_auth,
                 ))
-                .layer(option_layer(cors(&state.config))),
+                .layer(middleware::from_fn_with_state(state.clone(), cors::cors)),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -97,30 +95,6 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
-}
-
-/// Browsers on the configured origins may call the REST API. Keys travel in the
-/// `Authorization` header, never cookies, so credentials mode stays off.
-fn cors(config: &Config) -> Option<CorsLayer> {
-    if config.cors_allowed_origins.is_empty() {
-        return None;
-    }
-    let origins = config
-        .cors_allowed_origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok());
-    Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                HeaderName::from_static(access_log::REQUEST_ID),
-            ])
-            .expose_headers([HeaderName::from_static(access_log::REQUEST_ID)])
-            .max_age(Duration::from_secs(600)),
-    )
 }
 
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

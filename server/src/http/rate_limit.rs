@@ -12,77 +12,22 @@
 //! When the store is unreachable requests are let through (and logged): an outage of the
 //! cache must not become an outage of the API.
 
-use std::time::Duration;
-
 use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sea_orm::EntityTrait;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use app::error::AppError;
 use app::services::{Access, Actor};
 
 use super::client_ip::client_ip;
 use super::error::ApiError;
+use super::tenant_policy;
 use crate::auth::PlatformAdmin;
 use crate::kv::{Decision, Rate, Scope};
 use crate::state::AppState;
-use crate::store::tenants;
 
 pub const REJECTIONS: &str = "rate_limit_rejections_total";
-
-/// A tenant's own budgets, requests per minute; unset figures use the configured defaults.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
-pub struct TenantLimits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(range(min = 1))]
-    pub read_per_minute: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(range(min = 1))]
-    pub write_per_minute: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[garde(range(min = 1))]
-    pub tenant_per_minute: Option<u32>,
-}
-
-const LIMITS_AREA: &str = "ratelimit-config";
-const LIMITS_TTL: Duration = Duration::from_secs(60);
-
-/// The tenant's overrides, cached for a minute (so a change made elsewhere applies within it).
-async fn tenant_limits(state: &AppState, tenant_id: Uuid) -> TenantLimits {
-    let scope = Scope::Tenant(tenant_id);
-    if let Ok(Some(limits)) = state.kv.get::<TenantLimits>(scope, LIMITS_AREA, "").await {
-        return limits;
-    }
-    let limits = match tenants::Entity::find_by_id(tenant_id).one(&state.db).await {
-        Ok(row) => row
-            .and_then(|t| t.rate_limits)
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read tenant rate limits");
-            return TenantLimits::default();
-        }
-    };
-    if let Err(e) = state
-        .kv
-        .set(scope, LIMITS_AREA, "", &limits, LIMITS_TTL)
-        .await
-    {
-        tracing::warn!(error = %e, "could not cache tenant rate limits");
-    }
-    limits
-}
-
-/// Drops the cached overrides after they change.
-pub async fn forget_tenant_limits(kv: &crate::kv::Kv, tenant_id: Uuid) {
-    if let Err(e) = kv.delete(Scope::Tenant(tenant_id), LIMITS_AREA, "").await {
-        tracing::warn!(error = %e, "could not drop cached tenant rate limits");
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Class {
@@ -139,7 +84,7 @@ async fn spend_access(state: &AppState, access: &Access, class: Class) -> Option
         Actor::Cli => return None,
     };
     let defaults = state.config.rate_limits;
-    let limits = tenant_limits(state, access.tenant_id).await;
+    let limits = tenant_policy::get(state, access.tenant_id).await.limits;
     let per_caller = match class {
         Class::Read => limits.read_per_minute.unwrap_or(defaults.read),
         Class::Write => limits.write_per_minute.unwrap_or(defaults.write),

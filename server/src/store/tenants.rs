@@ -12,6 +12,8 @@ pub struct Model {
     pub business_hours: Option<Json>,
     /// `app::types::RateLimits` overriding the configured defaults.
     pub rate_limits: Option<Json>,
+    /// Browser origins (JSON list) allowed to call the REST API with this tenant's keys.
+    pub allowed_origins: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -12,7 +12,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryOrder, SqlErr, Tran
 use app::error::AppError;
 use app::types::{BusinessHours, CreateTenant, Role, Tenant, TenantMembership};
 
-use crate::http::rate_limit::TenantLimits;
+use crate::http::tenant_policy::TenantLimits;
 use crate::store::audit_log::Record;
 use crate::store::{memberships, tenants};
 
@@ -36,6 +36,10 @@ pub fn to_tenant(m: tenants::Model) -> Tenant {
         name: m.name,
         timezone: m.timezone,
         business_hours,
+        allowed_origins: m
+            .allowed_origins
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
         created_at: m.created_at,
     }
 }
@@ -74,6 +78,7 @@ pub async fn create_tenant(
         timezone: Set("UTC".into()),
         business_hours: Set(serde_json::to_value(default_business_hours()).ok()),
         rate_limits: Set(None),
+        allowed_origins: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

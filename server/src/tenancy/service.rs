@@ -9,7 +9,7 @@ use serde_json::json;
 use app::error::AppError;
 use app::services::{Access, TenancyService};
 use app::types::*;
-use app::validate::check;
+use app::validate::{check, normal_origin};
 
 use super::{db_error, to_tenant, validate};
 use crate::auth::{api_key, password};
@@ -146,6 +146,12 @@ impl TenancyService for TenancyServiceImpl {
         if let Some(tz) = &update.timezone {
             row.timezone = Set(validate::canonical_timezone(tz));
         }
+        if let Some(origins) = &update.allowed_origins {
+            let mut normal: Vec<String> = origins.iter().map(|o| normal_origin(o)).collect();
+            normal.sort();
+            normal.dedup();
+            row.allowed_origins = Set(serde_json::to_value(normal).ok());
+        }
         if let Some(mut hours) = update.business_hours {
             hours.sort_by_key(|h| h.weekday);
             row.business_hours = Set(serde_json::to_value(hours).ok());
@@ -154,11 +160,16 @@ impl TenancyService for TenancyServiceImpl {
         let txn = self.db.begin().await.map_err(db_error)?;
         let saved = row.update(&txn).await.map_err(db_error)?;
         Record::by(access, "tenant.update", format!("tenant:{}", saved.slug))
-            .details(json!({ "name": saved.name, "timezone": saved.timezone }))
+            .details(json!({
+                "name": saved.name,
+                "timezone": saved.timezone,
+                "allowed_origins": saved.allowed_origins,
+            }))
             .write(&txn)
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
+        crate::http::tenant_policy::forget(&self.kv, saved.id).await;
         Ok(to_tenant(saved))
     }
 

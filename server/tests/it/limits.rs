@@ -8,7 +8,7 @@ use reqwest::Response;
 
 use app::services::{Access, Actor};
 use app::types::{CreateApiKey, Role, Scope};
-use server::http::rate_limit::TenantLimits;
+use server::http::tenant_policy::TenantLimits;
 use server::tenancy;
 
 use crate::helpers::*;

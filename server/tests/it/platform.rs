@@ -279,6 +279,99 @@ async fn cors_admits_only_configured_origins() {
 }
 
 #[tokio::test]
+async fn each_tenant_names_the_sites_that_may_call_it() {
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let acme = app.tenant("acme").await;
+        let bravo = app.tenant("bravo").await;
+        let patch = |key: &str, origins: serde_json::Value| {
+            let key = key.to_string();
+            let app = &app;
+            async move {
+                app.send_json(
+                    reqwest::Method::PATCH,
+                    "/api/v1/tenant",
+                    &key,
+                    &serde_json::json!({ "allowed_origins": origins }),
+                )
+                .await
+            }
+        };
+        let body = problem(
+            patch(
+                &acme.key,
+                serde_json::json!(["https://ok.example", "shop.example/x"]),
+            )
+            .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["errors"][0]["field"], "allowed_origins", "{body}");
+        let saved = json(
+            patch(
+                &acme.key,
+                serde_json::json!(["https://Shop.Acme.example/", "https://shop.acme.example"]),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            saved["allowed_origins"],
+            serde_json::json!(["https://shop.acme.example"])
+        );
+
+        let shop = "https://shop.acme.example";
+        let preflight = |origin: &'static str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/api/v1/tenant"))
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .send()
+        };
+        let ok = preflight("https://shop.acme.example").await.unwrap();
+        assert_eq!(ok.headers()["access-control-allow-origin"], shop);
+        let evil = preflight("https://evil.example").await.unwrap();
+        assert!(evil.headers().get("access-control-allow-origin").is_none());
+
+        let from = |origin: &'static str, key: &str| {
+            app.client
+                .get(app.url("/api/v1/tenant"))
+                .bearer_auth(key)
+                .header("origin", origin)
+                .send()
+        };
+        let r = from("https://shop.acme.example", &acme.key).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["access-control-allow-origin"], shop);
+        // Acme's site is not allowed to use Bravo's key, nor is any other site Acme's.
+        problem(
+            from("https://shop.acme.example", &bravo.key).await.unwrap(),
+            403,
+            "forbidden",
+        )
+        .await;
+        problem(
+            from("https://evil.example", &acme.key).await.unwrap(),
+            403,
+            "forbidden",
+        )
+        .await;
+        // Same-site calls (the console, the API docs) need no configuration.
+        let same = app
+            .client
+            .get(app.url("/api/v1/tenant"))
+            .bearer_auth(&bravo.key)
+            .header("origin", app.base.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(same.status(), 200);
+    }
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused_whole() {
     for backend in backends().await {
         let app = TestApp::spawn_with(backend, &[("MAX_BODY_BYTES", "2048")]).await;

@@ -1,4 +1,5 @@
-//! Per-tenant rate-limit overrides, set by platform operators (`server tenant limits`).
+//! Per-tenant policy: rate-limit overrides (set by platform operators, `server tenant limits`)
+//! and the browser origins allowed to call the REST API (set by the tenant).
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +10,7 @@ pub struct Migration;
 enum Tenants {
     Table,
     RateLimits,
+    AllowedOrigins,
 }
 
 #[async_trait::async_trait]
@@ -21,10 +23,26 @@ impl MigrationTrait for Migration {
                     .add_column(ColumnDef::new(Tenants::RateLimits).json().null())
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(ColumnDef::new(Tenants::AllowedOrigins).json().null())
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .drop_column(Tenants::AllowedOrigins)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()
