@@ -10,7 +10,7 @@ export DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 export LEPTOS_SITE_ROOT ?= target/site
 
-.PHONY: run build setup test test-rust test-e2e e2e-setup bench fmt lint clean
+.PHONY: run build setup test test-rust test-e2e e2e-setup bench bench-load fmt lint clean
 
 run: setup build
 	$(TARGET_DIR)/release/server serve
@@ -45,6 +45,12 @@ test-e2e:
 # Start-up time, idle memory and WASM size of the release build.
 bench: build
 	server/bench/startup.sh $(TARGET_DIR)/release/server
+
+# Requests/s and p99 of GET /api/v1/tenant: full stack vs a bare axum handler (wrk, 50 connections).
+bench-load:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	cargo build --release -p server --bin server --example bare_axum
+	server/bench/load.sh
 
 fmt:
 	cargo fmt --all
