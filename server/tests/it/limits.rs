@@ -84,16 +84,13 @@ async fn tenant_budget_is_shared_by_its_keys_and_can_be_overridden() {
         let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_READ_PER_MINUTE", "100")]).await;
         let a = app.tenant("alpha").await;
         let b = app.tenant("bravo").await;
-        tenancy::set_rate_limits(
-            &app.db,
-            a.tenant_id,
-            TenantLimits {
-                tenant_per_minute: Some(12),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let twelve = TenantLimits {
+            tenant_per_minute: Some(12),
+            ..Default::default()
+        };
+        tenancy::set_rate_limits(&app.db, a.tenant_id, twelve)
+            .await
+            .unwrap();
         let second = app
             .services
             .tenancy
@@ -135,10 +132,7 @@ async fn tenant_budget_is_shared_by_its_keys_and_can_be_overridden() {
         assert_eq!(err.code(), "validation_failed");
         assert_eq!(
             tenancy::rate_limits(&app.db, a.tenant_id).await.unwrap(),
-            TenantLimits {
-                tenant_per_minute: Some(12),
-                ..Default::default()
-            }
+            twelve
         );
     }
 }

@@ -442,3 +442,26 @@ async fn metrics_need_the_token_and_describe_traffic() {
     let plain = TestApp::spawn(Backend::Sqlite).await;
     problem(plain.get("/metrics", "scrape-me").await, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn a_stalled_request_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("REQUEST_TIMEOUT_SECS", "1")]).await;
+    let acme = app.tenant("acme").await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Promise a body, send one byte of it, then stall.
+    let head = format!(
+        "POST /api/v1/api-keys HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        acme.key
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered before the test gave up")
+        .unwrap();
+    let status_line = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(status_line.starts_with("HTTP/1.1 408"), "{status_line}");
+}
