@@ -112,6 +112,19 @@ pub trait AccountService: Send + Sync {
 pub struct Services {
     pub tenancy: Arc<dyn TenancyService>,
     pub account: Arc<dyn AccountService>,
+    pub jobs: Arc<dyn JobService>,
+}
+
+/// A tenant's background jobs: what the console's Jobs page and `/api/v1/jobs` show and do.
+#[async_trait::async_trait]
+pub trait JobService: Send + Sync {
+    async fn list_jobs(&self, access: &Access, query: JobQuery) -> Result<Page<Job>, AppError>;
+    async fn get_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError>;
+    async fn job_stats(&self, access: &Access) -> Result<JobStats, AppError>;
+    /// A dead or discarded job runs again, with a fresh set of attempts.
+    async fn retry_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError>;
+    /// A queued or dead job is set aside for good.
+    async fn discard_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError>;
 }
 
 pub fn use_services() -> Result<Services, AppError> {

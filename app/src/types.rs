@@ -429,3 +429,110 @@ mod tests {
         assert!(Role::parse("root").is_err());
     }
 }
+
+/// Where a background job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting to run (first time, or again after a failure and its backoff).
+    Queued,
+    Running,
+    Succeeded,
+    /// Failed on every allowed attempt; kept with its errors until retried or discarded.
+    Dead,
+    Discarded,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Dead,
+        JobState::Discarded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Dead => "dead",
+            JobState::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// One failed attempt of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct JobAttemptError {
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Job {
+    pub id: Uuid,
+    /// What the job does, e.g. `knowledge.ingest`.
+    pub kind: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// 0–100, reported by long jobs while they run.
+    pub progress: u8,
+    pub payload: serde_json::Value,
+    /// Every failed attempt's error, oldest first.
+    pub errors: Vec<JobAttemptError>,
+    pub last_error: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+    /// Not before this instant (after a failure: when the next attempt is due).
+    pub run_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Filters and cursor for listing jobs; newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct JobQuery {
+    /// queued, running, succeeded, dead or discarded.
+    #[garde(skip)]
+    pub state: Option<JobState>,
+    /// Exact kind, e.g. `knowledge.ingest`.
+    #[garde(length(max = 100))]
+    pub kind: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[garde(range(min = 1, max = 200))]
+    pub limit: Option<u32>,
+}
+
+/// How many jobs of one kind are in one state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct JobCount {
+    pub kind: String,
+    pub state: JobState,
+    pub count: u64,
+}
+
+/// The queue at a glance, for one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct JobStats {
+    pub counts: Vec<JobCount>,
+    /// Jobs finished in the last hour (throughput).
+    pub succeeded_last_hour: u64,
+    pub dead_last_hour: u64,
+}

@@ -43,6 +43,25 @@ pub enum Command {
     /// Manage API keys
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Run a job worker without the web server (set JOBS_IN_PROCESS=false on `serve` then);
+    /// SIGTERM lets running jobs finish for JOB_SHUTDOWN_GRACE_SECS and hands back the rest
+    Worker,
+    /// Measure parts of the platform on the configured database
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Queue throughput (no-op jobs per second) and enqueue-to-start latency at idle
+    Jobs {
+        /// No-op jobs to drain for the throughput figure
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Single jobs enqueued one at a time for the latency figure
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +141,20 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant(cmd, config).await,
         Command::User(cmd) => user(cmd, config).await,
         Command::Apikey(cmd) => apikey(cmd, config).await,
+        Command::Worker => {
+            let db = store::connect(&config).await?;
+            store::migrate(&db).await?;
+            let worker = crate::jobs::Worker::new(db, crate::jobs::registry(), config.jobs.clone());
+            println!(
+                "job worker {} running; Ctrl-C or SIGTERM stops it",
+                worker.id()
+            );
+            worker.run(shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Jobs { count, samples }) => {
+            crate::jobs::bench::run(&config, count, samples).await
+        }
     }
 }
 

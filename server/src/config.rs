@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 23] = [
+const KEYS: [&str; 29] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -34,6 +34,12 @@ const KEYS: [&str; 23] = [
     "CIRCUIT_FAILURES",
     "CIRCUIT_OPEN_SECS",
     "OUTBOUND_TIMEOUT_SECS",
+    "JOBS_IN_PROCESS",
+    "JOB_POLL_MS",
+    "JOB_LEASE_SECS",
+    "JOB_SHUTDOWN_GRACE_SECS",
+    "JOB_BACKOFF_BASE_SECS",
+    "JOB_BACKOFF_CAP_SECS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +74,12 @@ struct Raw {
     circuit_failures: u32,
     circuit_open_secs: u64,
     outbound_timeout_secs: u64,
+    jobs_in_process: bool,
+    job_poll_ms: u64,
+    job_lease_secs: u64,
+    job_shutdown_grace_secs: u64,
+    job_backoff_base_secs: u64,
+    job_backoff_cap_secs: u64,
 }
 
 impl Default for Raw {
@@ -96,6 +108,12 @@ impl Default for Raw {
             circuit_failures: 5,
             circuit_open_secs: 60,
             outbound_timeout_secs: 30,
+            jobs_in_process: true,
+            job_poll_ms: 250,
+            job_lease_secs: 300,
+            job_shutdown_grace_secs: 20,
+            job_backoff_base_secs: 5,
+            job_backoff_cap_secs: 3600,
         }
     }
 }
@@ -137,6 +155,9 @@ pub struct Config {
     pub platform_admins: Vec<String>,
     /// Circuit breakers and timeouts of calls to external services.
     pub circuit: CircuitConfig,
+    /// Run a job worker inside `server serve` (turn off when `server worker` processes run).
+    pub jobs_in_process: bool,
+    pub jobs: crate::jobs::WorkerConfig,
 }
 
 /// How calls to an external service fail fast once it is down.
@@ -333,6 +354,15 @@ impl Raw {
                 failures: self.circuit_failures,
                 open_for: std::time::Duration::from_secs(self.circuit_open_secs),
                 timeout: std::time::Duration::from_secs(self.outbound_timeout_secs),
+            },
+            jobs_in_process: self.jobs_in_process,
+            jobs: crate::jobs::WorkerConfig {
+                poll: std::time::Duration::from_millis(self.job_poll_ms),
+                lease: std::time::Duration::from_secs(self.job_lease_secs),
+                shutdown_grace: std::time::Duration::from_secs(self.job_shutdown_grace_secs),
+                backoff_base: std::time::Duration::from_secs(self.job_backoff_base_secs),
+                backoff_cap: std::time::Duration::from_secs(self.job_backoff_cap_secs),
+                schedules: true,
             },
         })
     }

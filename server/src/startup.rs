@@ -16,6 +16,7 @@ use app::types::{CreateUser, Role};
 
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
+use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
 use crate::state::AppState;
 use crate::store;
@@ -49,6 +50,7 @@ impl Application {
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
             account: Arc::new(AccountServiceImpl::new(db.clone())),
+            jobs: Arc::new(JobServiceImpl::new(db.clone())),
         };
         if config.demo_tenant {
             seed_demo_tenant(&db, &services, &config).await?;
@@ -87,17 +89,38 @@ impl Application {
         &self.state
     }
 
+    /// Serves until `shutdown` completes; the in-process job worker (unless `JOBS_IN_PROCESS`
+    /// is off) stops with it, finishing or handing back its jobs.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = self.state.config.jobs_in_process.then(|| {
+            let worker = Worker::new(
+                self.state.db.clone(),
+                jobs::registry(),
+                self.state.config.jobs.clone(),
+            );
+            let mut stopped = stopped.clone();
+            tokio::spawn(worker.run(async move {
+                let _ = stopped.changed().await;
+            }))
+        });
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        served
     }
 }
 

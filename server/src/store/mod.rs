@@ -3,6 +3,8 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod job_schedules;
+pub mod jobs;
 pub mod memberships;
 pub mod tenants;
 pub mod users;

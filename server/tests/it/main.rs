@@ -9,6 +9,7 @@ mod api;
 mod cli;
 mod console;
 mod isolation;
+mod jobs;
 mod limits;
 mod outbound;
 mod platform;

@@ -3,10 +3,11 @@
 mod api_keys;
 mod audit;
 mod docs;
+mod jobs;
 mod members;
 mod tenant;
 
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -30,10 +31,16 @@ use crate::state::AppState;
         api_keys::get_api_key,
         api_keys::revoke_api_key,
         audit::list_audit,
+        jobs::list_jobs,
+        jobs::job_stats,
+        jobs::get_job,
+        jobs::retry_job,
+        jobs::discard_job,
     ),
     components(schemas(
         crate::http::error::Problem,
         app::types::Page<app::types::AuditEntry>,
+        app::types::Page<app::types::Job>,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -42,6 +49,7 @@ use crate::state::AppState;
         (name = "members", description = "People with access to the tenant's console"),
         (name = "api-keys", description = "Keys for the REST API"),
         (name = "audit", description = "Who did what, when, from where"),
+        (name = "jobs", description = "Background jobs: progress, failures, dead letters"),
     )
 )]
 pub struct ApiDoc;
@@ -82,6 +90,11 @@ pub fn router() -> Router<AppState> {
             get(api_keys::get_api_key).delete(api_keys::revoke_api_key),
         )
         .route("/api/v1/audit-log", get(audit::list_audit))
+        .route("/api/v1/jobs", get(jobs::list_jobs))
+        .route("/api/v1/jobs/stats", get(jobs::job_stats))
+        .route("/api/v1/jobs/{id}", get(jobs::get_job))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry_job))
+        .route("/api/v1/jobs/{id}/discard", post(jobs::discard_job))
         .route("/api/{*rest}", any(unknown_api_route))
 }
 
