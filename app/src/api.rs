@@ -107,3 +107,29 @@ pub async fn change_password(change: PasswordChange) -> Result<(), AppError> {
         .change_password(&console_access()?, change)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "job_stats")]
+pub async fn get_job_stats() -> Result<JobStats, AppError> {
+    use_services()?.jobs.job_stats(&console_access()?).await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_jobs")]
+pub async fn list_jobs(query: JobQuery) -> Result<Page<Job>, AppError> {
+    use_services()?
+        .jobs
+        .list_jobs(&console_access()?, query)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "retry_job")]
+pub async fn retry_job(id: Uuid) -> Result<Job, AppError> {
+    use_services()?.jobs.retry_job(&console_access()?, id).await
+}
+
+#[server(prefix = "/_fn", endpoint = "discard_job")]
+pub async fn discard_job(id: Uuid) -> Result<Job, AppError> {
+    use_services()?
+        .jobs
+        .discard_job(&console_access()?, id)
+        .await
+}

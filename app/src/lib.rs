@@ -105,7 +105,7 @@ pub fn App() -> impl IntoView {
                         path=path!("conversations")
                         view=|| view! { <Coming title="Conversations"/> }
                     />
-                    <Route path=path!("jobs") view=|| view! { <Coming title="Jobs"/> }/>
+                    <Route path=path!("jobs") view=JobsPage/>
                     <Route
                         path=path!("integrations")
                         view=|| view! { <Coming title="Integrations"/> }

@@ -102,6 +102,7 @@ pub fn OverviewPage() -> impl IntoView {
                             <li><a href="/keys">"API keys"</a>" — let your systems call the REST API."</li>
                             <li><a href="/members">"Members"</a>" — invite your team and set roles."</li>
                             <li><a href="/audit">"Audit log"</a>" — who did what, and when."</li>
+                            <li><a href="/jobs">"Jobs"</a>" — background work, failures and retries."</li>
                             <li><a href="/settings">"Settings"</a>" — name, time zone, business hours."</li>
                             <li><a href="/api/docs">"API reference"</a>" — try every endpoint."</li>
                         </ul>

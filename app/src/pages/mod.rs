@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod jobs;
 mod keys;
 mod layout;
 mod login;
@@ -11,6 +12,7 @@ mod widgets;
 
 pub use account::AccountPage;
 pub use audit::AuditPage;
+pub use jobs::JobsPage;
 pub use keys::ApiKeysPage;
 pub use layout::{Coming, ConsoleLayout, NotFound, OverviewPage};
 pub use login::LoginPage;

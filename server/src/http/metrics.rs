@@ -21,6 +21,11 @@ pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_IN_FLIGHT: &str = "http_requests_in_flight";
 
+/// Enqueue-to-start of jobs: from idle polling (sub-second) to long backlogs.
+const START_DELAY_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 1800.0,
+];
+
 const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
@@ -31,6 +36,12 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(crate::jobs::worker::START_DELAY.into()),
+                    &START_DELAY_BUCKETS,
+                )
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -51,6 +62,7 @@ pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Respon
     }
     record_pool(&state.db);
     state.kv.store().record_metrics();
+    crate::jobs::record_metrics(&state.db).await;
     let handle = handle();
     handle.run_upkeep();
     (

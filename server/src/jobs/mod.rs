@@ -167,3 +167,28 @@ mod tests {
         }
     }
 }
+
+/// `jobs{state}` gauges over the whole queue, read at scrape time.
+pub async fn record_metrics(db: &sea_orm::DatabaseConnection) {
+    use sea_orm::{ColumnTrait, QuerySelect};
+    let rows: Result<Vec<(String, i64)>, DbErr> = jobs::Entity::find()
+        .select_only()
+        .column(jobs::Column::State)
+        .column_as(jobs::Column::Id.count(), "n")
+        .group_by(jobs::Column::State)
+        .into_tuple()
+        .all(db)
+        .await;
+    match rows {
+        Ok(rows) => {
+            for state in JobState::ALL {
+                let n = rows
+                    .iter()
+                    .find(|(s, _)| s == state.as_str())
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("jobs", "state" => state.as_str()).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not count jobs for /metrics"),
+    }
+}

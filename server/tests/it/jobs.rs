@@ -121,7 +121,11 @@ async fn enqueue_joins_the_callers_transaction_and_keys_are_idempotent() {
 #[tokio::test]
 async fn failures_back_off_then_die_and_dead_letters_are_managed_over_rest() {
     for backend in backends().await {
-        let app = TestApp::spawn_with(backend, &[("JOBS_IN_PROCESS", "false")]).await;
+        let app = TestApp::spawn_with(
+            backend,
+            &[("JOBS_IN_PROCESS", "false"), ("METRICS_TOKEN", "scrape")],
+        )
+        .await;
         let acme = app.tenant("acme").await;
         let other = app.tenant("other").await;
         let registry = Registry::default().with(FailTimes);
