@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use app::types::{Job, JobAttemptError, JobState};
@@ -150,24 +150,6 @@ pub(crate) fn errors_of(value: &serde_json::Value) -> Vec<JobAttemptError> {
     serde_json::from_value(value.clone()).unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_is_capped() {
-        let base = Duration::from_secs(2);
-        let cap = Duration::from_secs(60);
-        for (attempt, ceiling) in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 60), (30, 60)] {
-            for _ in 0..50 {
-                let d = backoff(attempt, base, cap);
-                let ceiling = Duration::from_secs(ceiling);
-                assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
-            }
-        }
-    }
-}
-
 /// `jobs{state}` gauges over the whole queue, read at scrape time.
 pub async fn record_metrics(db: &sea_orm::DatabaseConnection) {
     use sea_orm::{ColumnTrait, QuerySelect};
@@ -190,5 +172,23 @@ pub async fn record_metrics(db: &sea_orm::DatabaseConnection) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not count jobs for /metrics"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_is_capped() {
+        let base = Duration::from_secs(2);
+        let cap = Duration::from_secs(60);
+        for (attempt, ceiling) in [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32), (6, 60), (30, 60)] {
+            for _ in 0..50 {
+                let d = backoff(attempt, base, cap);
+                let ceiling = Duration::from_secs(ceiling);
+                assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+            }
+        }
     }
 }
