@@ -152,7 +152,6 @@ pub(crate) fn errors_of(value: &serde_json::Value) -> Vec<JobAttemptError> {
 
 /// `jobs{state}` gauges over the whole queue, read at scrape time.
 pub async fn record_metrics(db: &sea_orm::DatabaseConnection) {
-    use sea_orm::{ColumnTrait, QuerySelect};
     let rows: Result<Vec<(String, i64)>, DbErr> = jobs::Entity::find()
         .select_only()
         .column(jobs::Column::State)
