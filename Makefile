@@ -10,7 +10,7 @@ export DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 export LEPTOS_SITE_ROOT ?= target/site
 
-.PHONY: run build setup test test-rust test-e2e e2e-setup bench bench-load fmt lint clean
+.PHONY: run build setup test test-rust test-e2e e2e-setup bench bench-load bench-jobs fmt lint clean
 
 run: setup build
 	$(TARGET_DIR)/release/server serve
@@ -51,6 +51,11 @@ bench-load:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	cargo build --release -p server --bin server --example bare_axum
 	server/bench/load.sh
+
+# No-op jobs per second and idle enqueue-to-start latency, on SQLite and PostgreSQL.
+bench-jobs:
+	cargo build --release -p server --bin server
+	server/bench/jobs.sh $(TARGET_DIR)/release/server
 
 fmt:
 	cargo fmt --all
