@@ -428,3 +428,49 @@ async fn a_killed_worker_loses_no_job_and_applies_none_twice() {
         assert_eq!(targets.len(), 1000);
     }
 }
+
+#[tokio::test]
+async fn the_console_shows_jobs_to_viewers_and_lets_admins_act() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &[("JOBS_IN_PROCESS", "false")]).await;
+        let acme = app.tenant("acme").await;
+        let id = enqueue(
+            &app.db,
+            NewJob::new(Some(acme.tenant_id), "platform.noop", json!({})),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let (viewer, password) = app.user(&acme, "viewer", app::types::Role::Viewer).await;
+        let browser = app.signed_in(&viewer, &password).await;
+        let listed: serde_json::Value = app
+            .server_fn(&browser, "list_jobs", "query[state]=queued")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["items"][0]["id"], id.to_string(), "{listed}");
+        let refused = app
+            .server_fn(&browser, "discard_job", &format!("id={id}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(refused.contains("Forbidden"), "{refused}");
+        let owner = app.signed_in(&acme.owner_email, &acme.owner_password).await;
+        let discarded: serde_json::Value = app
+            .server_fn(&owner, "discard_job", &format!("id={id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(discarded["state"], "discarded", "{discarded}");
+        let stats: serde_json::Value = app
+            .server_fn(&owner, "job_stats", "")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats["counts"][0]["state"], "discarded", "{stats}");
+    }
+}
