@@ -97,8 +97,9 @@ impl KvStore for MemoryStore {
     }
 
     async fn spend(&self, key: &str, rate: Rate) -> Result<Decision, KvError> {
-        let now = self.now_micros();
         let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        // Read the clock under the lock: a later arrival must never see an earlier "now".
+        let now = self.now_micros();
         let (decision, new_tat) = gcra(rate, now, budgets.get(key).copied());
         if let Some(tat) = new_tat {
             budgets.insert(key.to_string(), tat);

@@ -44,8 +44,9 @@ impl Rate {
         }
     }
 
+    /// At least 1 µs, so huge limits stay well-defined.
     fn interval_micros(&self) -> u64 {
-        (self.period.as_micros() as u64) / u64::from(self.limit.max(1))
+        ((self.period.as_micros() as u64) / u64::from(self.limit.max(1))).max(1)
     }
 }
 
@@ -199,6 +200,29 @@ impl Kv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_huge_budget_never_refuses_concurrent_spenders() {
+        let store = Arc::new(MemoryStore::new());
+        let rate = Rate::per_minute(u32::MAX);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut refused = 0;
+                    for _ in 0..5000 {
+                        if !store.spend("k", rate).await.unwrap().allowed {
+                            refused += 1;
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 0);
+        }
+    }
 
     #[test]
     fn gcra_allows_the_burst_then_refills_one_per_interval() {
