@@ -6,7 +6,8 @@ use leptos_meta::Title;
 
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{get_job_stats, list_jobs, DiscardJob, RetryJob};
-use crate::types::{Area, Job, JobQuery, JobState, JobStats};
+use crate::error::AppError;
+use crate::types::{Area, Job, JobQuery, JobState, JobStats, Page};
 
 fn query(state: JobState) -> JobQuery {
     JobQuery {
@@ -54,36 +55,39 @@ pub fn JobsPage() -> impl IntoView {
                 }
             })}
             <h2>"Running"</h2>
-            {move || Suspend::new(async move {
-                match running.await {
-                    Ok(page) if page.items.is_empty() => {
-                        view! { <p class="empty">"Nothing is running."</p> }.into_any()
-                    }
-                    Ok(page) => view! { <RunningList jobs=page.items/> }.into_any(),
-                    Err(e) => show_error(&e),
-                }
-            })}
+            {listing(running, "Nothing is running.", |jobs| view! { <RunningList jobs/> }.into_any())}
             <h2>"Waiting (new, or retrying after a failure)"</h2>
-            {move || Suspend::new(async move {
-                match queued.await {
-                    Ok(page) if page.items.is_empty() => {
-                        view! { <p class="empty">"Nothing is waiting."</p> }.into_any()
-                    }
-                    Ok(page) => view! { <JobTable jobs=page.items retry discard writable/> }.into_any(),
-                    Err(e) => show_error(&e),
-                }
-            })}
+            {listing(
+                queued,
+                "Nothing is waiting.",
+                move |jobs| view! { <JobTable jobs retry discard writable/> }.into_any(),
+            )}
             <h2>"Dead letters"</h2>
-            {move || Suspend::new(async move {
-                match dead.await {
-                    Ok(page) if page.items.is_empty() => {
-                        view! { <p class="empty">"No failed jobs."</p> }.into_any()
-                    }
-                    Ok(page) => view! { <JobTable jobs=page.items retry discard writable/> }.into_any(),
-                    Err(e) => show_error(&e),
-                }
-            })}
+            {listing(
+                dead,
+                "No failed jobs.",
+                move |jobs| view! { <JobTable jobs retry discard writable/> }.into_any(),
+            )}
         </Transition>
+    }
+}
+
+/// A list of jobs once loaded: its empty state, or `render`ed.
+fn listing(
+    jobs: Resource<Result<Page<Job>, AppError>>,
+    empty: &'static str,
+    render: impl Fn(Vec<Job>) -> AnyView + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    move || {
+        Suspend::new(async move {
+            match jobs.await {
+                Ok(page) if page.items.is_empty() => {
+                    view! { <p class="empty">{empty}</p> }.into_any()
+                }
+                Ok(page) => render(page.items),
+                Err(e) => show_error(&e),
+            }
+        })
     }
 }
 
