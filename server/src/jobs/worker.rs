@@ -14,6 +14,7 @@ use sea_orm::{
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use app::types::{JobAttemptError, JobState};
@@ -193,13 +194,20 @@ impl Worker {
                                 break;
                             };
                             claimed += 1;
+                            let span = tracing::info_span!(
+                                "job",
+                                id = %job.id,
+                                kind = %job.kind,
+                                attempt = job.attempts
+                            );
                             let run = run_one(
                                 self.db.clone(),
                                 handler.clone(),
                                 job,
                                 self.config.clone(),
                                 self.id.clone(),
-                            );
+                            )
+                            .instrument(span);
                             tasks.spawn(async move {
                                 run.await;
                                 drop(permit);
@@ -327,8 +335,6 @@ async fn run_one(
     worker: Arc<str>,
 ) {
     let kind = job.kind.clone();
-    let span = tracing::info_span!("job", id = %job.id, kind = %kind, attempt = job.attempts);
-    let _enter = span.enter();
     if job.attempts > job.max_attempts {
         // Taken over from dead workers more often than it may be tried.
         let error = "the worker running it stopped on every attempt".to_string();
@@ -361,10 +367,13 @@ async fn run_one(
         worker: worker.clone(),
     };
     let timeout = handler.timeout();
-    let attempt = tokio::spawn(async move {
-        let result = tokio::time::timeout(timeout, handler.run(&mut ctx)).await;
-        (ctx, result)
-    })
+    let attempt = tokio::spawn(
+        async move {
+            let result = tokio::time::timeout(timeout, handler.run(&mut ctx)).await;
+            (ctx, result)
+        }
+        .in_current_span(),
+    )
     .await;
     heartbeat.abort();
     metrics::gauge!(RUNNING, "kind" => kind.clone()).decrement(1.0);
