@@ -75,11 +75,13 @@ pub async fn api_auth(State(state): State<AppState>, mut req: Request, next: Nex
             Ok(key) => {
                 let origin = foreign_origin(req.headers(), state.config.public_url.as_deref());
                 if let Some(origin) = &origin {
-                    let allowed = state.config.cors_allowed_origins.contains(origin)
-                        || tenant_policy::get(&state, key.tenant_id)
-                            .await
-                            .allowed_origins
-                            .contains(origin);
+                    let mut allowed = state.config.cors_allowed_origins.contains(origin);
+                    if !allowed {
+                        let policy = tenant_policy::get(&state, key.tenant_id).await;
+                        allowed = policy.allowed_origins.contains(origin);
+                        // The rate limiter reads the same policy next.
+                        req.extensions_mut().insert(policy);
+                    }
                     if !allowed {
                         return ApiError(AppError::Forbidden(format!(
                             "requests from {origin} are not allowed for this tenant \

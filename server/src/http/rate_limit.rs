@@ -22,7 +22,7 @@ use app::services::{Access, Actor};
 
 use super::client_ip::client_ip;
 use super::error::ApiError;
-use super::tenant_policy;
+use super::tenant_policy::{self, TenantPolicy};
 use crate::auth::PlatformAdmin;
 use crate::kv::{Decision, Rate, Scope};
 use crate::state::AppState;
@@ -77,14 +77,22 @@ fn tighter(a: Option<Decision>, b: Option<Decision>) -> Option<Decision> {
 }
 
 /// An authenticated caller: its own budget for the class, then its tenant's.
-async fn spend_access(state: &AppState, access: &Access, class: Class) -> Option<Decision> {
+async fn spend_access(
+    state: &AppState,
+    access: &Access,
+    known: Option<&TenantPolicy>,
+    class: Class,
+) -> Option<Decision> {
     let own = match &access.actor {
         Actor::ApiKey { id, .. } => format!("key:{id}:{}", class.name()),
         Actor::User { id, .. } => format!("user:{id}:{}", class.name()),
         Actor::Cli => return None,
     };
     let defaults = state.config.rate_limits;
-    let limits = tenant_policy::get(state, access.tenant_id).await.limits;
+    let limits = match known {
+        Some(policy) => policy.limits,
+        None => tenant_policy::get(state, access.tenant_id).await.limits,
+    };
     let per_caller = match class {
         Class::Read => limits.read_per_minute.unwrap_or(defaults.read),
         Class::Write => limits.write_per_minute.unwrap_or(defaults.write),
@@ -140,7 +148,7 @@ async fn limit_as(state: AppState, class: Class, req: Request, next: Next) -> Re
                     return next.run(req).await;
                 }
             }
-            spend_access(&state, access, class).await
+            spend_access(&state, access, req.extensions().get(), class).await
         }
         None => spend_ip(&state, req.extensions()).await,
     };
