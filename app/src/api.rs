@@ -133,3 +133,11 @@ pub async fn discard_job(id: Uuid) -> Result<Job, AppError> {
         .discard_job(&console_access()?, id)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_job_schedules")]
+pub async fn list_job_schedules() -> Result<Vec<JobSchedule>, AppError> {
+    use_services()?
+        .jobs
+        .list_schedules(&console_access()?)
+        .await
+}

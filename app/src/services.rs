@@ -125,6 +125,8 @@ pub trait JobService: Send + Sync {
     async fn retry_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError>;
     /// A queued or dead job is set aside for good.
     async fn discard_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError>;
+    /// The tenant's recurring jobs, by name.
+    async fn list_schedules(&self, access: &Access) -> Result<Vec<JobSchedule>, AppError>;
 }
 
 pub fn use_services() -> Result<Services, AppError> {

@@ -536,3 +536,18 @@ pub struct JobStats {
     pub succeeded_last_hour: u64,
     pub dead_last_hour: u64,
 }
+
+/// A recurring job: a cron expression read in the tenant's time zone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct JobSchedule {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    /// 5 fields (minute first) or 6 (second first).
+    pub cron: String,
+    pub timezone: String,
+    pub next_run_at: DateTime<Utc>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub enabled: bool,
+}

@@ -45,6 +45,7 @@ test("console pages hydrate under their Content Security Policy", async () => {
   await page.goto(`${BASE}/jobs`);
   await page.getByRole("heading", { name: "Dead letters" }).waitFor();
   await page.getByText("No failed jobs.").waitFor();
+  await page.getByText("No recurring jobs.").waitFor();
   await page.close();
 });
 

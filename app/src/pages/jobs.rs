@@ -5,9 +5,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
-use crate::api::{get_job_stats, list_jobs, DiscardJob, RetryJob};
+use crate::api::{get_job_stats, list_job_schedules, list_jobs, DiscardJob, RetryJob};
 use crate::error::AppError;
-use crate::types::{Area, Job, JobQuery, JobState, JobStats, Page};
+use crate::types::{Area, Job, JobQuery, JobSchedule, JobState, JobStats, Page};
 
 fn query(state: JobState) -> JobQuery {
     JobQuery {
@@ -37,6 +37,7 @@ pub fn JobsPage() -> impl IntoView {
     let running = Resource::new(version, |_| list_jobs(query(JobState::Running)));
     let queued = Resource::new(version, |_| list_jobs(query(JobState::Queued)));
     let dead = Resource::new(version, |_| list_jobs(query(JobState::Dead)));
+    let schedules = Resource::new(version, |_| list_job_schedules());
     view! {
         <Title text="Jobs"/>
         <h1>"Jobs"</h1>
@@ -68,6 +69,16 @@ pub fn JobsPage() -> impl IntoView {
                 "No failed jobs.",
                 move |jobs| view! { <JobTable jobs retry discard writable/> }.into_any(),
             )}
+            <h2>"Schedules"</h2>
+            {move || Suspend::new(async move {
+                match schedules.await {
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="empty">"No recurring jobs."</p> }.into_any()
+                    }
+                    Ok(list) => view! { <ScheduleTable list/> }.into_any(),
+                    Err(e) => show_error(&e),
+                }
+            })}
         </Transition>
     }
 }
@@ -222,6 +233,43 @@ fn JobTable(
                                             </button>
                                         </Show>
                                     </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+#[component]
+fn ScheduleTable(list: Vec<JobSchedule>) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table>
+                <thead>
+                    <tr>
+                        <th scope="col">"Name"</th>
+                        <th scope="col">"Kind"</th>
+                        <th scope="col">"When (cron)"</th>
+                        <th scope="col">"Time zone"</th>
+                        <th scope="col">"Next run"</th>
+                        <th scope="col">"Last run"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {list
+                        .into_iter()
+                        .map(|s| {
+                            view! {
+                                <tr>
+                                    <td>{s.name.clone()}{(!s.enabled).then_some(" (off)")}</td>
+                                    <td><code>{s.kind.clone()}</code></td>
+                                    <td><code>{s.cron.clone()}</code></td>
+                                    <td>{s.timezone.clone()}</td>
+                                    <td>{fmt_time(&s.next_run_at)}</td>
+                                    <td>{s.last_run_at.as_ref().map(fmt_time).unwrap_or_default()}</td>
                                 </tr>
                             }
                         })

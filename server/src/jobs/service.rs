@@ -11,11 +11,12 @@ use uuid::Uuid;
 
 use app::error::AppError;
 use app::services::{Access, JobService};
-use app::types::{Area, Job, JobCount, JobQuery, JobState, JobStats, Level, Page};
+use app::types::{Area, Job, JobCount, JobQuery, JobSchedule, JobState, JobStats, Level, Page};
 use app::validate::check;
 
 use super::to_job;
 use crate::store::audit_log::Record;
+use crate::store::job_schedules;
 use crate::store::jobs::{self, Column};
 use crate::tenancy::db_error;
 
@@ -191,6 +192,29 @@ impl JobService for JobServiceImpl {
             true,
         )
         .await
+    }
+
+    async fn list_schedules(&self, access: &Access) -> Result<Vec<JobSchedule>, AppError> {
+        access.require(Area::Jobs, Level::Read)?;
+        let rows = job_schedules::Entity::find()
+            .filter(job_schedules::Column::TenantId.eq(access.tenant_id))
+            .order_by_asc(job_schedules::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|s| JobSchedule {
+                id: s.id,
+                name: s.name,
+                kind: s.kind,
+                cron: s.cron,
+                timezone: s.timezone,
+                next_run_at: s.next_run_at,
+                last_run_at: s.last_run_at,
+                enabled: s.enabled,
+            })
+            .collect())
     }
 
     async fn discard_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError> {

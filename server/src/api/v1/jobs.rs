@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::Json;
 use uuid::Uuid;
 
-use app::types::{Job, JobQuery, JobStats, Page};
+use app::types::{Job, JobQuery, JobSchedule, JobStats, Page};
 
 use crate::auth::ApiAccess;
 use crate::http::error::{ApiPath, ApiQuery, ApiResult, Problem};
@@ -89,4 +89,18 @@ pub async fn discard_job(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Job>> {
     Ok(Json(s.services.jobs.discard_job(&a, id).await?))
+}
+
+/// The tenant's recurring jobs: cron expression, time zone, next and last run.
+#[utoipa::path(get, path = "/api/v1/job-schedules", tag = "jobs",
+    responses(
+        (status = 200, body = Vec<JobSchedule>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_schedules(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+) -> ApiResult<Json<Vec<JobSchedule>>> {
+    Ok(Json(s.services.jobs.list_schedules(&a).await?))
 }

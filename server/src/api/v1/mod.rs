@@ -36,6 +36,7 @@ use crate::state::AppState;
         jobs::get_job,
         jobs::retry_job,
         jobs::discard_job,
+        jobs::list_schedules,
     ),
     components(schemas(
         crate::http::error::Problem,
@@ -95,6 +96,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/jobs/{id}", get(jobs::get_job))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry_job))
         .route("/api/v1/jobs/{id}/discard", post(jobs::discard_job))
+        .route("/api/v1/job-schedules", get(jobs::list_schedules))
         .route("/api/{*rest}", any(unknown_api_route))
 }
 
