@@ -40,7 +40,8 @@ impl JobServiceImpl {
             .ok_or_else(|| AppError::not_found("job"))
     }
 
-    /// Moves a job from one of `from` to `to` (with `extra` changes), audited as `action`.
+    /// Moves a job from one of `from` to `to`, audited as `action`. Back to `Queued` is a retry
+    /// (fresh attempts, due now); anything else finishes the job.
     async fn transition(
         &self,
         access: &Access,
@@ -48,8 +49,8 @@ impl JobServiceImpl {
         from: &[JobState],
         to: JobState,
         action: &str,
-        reset_attempts: bool,
     ) -> Result<Job, AppError> {
+        let retry = to == JobState::Queued;
         access.require(Area::Jobs, Level::Write)?;
         let current = self.model(access, id).await?;
         let state = JobState::parse(&current.state).unwrap_or(JobState::Queued);
@@ -72,7 +73,7 @@ impl JobServiceImpl {
             .filter(Column::Id.eq(id))
             .filter(Column::TenantId.eq(access.tenant_id))
             .filter(Column::State.eq(state.as_str()));
-        if reset_attempts {
+        if retry {
             update = update
                 .col_expr(Column::Attempts, Expr::value(0))
                 .col_expr(Column::RunAt, Expr::value(now))
@@ -189,7 +190,6 @@ impl JobService for JobServiceImpl {
             &[JobState::Dead, JobState::Discarded],
             JobState::Queued,
             "job.retry",
-            true,
         )
         .await
     }
@@ -224,7 +224,6 @@ impl JobService for JobServiceImpl {
             &[JobState::Queued, JobState::Dead],
             JobState::Discarded,
             "job.discard",
-            false,
         )
         .await
     }
