@@ -9,10 +9,12 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 export DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 export LEPTOS_SITE_ROOT ?= target/site
+# The local embedding model; `make models` fetches it (tests use the copy under ./data).
+MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build setup test test-rust test-e2e e2e-setup bench bench-load bench-jobs fmt lint clean
+.PHONY: run build setup models test test-rust test-e2e e2e-setup bench bench-load bench-jobs bench-knowledge eval fmt lint clean
 
-run: setup build
+run: setup models build
 	$(TARGET_DIR)/release/server serve
 
 build:
@@ -28,11 +30,16 @@ setup:
 	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked
 	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked
 
+models: $(MODEL_DIR)/model.safetensors
+
+$(MODEL_DIR)/model.safetensors:
+	python3 server/bench/fetch-model.py $(MODEL_DIR)
+
 e2e-setup:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	@cd end2end && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
 
-test: setup e2e-setup test-rust test-e2e
+test: setup models e2e-setup test-rust test-e2e
 
 test-rust:
 	cargo fmt --all -- --check
@@ -56,6 +63,17 @@ bench-load:
 bench-jobs:
 	cargo build --release -p server --bin server
 	server/bench/jobs.sh $(TARGET_DIR)/release/server
+
+# Ingestion chunks/s with the local model; search p50/p95/p99 per mode at 10k and 100k chunks.
+bench-knowledge: models
+	cargo build --release -p server --bin server
+	$(TARGET_DIR)/release/server bench knowledge
+
+# nDCG@10, Recall@100 and MRR@10 per search mode on the Cranfield collection.
+DATASET ?= ../shared/data/cranfield
+eval: models
+	cargo build --release -p server --bin server
+	$(TARGET_DIR)/release/server eval retrieval --dataset $(DATASET)
 
 fmt:
 	cargo fmt --all

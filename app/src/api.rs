@@ -141,3 +141,81 @@ pub async fn list_job_schedules() -> Result<Vec<JobSchedule>, AppError> {
         .list_schedules(&console_access()?)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_knowledge_bases")]
+pub async fn list_knowledge_bases() -> Result<Vec<KnowledgeBase>, AppError> {
+    use_services()?
+        .knowledge
+        .list_knowledge_bases(&console_access()?)
+        .await
+}
+
+// `name` keeps the struct apart from the `CreateKnowledgeBase` request type.
+#[server(name = NewKnowledgeBase, prefix = "/_fn", endpoint = "create_knowledge_base")]
+pub async fn create_knowledge_base(
+    name: String,
+    description: Option<String>,
+) -> Result<KnowledgeBase, AppError> {
+    let create = CreateKnowledgeBase {
+        name,
+        description,
+        ..Default::default()
+    };
+    use_services()?
+        .knowledge
+        .create_knowledge_base(&console_access()?, create)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_knowledge_base")]
+pub async fn delete_knowledge_base(id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .knowledge
+        .delete_knowledge_base(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_documents")]
+pub async fn list_documents(kb: Uuid, cursor: Option<String>) -> Result<Page<Document>, AppError> {
+    let query = DocumentQuery {
+        cursor,
+        ..Default::default()
+    };
+    use_services()?
+        .knowledge
+        .list_documents(&console_access()?, kb, query)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_document")]
+pub async fn delete_document(kb: Uuid, id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .knowledge
+        .delete_document(&console_access()?, kb, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "search_knowledge")]
+pub async fn search_knowledge(
+    kb: Uuid,
+    query: String,
+    mode: String,
+    top_k: u32,
+    rrf_k: u32,
+    adaptive: bool,
+) -> Result<SearchResponse, AppError> {
+    let mode = SearchMode::parse(&mode)
+        .ok_or_else(|| AppError::invalid("mode", "must be hybrid, vector or fulltext"))?;
+    let request = SearchRequest {
+        query,
+        mode: Some(mode),
+        top_k: Some(top_k),
+        rrf_k: Some(rrf_k),
+        adaptive: Some(adaptive),
+        ..Default::default()
+    };
+    use_services()?
+        .knowledge
+        .search(&console_access()?, kb, request)
+        .await
+}

@@ -36,6 +36,9 @@ pub enum AppError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// A service this request needs is down or not configured (embedding model, reranker).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -51,6 +54,7 @@ impl AppError {
             AppError::Validation(_) => "validation_failed",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
     }
@@ -64,6 +68,7 @@ impl AppError {
             AppError::Validation(_) => 422,
             AppError::PayloadTooLarge { .. } => 413,
             AppError::RateLimited { .. } => 429,
+            AppError::Unavailable(_) => 503,
             AppError::Internal(_) => 500,
         }
     }

@@ -98,7 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("audit") view=AuditPage/>
                     <Route path=path!("settings") view=SettingsPage/>
                     <Route path=path!("account") view=AccountPage/>
-                    <Route path=path!("knowledge") view=|| view! { <Coming title="Knowledge"/> }/>
+                    <Route path=path!("knowledge") view=KnowledgePage/>
                     <Route path=path!("agents") view=|| view! { <Coming title="Agents"/> }/>
                     <Route path=path!("workflows") view=|| view! { <Coming title="Workflows"/> }/>
                     <Route

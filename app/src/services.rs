@@ -113,6 +113,73 @@ pub struct Services {
     pub tenancy: Arc<dyn TenancyService>,
     pub account: Arc<dyn AccountService>,
     pub jobs: Arc<dyn JobService>,
+    pub knowledge: Arc<dyn KnowledgeService>,
+}
+
+/// One file handed to [`KnowledgeService::upload_documents`].
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub filename: String,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+    pub meta: DocumentMeta,
+}
+
+/// A tenant's knowledge bases, their documents and retrieval over them.
+#[async_trait::async_trait]
+pub trait KnowledgeService: Send + Sync {
+    async fn list_knowledge_bases(&self, access: &Access) -> Result<Vec<KnowledgeBase>, AppError>;
+    async fn get_knowledge_base(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<KnowledgeBase, AppError>;
+    async fn create_knowledge_base(
+        &self,
+        access: &Access,
+        create: CreateKnowledgeBase,
+    ) -> Result<KnowledgeBase, AppError>;
+    async fn update_knowledge_base(
+        &self,
+        access: &Access,
+        id: Uuid,
+        update: UpdateKnowledgeBase,
+    ) -> Result<KnowledgeBase, AppError>;
+    /// Deletes the knowledge base, its documents and its index.
+    async fn delete_knowledge_base(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
+
+    async fn list_documents(
+        &self,
+        access: &Access,
+        kb: Uuid,
+        query: DocumentQuery,
+    ) -> Result<Page<Document>, AppError>;
+    async fn get_document(&self, access: &Access, kb: Uuid, id: Uuid)
+        -> Result<Document, AppError>;
+    /// Stores the files and queues their ingestion. All or nothing: one unreadable file
+    /// refuses the whole upload. A file whose name matches an existing document replaces it.
+    async fn upload_documents(
+        &self,
+        access: &Access,
+        kb: Uuid,
+        files: Vec<Upload>,
+    ) -> Result<Vec<Document>, AppError>;
+    /// Queues a document to be fetched from a URL and ingested.
+    async fn fetch_document(
+        &self,
+        access: &Access,
+        kb: Uuid,
+        fetch: FetchDocument,
+    ) -> Result<Document, AppError>;
+    /// Deletes a document and its chunks (safe while it is being ingested).
+    async fn delete_document(&self, access: &Access, kb: Uuid, id: Uuid) -> Result<(), AppError>;
+
+    async fn search(
+        &self,
+        access: &Access,
+        kb: Uuid,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, AppError>;
 }
 
 /// A tenant's background jobs: what the console's Jobs page and `/api/v1/jobs` show and do.

@@ -177,6 +177,76 @@ pub fn business_hours(hours: &[BusinessHours], _: &()) -> garde::Result {
     Ok(())
 }
 
+/// `local/<name>` or `openai/<name>`.
+pub fn embedding_model(value: &str, _: &()) -> garde::Result {
+    let ok = value.split_once('/').is_some_and(|(provider, model)| {
+        matches!(provider, "local" | "openai")
+            && !model.is_empty()
+            && model.len() <= 190
+            && model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(garde::Error::new(
+            "must be local/<model> or openai/<model>, e.g. local/all-MiniLM-L6-v2",
+        ))
+    }
+}
+
+/// A document tag: 1–50 characters, no `|` (the index's separator) and no control characters.
+pub fn tag(value: &str, _: &()) -> garde::Result {
+    let len = value.chars().count();
+    if len == 0 || len > 50 {
+        Err(garde::Error::new("must be 1–50 characters"))
+    } else if value.contains('|') || value.chars().any(char::is_control) {
+        Err(garde::Error::new(
+            "must not contain | or control characters",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A BCP 47-like language tag: `en`, `pt-BR`, `zh-Hant`.
+pub fn language(value: &str, _: &()) -> garde::Result {
+    let ok = value.len() <= 16
+        && value.split('-').enumerate().all(|(i, part)| {
+            (if i == 0 { 2..=3 } else { 2..=8 }).contains(&part.len())
+                && part.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(garde::Error::new(
+            "must be a language tag such as en or pt-BR",
+        ))
+    }
+}
+
+/// Document metadata: keys 1–64 characters of letters, digits, `_`, `-`, `.`; values up to 500.
+pub fn metadata(values: &std::collections::BTreeMap<String, String>, _: &()) -> garde::Result {
+    for (key, value) in values {
+        let key_ok = (1..=64).contains(&key.len())
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !key_ok {
+            return Err(garde::Error::new(format!(
+                "key {key:?} must be 1–64 letters, digits, _, - or ."
+            )));
+        }
+        if value.chars().count() > 500 {
+            return Err(garde::Error::new(format!(
+                "the value of {key:?} must be at most 500 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +336,23 @@ mod tests {
             check(&UpdateTenant::default()).is_ok(),
             "absent fields are fine"
         );
+    }
+
+    #[test]
+    fn knowledge_fields() {
+        assert!(embedding_model("local/all-MiniLM-L6-v2", &()).is_ok());
+        assert!(embedding_model("openai/text-embedding-3-small", &()).is_ok());
+        assert!(embedding_model("cohere/embed", &()).is_err());
+        assert!(embedding_model("local/", &()).is_err());
+        assert!(tag("support", &()).is_ok());
+        assert!(tag("a|b", &()).is_err());
+        assert!(tag("", &()).is_err());
+        assert!(language("pt-BR", &()).is_ok());
+        assert!(language("english!", &()).is_err());
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("team".to_string(), "support".to_string());
+        assert!(metadata(&meta, &()).is_ok());
+        meta.insert("bad key".to_string(), "x".to_string());
+        assert!(metadata(&meta, &()).is_err());
     }
 }

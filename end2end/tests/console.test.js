@@ -36,7 +36,7 @@ test("console pages hydrate under their Content Security Policy", async () => {
     if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) violations.push(msg.text());
   });
   await signIn(page, ADMIN);
-  for (const path of ["/keys", "/members", "/audit", "/jobs", "/settings", "/account"]) {
+  for (const path of ["/keys", "/members", "/audit", "/jobs", "/knowledge", "/settings", "/account"]) {
     const response = await page.goto(`${BASE}${path}`);
     assert.match(response.headers()["content-security-policy"], /script-src 'self' 'nonce-[A-Za-z0-9_-]+'/);
     await page.waitForSelector("body[data-hydrated=true]");

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_foundation;
 mod m20261126_000002_tenant_policy;
 mod m20261126_000003_jobs;
+mod m20261126_000004_knowledge;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_foundation::Migration),
             Box::new(m20261126_000002_tenant_policy::Migration),
             Box::new(m20261126_000003_jobs::Migration),
+            Box::new(m20261126_000004_knowledge::Migration),
         ]
     }
 }

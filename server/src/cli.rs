@@ -49,6 +49,27 @@ pub enum Command {
     /// Measure parts of the platform on the configured database
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Measure quality
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Retrieval quality on a BEIR-layout dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv):
+    /// ingests it into a scratch tenant in a temporary folder, prints nDCG@10, Recall@100 and
+    /// MRR@10 per search mode
+    Retrieval {
+        /// The dataset's folder
+        #[arg(long)]
+        dataset: std::path::PathBuf,
+        /// Chunk length in tokens
+        #[arg(long, default_value_t = 256)]
+        chunk_size: u32,
+        /// Only the first N judged queries
+        #[arg(long)]
+        queries: Option<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,6 +82,22 @@ pub enum BenchCommand {
         /// Single jobs enqueued one at a time for the latency figure
         #[arg(long, default_value_t = 100)]
         samples: usize,
+    },
+    /// Knowledge: ingestion chunks/s with the local model, then search latency per mode at
+    /// each corpus size under concurrent queries (synthetic, seeded corpora; temporary folder)
+    Knowledge {
+        /// Documents ingested for the throughput figure (about 10 chunks each)
+        #[arg(long, default_value_t = 100)]
+        documents: usize,
+        /// Corpus sizes in chunks
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        chunks: Vec<usize>,
+        /// Queries in flight at once
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Queries per mode and size
+        #[arg(long, default_value_t = 400)]
+        queries: usize,
     },
 }
 
@@ -76,6 +113,14 @@ pub enum TenantCommand {
     },
     /// List tenants
     List,
+    /// Delete a tenant and everything it owns: members' access, keys, jobs, knowledge bases
+    /// with their documents and vectors, audit trail
+    Delete {
+        slug: String,
+        /// Really delete (without it, nothing happens)
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show or set a tenant's rate limits (requests per minute); unset figures use the defaults
     Limits {
         slug: String,
@@ -144,7 +189,12 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Worker => {
             let db = store::connect(&config).await?;
             store::migrate(&db).await?;
-            let worker = crate::jobs::Worker::new(db, crate::jobs::registry(), config.jobs.clone());
+            let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
+            let worker = crate::jobs::Worker::new(
+                db,
+                crate::jobs::registry(&knowledge),
+                config.jobs.clone(),
+            );
             println!(
                 "job worker {} running; Ctrl-C or SIGTERM stops it",
                 worker.id()
@@ -155,6 +205,17 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Jobs { count, samples }) => {
             crate::jobs::bench::run(&config, count, samples).await
         }
+        Command::Bench(BenchCommand::Knowledge {
+            documents,
+            chunks,
+            concurrency,
+            queries,
+        }) => crate::rag::bench::run(&config, documents, &chunks, concurrency, queries).await,
+        Command::Eval(EvalCommand::Retrieval {
+            dataset,
+            chunk_size,
+            queries,
+        }) => crate::rag::eval::run(&config, &dataset, chunk_size, queries).await,
     }
 }
 
@@ -265,6 +326,30 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                 .await
                 .map_err(user_error)?;
             println!("created tenant {} ({}) id {}", t.slug, t.name, t.id);
+        }
+        TenantCommand::Delete { slug, yes } => {
+            let id = tenant_id(&db, &slug).await?;
+            anyhow::ensure!(
+                yes,
+                "this deletes tenant {slug} and all its data for good; add --yes to do it"
+            );
+            use sea_orm::EntityTrait;
+            store::tenants::Entity::delete_by_id(id).exec(&db).await?;
+            crate::store::audit_log::Record {
+                tenant_id: None,
+                actor: "cli".into(),
+                action: "tenant.delete",
+                target: id.to_string(),
+                ip: None,
+                details: Some(serde_json::json!({ "slug": slug })),
+            }
+            .write(&db)
+            .await?;
+            let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
+            knowledge.vectors.drop_tenant(id).await?;
+            let (kv, _) = crate::kv::Kv::from_config(&config).await?;
+            crate::http::tenant_policy::forget(&kv, id).await;
+            println!("deleted tenant {slug} ({id}) and its data");
         }
         TenantCommand::List => {
             let tenants = tenancy::list_tenants(&db).await?;

@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 29] = [
+const KEYS: [&str; 41] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -40,6 +40,18 @@ const KEYS: [&str; 29] = [
     "JOB_SHUTDOWN_GRACE_SECS",
     "JOB_BACKOFF_BASE_SECS",
     "JOB_BACKOFF_CAP_SECS",
+    "LANCEDB_URI",
+    "EMBEDDING_MODEL_DIR",
+    "EMBEDDINGS_URL",
+    "EMBEDDINGS_API_KEY",
+    "EMBEDDING_BATCH_SIZE",
+    "RERANK_URL",
+    "RERANK_MODEL",
+    "RERANK_API_KEY",
+    "MAX_UPLOAD_BYTES",
+    "FETCH_ALLOW_PRIVATE",
+    "SEARCH_CACHE_TTL_SECS",
+    "VECTOR_INDEX_THRESHOLD",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +92,18 @@ struct Raw {
     job_shutdown_grace_secs: u64,
     job_backoff_base_secs: u64,
     job_backoff_cap_secs: u64,
+    lancedb_uri: Option<String>,
+    embedding_model_dir: Option<PathBuf>,
+    embeddings_url: Option<String>,
+    embeddings_api_key: Option<String>,
+    embedding_batch_size: usize,
+    rerank_url: Option<String>,
+    rerank_model: Option<String>,
+    rerank_api_key: Option<String>,
+    max_upload_bytes: usize,
+    fetch_allow_private: bool,
+    search_cache_ttl_secs: u64,
+    vector_index_threshold: usize,
 }
 
 impl Default for Raw {
@@ -114,6 +138,18 @@ impl Default for Raw {
             job_shutdown_grace_secs: 20,
             job_backoff_base_secs: 5,
             job_backoff_cap_secs: 3600,
+            lancedb_uri: None,
+            embedding_model_dir: None,
+            embeddings_url: None,
+            embeddings_api_key: None,
+            embedding_batch_size: 32,
+            rerank_url: None,
+            rerank_model: None,
+            rerank_api_key: None,
+            max_upload_bytes: 20 * 1024 * 1024,
+            fetch_allow_private: false,
+            search_cache_ttl_secs: 30,
+            vector_index_threshold: 20_000,
         }
     }
 }
@@ -158,6 +194,7 @@ pub struct Config {
     /// Run a job worker inside `server serve` (turn off when `server worker` processes run).
     pub jobs_in_process: bool,
     pub jobs: crate::jobs::WorkerConfig,
+    pub knowledge: crate::rag::KnowledgeConfig,
 }
 
 /// How calls to an external service fail fast once it is down.
@@ -304,6 +341,48 @@ impl Raw {
                 "invalid value for CORS_ALLOWED_ORIGINS: '{bad}' is not an origin like https://example.com"
             )));
         }
+        for (key, url) in [
+            ("EMBEDDINGS_URL", &self.embeddings_url),
+            ("RERANK_URL", &self.rerank_url),
+        ] {
+            if let Some(url) = url.as_deref().filter(|u| !u.is_empty()) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError(format!(
+                        "invalid value for {key}: must start with http:// or https://"
+                    )));
+                }
+            }
+        }
+        if self.embedding_batch_size == 0 || self.embedding_batch_size > 2048 {
+            return Err(ConfigError(
+                "invalid value for EMBEDDING_BATCH_SIZE: must be 1–2048".into(),
+            ));
+        }
+        if self.max_upload_bytes < 1024 {
+            return Err(ConfigError(
+                "invalid value for MAX_UPLOAD_BYTES: must be at least 1024".into(),
+            ));
+        }
+        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let knowledge = crate::rag::KnowledgeConfig {
+            lancedb_uri: non_empty(self.lancedb_uri)
+                .unwrap_or_else(|| self.data_dir.join("lancedb").to_string_lossy().into_owned()),
+            model_dir: self
+                .embedding_model_dir
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| self.data_dir.join("models").join("all-MiniLM-L6-v2")),
+            embeddings_url: non_empty(self.embeddings_url),
+            embeddings_api_key: non_empty(self.embeddings_api_key),
+            embed_batch: self.embedding_batch_size,
+            rerank_url: non_empty(self.rerank_url),
+            rerank_model: non_empty(self.rerank_model),
+            rerank_api_key: non_empty(self.rerank_api_key),
+            max_upload_bytes: self.max_upload_bytes,
+            fetch_allow_private: self.fetch_allow_private,
+            search_cache_ttl: std::time::Duration::from_secs(self.search_cache_ttl_secs),
+            vector_index_threshold: self.vector_index_threshold.max(256),
+        };
         let database_url = match self.database_url.filter(|u| !u.is_empty()) {
             Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => url,
             Some(_) => {
@@ -364,6 +443,7 @@ impl Raw {
                 backoff_cap: std::time::Duration::from_secs(self.job_backoff_cap_secs),
                 schedules: true,
             },
+            knowledge,
         })
     }
 }

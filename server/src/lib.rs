@@ -8,6 +8,7 @@ pub mod http;
 pub mod jobs;
 pub mod kv;
 pub mod outbound;
+pub mod rag;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -18,6 +18,8 @@ use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
 use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
+use crate::rag::service::KnowledgeServiceImpl;
+use crate::rag::Knowledge;
 use crate::state::AppState;
 use crate::store;
 use crate::tenancy::{self, TenancyServiceImpl};
@@ -47,10 +49,16 @@ impl Application {
                 .clone()
                 .continuously_delete_expired(Duration::from_secs(3600)),
         );
+        let knowledge = Knowledge::new(config.knowledge.clone(), config.circuit);
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
             account: Arc::new(AccountServiceImpl::new(db.clone())),
             jobs: Arc::new(JobServiceImpl::new(db.clone())),
+            knowledge: Arc::new(KnowledgeServiceImpl::new(
+                db.clone(),
+                kv.clone(),
+                knowledge.clone(),
+            )),
         };
         if config.demo_tenant {
             seed_demo_tenant(&db, &services, &config).await?;
@@ -71,6 +79,7 @@ impl Application {
             services,
             leptos_options,
             kv,
+            knowledge,
         };
         crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);
@@ -99,7 +108,7 @@ impl Application {
         let worker = self.state.config.jobs_in_process.then(|| {
             let worker = Worker::new(
                 self.state.db.clone(),
-                jobs::registry(),
+                jobs::registry(&self.state.knowledge),
                 self.state.config.jobs.clone(),
             );
             let mut stopped = stopped.clone();

@@ -19,6 +19,15 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Cache and rate-limit budgets: Redis when configured, in-process otherwise.
     pub kv: Kv,
+    /// Models, vector store and settings of the knowledge feature (shared with the worker).
+    pub knowledge: Arc<crate::rag::Knowledge>,
+}
+
+impl AppState {
+    /// Largest upload request: up to five files of `MAX_UPLOAD_BYTES` each.
+    pub fn upload_limit(&self) -> usize {
+        self.config.knowledge.max_upload_bytes.saturating_mul(5)
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {

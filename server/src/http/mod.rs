@@ -37,6 +37,9 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
             move || app::shell(options.clone()),
         )
         .merge(auth::console_routes())
+        .merge(crate::api::v1::knowledge::console_routes(
+            state.upload_limit(),
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             rate_limit::limit_signed_in,
@@ -63,7 +66,7 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
     Router::new()
         .merge(console)
         .merge(
-            crate::api::v1::router()
+            crate::api::v1::router(state.upload_limit())
                 .layer(middleware::from_fn_with_state(
                     state.clone(),
                     rate_limit::limit,

@@ -45,7 +45,8 @@ pub async fn run(config: &Config, count: usize, samples: usize) -> anyhow::Resul
     let enqueue_time = started.elapsed();
 
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let worker = Worker::new(db.clone(), registry(), config.jobs.clone());
+    let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
+    let worker = Worker::new(db.clone(), registry(&knowledge), config.jobs.clone());
     let started = Instant::now();
     let handle = tokio::spawn(worker.run(async move {
         let _ = stopped.changed().await;

@@ -63,6 +63,9 @@ impl JobHandler for Echo {
 }
 
 /// Every kind this build can run.
-pub fn registry() -> Registry {
-    Registry::default().with(Noop).with(Echo)
+pub fn registry(knowledge: &std::sync::Arc<crate::rag::Knowledge>) -> Registry {
+    Registry::default()
+        .with(Noop)
+        .with(Echo)
+        .with(crate::rag::ingest::Ingest::new(knowledge.clone()))
 }

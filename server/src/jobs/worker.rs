@@ -90,6 +90,11 @@ impl JobContext {
         u32::try_from(self.job.attempts).unwrap_or(0)
     }
 
+    /// No retry follows if this attempt fails.
+    pub fn is_last_attempt(&self) -> bool {
+        self.job.attempts >= self.job.max_attempts
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }

@@ -3,8 +3,12 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod document_contents;
+pub mod documents;
+pub mod embedding_cache;
 pub mod job_schedules;
 pub mod jobs;
+pub mod knowledge_bases;
 pub mod memberships;
 pub mod tenants;
 pub mod users;

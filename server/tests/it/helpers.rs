@@ -93,8 +93,15 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     }
 }
 
+/// all-MiniLM-L6-v2 as `make models` fetches it.
+pub const MODEL_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../data/models/all-MiniLM-L6-v2"
+);
+
 pub struct TestApp {
     pub backend: Backend,
+    pub knowledge: std::sync::Arc<server::rag::Knowledge>,
     pub base: String,
     pub client: Client,
     pub db: DatabaseConnection,
@@ -140,6 +147,7 @@ impl TestApp {
             ("DATABASE_URL", database_url.as_str()),
             ("DEMO_TENANT", "false"),
             ("LOGIN_ATTEMPTS_PER_MINUTE", "50"),
+            ("EMBEDDING_MODEL_DIR", MODEL_DIR),
         ];
         if backend == Backend::Postgres {
             pairs.push(("REDIS_URL", redis.as_str()));
@@ -151,9 +159,11 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         let db = app.state().db.clone();
         let services = app.state().services.clone();
+        let knowledge = app.state().knowledge.clone();
         tokio::spawn(app.run(std::future::pending()));
         TestApp {
             backend,
+            knowledge,
             base,
             client: client(),
             db,

@@ -274,8 +274,16 @@ async fn a_cron_tick_fires_once_with_two_workers() {
         )
         .await
         .unwrap();
-        let one = start_worker(&app.db, jobs::registry(), worker_config(Duration::ZERO));
-        let two = start_worker(&app.db, jobs::registry(), worker_config(Duration::ZERO));
+        let one = start_worker(
+            &app.db,
+            jobs::registry(&app.knowledge),
+            worker_config(Duration::ZERO),
+        );
+        let two = start_worker(
+            &app.db,
+            jobs::registry(&app.knowledge),
+            worker_config(Duration::ZERO),
+        );
         tokio::time::sleep(Duration::from_millis(4500)).await;
         for (stop, handle) in [one, two] {
             let _ = stop.send(true);

@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod isolation;
 mod jobs;
+mod knowledge;
 mod limits;
 mod outbound;
 mod platform;

@@ -4,6 +4,7 @@ mod api_keys;
 mod audit;
 mod docs;
 mod jobs;
+pub mod knowledge;
 mod members;
 mod tenant;
 
@@ -37,11 +38,23 @@ use crate::state::AppState;
         jobs::retry_job,
         jobs::discard_job,
         jobs::list_schedules,
+        knowledge::list_knowledge_bases,
+        knowledge::create_knowledge_base,
+        knowledge::get_knowledge_base,
+        knowledge::update_knowledge_base,
+        knowledge::delete_knowledge_base,
+        knowledge::list_documents,
+        knowledge::upload_documents,
+        knowledge::fetch_document,
+        knowledge::get_document,
+        knowledge::delete_document,
+        knowledge::search,
     ),
     components(schemas(
         crate::http::error::Problem,
         app::types::Page<app::types::AuditEntry>,
         app::types::Page<app::types::Job>,
+        app::types::Page<app::types::Document>,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -51,6 +64,7 @@ use crate::state::AppState;
         (name = "api-keys", description = "Keys for the REST API"),
         (name = "audit", description = "Who did what, when, from where"),
         (name = "jobs", description = "Background jobs: progress, failures, dead letters"),
+        (name = "knowledge", description = "Knowledge bases, documents and hybrid search"),
     )
 )]
 pub struct ApiDoc;
@@ -72,8 +86,10 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn router() -> Router<AppState> {
+/// `upload_limit`: the body limit of document uploads (the rest keep `MAX_BODY_BYTES`).
+pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
+        .merge(knowledge::routes(upload_limit))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
         .route(

@@ -551,3 +551,6 @@ pub struct JobSchedule {
     pub last_run_at: Option<DateTime<Utc>>,
     pub enabled: bool,
 }
+
+mod knowledge;
+pub use knowledge::*;

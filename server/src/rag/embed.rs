@@ -1,0 +1,362 @@
+//! Embedding models behind one trait: all-MiniLM-L6-v2 run locally through candle, and any
+//! OpenAI-compatible `/embeddings` endpoint through async-openai. Vectors are L2-normalised, so
+//! cosine similarity is their dot product.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_openai::config::OpenAIConfig;
+use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokio::sync::OnceCell;
+
+use crate::config::CircuitConfig;
+use crate::outbound::{Breaker, OutboundError};
+
+pub const LOCAL_MODEL: &str = "local/all-MiniLM-L6-v2";
+const LOCAL_DIM: usize = 384;
+/// all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces.
+const LOCAL_MAX_TOKENS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The model cannot be used at all (weights missing, endpoint not configured).
+    #[error("embedding model unavailable: {0}")]
+    Unavailable(String),
+    /// This call failed; a later one may succeed.
+    #[error("embedding failed: {0}")]
+    Failed(String),
+}
+
+#[async_trait::async_trait]
+pub trait Embedder: Send + Sync {
+    /// `local/<name>` or `openai/<name>`, as recorded on a knowledge base.
+    fn model(&self) -> &str;
+    async fn dim(&self) -> Result<usize, EmbedError>;
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// all-MiniLM-L6-v2 on the CPU: BERT, mean pooling over the attention mask, L2 norm. Loaded on
+/// first use (about 90 MB), then shared.
+pub struct LocalMiniLm {
+    dir: PathBuf,
+    loaded: OnceCell<Arc<Loaded>>,
+}
+
+struct Loaded {
+    model: BertModel,
+    tokenizer: Tokenizer,
+}
+
+impl LocalMiniLm {
+    pub fn new(dir: PathBuf) -> LocalMiniLm {
+        LocalMiniLm {
+            dir,
+            loaded: OnceCell::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The model's own tokenizer, for counting chunk lengths in its tokens.
+    pub fn tokenizer(dir: &Path) -> Result<Tokenizer, EmbedError> {
+        let path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| {
+            EmbedError::Unavailable(format!(
+                "cannot read {} ({e}); run `make models` or set EMBEDDING_MODEL_DIR",
+                path.display()
+            ))
+        })?;
+        // The published file pads and truncates to 128; pad per batch and allow 256.
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..PaddingParams::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: LOCAL_MAX_TOKENS,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| EmbedError::Unavailable(e.to_string()))?;
+        Ok(tokenizer)
+    }
+
+    async fn loaded(&self) -> Result<Arc<Loaded>, EmbedError> {
+        let dir = self.dir.clone();
+        self.loaded
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || load(&dir).map(Arc::new))
+                    .await
+                    .map_err(|e| EmbedError::Unavailable(e.to_string()))?
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn load(dir: &Path) -> Result<Loaded, EmbedError> {
+    let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+        EmbedError::Unavailable(format!(
+            "cannot load {what} from {} ({e}); run `make models` or set EMBEDDING_MODEL_DIR",
+            dir.display()
+        ))
+    };
+    let config = std::fs::read_to_string(dir.join("config.json"))
+        .map_err(|e| unavailable("config.json", &e))?;
+    let config: BertConfig =
+        serde_json::from_str(&config).map_err(|e| unavailable("config.json", &e))?;
+    let weights = std::fs::read(dir.join("model.safetensors"))
+        .map_err(|e| unavailable("model.safetensors", &e))?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        .map_err(|e| unavailable("model.safetensors", &e))?;
+    let model = BertModel::load(vb, &config).map_err(|e| unavailable("the model", &e))?;
+    Ok(Loaded {
+        model,
+        tokenizer: LocalMiniLm::tokenizer(dir)?,
+    })
+}
+
+fn embed_batch(loaded: &Loaded, texts: Vec<String>) -> Result<Vec<Vec<f32>>, candle_core::Error> {
+    let encodings = loaded
+        .tokenizer
+        .encode_batch(texts, true)
+        .map_err(candle_core::Error::msg)?;
+    let device = Device::Cpu;
+    let ids = encodings
+        .iter()
+        .map(|e| Tensor::new(e.get_ids(), &device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let masks = encodings
+        .iter()
+        .map(|e| Tensor::new(e.get_attention_mask(), &device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids = Tensor::stack(&ids, 0)?;
+    let mask = Tensor::stack(&masks, 0)?;
+    let types = ids.zeros_like()?;
+    let hidden = loaded.model.forward(&ids, &types, Some(&mask))?;
+    // Mean of the token vectors the mask keeps, then unit length.
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let mean = summed.broadcast_div(&mask.sum(1)?)?;
+    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
+    mean.broadcast_div(&norm)?.to_vec2::<f32>()
+}
+
+#[async_trait::async_trait]
+impl Embedder for LocalMiniLm {
+    fn model(&self) -> &str {
+        LOCAL_MODEL
+    }
+
+    async fn dim(&self) -> Result<usize, EmbedError> {
+        Ok(LOCAL_DIM)
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let loaded = self.loaded().await?;
+        tokio::task::spawn_blocking(move || embed_batch(&loaded, texts))
+            .await
+            .map_err(|e| EmbedError::Failed(e.to_string()))?
+            .map_err(|e| EmbedError::Failed(e.to_string()))
+    }
+}
+
+/// Any OpenAI-compatible embeddings endpoint (OpenAI, Azure, Ollama, vLLM, TEI…), behind the
+/// `embeddings` circuit breaker.
+pub struct OpenAiEmbedder {
+    /// The endpoint's model name.
+    remote: String,
+    /// `openai/<remote>`, as a knowledge base records it.
+    name: String,
+    client: async_openai::Client<OpenAIConfig>,
+    breaker: Breaker,
+    timeout: std::time::Duration,
+    dim: OnceCell<usize>,
+}
+
+impl OpenAiEmbedder {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<&str>,
+        model: &str,
+        circuit: CircuitConfig,
+        breaker: Breaker,
+    ) -> OpenAiEmbedder {
+        let config = OpenAIConfig::new()
+            .with_api_base(base_url.trim_end_matches('/'))
+            .with_api_key(api_key.unwrap_or("none"));
+        OpenAiEmbedder {
+            remote: model.to_string(),
+            name: format!("openai/{model}"),
+            client: async_openai::Client::with_config(config),
+            breaker,
+            timeout: circuit.timeout,
+            dim: OnceCell::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for OpenAiEmbedder {
+    fn model(&self) -> &str {
+        &self.name
+    }
+
+    async fn dim(&self) -> Result<usize, EmbedError> {
+        self.dim
+            .get_or_try_init(|| async {
+                let probe = self.embed(vec!["dimension probe".into()]).await?;
+                probe
+                    .first()
+                    .map(Vec::len)
+                    .filter(|d| *d > 0)
+                    .ok_or_else(|| EmbedError::Failed("the endpoint returned no vector".into()))
+            })
+            .await
+            .copied()
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = texts.len();
+        let request = CreateEmbeddingRequestArgs::default()
+            .model(self.remote.clone())
+            .input(texts)
+            .build()
+            .map_err(|e| EmbedError::Failed(e.to_string()))?;
+        let call = async {
+            tokio::time::timeout(self.timeout, self.client.embeddings().create(request))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())
+        };
+        let response = match self.breaker.call(call).await {
+            Ok(response) => response,
+            Err(OutboundError::Unavailable(service)) => {
+                return Err(EmbedError::Failed(format!("{service} is unavailable")))
+            }
+            Err(OutboundError::Call(e)) => return Err(EmbedError::Failed(e)),
+        };
+        let mut data = response.data;
+        if data.len() != count {
+            return Err(EmbedError::Failed(format!(
+                "asked for {count} vectors, got {}",
+                data.len()
+            )));
+        }
+        data.sort_by_key(|e| e.index);
+        Ok(data.into_iter().map(|e| normalise(e.embedding)).collect())
+    }
+}
+
+fn normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// The models this installation can run, by the name a knowledge base records.
+#[derive(Clone)]
+pub struct Embedders {
+    local: Arc<LocalMiniLm>,
+    openai: Option<OpenAiSettings>,
+    breaker: Breaker,
+    circuit: CircuitConfig,
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Embedder>>>>,
+}
+
+#[derive(Clone)]
+pub struct OpenAiSettings {
+    pub base_url: String,
+    pub api_key: Option<String>,
+}
+
+impl Embedders {
+    pub fn new(model_dir: PathBuf, openai: Option<OpenAiSettings>, circuit: CircuitConfig) -> Self {
+        Embedders {
+            local: Arc::new(LocalMiniLm::new(model_dir)),
+            openai,
+            breaker: Breaker::new("embeddings", circuit),
+            circuit,
+            clients: Arc::default(),
+        }
+    }
+
+    pub fn local_dir(&self) -> &Path {
+        self.local.dir()
+    }
+
+    /// The embedder for a recorded model name.
+    pub fn get(&self, model: &str) -> Result<Arc<dyn Embedder>, EmbedError> {
+        if model == LOCAL_MODEL {
+            return Ok(self.local.clone());
+        }
+        let Some(name) = model.strip_prefix("openai/") else {
+            return Err(EmbedError::Unavailable(format!(
+                "unknown model {model}; this installation runs {LOCAL_MODEL} and openai/<model>"
+            )));
+        };
+        let Some(settings) = &self.openai else {
+            return Err(EmbedError::Unavailable(format!(
+                "{model} needs an embeddings endpoint; set EMBEDDINGS_URL"
+            )));
+        };
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| EmbedError::Failed("embedder cache poisoned".into()))?;
+        let client = clients.entry(model.to_string()).or_insert_with(|| {
+            Arc::new(OpenAiEmbedder::new(
+                &settings.base_url,
+                settings.api_key.as_deref(),
+                name,
+                self.circuit,
+                self.breaker.clone(),
+            ))
+        });
+        Ok(client.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_gives_unit_length_and_leaves_zero_alone() {
+        let v = normalise(vec![3.0, 4.0]);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert_eq!(normalise(vec![0.0, 0.0]), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn unknown_and_unconfigured_models_are_refused() {
+        let circuit = CircuitConfig {
+            failures: 5,
+            open_for: std::time::Duration::from_secs(60),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let embedders = Embedders::new(PathBuf::from("/nonexistent"), None, circuit);
+        assert!(embedders.get(LOCAL_MODEL).is_ok());
+        assert!(matches!(
+            embedders.get("openai/text-embedding-3-small"),
+            Err(EmbedError::Unavailable(m)) if m.contains("EMBEDDINGS_URL")
+        ));
+        assert!(matches!(
+            embedders.get("cohere/x"),
+            Err(EmbedError::Unavailable(_))
+        ));
+    }
+}

@@ -1,0 +1,553 @@
+//! Chunks, vectors and the BM25 index in LanceDB.
+//!
+//! Layout: one database folder per tenant (`{LANCEDB_URI}/t_{tenant}`) and **one table per
+//! knowledge base** (`kb_{id}_{generation}`), not one shared table with a filter column:
+//! - a knowledge base's embedding model fixes its vector width, and models differ between
+//!   knowledge bases, while a column has one width;
+//! - changing the model swaps in a new generation and drops the old table whole;
+//! - deleting a knowledge base or a tenant drops tables or a folder instead of rewriting a
+//!   shared table, and a forgotten filter can never return another tenant's rows;
+//! - BM25 statistics (document frequencies) are per table, so one tenant's corpus does not
+//!   skew another's scores.
+//!
+//! The cost is many small tables; LanceDB opens them lazily and they need no server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator,
+    StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures::TryStreamExt;
+use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
+use lancedb::index::vector::IvfHnswSqIndexBuilder;
+use lancedb::index::Index;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use lancedb::table::{OptimizeAction, OptimizeOptions};
+use lancedb::{Connection, DistanceType, Table};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LanceError {
+    #[error("vector store: {0}")]
+    Store(#[from] lancedb::Error),
+    #[error("vector store: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("vector store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("vector store: column {0} missing or of another type")]
+    Column(&'static str),
+    #[error("vector store: {0}")]
+    Query(String),
+}
+
+/// One chunk as stored.
+#[derive(Clone, Debug)]
+pub struct ChunkRow {
+    pub chunk_id: String,
+    pub document_id: Uuid,
+    pub revision: i64,
+    pub chunk_index: i64,
+    /// What is shown and cited.
+    pub text: String,
+    /// What BM25 indexes: the document title, then the chunk.
+    pub search_text: String,
+    pub context: Option<String>,
+    pub start: i64,
+    pub end: i64,
+    pub title: String,
+    pub source: String,
+    pub tags: Vec<String>,
+    pub language: Option<String>,
+    pub vector: Vec<f32>,
+}
+
+/// One search result row, with its leg's raw score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub chunk_index: i64,
+    pub text: String,
+    pub context: Option<String>,
+    pub start: i64,
+    pub end: i64,
+    pub title: String,
+    pub source: String,
+    /// Cosine similarity for the vector leg, BM25 for the full-text leg.
+    pub score: f32,
+}
+
+const RESULT_COLUMNS: [&str; 9] = [
+    "chunk_id",
+    "document_id",
+    "chunk_index",
+    "text",
+    "context",
+    "start",
+    "end",
+    "title",
+    "source",
+];
+
+fn schema(dim: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("chunk_id", DataType::Utf8, false),
+        Field::new("document_id", DataType::Utf8, false),
+        Field::new("revision", DataType::Int64, false),
+        Field::new("chunk_index", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("search_text", DataType::Utf8, false),
+        Field::new("context", DataType::Utf8, true),
+        Field::new("start", DataType::Int64, false),
+        Field::new("end", DataType::Int64, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        // `|a|b|`: a filter is `contains(tags, '|a|')`.
+        Field::new("tags", DataType::Utf8, false),
+        Field::new("language", DataType::Utf8, true),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, true)),
+                i32::try_from(dim).unwrap_or(i32::MAX),
+            ),
+            false,
+        ),
+    ]))
+}
+
+fn to_batch(rows: &[ChunkRow], dim: usize) -> Result<RecordBatch, LanceError> {
+    let strings = |f: fn(&ChunkRow) -> &str| -> Arc<dyn Array> {
+        Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    let ints = |f: fn(&ChunkRow) -> i64| -> Arc<dyn Array> {
+        Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    let document_ids: Vec<String> = rows.iter().map(|r| r.document_id.to_string()).collect();
+    let tags: Vec<String> = rows
+        .iter()
+        .map(|r| format!("|{}|", r.tags.join("|")))
+        .collect();
+    let mut flat = Vec::with_capacity(rows.len() * dim);
+    for row in rows {
+        if row.vector.len() != dim {
+            return Err(LanceError::Column("vector"));
+        }
+        flat.extend_from_slice(&row.vector);
+    }
+    let vectors = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        i32::try_from(dim).unwrap_or(i32::MAX),
+        Arc::new(Float32Array::from(flat)),
+        None,
+    )?;
+    Ok(RecordBatch::try_new(
+        schema(dim),
+        vec![
+            strings(|r| &r.chunk_id),
+            Arc::new(StringArray::from(document_ids)),
+            ints(|r| r.revision),
+            ints(|r| r.chunk_index),
+            strings(|r| &r.text),
+            strings(|r| &r.search_text),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.context.as_deref())
+                    .collect::<Vec<_>>(),
+            )),
+            ints(|r| r.start),
+            ints(|r| r.end),
+            strings(|r| &r.title),
+            strings(|r| &r.source),
+            Arc::new(StringArray::from(tags)),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.language.as_deref())
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(vectors),
+        ],
+    )?)
+}
+
+fn strings<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a StringArray, LanceError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or(LanceError::Column(name))
+}
+
+fn ints<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a Int64Array, LanceError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or(LanceError::Column(name))
+}
+
+fn floats<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a Float32Array, LanceError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<Float32Array>())
+        .ok_or(LanceError::Column(name))
+}
+
+fn candidates(
+    batches: &[RecordBatch],
+    score_column: &'static str,
+    score: fn(f32) -> f32,
+) -> Result<Vec<Candidate>, LanceError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let (ids, docs, idx) = (
+            strings(batch, "chunk_id")?,
+            strings(batch, "document_id")?,
+            ints(batch, "chunk_index")?,
+        );
+        let (text, context, start, end) = (
+            strings(batch, "text")?,
+            strings(batch, "context")?,
+            ints(batch, "start")?,
+            ints(batch, "end")?,
+        );
+        let (title, source, scores) = (
+            strings(batch, "title")?,
+            strings(batch, "source")?,
+            floats(batch, score_column)?,
+        );
+        for i in 0..batch.num_rows() {
+            out.push(Candidate {
+                chunk_id: ids.value(i).to_string(),
+                document_id: docs.value(i).to_string(),
+                chunk_index: idx.value(i),
+                text: text.value(i).to_string(),
+                context: (!context.is_null(i)).then(|| context.value(i).to_string()),
+                start: start.value(i),
+                end: end.value(i),
+                title: title.value(i).to_string(),
+                source: source.value(i).to_string(),
+                score: score(scores.value(i)),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A literal for a LanceDB (DataFusion) SQL filter.
+pub fn sql_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The LanceDB side of the knowledge feature: where a tenant's tables live, how chunks are
+/// written, replaced and searched.
+#[derive(Clone)]
+pub struct VectorStore {
+    root: String,
+    vector_index_threshold: usize,
+    connections: Arc<Mutex<HashMap<Uuid, Connection>>>,
+    /// Serialises this process's writes per table (other processes are handled by Lance's
+    /// optimistic commits, which retry on conflict).
+    writers: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+}
+
+impl VectorStore {
+    pub fn new(root: &str, vector_index_threshold: usize) -> VectorStore {
+        VectorStore {
+            root: root.trim_end_matches('/').to_string(),
+            vector_index_threshold,
+            connections: Arc::default(),
+            writers: Arc::default(),
+        }
+    }
+
+    fn tenant_uri(&self, tenant: Uuid) -> String {
+        format!("{}/t_{}", self.root, tenant.simple())
+    }
+
+    async fn connection(&self, tenant: Uuid) -> Result<Connection, LanceError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(conn) = connections.get(&tenant) {
+            return Ok(conn.clone());
+        }
+        let conn = lancedb::connect(&self.tenant_uri(tenant)).execute().await?;
+        connections.insert(tenant, conn.clone());
+        Ok(conn)
+    }
+
+    async fn table(&self, tenant: Uuid, name: &str) -> Result<Option<Table>, LanceError> {
+        match self
+            .connection(tenant)
+            .await?
+            .open_table(name)
+            .execute()
+            .await
+        {
+            Ok(table) => Ok(Some(table)),
+            Err(lancedb::Error::TableNotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn writer(&self, tenant: Uuid, name: &str) -> Arc<Mutex<()>> {
+        let mut writers = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        writers
+            .entry(format!("{tenant}/{name}"))
+            .or_default()
+            .clone()
+    }
+
+    /// Makes `rows` the document's chunks in one commit: they are inserted and every row of
+    /// an older revision of the document is deleted together, so a search sees either the
+    /// old chunks or the new ones. Rows of a newer revision (a later upload that finished
+    /// first) are left alone.
+    pub async fn replace_document(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        dim: usize,
+        document_id: Uuid,
+        revision: i64,
+        rows: Vec<ChunkRow>,
+    ) -> Result<(), LanceError> {
+        let writer = self.writer(tenant, name);
+        let _guard = writer.lock().await;
+        let batch = to_batch(&rows, dim)?;
+        let table = match self.table(tenant, name).await? {
+            Some(table) => table,
+            None => {
+                let conn = self.connection(tenant).await?;
+                match conn.create_table(name, batch.clone()).execute().await {
+                    Ok(table) => {
+                        self.maintain(&table).await;
+                        return Ok(());
+                    }
+                    // Another process created it first: fall through to the merge.
+                    Err(lancedb::Error::TableAlreadyExists { .. }) => {
+                        conn.open_table(name).execute().await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let reader = RecordBatchIterator::new(vec![Ok(batch)], schema(dim));
+        let mut merge = table.merge_insert(&["chunk_id"]);
+        merge
+            .when_matched_update_all(None)
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(Some(format!(
+                "document_id = {} AND revision < {revision}",
+                sql_string(&document_id.to_string())
+            )));
+        merge.execute(Box::new(reader)).await?;
+        self.maintain(&table).await;
+        Ok(())
+    }
+
+    /// Deletes a document's rows (of one revision, or all).
+    pub async fn delete_document(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        document_id: Uuid,
+        revision: Option<i64>,
+    ) -> Result<(), LanceError> {
+        let Some(table) = self.table(tenant, name).await? else {
+            return Ok(());
+        };
+        let writer = self.writer(tenant, name);
+        let _guard = writer.lock().await;
+        let mut predicate = format!("document_id = {}", sql_string(&document_id.to_string()));
+        if let Some(revision) = revision {
+            predicate.push_str(&format!(" AND revision = {revision}"));
+        }
+        table.delete(predicate.as_str()).await?;
+        Ok(())
+    }
+
+    pub async fn drop_table(&self, tenant: Uuid, name: &str) -> Result<(), LanceError> {
+        match self.connection(tenant).await?.drop_table(name, &[]).await {
+            Ok(()) | Err(lancedb::Error::TableNotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes every table of the tenant.
+    pub async fn drop_tenant(&self, tenant: Uuid) -> Result<(), LanceError> {
+        self.connections.lock().await.remove(&tenant);
+        if self.root.contains("://") {
+            let conn = lancedb::connect(&self.tenant_uri(tenant)).execute().await?;
+            conn.drop_all_tables(&[]).await?;
+        } else {
+            match tokio::fs::remove_dir_all(self.tenant_uri(tenant)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn count(&self, tenant: Uuid, name: &str) -> Result<usize, LanceError> {
+        match self.table(tenant, name).await? {
+            Some(table) => Ok(table.count_rows(None).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// Keeps the indexes current after a write: the BM25 index exists from the first row
+    /// and takes in new rows; the vector index is built once the table passes the threshold
+    /// (below it an exact scan is both faster and exact). Failures are logged, not returned:
+    /// searches still see unindexed rows, and the next write tries again.
+    async fn maintain(&self, table: &Table) {
+        if let Err(e) = self.try_maintain(table).await {
+            tracing::warn!(table = table.name(), error = %e, "index maintenance failed");
+        }
+    }
+
+    async fn try_maintain(&self, table: &Table) -> Result<(), LanceError> {
+        let indices = table.list_indices().await?;
+        let has = |column: &str| {
+            indices
+                .iter()
+                .any(|i| i.columns.iter().any(|c| c == column))
+        };
+        let mut optimize = false;
+        if has("search_text") {
+            optimize = true;
+        } else {
+            table
+                .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
+                .execute()
+                .await?;
+        }
+        if has("vector") {
+            optimize = true;
+        } else if table.count_rows(None).await? >= self.vector_index_threshold {
+            table
+                .create_index(
+                    &["vector"],
+                    Index::IvfHnswSq(
+                        IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
+                    ),
+                )
+                .execute()
+                .await?;
+        }
+        if optimize {
+            table
+                .optimize(OptimizeAction::Index(OptimizeOptions::default()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the vector index now, whatever the table's size (benchmarks, re-training).
+    pub async fn build_vector_index(&self, tenant: Uuid, name: &str) -> Result<(), LanceError> {
+        let Some(table) = self.table(tenant, name).await? else {
+            return Ok(());
+        };
+        table
+            .create_index(
+                &["vector"],
+                Index::IvfHnswSq(
+                    IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
+                ),
+            )
+            .replace(true)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    /// Appends rows without replacing anything (benchmark corpora).
+    pub async fn append(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        dim: usize,
+        rows: Vec<ChunkRow>,
+    ) -> Result<(), LanceError> {
+        let batch = to_batch(&rows, dim)?;
+        match self.table(tenant, name).await? {
+            Some(table) => {
+                table.add(batch).execute().await?;
+            }
+            None => {
+                self.connection(tenant)
+                    .await?
+                    .create_table(name, batch)
+                    .execute()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates or refreshes the indexes now (benchmarks call it after bulk appends).
+    pub async fn refresh_indexes(&self, tenant: Uuid, name: &str) -> Result<(), LanceError> {
+        if let Some(table) = self.table(tenant, name).await? {
+            self.try_maintain(&table).await?;
+        }
+        Ok(())
+    }
+
+    /// The `limit` nearest chunks by cosine similarity.
+    pub async fn vector_search(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        vector: &[f32],
+        limit: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<Candidate>, LanceError> {
+        let Some(table) = self.table(tenant, name).await? else {
+            return Ok(Vec::new());
+        };
+        let mut query = table
+            .query()
+            .nearest_to(vector)?
+            .distance_type(DistanceType::Cosine)
+            .select(Select::columns(&RESULT_COLUMNS))
+            .limit(limit);
+        if let Some(filter) = filter {
+            query = query.only_if(filter);
+        }
+        let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+        candidates(&batches, "_distance", |d| 1.0 - d)
+    }
+
+    /// The `limit` best chunks by BM25 over title and text.
+    pub async fn fulltext_search(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        text: &str,
+        limit: usize,
+        filter: Option<&str>,
+    ) -> Result<Vec<Candidate>, LanceError> {
+        let Some(table) = self.table(tenant, name).await? else {
+            return Ok(Vec::new());
+        };
+        let fts = FullTextSearchQuery::new(text.to_string())
+            .with_column("search_text".to_string())
+            .map_err(|e| LanceError::Query(e.to_string()))?;
+        let mut query = table
+            .query()
+            .full_text_search(fts)
+            .select(Select::columns(&RESULT_COLUMNS))
+            .limit(limit);
+        if let Some(filter) = filter {
+            query = query.only_if(filter);
+        }
+        let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+        let mut found = candidates(&batches, "_score", |s| s)?;
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(found)
+    }
+}
