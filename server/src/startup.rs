@@ -11,8 +11,8 @@ use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use tokio::net::TcpListener;
 use tower_sessions::session_store::ExpiredDeletion;
 
-use app::services::Services;
-use app::types::{CreateUser, Role};
+use app::services::{Services, Upload};
+use app::types::{CreateKnowledgeBase, CreateUser, DocumentMeta, Role};
 
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
@@ -135,6 +135,44 @@ impl Application {
 
 pub const DEMO_EMAIL: &str = "admin@demo.local";
 
+/// The demo tenant's knowledge base: two short documents, ingested by the worker like any
+/// upload (so the knowledge page and search have something to show at once).
+async fn seed_demo_knowledge(services: &Services, tenant: uuid::Uuid) -> anyhow::Result<()> {
+    let access = tenancy::cli_access(tenant);
+    let kb = services
+        .knowledge
+        .create_knowledge_base(
+            &access,
+            CreateKnowledgeBase {
+                name: "Customer handbook".into(),
+                description: Some("Opening hours, bookings, emergencies, prices.".into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let files = [
+        ("handbook.md", include_str!("../demo/handbook.md")),
+        ("pricing.md", include_str!("../demo/pricing.md")),
+    ]
+    .into_iter()
+    .map(|(name, text)| Upload {
+        filename: name.into(),
+        content_type: Some("text/markdown".into()),
+        bytes: text.as_bytes().to_vec(),
+        meta: DocumentMeta {
+            tags: vec!["demo".into()],
+            language: Some("en".into()),
+            ..Default::default()
+        },
+    })
+    .collect();
+    services
+        .knowledge
+        .upload_documents(&access, kb.id, files)
+        .await?;
+    Ok(())
+}
+
 /// On an empty database: a demo tenant whose owner's password is printed once and kept in
 /// `DATA_DIR/demo-credentials.txt`.
 async fn seed_demo_tenant(
@@ -157,6 +195,7 @@ async fn seed_demo_tenant(
             },
         )
         .await?;
+    seed_demo_knowledge(services, tenant.id).await?;
     let message = format!(
         "Demo tenant created. Sign in at {}/login\n  email:    {DEMO_EMAIL}\n  password: {}\n",
         config.console_url(),

@@ -14,10 +14,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Quer
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use app::services::{Access, Actor, KnowledgeService, Upload};
-use app::types::{
-    CreateKnowledgeBase, DocumentMeta, DocumentStatus, Role, SearchMode, SearchRequest,
-};
+use app::services::{Access, KnowledgeService, Upload};
+use app::types::{CreateKnowledgeBase, DocumentMeta, DocumentStatus, SearchMode, SearchRequest};
 
 use super::service::KnowledgeServiceImpl;
 use super::Knowledge;
@@ -63,13 +61,7 @@ impl Scratch {
         let knowledge = Knowledge::new(config.knowledge.clone(), config.circuit);
         let kv = Kv::new(Arc::new(MemoryStore::new()), &config.kv_namespace);
         let service = KnowledgeServiceImpl::new(db.clone(), kv, knowledge.clone());
-        let access = Access {
-            tenant_id: tenant.id,
-            actor: Actor::Cli,
-            role: Some(Role::Owner),
-            scopes: Role::Owner.scopes(),
-            ip: None,
-        };
+        let access = crate::tenancy::cli_access(tenant.id);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let worker = Worker::new(db.clone(), registry(&knowledge), config.jobs.clone());
         let worker = tokio::spawn(worker.run(async move {
@@ -239,7 +231,10 @@ pub async fn run(
     chunk_size: u32,
     max_queries: Option<usize>,
 ) -> anyhow::Result<()> {
-    let corpus: Vec<CorpusDoc> = jsonl(&dataset.join("corpus.jsonl"))?;
+    let mut corpus: Vec<CorpusDoc> = jsonl(&dataset.join("corpus.jsonl"))?;
+    // An empty document cannot be uploaded (and cannot be found either).
+    let before = corpus.len();
+    corpus.retain(|d| !d.text.trim().is_empty());
     let queries: Vec<Query> = jsonl(&dataset.join("queries.jsonl"))?;
     let judgements = qrels(&dataset.join("qrels").join("test.tsv"))?;
     let mut queries: Vec<Query> = queries
@@ -250,9 +245,10 @@ pub async fn run(
         queries.truncate(n);
     }
     eprintln!(
-        "{}: {} documents, {} judged queries",
+        "{}: {} documents ({} empty ones skipped), {} judged queries",
         dataset.display(),
         corpus.len(),
+        before - corpus.len(),
         queries.len()
     );
     let scratch = Scratch::start(config, "eval").await?;
@@ -287,7 +283,7 @@ pub async fn run(
             .service
             .upload_documents(&scratch.access, kb.id, files)
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| anyhow::anyhow!("uploading the corpus: {e:?}"))?;
     }
     let chunks = scratch.wait_ingested(corpus.len() as u64).await?;
     let took = started.elapsed().as_secs_f64();

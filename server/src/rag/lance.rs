@@ -93,6 +93,16 @@ const RESULT_COLUMNS: [&str; 9] = [
     "source",
 ];
 
+/// The result columns and the leg's score column, asked for by name (LanceDB will stop
+/// adding the score on its own).
+fn with_score(score: &'static str) -> Vec<&'static str> {
+    RESULT_COLUMNS
+        .iter()
+        .copied()
+        .chain(std::iter::once(score))
+        .collect()
+}
+
 fn schema(dim: usize) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("chunk_id", DataType::Utf8, false),
@@ -235,6 +245,10 @@ fn candidates(
     }
     Ok(out)
 }
+
+/// Rows a table may hold outside its indexes before they are folded in (searched flat
+/// until then, which costs little at this size).
+const UNINDEXED_ROWS: usize = 2_000;
 
 /// A literal for a LanceDB (DataFusion) SQL filter.
 pub fn sql_string(value: &str) -> String {
@@ -400,51 +414,81 @@ impl VectorStore {
         }
     }
 
-    /// Keeps the indexes current after a write: the BM25 index exists from the first row
-    /// and takes in new rows; the vector index is built once the table passes the threshold
-    /// (below it an exact scan is both faster and exact). Failures are logged, not returned:
-    /// searches still see unindexed rows, and the next write tries again.
+    /// Keeps the indexes current after a write: the BM25 index exists from the first row;
+    /// the vector index is built once the table passes the threshold (below it an exact scan
+    /// is both faster and exact). New rows are searched unindexed (flat) until there are
+    /// enough of them to be worth folding in ([`needs_folding`]), so a stream of small
+    /// documents costs one index update per batch, not one per document. Failures are
+    /// logged, not returned: searches still see unindexed rows, and the next write tries again.
     async fn maintain(&self, table: &Table) {
-        if let Err(e) = self.try_maintain(table).await {
+        if let Err(e) = self.try_maintain(table, false).await {
             tracing::warn!(table = table.name(), error = %e, "index maintenance failed");
         }
     }
 
-    async fn try_maintain(&self, table: &Table) -> Result<(), LanceError> {
+    async fn try_maintain(&self, table: &Table, force: bool) -> Result<(), LanceError> {
         let indices = table.list_indices().await?;
-        let has = |column: &str| {
+        let index_on = |column: &str| {
             indices
                 .iter()
-                .any(|i| i.columns.iter().any(|c| c == column))
+                .find(|i| i.columns.iter().any(|c| c == column))
+                .map(|i| i.name.clone())
         };
-        let mut optimize = false;
-        if has("search_text") {
-            optimize = true;
-        } else {
-            table
-                .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
-                .execute()
-                .await?;
+        let mut fold = force;
+        match index_on("search_text") {
+            Some(name) => fold |= self.needs_folding(table, &name).await?,
+            None => {
+                table
+                    .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
+                    .execute()
+                    .await?;
+            }
         }
-        if has("vector") {
-            optimize = true;
-        } else if table.count_rows(None).await? >= self.vector_index_threshold {
-            table
-                .create_index(
-                    &["vector"],
-                    Index::IvfHnswSq(
-                        IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
-                    ),
-                )
-                .execute()
-                .await?;
+        match index_on("vector") {
+            Some(name) => fold |= self.needs_folding(table, &name).await?,
+            None if table.count_rows(None).await? >= self.vector_index_threshold => {
+                table
+                    .create_index(
+                        &["vector"],
+                        Index::IvfHnswSq(
+                            IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
+                        ),
+                    )
+                    .execute()
+                    .await?;
+            }
+            None => {}
         }
-        if optimize {
+        if fold {
+            // Merge small files, fold new rows into the indexes, and free the space of
+            // versions older than an hour (no reader holds one that long).
+            table
+                .optimize(OptimizeAction::Compact {
+                    options: Default::default(),
+                    remap_options: None,
+                })
+                .await?;
             table
                 .optimize(OptimizeAction::Index(OptimizeOptions::default()))
                 .await?;
+            table
+                .optimize(OptimizeAction::Prune {
+                    older_than: Some(chrono::Duration::hours(1)),
+                    delete_unverified: Some(false),
+                    error_if_tagged_old_versions: Some(false),
+                })
+                .await?;
         }
         Ok(())
+    }
+
+    /// Whether an index has fallen far enough behind the table to update it now: more than
+    /// [`UNINDEXED_ROWS`] rows, or an eighth of what it covers, are searched unindexed.
+    async fn needs_folding(&self, table: &Table, index: &str) -> Result<bool, LanceError> {
+        Ok(table
+            .index_stats(index)
+            .await?
+            .is_some_and(|s| s.num_unindexed_rows > UNINDEXED_ROWS.max(s.num_indexed_rows / 8)))
     }
 
     /// Builds the vector index now, whatever the table's size (benchmarks, re-training).
@@ -492,7 +536,7 @@ impl VectorStore {
     /// Creates or refreshes the indexes now (benchmarks call it after bulk appends).
     pub async fn refresh_indexes(&self, tenant: Uuid, name: &str) -> Result<(), LanceError> {
         if let Some(table) = self.table(tenant, name).await? {
-            self.try_maintain(&table).await?;
+            self.try_maintain(&table, true).await?;
         }
         Ok(())
     }
@@ -513,7 +557,7 @@ impl VectorStore {
             .query()
             .nearest_to(vector)?
             .distance_type(DistanceType::Cosine)
-            .select(Select::columns(&RESULT_COLUMNS))
+            .select(Select::columns(&with_score("_distance")))
             .limit(limit);
         if let Some(filter) = filter {
             query = query.only_if(filter);
@@ -540,7 +584,7 @@ impl VectorStore {
         let mut query = table
             .query()
             .full_text_search(fts)
-            .select(Select::columns(&RESULT_COLUMNS))
+            .select(Select::columns(&with_score("_score")))
             .limit(limit);
         if let Some(filter) = filter {
             query = query.only_if(filter);

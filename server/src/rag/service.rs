@@ -155,6 +155,20 @@ pub async fn bump_version(db: &impl ConnectionTrait, kb: Uuid) -> Result<(), sea
         .map(|_| ())
 }
 
+/// Takes the knowledge base's row for this transaction before anything is read: concurrent
+/// uploads to one knowledge base queue here (PostgreSQL row lock) instead of both missing a
+/// document of the same name, and on SQLite the transaction becomes a writer while it can
+/// still wait for the lock (a deferred transaction that read first gets `SQLITE_BUSY` at
+/// once when another connection committed in between).
+async fn lock_kb(txn: &impl ConnectionTrait, kb: Uuid) -> Result<(), sea_orm::DbErr> {
+    knowledge_bases::Entity::update_many()
+        .col_expr(knowledge_bases::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(knowledge_bases::Column::Id.eq(kb))
+        .exec(txn)
+        .await
+        .map(|_| ())
+}
+
 fn normal_query(query: &str) -> String {
     query.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -779,6 +793,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
             }
         }
         let txn = self.db.begin().await.map_err(db_error)?;
+        lock_kb(&txn, kb).await.map_err(db_error)?;
         let mut out = Vec::with_capacity(files.len());
         for (file, format) in files.into_iter().zip(formats) {
             let source = file.filename.trim().to_string();
@@ -908,6 +923,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
             .unwrap_or_else(|| source.clone());
         let now = Utc::now();
         let txn = self.db.begin().await.map_err(db_error)?;
+        lock_kb(&txn, kb).await.map_err(db_error)?;
         let existing = documents::Entity::find()
             .filter(documents::Column::TenantId.eq(access.tenant_id))
             .filter(documents::Column::KnowledgeBaseId.eq(kb))
