@@ -506,6 +506,73 @@ fn check_upload(i: usize, file: &Upload, max_bytes: usize) -> Result<Format, App
         .map_err(|e| AppError::invalid(&field, format!("{name}: {e}")))
 }
 
+/// The document of this name (file name or URL) in the knowledge base, if any.
+async fn by_source(
+    txn: &impl ConnectionTrait,
+    access: &Access,
+    kb: Uuid,
+    source: &str,
+) -> Result<Option<documents::Model>, AppError> {
+    documents::Entity::find()
+        .filter(documents::Column::TenantId.eq(access.tenant_id))
+        .filter(documents::Column::KnowledgeBaseId.eq(kb))
+        .filter(documents::Column::Source.eq(source))
+        .one(txn)
+        .await
+        .map_err(db_error)
+}
+
+/// A new queued document at revision 1; the caller fills in what it knows of the content
+/// (format, content type, size, hash).
+fn new_document(
+    access: &Access,
+    kb: Uuid,
+    title: String,
+    source: String,
+    tags: serde_json::Value,
+    meta: &DocumentMeta,
+    metadata: serde_json::Value,
+) -> documents::ActiveModel {
+    let now = Utc::now();
+    documents::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(access.tenant_id),
+        knowledge_base_id: Set(kb),
+        title: Set(title),
+        source: Set(source),
+        tags: Set(tags),
+        language: Set(meta.language.clone()),
+        metadata: Set(metadata),
+        revision: Set(1),
+        status: Set(DocumentStatus::Queued.as_str().into()),
+        progress: Set(0),
+        error: Set(None),
+        chunk_count: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ingested_at: Set(None),
+        ..Default::default()
+    }
+}
+
+/// Queues the ingestion of the document's current revision and audits why, in `txn`.
+async fn queue_ingestion(
+    txn: &impl ConnectionTrait,
+    access: &Access,
+    doc: &documents::Model,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), AppError> {
+    enqueue(txn, ingest_job(access.tenant_id, doc.id, doc.revision))
+        .await
+        .map_err(db_error)?;
+    Record::by(access, action, doc.id.to_string())
+        .details(details)
+        .write(txn)
+        .await
+        .map_err(db_error)
+}
+
 fn meta_columns(meta: &DocumentMeta) -> (serde_json::Value, serde_json::Value) {
     (
         serde_json::to_value(&meta.tags).unwrap_or_default(),
@@ -806,13 +873,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
                 .map(|t| t.trim().to_string())
                 .unwrap_or_else(|| source.clone());
             let now = Utc::now();
-            let existing = documents::Entity::find()
-                .filter(documents::Column::TenantId.eq(access.tenant_id))
-                .filter(documents::Column::KnowledgeBaseId.eq(kb))
-                .filter(documents::Column::Source.eq(source.as_str()))
-                .one(&txn)
-                .await
-                .map_err(db_error)?;
+            let existing = by_source(&txn, access, kb, &source).await?;
             let (doc, action) = match existing {
                 // The same bytes and description again: nothing to do.
                 Some(doc)
@@ -851,26 +912,11 @@ impl KnowledgeService for KnowledgeServiceImpl {
                 }
                 None => {
                     let doc = documents::ActiveModel {
-                        id: Set(Uuid::now_v7()),
-                        tenant_id: Set(access.tenant_id),
-                        knowledge_base_id: Set(kb),
-                        title: Set(title),
-                        source: Set(source),
                         format: Set(format.as_str().to_string()),
                         content_type: Set(file.content_type.clone()),
-                        tags: Set(tags),
-                        language: Set(file.meta.language.clone()),
-                        metadata: Set(metadata),
                         size_bytes: Set(file.bytes.len() as i64),
                         content_hash: Set(hash),
-                        revision: Set(1),
-                        status: Set(DocumentStatus::Queued.as_str().into()),
-                        progress: Set(0),
-                        error: Set(None),
-                        chunk_count: Set(0),
-                        created_at: Set(now),
-                        updated_at: Set(now),
-                        ingested_at: Set(None),
+                        ..new_document(access, kb, title, source, tags, &file.meta, metadata)
                     }
                     .insert(&txn)
                     .await
@@ -886,14 +932,8 @@ impl KnowledgeService for KnowledgeServiceImpl {
                     (doc, "document.upload")
                 }
             };
-            enqueue(&txn, ingest_job(access.tenant_id, doc.id, doc.revision))
-                .await
-                .map_err(db_error)?;
-            Record::by(access, action, doc.id.to_string())
-                .details(serde_json::json!({ "knowledge_base": kb, "source": doc.source }))
-                .write(&txn)
-                .await
-                .map_err(db_error)?;
+            let details = serde_json::json!({ "knowledge_base": kb, "source": doc.source });
+            queue_ingestion(&txn, access, &doc, action, details).await?;
             out.push(to_document(doc));
         }
         txn.commit().await.map_err(db_error)?;
@@ -924,13 +964,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
         let now = Utc::now();
         let txn = self.db.begin().await.map_err(db_error)?;
         lock_kb(&txn, kb).await.map_err(db_error)?;
-        let existing = documents::Entity::find()
-            .filter(documents::Column::TenantId.eq(access.tenant_id))
-            .filter(documents::Column::KnowledgeBaseId.eq(kb))
-            .filter(documents::Column::Source.eq(source.as_str()))
-            .one(&txn)
-            .await
-            .map_err(db_error)?;
+        let existing = by_source(&txn, access, kb, &source).await?;
         let doc = match existing {
             Some(doc) => {
                 let revision = doc.revision + 1;
@@ -947,39 +981,18 @@ impl KnowledgeService for KnowledgeServiceImpl {
                 active.update(&txn).await.map_err(db_error)?
             }
             None => documents::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                tenant_id: Set(access.tenant_id),
-                knowledge_base_id: Set(kb),
-                title: Set(title),
-                source: Set(source),
                 format: Set("pending".into()),
                 content_type: Set(None),
-                tags: Set(tags),
-                language: Set(fetch.meta.language.clone()),
-                metadata: Set(metadata),
                 size_bytes: Set(0),
                 content_hash: Set(String::new()),
-                revision: Set(1),
-                status: Set(DocumentStatus::Queued.as_str().into()),
-                progress: Set(0),
-                error: Set(None),
-                chunk_count: Set(0),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ingested_at: Set(None),
+                ..new_document(access, kb, title, source, tags, &fetch.meta, metadata)
             }
             .insert(&txn)
             .await
             .map_err(db_error)?,
         };
-        enqueue(&txn, ingest_job(access.tenant_id, doc.id, doc.revision))
-            .await
-            .map_err(db_error)?;
-        Record::by(access, "document.fetch", doc.id.to_string())
-            .details(serde_json::json!({ "knowledge_base": kb, "url": doc.source }))
-            .write(&txn)
-            .await
-            .map_err(db_error)?;
+        let details = serde_json::json!({ "knowledge_base": kb, "url": doc.source });
+        queue_ingestion(&txn, access, &doc, "document.fetch", details).await?;
         txn.commit().await.map_err(db_error)?;
         Ok(to_document(doc))
     }
