@@ -145,7 +145,7 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let table = scratch
             .service
-            .table_of(kb.id)
+            .table_of(&scratch.access, kb.id)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let tenant = scratch.access.tenant_id;

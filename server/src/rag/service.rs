@@ -178,14 +178,10 @@ impl KnowledgeServiceImpl {
         Self { db, kv, rt }
     }
 
-    /// The LanceDB table of a knowledge base (benchmarks write to it directly).
-    pub async fn table_of(&self, kb: Uuid) -> Result<String, AppError> {
-        knowledge_bases::Entity::find_by_id(kb)
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .map(|m| m.table_name)
-            .ok_or_else(|| AppError::not_found("knowledge base"))
+    /// The LanceDB table of one of the tenant's knowledge bases (benchmarks write to it
+    /// directly).
+    pub async fn table_of(&self, access: &Access, kb: Uuid) -> Result<String, AppError> {
+        Ok(self.kb(access, kb).await?.table_name)
     }
 
     async fn kb(&self, access: &Access, id: Uuid) -> Result<knowledge_bases::Model, AppError> {
