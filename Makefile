@@ -12,7 +12,7 @@ export LEPTOS_SITE_ROOT ?= target/site
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build setup models test test-rust test-e2e e2e-setup bench bench-load bench-jobs bench-knowledge eval fmt lint clean
+.PHONY: run build setup models test test-rust test-e2e e2e-setup bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
@@ -68,6 +68,12 @@ bench-jobs:
 bench-knowledge: models
 	cargo build --release -p server --bin server
 	$(TARGET_DIR)/release/server bench knowledge
+
+# Server-side overhead per chat turn and added time to the first streamed token (fake LLM
+# answering at once, 50 concurrent conversations), on SQLite and on PostgreSQL.
+bench-chat:
+	cargo build --release -p server --bin server
+	server/bench/chat.sh $(TARGET_DIR)/release/server
 
 # nDCG@10, Recall@100 and MRR@10 per search mode on the Cranfield collection.
 DATASET ?= ../shared/data/cranfield

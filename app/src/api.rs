@@ -219,3 +219,94 @@ pub async fn search_knowledge(
         .search(&console_access()?, kb, request)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_conversations")]
+pub async fn list_conversations(query: ConversationQuery) -> Result<Page<Conversation>, AppError> {
+    use_services()?
+        .conversations
+        .list_conversations(&console_access()?, query)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "get_conversation")]
+pub async fn get_conversation(id: Uuid) -> Result<ConversationDetail, AppError> {
+    use_services()?
+        .conversations
+        .get_conversation(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "start_conversation")]
+pub async fn start_conversation() -> Result<Conversation, AppError> {
+    let create = CreateConversation {
+        channel: Some(Channel::Console),
+        title: None,
+        history: Vec::new(),
+    };
+    use_services()?
+        .conversations
+        .create_conversation(&console_access()?, create)
+        .await
+}
+
+/// The playground's message: answered like a customer's, with the step trace.
+#[server(prefix = "/_fn", endpoint = "send_message")]
+pub async fn send_message(id: Uuid, content: String) -> Result<TurnResult, AppError> {
+    let message = PostMessage {
+        content,
+        stream: false,
+    };
+    let silent: crate::services::EventSink = std::sync::Arc::new(|_| {});
+    use_services()?
+        .conversations
+        .post_message(&console_access()?, id, message, silent)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "take_over")]
+pub async fn take_over(id: Uuid) -> Result<Conversation, AppError> {
+    use_services()?
+        .conversations
+        .take_over(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "hand_back")]
+pub async fn hand_back(id: Uuid) -> Result<Conversation, AppError> {
+    use_services()?
+        .conversations
+        .hand_back(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "reply_as_operator")]
+pub async fn reply_as_operator(id: Uuid, content: String) -> Result<Message, AppError> {
+    use_services()?
+        .conversations
+        .operator_reply(&console_access()?, id, OperatorReply { content })
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_router_rules")]
+pub async fn list_router_rules() -> Result<Vec<RouterRule>, AppError> {
+    use_services()?
+        .conversations
+        .list_router_rules(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "add_router_rule")]
+pub async fn add_router_rule(create: CreateRouterRule) -> Result<RouterRule, AppError> {
+    use_services()?
+        .conversations
+        .create_router_rule(&console_access()?, create)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_router_rule")]
+pub async fn delete_router_rule(id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .conversations
+        .delete_router_rule(&console_access()?, id)
+        .await
+}

@@ -99,12 +99,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("settings") view=SettingsPage/>
                     <Route path=path!("account") view=AccountPage/>
                     <Route path=path!("knowledge") view=KnowledgePage/>
-                    <Route path=path!("agents") view=|| view! { <Coming title="Agents"/> }/>
+                    <Route path=path!("agents") view=AgentsPage/>
                     <Route path=path!("workflows") view=|| view! { <Coming title="Workflows"/> }/>
-                    <Route
-                        path=path!("conversations")
-                        view=|| view! { <Coming title="Conversations"/> }
-                    />
+                    <Route path=path!("conversations") view=ConversationsPage/>
                     <Route path=path!("jobs") view=JobsPage/>
                     <Route
                         path=path!("integrations")

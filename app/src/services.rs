@@ -114,6 +114,72 @@ pub struct Services {
     pub account: Arc<dyn AccountService>,
     pub jobs: Arc<dyn JobService>,
     pub knowledge: Arc<dyn KnowledgeService>,
+    pub conversations: Arc<dyn ConversationService>,
+}
+
+/// Receives the events of a streamed turn as they happen (a no-op when nobody streams).
+pub type EventSink = Arc<dyn Fn(StreamEvent) + Send + Sync>;
+
+/// Conversations with the tenant's agents, the human handoff, and the router's rules.
+#[async_trait::async_trait]
+pub trait ConversationService: Send + Sync {
+    async fn create_conversation(
+        &self,
+        access: &Access,
+        create: CreateConversation,
+    ) -> Result<Conversation, AppError>;
+    async fn list_conversations(
+        &self,
+        access: &Access,
+        query: ConversationQuery,
+    ) -> Result<Page<Conversation>, AppError>;
+    async fn get_conversation(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<ConversationDetail, AppError>;
+    /// Runs the agent graph on the customer's message (unless a person owns the
+    /// conversation, in which case the bot stays silent).
+    async fn post_message(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message: PostMessage,
+        events: EventSink,
+    ) -> Result<TurnResult, AppError>;
+    /// The step trace of the turn a customer message started.
+    async fn list_steps(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Vec<Step>, AppError>;
+    async fn rate_message(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message_id: Uuid,
+        feedback: Feedback,
+    ) -> Result<Message, AppError>;
+    /// An operator takes the conversation: the bot stays silent.
+    async fn take_over(&self, access: &Access, id: Uuid) -> Result<Conversation, AppError>;
+    /// The operator gives the conversation back to the bot.
+    async fn hand_back(&self, access: &Access, id: Uuid) -> Result<Conversation, AppError>;
+    /// An operator's message (taking the conversation if it was waiting for a person).
+    async fn operator_reply(
+        &self,
+        access: &Access,
+        id: Uuid,
+        reply: OperatorReply,
+    ) -> Result<Message, AppError>;
+
+    async fn list_router_rules(&self, access: &Access) -> Result<Vec<RouterRule>, AppError>;
+    async fn create_router_rule(
+        &self,
+        access: &Access,
+        create: CreateRouterRule,
+    ) -> Result<RouterRule, AppError>;
+    async fn delete_router_rule(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
 }
 
 /// One file handed to [`KnowledgeService::upload_documents`].

@@ -196,6 +196,22 @@ pub fn embedding_model(value: &str, _: &()) -> garde::Result {
     }
 }
 
+/// An agent's name: 1–64 lowercase letters, digits, `-` or `_`, starting with a letter.
+pub fn agent_name(value: &str, _: &()) -> garde::Result {
+    let ok = value.len() <= 64
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(garde::Error::new(
+            "must be 1–64 lowercase letters, digits, - or _, starting with a letter",
+        ))
+    }
+}
+
 /// A document tag: 1–50 characters, no `|` (the index's separator) and no control characters.
 pub fn tag(value: &str, _: &()) -> garde::Result {
     let len = value.chars().count();

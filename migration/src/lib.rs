@@ -6,6 +6,7 @@ mod m20261126_000001_foundation;
 mod m20261126_000002_tenant_policy;
 mod m20261126_000003_jobs;
 mod m20261126_000004_knowledge;
+mod m20261127_000005_conversations;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_tenant_policy::Migration),
             Box::new(m20261126_000003_jobs::Migration),
             Box::new(m20261126_000004_knowledge::Migration),
+            Box::new(m20261127_000005_conversations::Migration),
         ]
     }
 }

@@ -74,6 +74,16 @@ pub enum EvalCommand {
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Chat turns: server-side overhead per turn and added latency to the first streamed
+    /// token, against a fake LLM that answers at once (scratch database, temporary folder)
+    Chat {
+        /// Conversations talking at once
+        #[arg(long, default_value_t = 50)]
+        conversations: usize,
+        /// JSON turns per conversation (each also streams one more)
+        #[arg(long, default_value_t = 10)]
+        turns: usize,
+    },
     /// Queue throughput (no-op jobs per second) and enqueue-to-start latency at idle
     Jobs {
         /// No-op jobs to drain for the throughput figure
@@ -202,6 +212,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             worker.run(shutdown_signal()).await;
             Ok(())
         }
+        Command::Bench(BenchCommand::Chat {
+            conversations,
+            turns,
+        }) => crate::agents::bench::run(&config, conversations, turns).await,
         Command::Bench(BenchCommand::Jobs { count, samples }) => {
             crate::jobs::bench::run(&config, count, samples).await
         }
@@ -235,20 +249,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called, not
+/// when the future is first polled: a worker busy with jobs before it polls its shutdown
+/// future must not die of the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
 }
 
 /// A service error as the operator should read it.

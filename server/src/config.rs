@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 41] = [
+const KEYS: [&str; 48] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -52,6 +52,13 @@ const KEYS: [&str; 41] = [
     "FETCH_ALLOW_PRIVATE",
     "SEARCH_CACHE_TTL_SECS",
     "VECTOR_INDEX_THRESHOLD",
+    "LLM_BASE_URL",
+    "LLM_API_KEY",
+    "LLM_MODEL",
+    "LLM_ROUTER_MODEL",
+    "LLM_PRICES",
+    "LLM_TIMEOUT_SECS",
+    "LLM_RETRIES",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +111,13 @@ struct Raw {
     fetch_allow_private: bool,
     search_cache_ttl_secs: u64,
     vector_index_threshold: usize,
+    llm_base_url: Option<String>,
+    llm_api_key: Option<String>,
+    llm_model: String,
+    llm_router_model: Option<String>,
+    llm_prices: String,
+    llm_timeout_secs: u64,
+    llm_retries: u32,
 }
 
 impl Default for Raw {
@@ -150,6 +164,13 @@ impl Default for Raw {
             fetch_allow_private: false,
             search_cache_ttl_secs: 30,
             vector_index_threshold: 20_000,
+            llm_base_url: None,
+            llm_api_key: None,
+            llm_model: "gpt-4o-mini".into(),
+            llm_router_model: None,
+            llm_prices: "gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10.00,gpt-4.1-mini=0.40/1.60".into(),
+            llm_timeout_secs: 60,
+            llm_retries: 2,
         }
     }
 }
@@ -195,6 +216,7 @@ pub struct Config {
     pub jobs_in_process: bool,
     pub jobs: crate::jobs::WorkerConfig,
     pub knowledge: crate::rag::KnowledgeConfig,
+    pub llm: crate::llm::LlmConfig,
 }
 
 /// How calls to an external service fail fast once it is down.
@@ -344,6 +366,7 @@ impl Raw {
         for (key, url) in [
             ("EMBEDDINGS_URL", &self.embeddings_url),
             ("RERANK_URL", &self.rerank_url),
+            ("LLM_BASE_URL", &self.llm_base_url),
         ] {
             if let Some(url) = url.as_deref().filter(|u| !u.is_empty()) {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -364,6 +387,28 @@ impl Raw {
             ));
         }
         let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        if self.llm_model.trim().is_empty() {
+            return Err(ConfigError(
+                "invalid value for LLM_MODEL: must not be empty".into(),
+            ));
+        }
+        if self.llm_timeout_secs == 0 || self.llm_retries > 10 {
+            return Err(ConfigError(
+                "invalid value for LLM_TIMEOUT_SECS or LLM_RETRIES: at least 1 s, at most 10 retries"
+                    .into(),
+            ));
+        }
+        let llm = crate::llm::LlmConfig {
+            base_url: non_empty(self.llm_base_url),
+            api_key: non_empty(self.llm_api_key).map(SecretString::from),
+            router_model: non_empty(self.llm_router_model)
+                .unwrap_or_else(|| self.llm_model.clone()),
+            chat_model: self.llm_model,
+            prices: crate::llm::LlmConfig::parse_prices(&self.llm_prices)
+                .map_err(|e| ConfigError(format!("invalid value for LLM_PRICES: {e}")))?,
+            timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
+            retries: self.llm_retries,
+        };
         let knowledge = crate::rag::KnowledgeConfig {
             lancedb_uri: non_empty(self.lancedb_uri)
                 .unwrap_or_else(|| self.data_dir.join("lancedb").to_string_lossy().into_owned()),
@@ -444,6 +489,7 @@ impl Raw {
                 schedules: true,
             },
             knowledge,
+            llm,
         })
     }
 }

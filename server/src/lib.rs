@@ -1,13 +1,17 @@
 //! The agent platform's server: configuration, persistence, tenancy, auth, HTTP.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod jobs;
 pub mod kv;
+pub mod llm;
 pub mod outbound;
+pub mod pii;
 pub mod rag;
 pub mod startup;
 pub mod state;

@@ -12,12 +12,14 @@ use tokio::net::TcpListener;
 use tower_sessions::session_store::ExpiredDeletion;
 
 use app::services::{Services, Upload};
-use app::types::{CreateKnowledgeBase, CreateUser, DocumentMeta, Role};
+use app::types::{CreateKnowledgeBase, CreateRouterRule, CreateUser, DocumentMeta, Role, RuleKind};
 
+use crate::agents::{self, calendar::BuiltInCalendar, service::ConversationServiceImpl};
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
 use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
+use crate::llm::Llm;
 use crate::rag::service::KnowledgeServiceImpl;
 use crate::rag::Knowledge;
 use crate::state::AppState;
@@ -50,15 +52,24 @@ impl Application {
                 .continuously_delete_expired(Duration::from_secs(3600)),
         );
         let knowledge = Knowledge::new(config.knowledge.clone(), config.circuit);
+        let knowledge_service: Arc<dyn app::services::KnowledgeService> = Arc::new(
+            KnowledgeServiceImpl::new(db.clone(), kv.clone(), knowledge.clone()),
+        );
+        let agents = Arc::new(agents::Runtime {
+            llm: Llm::new(config.llm.clone(), config.circuit),
+            knowledge: knowledge_service.clone(),
+            calendar: Arc::new(BuiltInCalendar::new(db.clone())),
+            specialists: agents::specialists::built_in(),
+        });
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
             account: Arc::new(AccountServiceImpl::new(db.clone())),
             jobs: Arc::new(JobServiceImpl::new(db.clone())),
-            knowledge: Arc::new(KnowledgeServiceImpl::new(
-                db.clone(),
-                kv.clone(),
-                knowledge.clone(),
-            )),
+            knowledge: knowledge_service,
+            conversations: Arc::new(
+                ConversationServiceImpl::new(db.clone(), agents)
+                    .context("building the agent graph")?,
+            ),
         };
         if config.demo_tenant {
             seed_demo_tenant(&db, &services, &config).await?;
@@ -173,6 +184,41 @@ async fn seed_demo_knowledge(services: &Services, tenant: uuid::Uuid) -> anyhow:
     Ok(())
 }
 
+/// The demo tenant's router rules, so the playground shows routing without an LLM.
+async fn seed_demo_rules(services: &Services, tenant: uuid::Uuid) -> anyhow::Result<()> {
+    let access = tenancy::cli_access(tenant);
+    for (name, agent, pattern, priority) in [
+        (
+            "prices",
+            "sales",
+            "price, prices, cost, quote, how much, plan, plans",
+            10,
+        ),
+        (
+            "bookings",
+            "scheduling",
+            "book, booking, appointment, reschedule, cancel my, visit",
+            20,
+        ),
+    ] {
+        services
+            .conversations
+            .create_router_rule(
+                &access,
+                CreateRouterRule {
+                    name: name.into(),
+                    agent: agent.into(),
+                    kind: RuleKind::Keyword,
+                    pattern: pattern.into(),
+                    priority,
+                    enabled: true,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// On an empty database: a demo tenant whose owner's password is printed once and kept in
 /// `DATA_DIR/demo-credentials.txt`.
 async fn seed_demo_tenant(
@@ -196,6 +242,7 @@ async fn seed_demo_tenant(
         )
         .await?;
     seed_demo_knowledge(services, tenant.id).await?;
+    seed_demo_rules(services, tenant.id).await?;
     let message = format!(
         "Demo tenant created. Sign in at {}/login\n  email:    {DEMO_EMAIL}\n  password: {}\n",
         config.console_url(),

@@ -2,6 +2,7 @@
 
 mod account;
 mod audit;
+mod conversations;
 mod jobs;
 mod keys;
 mod knowledge;
@@ -13,6 +14,7 @@ mod widgets;
 
 pub use account::AccountPage;
 pub use audit::AuditPage;
+pub use conversations::{AgentsPage, ConversationsPage};
 pub use jobs::JobsPage;
 pub use keys::ApiKeysPage;
 pub use knowledge::KnowledgePage;

@@ -554,3 +554,6 @@ pub struct JobSchedule {
 
 mod knowledge;
 pub use knowledge::*;
+
+mod conversations;
+pub use conversations::*;

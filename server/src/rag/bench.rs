@@ -58,7 +58,8 @@ fn unit_vector(rng: &mut StdRng, dim: usize) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+/// The `p` quantile (0–1) of sorted durations, in milliseconds.
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -3,6 +3,8 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod bookings;
+pub mod conversations;
 pub mod document_contents;
 pub mod documents;
 pub mod embedding_cache;
@@ -10,6 +12,9 @@ pub mod job_schedules;
 pub mod jobs;
 pub mod knowledge_bases;
 pub mod memberships;
+pub mod messages;
+pub mod router_rules;
+pub mod run_steps;
 pub mod tenants;
 pub mod users;
 

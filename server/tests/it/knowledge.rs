@@ -31,7 +31,7 @@ async fn spawn(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(backend, &pairs).await
 }
 
-async fn create_kb(app: &TestApp, key: &str, body: Value) -> Value {
+pub(crate) async fn create_kb(app: &TestApp, key: &str, body: Value) -> Value {
     json(
         app.send_json(Method::POST, "/api/v1/knowledge-bases", key, &body)
             .await,
@@ -40,14 +40,14 @@ async fn create_kb(app: &TestApp, key: &str, body: Value) -> Value {
     .await
 }
 
-fn file(name: &str, mime: &str, bytes: impl Into<Vec<u8>>) -> Part {
+pub(crate) fn file(name: &str, mime: &str, bytes: impl Into<Vec<u8>>) -> Part {
     Part::bytes(bytes.into())
         .file_name(name.to_string())
         .mime_str(mime)
         .unwrap()
 }
 
-async fn upload(app: &TestApp, key: &str, kb: &str, form: Form) -> reqwest::Response {
+pub(crate) async fn upload(app: &TestApp, key: &str, kb: &str, form: Form) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/api/v1/knowledge-bases/{kb}/documents")))
         .bearer_auth(key)
@@ -57,7 +57,7 @@ async fn upload(app: &TestApp, key: &str, kb: &str, form: Form) -> reqwest::Resp
         .unwrap()
 }
 
-async fn document(app: &TestApp, key: &str, kb: &str, id: &str) -> Value {
+pub(crate) async fn document(app: &TestApp, key: &str, kb: &str, id: &str) -> Value {
     json(
         app.get(&format!("/api/v1/knowledge-bases/{kb}/documents/{id}"), key)
             .await,
@@ -67,7 +67,7 @@ async fn document(app: &TestApp, key: &str, kb: &str, id: &str) -> Value {
 }
 
 /// Polls a document until it leaves queued/processing; returns it.
-async fn settled(app: &TestApp, key: &str, kb: &str, id: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, key: &str, kb: &str, id: &str) -> Value {
     for _ in 0..1200 {
         let doc = document(app, key, kb, id).await;
         if doc["status"] == "ready" || doc["status"] == "failed" {

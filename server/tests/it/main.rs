@@ -8,6 +8,7 @@ mod helpers;
 mod api;
 mod cli;
 mod console;
+mod conversations;
 mod isolation;
 mod jobs;
 mod knowledge;

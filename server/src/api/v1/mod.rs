@@ -2,10 +2,12 @@
 
 mod api_keys;
 mod audit;
+pub mod conversations;
 mod docs;
 mod jobs;
 pub mod knowledge;
 mod members;
+pub mod openai;
 mod tenant;
 
 use axum::routing::{any, get, post};
@@ -49,12 +51,26 @@ use crate::state::AppState;
         knowledge::get_document,
         knowledge::delete_document,
         knowledge::search,
+        conversations::create_conversation,
+        conversations::list_conversations,
+        conversations::get_conversation,
+        conversations::post_message,
+        conversations::list_steps,
+        conversations::rate_message,
+        conversations::take_over,
+        conversations::hand_back,
+        conversations::operator_reply,
+        conversations::list_router_rules,
+        conversations::create_router_rule,
+        conversations::delete_router_rule,
+        openai::chat_completions,
     ),
     components(schemas(
         crate::http::error::Problem,
         app::types::Page<app::types::AuditEntry>,
         app::types::Page<app::types::Job>,
         app::types::Page<app::types::Document>,
+        app::types::Page<app::types::Conversation>,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -65,6 +81,7 @@ use crate::state::AppState;
         (name = "audit", description = "Who did what, when, from where"),
         (name = "jobs", description = "Background jobs: progress, failures, dead letters"),
         (name = "knowledge", description = "Knowledge bases, documents and hybrid search"),
+        (name = "conversations", description = "Talking to the tenant's agents, human handoff, router rules"),
     )
 )]
 pub struct ApiDoc;
@@ -90,6 +107,8 @@ impl Modify for BearerAuth {
 pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
         .merge(knowledge::routes(upload_limit))
+        .merge(conversations::routes())
+        .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
         .route(

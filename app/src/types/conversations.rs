@@ -1,0 +1,381 @@
+//! Conversations with the tenant's agents: the shapes the chat API, the console's playground and
+//! the agent graph share.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::validate as v;
+
+#[cfg(feature = "ssr")]
+use utoipa::ToSchema;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ssr", derive(ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where a conversation comes from.
+    Channel {
+        Api = "api",
+        Console = "console",
+        /// `POST /v1/chat/completions`.
+        Openai = "openai",
+        Widget = "widget",
+    }
+}
+
+string_enum! {
+    /// Who answers: the bot, or (after a handoff) a person.
+    ConversationStatus {
+        Bot = "bot",
+        /// Handed off; the bot stays silent until an operator takes it or gives it back.
+        WaitingHuman = "waiting_human",
+        Human = "human",
+        Closed = "closed",
+    }
+}
+
+string_enum! {
+    MessageRole {
+        /// The tenant's customer.
+        User = "user",
+        /// An agent.
+        Assistant = "assistant",
+        /// A person of the tenant, after a handoff.
+        Operator = "operator",
+    }
+}
+
+string_enum! {
+    /// How a router rule matches a message.
+    RuleKind {
+        /// Any of the comma-separated words or phrases, case-insensitive, on word boundaries.
+        Keyword = "keyword",
+        /// A regular expression (case-insensitive).
+        Regex = "regex",
+    }
+}
+
+/// The specialists every tenant starts with.
+pub const BUILT_IN_AGENTS: [&str; 4] = ["sales", "support", "scheduling", "emergency"];
+
+/// Tokens and cost of the LLM calls of one turn or of a whole conversation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// US dollars, from the configured price table (0 when the model has no price).
+    pub cost_usd: f64,
+    pub llm_calls: u32,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cost_usd += other.cost_usd;
+        self.llm_calls += other.llm_calls;
+    }
+}
+
+/// A passage an answer was built from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Source {
+    pub knowledge_base_id: Uuid,
+    pub document_id: Uuid,
+    pub document_title: String,
+    pub source: String,
+    pub chunk_index: u32,
+    /// Byte offsets in the document's extracted text.
+    pub start: u64,
+    pub end: u64,
+    pub score: f32,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Conversation {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub status: ConversationStatus,
+    /// The specialist answering now.
+    pub agent: String,
+    pub title: String,
+    pub turns: u32,
+    pub usage: Usage,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Message {
+    pub id: Uuid,
+    pub role: MessageRole,
+    /// The agent that wrote it (assistant messages).
+    pub agent: Option<String>,
+    pub content: String,
+    pub sources: Vec<Source>,
+    pub usage: Option<Usage>,
+    /// `up` or `down`, when the customer rated it.
+    pub feedback: Option<Rating>,
+    pub feedback_comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conversation with its transcript, oldest message first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ConversationDetail {
+    pub conversation: Conversation,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(default)]
+pub struct CreateConversation {
+    /// `api` unless given.
+    #[garde(skip)]
+    pub channel: Option<Channel>,
+    #[garde(custom(v::optional(v::name::<200>)))]
+    pub title: Option<String>,
+    /// Earlier messages, when the conversation began elsewhere (at most 50): the agents read
+    /// them as context.
+    #[garde(length(max = 50), dive)]
+    pub history: Vec<HistoryMessage>,
+}
+
+/// A message of a conversation's earlier history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct HistoryMessage {
+    /// `user` or `assistant`.
+    #[garde(skip)]
+    pub role: MessageRole,
+    #[garde(custom(v::name::<8000>))]
+    pub content: String,
+}
+
+/// A customer's message. With `stream` the answer comes as Server-Sent Events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct PostMessage {
+    /// 1–8000 characters.
+    #[garde(custom(v::name::<8000>))]
+    pub content: String,
+    #[serde(default)]
+    #[garde(skip)]
+    pub stream: bool,
+}
+
+/// What the router decided, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct RouteDecision {
+    pub agent: String,
+    /// `emergency` (a built-in emergency word), `rule`, `llm`, `sticky` (kept the current
+    /// specialist) or `default`.
+    pub by: String,
+    /// The rule that fired.
+    pub rule: Option<String>,
+}
+
+/// A tool the agent called, with what came back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ToolCallRecord {
+    pub name: String,
+    pub arguments: serde_json::Value,
+    pub ok: bool,
+    /// The result as the agent saw it (shortened).
+    pub result: String,
+}
+
+/// What one node did in a turn.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(default)]
+pub struct StepDetail {
+    pub route: Option<RouteDecision>,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub llm_calls: u32,
+    /// Set when the step answered without an LLM (offline mode, or the provider failed).
+    pub offline: Option<String>,
+    pub handoff: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Step {
+    pub seq: u32,
+    pub node: String,
+    pub detail: StepDetail,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub duration_ms: u32,
+}
+
+/// The outcome of a customer message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TurnResult {
+    pub conversation: Conversation,
+    pub message: Message,
+    /// The answer; absent while a person owns the conversation.
+    pub reply: Option<Message>,
+    pub steps: Vec<Step>,
+}
+
+/// One Server-Sent Event of a streamed answer; the SSE `event` field is the variant's name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(tag = "type")]
+pub enum StreamEvent {
+    #[serde(rename = "message.delta")]
+    MessageDelta { text: String },
+    #[serde(rename = "tool.call")]
+    ToolCall {
+        name: String,
+        arguments: serde_json::Value,
+    },
+    #[serde(rename = "tool.result")]
+    ToolResult {
+        name: String,
+        ok: bool,
+        result: String,
+    },
+    #[serde(rename = "sources")]
+    Sources { sources: Vec<Source> },
+    #[serde(rename = "agent.handoff")]
+    AgentHandoff {
+        from: Option<String>,
+        to: String,
+        reason: String,
+    },
+    #[serde(rename = "message.done")]
+    MessageDone {
+        message_id: Option<Uuid>,
+        agent: String,
+        status: ConversationStatus,
+        usage: Usage,
+    },
+    #[serde(rename = "error")]
+    Error { code: String, message: String },
+}
+
+impl StreamEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamEvent::MessageDelta { .. } => "message.delta",
+            StreamEvent::ToolCall { .. } => "tool.call",
+            StreamEvent::ToolResult { .. } => "tool.result",
+            StreamEvent::Sources { .. } => "sources",
+            StreamEvent::AgentHandoff { .. } => "agent.handoff",
+            StreamEvent::MessageDone { .. } => "message.done",
+            StreamEvent::Error { .. } => "error",
+        }
+    }
+}
+
+string_enum! {
+    Rating {
+        Up = "up",
+        Down = "down",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Feedback {
+    #[garde(skip)]
+    pub rating: Rating,
+    #[serde(default)]
+    #[garde(custom(v::optional(v::name::<2000>)))]
+    pub comment: Option<String>,
+}
+
+/// A person's message in a conversation they took over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct OperatorReply {
+    #[garde(custom(v::name::<8000>))]
+    pub content: String,
+}
+
+/// Filters and cursor for listing conversations; newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct ConversationQuery {
+    #[garde(skip)]
+    pub status: Option<ConversationStatus>,
+    #[garde(skip)]
+    pub channel: Option<Channel>,
+    /// `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[garde(range(min = 1, max = 200))]
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct RouterRule {
+    pub id: Uuid,
+    pub name: String,
+    /// The specialist the rule sends to.
+    pub agent: String,
+    pub kind: RuleKind,
+    pub pattern: String,
+    /// Higher wins when several rules match.
+    pub priority: i32,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreateRouterRule {
+    #[garde(custom(v::name::<100>))]
+    pub name: String,
+    #[garde(custom(v::agent_name))]
+    pub agent: String,
+    #[garde(skip)]
+    pub kind: RuleKind,
+    #[garde(custom(v::name::<2000>))]
+    pub pattern: String,
+    #[serde(default)]
+    #[garde(range(min = -1000, max = 1000))]
+    pub priority: i32,
+    #[serde(default = "yes")]
+    #[garde(skip)]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,102 @@
+//! The built-in agent graph, expressed on [`crate::engine`]: a router sends each customer
+//! message to a specialist (sales, support, scheduling, emergency), which answers with the LLM
+//! and its tools or, without one, from the documents; specialists pass the conversation to
+//! each other or to a person.
+//!
+//! - [`router`] decides by emergency words, tenant rules, then LLM classification.
+//! - [`specialists`] defines the agents and their prompts; [`tools`] what they can do;
+//!   [`calendar`] where bookings go; [`offline`] the answers without an LLM.
+//! - [`nodes`] are the graph's node kinds; [`service`] the `ConversationService`.
+
+pub mod bench;
+pub mod calendar;
+pub mod nodes;
+pub mod offline;
+pub mod router;
+pub mod service;
+pub mod specialists;
+pub mod tools;
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+use app::services::{Access, KnowledgeService};
+use app::types::BusinessHours;
+
+use crate::engine::{Condition, EdgeDef, GraphDef, NodeDef};
+use crate::llm::Llm;
+
+use calendar::Calendar;
+use router::Rule;
+use specialists::Specialist;
+
+/// What every turn of every tenant shares.
+pub struct Runtime {
+    pub llm: Llm,
+    pub knowledge: Arc<dyn KnowledgeService>,
+    pub calendar: Arc<dyn Calendar>,
+    pub specialists: Vec<Specialist>,
+}
+
+/// What the nodes of one turn see.
+pub struct TurnContext {
+    pub rt: Arc<Runtime>,
+    /// Who posted the message.
+    pub access: Access,
+    /// The agents read the tenant's knowledge whatever the caller's scopes.
+    pub knowledge_access: Access,
+    pub conversation_id: Uuid,
+    pub company: String,
+    pub timezone: String,
+    pub business_hours: Vec<BusinessHours>,
+    pub rules: Vec<Rule>,
+}
+
+impl TurnContext {
+    pub fn tenant_id(&self) -> Uuid {
+        self.access.tenant_id
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    pub fn specialist(&self, name: &str) -> Option<&Specialist> {
+        self.rt.specialists.iter().find(|s| s.name == name)
+    }
+}
+
+/// The graph every tenant starts with:
+/// router → specialist → (transfer → specialist)* → (handoff) → end.
+pub fn default_graph() -> GraphDef {
+    let node = |id: &str, kind: &str| NodeDef {
+        id: id.into(),
+        kind: kind.into(),
+        config: serde_json::Value::Null,
+    };
+    let edge = |from: &str, to: &str, when: Condition| EdgeDef {
+        from: from.into(),
+        to: to.into(),
+        when,
+    };
+    GraphDef {
+        start: "router".into(),
+        nodes: vec![
+            node("router", "router"),
+            node("specialist", "specialist"),
+            node("transfer", "transfer"),
+            node("handoff", "handoff"),
+        ],
+        edges: vec![
+            edge("router", "specialist", Condition::Always),
+            edge("specialist", "handoff", Condition::Handoff),
+            edge("specialist", "transfer", Condition::Transfer),
+            edge("specialist", crate::engine::END, Condition::Always),
+            edge("transfer", "specialist", Condition::Always),
+            edge("handoff", crate::engine::END, Condition::Always),
+        ],
+        max_steps: 8,
+    }
+}

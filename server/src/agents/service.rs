@@ -1,0 +1,736 @@
+//! `ConversationService`: conversations of one tenant at a time, each customer message run
+//! through the tenant's agent graph with every step recorded and the state checkpointed.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use app::error::AppError;
+use app::services::{Access, ConversationService, EventSink};
+use app::types::{
+    Area, BusinessHours, Channel, Conversation, ConversationDetail, ConversationQuery,
+    ConversationStatus, CreateConversation, CreateRouterRule, Feedback, Level, Message,
+    MessageRole, OperatorReply, Page, PostMessage, Rating, RouterRule, RuleKind, Scope, Source,
+    Step, StreamEvent, TurnResult, Usage,
+};
+use app::validate::check;
+
+use crate::engine::{Checkpoint, ConvState, EngineError, Graph, StepRecord, StepSink, Turn};
+use crate::store::audit_log::Record;
+use crate::store::{conversations, messages, router_rules, run_steps, tenants};
+use crate::tenancy::db_error;
+
+use super::router::{self, Rule};
+use super::{nodes, Runtime, TurnContext};
+
+const DEFAULT_PAGE: u32 = 50;
+/// Messages kept in the checkpoint for the agents' context.
+const HISTORY_KEPT: usize = 40;
+const FALLBACK: &str =
+    "Sorry, something went wrong on our side. Please try again, or ask for a person.";
+
+pub struct ConversationServiceImpl {
+    db: DatabaseConnection,
+    rt: Arc<Runtime>,
+    graph: Graph<TurnContext>,
+}
+
+impl ConversationServiceImpl {
+    pub fn new(db: DatabaseConnection, rt: Arc<Runtime>) -> Result<Self, EngineError> {
+        let graph = Graph::build(&super::default_graph(), &nodes::registry())?;
+        Ok(ConversationServiceImpl { db, rt, graph })
+    }
+
+    async fn conversation(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<conversations::Model, AppError> {
+        conversations::Entity::find_by_id(id)
+            .filter(conversations::Column::TenantId.eq(access.tenant_id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("conversation"))
+    }
+
+    async fn context(
+        &self,
+        access: &Access,
+        conversation_id: Uuid,
+    ) -> Result<TurnContext, AppError> {
+        let tenant = tenants::Entity::find_by_id(access.tenant_id)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("tenant"))?;
+        let rules = router_rules::Entity::find()
+            .filter(router_rules::Column::TenantId.eq(access.tenant_id))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let business_hours: Vec<BusinessHours> = tenant
+            .business_hours
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        Ok(TurnContext {
+            rt: self.rt.clone(),
+            access: access.clone(),
+            knowledge_access: Access {
+                scopes: Scope::parse("knowledge:read").into_iter().collect(),
+                ..access.clone()
+            },
+            conversation_id,
+            company: tenant.name,
+            timezone: tenant.timezone,
+            business_hours,
+            rules: Rule::load(rules),
+        })
+    }
+
+    /// Sets the status when the conversation is in one of `from`.
+    async fn move_status(
+        &self,
+        access: &Access,
+        id: Uuid,
+        from: &[ConversationStatus],
+        to: ConversationStatus,
+        action: &str,
+    ) -> Result<Conversation, AppError> {
+        access.require(Area::Conversations, Level::Write)?;
+        let conv = self.conversation(access, id).await?;
+        let status = ConversationStatus::parse(&conv.status).unwrap_or(ConversationStatus::Bot);
+        if status == to {
+            return Ok(to_conversation(conv));
+        }
+        if !from.contains(&status) {
+            return Err(AppError::Conflict(format!(
+                "the conversation is {}",
+                status.as_str()
+            )));
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut active = conv.into_active_model();
+        active.status = Set(to.as_str().into());
+        active.updated_at = Set(Utc::now());
+        let conv = active.update(&txn).await.map_err(db_error)?;
+        Record::by(access, action, id.to_string())
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_conversation(conv))
+    }
+
+    async fn insert_message(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        conv: &conversations::Model,
+        role: MessageRole,
+        agent: Option<String>,
+        content: &str,
+        sources: &[Source],
+        usage: Option<&Usage>,
+    ) -> Result<messages::Model, AppError> {
+        messages::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(conv.tenant_id),
+            conversation_id: Set(conv.id),
+            role: Set(role.as_str().into()),
+            agent: Set(agent),
+            content: Set(content.to_string()),
+            sources: Set(serde_json::to_value(sources).unwrap_or_default()),
+            usage: Set(usage.and_then(|u| serde_json::to_value(u).ok())),
+            feedback: Set(None),
+            feedback_comment: Set(None),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await
+        .map_err(db_error)
+    }
+}
+
+fn checkpoint_of(conv: &conversations::Model) -> Checkpoint {
+    serde_json::from_value(conv.checkpoint.clone()).unwrap_or_default()
+}
+
+fn push_history(state: &mut ConvState, role: MessageRole, content: &str, agent: Option<String>) {
+    state.history.push(Turn {
+        role: role.as_str().into(),
+        content: content.into(),
+        agent,
+    });
+    let excess = state.history.len().saturating_sub(HISTORY_KEPT);
+    state.history.drain(..excess);
+}
+
+pub fn to_conversation(m: conversations::Model) -> Conversation {
+    Conversation {
+        id: m.id,
+        channel: Channel::parse(&m.channel).unwrap_or(Channel::Api),
+        status: ConversationStatus::parse(&m.status).unwrap_or(ConversationStatus::Bot),
+        agent: m.agent,
+        title: m.title,
+        turns: u32::try_from(m.turns).unwrap_or(0),
+        usage: Usage {
+            prompt_tokens: u64::try_from(m.prompt_tokens).unwrap_or(0),
+            completion_tokens: u64::try_from(m.completion_tokens).unwrap_or(0),
+            cost_usd: m.cost_micros as f64 / 1_000_000.0,
+            llm_calls: 0,
+        },
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+pub fn to_message(m: messages::Model) -> Message {
+    Message {
+        id: m.id,
+        role: MessageRole::parse(&m.role).unwrap_or(MessageRole::User),
+        agent: m.agent,
+        content: m.content,
+        sources: serde_json::from_value(m.sources).unwrap_or_default(),
+        usage: m.usage.and_then(|u| serde_json::from_value(u).ok()),
+        feedback: m
+            .feedback
+            .map(|f| if f > 0 { Rating::Up } else { Rating::Down }),
+        feedback_comment: m.feedback_comment,
+        created_at: m.created_at,
+    }
+}
+
+fn to_step(m: run_steps::Model) -> Step {
+    Step {
+        seq: u32::try_from(m.seq).unwrap_or(0),
+        node: m.node,
+        detail: serde_json::from_value(m.detail).unwrap_or_default(),
+        prompt_tokens: u32::try_from(m.prompt_tokens).unwrap_or(0),
+        completion_tokens: u32::try_from(m.completion_tokens).unwrap_or(0),
+        duration_ms: u32::try_from(m.duration_ms).unwrap_or(0),
+    }
+}
+
+fn to_rule(m: router_rules::Model) -> RouterRule {
+    RouterRule {
+        id: m.id,
+        name: m.name,
+        agent: m.agent,
+        kind: RuleKind::parse(&m.kind).unwrap_or(RuleKind::Keyword),
+        pattern: m.pattern,
+        priority: m.priority,
+        enabled: m.enabled,
+    }
+}
+
+/// Keeps each step's record and the checkpoint after it.
+struct DbSink {
+    db: DatabaseConnection,
+    conversation: conversations::Model,
+    message_id: Uuid,
+    steps: Mutex<Vec<Step>>,
+    /// Tokens and cost of the steps so far (each LLM call priced by its own model).
+    usage: Mutex<Usage>,
+}
+
+#[async_trait::async_trait]
+impl StepSink for DbSink {
+    async fn step(&self, r: StepRecord<'_>) -> Result<(), String> {
+        let step = Step {
+            seq: r.seq,
+            node: r.node.to_string(),
+            detail: r.output.detail.clone(),
+            prompt_tokens: u32::try_from(r.output.usage.prompt_tokens).unwrap_or(u32::MAX),
+            completion_tokens: u32::try_from(r.output.usage.completion_tokens).unwrap_or(u32::MAX),
+            duration_ms: r.duration_ms,
+        };
+        let save = async {
+            let txn = self.db.begin().await?;
+            run_steps::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(self.conversation.tenant_id),
+                conversation_id: Set(self.conversation.id),
+                message_id: Set(self.message_id),
+                seq: Set(step.seq as i32),
+                node: Set(step.node.clone()),
+                detail: Set(serde_json::to_value(&step.detail).unwrap_or_default()),
+                prompt_tokens: Set(step.prompt_tokens as i32),
+                completion_tokens: Set(step.completion_tokens as i32),
+                duration_ms: Set(step.duration_ms as i32),
+                created_at: Set(Utc::now()),
+            }
+            .insert(&txn)
+            .await?;
+            conversations::Entity::update_many()
+                .col_expr(
+                    conversations::Column::Checkpoint,
+                    Expr::value(serde_json::to_value(r.checkpoint).unwrap_or_default()),
+                )
+                .filter(conversations::Column::Id.eq(self.conversation.id))
+                .exec(&txn)
+                .await?;
+            txn.commit().await
+        };
+        save.await.map_err(|e| e.to_string())?;
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.push(step);
+        }
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.add(&r.output.usage);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ConversationService for ConversationServiceImpl {
+    async fn create_conversation(
+        &self,
+        access: &Access,
+        create: CreateConversation,
+    ) -> Result<Conversation, AppError> {
+        access.require(Area::Conversations, Level::Write)?;
+        check(&create)?;
+        let now = Utc::now();
+        let mut checkpoint = Checkpoint::default();
+        for m in &create.history {
+            push_history(&mut checkpoint.state, m.role, m.content.trim(), None);
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let conv = conversations::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
+            channel: Set(create.channel.unwrap_or(Channel::Api).as_str().into()),
+            status: Set(ConversationStatus::Bot.as_str().into()),
+            agent: Set(String::new()),
+            title: Set(create
+                .title
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default()),
+            checkpoint: Set(serde_json::to_value(checkpoint).unwrap_or_default()),
+            turns: Set(0),
+            prompt_tokens: Set(0),
+            completion_tokens: Set(0),
+            cost_micros: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        for m in &create.history {
+            self.insert_message(&txn, &conv, m.role, None, m.content.trim(), &[], None)
+                .await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_conversation(conv))
+    }
+
+    async fn list_conversations(
+        &self,
+        access: &Access,
+        query: ConversationQuery,
+    ) -> Result<Page<Conversation>, AppError> {
+        access.require(Area::Conversations, Level::Read)?;
+        check(&query)?;
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        let mut select = conversations::Entity::find()
+            .filter(conversations::Column::TenantId.eq(access.tenant_id));
+        if let Some(status) = query.status {
+            select = select.filter(conversations::Column::Status.eq(status.as_str()));
+        }
+        if let Some(channel) = query.channel {
+            select = select.filter(conversations::Column::Channel.eq(channel.as_str()));
+        }
+        if let Some(cursor) = &query.cursor {
+            let before: Uuid = cursor
+                .parse()
+                .map_err(|_| AppError::invalid("cursor", "is not a cursor from a previous page"))?;
+            select = select.filter(conversations::Column::Id.lt(before));
+        }
+        let mut rows = select
+            .order_by_desc(conversations::Column::Id)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.into_iter().map(to_conversation).collect(),
+            next_cursor,
+        })
+    }
+
+    async fn get_conversation(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<ConversationDetail, AppError> {
+        access.require(Area::Conversations, Level::Read)?;
+        let conv = self.conversation(access, id).await?;
+        let messages = messages::Entity::find()
+            .filter(messages::Column::TenantId.eq(access.tenant_id))
+            .filter(messages::Column::ConversationId.eq(id))
+            .order_by_asc(messages::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(ConversationDetail {
+            conversation: to_conversation(conv),
+            messages: messages.into_iter().map(to_message).collect(),
+        })
+    }
+
+    async fn post_message(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message: PostMessage,
+        events: EventSink,
+    ) -> Result<TurnResult, AppError> {
+        access.require(Area::Conversations, Level::Write)?;
+        check(&message)?;
+        let content = message.content.trim().to_string();
+        let conv = self.conversation(access, id).await?;
+        let status = ConversationStatus::parse(&conv.status).unwrap_or(ConversationStatus::Bot);
+        if status == ConversationStatus::Closed {
+            return Err(AppError::Conflict("the conversation is closed".into()));
+        }
+        let user = self
+            .insert_message(
+                &self.db,
+                &conv,
+                MessageRole::User,
+                None,
+                &content,
+                &[],
+                None,
+            )
+            .await?;
+        let mut checkpoint = checkpoint_of(&conv);
+        if status != ConversationStatus::Bot {
+            // A person owns the conversation: the bot stays silent.
+            push_history(&mut checkpoint.state, MessageRole::User, &content, None);
+            let mut active = conv.clone().into_active_model();
+            active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
+            active.updated_at = Set(Utc::now());
+            let conv = active.update(&self.db).await.map_err(db_error)?;
+            events(StreamEvent::MessageDone {
+                message_id: None,
+                agent: conv.agent.clone(),
+                status,
+                usage: Usage::default(),
+            });
+            return Ok(TurnResult {
+                conversation: to_conversation(conv),
+                message: to_message(user),
+                reply: None,
+                steps: Vec::new(),
+            });
+        }
+        let mut state = checkpoint.state;
+        state.input = content.clone();
+        state.reply = None;
+        state.sources.clear();
+        state.transfer = None;
+        state.handoff = None;
+        state.route = None;
+        let cx = self.context(access, id).await?;
+        let sink = DbSink {
+            db: self.db.clone(),
+            conversation: conv.clone(),
+            message_id: user.id,
+            steps: Mutex::new(Vec::new()),
+            usage: Mutex::new(Usage::default()),
+        };
+        let outcome = self
+            .graph
+            .run_turn(&cx, &mut state, None, &sink, &*events)
+            .await;
+        let steps = sink.steps.into_inner().unwrap_or_default();
+        let usage = sink.usage.into_inner().unwrap_or_default();
+        if let Err(e) = outcome {
+            tracing::error!(conversation = %id, error = %e, "the turn failed");
+            if let EngineError::Persist(_) = e {
+                return Err(AppError::Internal(
+                    "the conversation could not be saved".into(),
+                ));
+            }
+            events(StreamEvent::MessageDelta {
+                text: FALLBACK.into(),
+            });
+            state.reply = Some(FALLBACK.into());
+        }
+        let reply_text = state.reply.take().unwrap_or_else(|| FALLBACK.into());
+        let agent = state.agent.clone().unwrap_or_else(|| "support".into());
+        let sources = std::mem::take(&mut state.sources);
+        let new_status = if state.handoff.is_some() {
+            ConversationStatus::WaitingHuman
+        } else {
+            ConversationStatus::Bot
+        };
+        tracing::info!(
+            conversation = %id,
+            agent = %agent,
+            route = state.route.as_ref().map_or("", |r| r.by.as_str()),
+            steps = steps.len(),
+            llm_calls = usage.llm_calls,
+            handoff = state.handoff.is_some(),
+            message = %crate::pii::mask(&content),
+            "turn answered"
+        );
+        push_history(&mut state, MessageRole::User, &content, None);
+        push_history(
+            &mut state,
+            MessageRole::Assistant,
+            &reply_text,
+            Some(agent.clone()),
+        );
+        state.input.clear();
+
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let reply = self
+            .insert_message(
+                &txn,
+                &conv,
+                MessageRole::Assistant,
+                Some(agent.clone()),
+                &reply_text,
+                &sources,
+                Some(&usage),
+            )
+            .await?;
+        let title = if conv.title.is_empty() {
+            content.chars().take(80).collect()
+        } else {
+            conv.title.clone()
+        };
+        let mut active = conv.clone().into_active_model();
+        active.agent = Set(agent.clone());
+        active.status = Set(new_status.as_str().into());
+        active.title = Set(title);
+        active.turns = Set(conv.turns + 1);
+        active.prompt_tokens = Set(conv.prompt_tokens + usage.prompt_tokens as i64);
+        active.completion_tokens = Set(conv.completion_tokens + usage.completion_tokens as i64);
+        active.cost_micros = Set(conv.cost_micros + (usage.cost_usd * 1_000_000.0).round() as i64);
+        active.checkpoint =
+            Set(serde_json::to_value(Checkpoint { state, next: None }).unwrap_or_default());
+        active.updated_at = Set(Utc::now());
+        let conv = active.update(&txn).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+
+        if !sources.is_empty() {
+            events(StreamEvent::Sources { sources });
+        }
+        events(StreamEvent::MessageDone {
+            message_id: Some(reply.id),
+            agent,
+            status: new_status,
+            usage,
+        });
+        Ok(TurnResult {
+            conversation: to_conversation(conv),
+            message: to_message(user),
+            reply: Some(to_message(reply)),
+            steps,
+        })
+    }
+
+    async fn list_steps(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Vec<Step>, AppError> {
+        access.require(Area::Conversations, Level::Read)?;
+        self.conversation(access, id).await?;
+        Ok(run_steps::Entity::find()
+            .filter(run_steps::Column::TenantId.eq(access.tenant_id))
+            .filter(run_steps::Column::ConversationId.eq(id))
+            .filter(run_steps::Column::MessageId.eq(message_id))
+            .order_by_asc(run_steps::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(to_step)
+            .collect())
+    }
+
+    async fn rate_message(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message_id: Uuid,
+        feedback: Feedback,
+    ) -> Result<Message, AppError> {
+        access.require(Area::Conversations, Level::Write)?;
+        check(&feedback)?;
+        self.conversation(access, id).await?;
+        let message = messages::Entity::find_by_id(message_id)
+            .filter(messages::Column::TenantId.eq(access.tenant_id))
+            .filter(messages::Column::ConversationId.eq(id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("message"))?;
+        if message.role != MessageRole::Assistant.as_str() {
+            return Err(AppError::invalid(
+                "message_id",
+                "only an agent's answers can be rated",
+            ));
+        }
+        let mut active = message.into_active_model();
+        active.feedback = Set(Some(if feedback.rating == Rating::Up { 1 } else { -1 }));
+        active.feedback_comment = Set(feedback.comment.map(|c| c.trim().to_string()));
+        Ok(to_message(active.update(&self.db).await.map_err(db_error)?))
+    }
+
+    async fn take_over(&self, access: &Access, id: Uuid) -> Result<Conversation, AppError> {
+        use ConversationStatus::*;
+        self.move_status(
+            access,
+            id,
+            &[Bot, WaitingHuman],
+            Human,
+            "conversation.take_over",
+        )
+        .await
+    }
+
+    async fn hand_back(&self, access: &Access, id: Uuid) -> Result<Conversation, AppError> {
+        use ConversationStatus::*;
+        self.move_status(
+            access,
+            id,
+            &[Human, WaitingHuman],
+            Bot,
+            "conversation.hand_back",
+        )
+        .await
+    }
+
+    async fn operator_reply(
+        &self,
+        access: &Access,
+        id: Uuid,
+        reply: OperatorReply,
+    ) -> Result<Message, AppError> {
+        check(&reply)?;
+        let conv = self.take_over(access, id).await?;
+        let content = reply.content.trim().to_string();
+        let model = self.conversation(access, conv.id).await?;
+        let mut checkpoint = checkpoint_of(&model);
+        push_history(&mut checkpoint.state, MessageRole::Operator, &content, None);
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let message = self
+            .insert_message(
+                &txn,
+                &model,
+                MessageRole::Operator,
+                None,
+                &content,
+                &[],
+                None,
+            )
+            .await?;
+        let mut active = model.into_active_model();
+        active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
+        active.updated_at = Set(Utc::now());
+        active.update(&txn).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_message(message))
+    }
+
+    async fn list_router_rules(&self, access: &Access) -> Result<Vec<RouterRule>, AppError> {
+        access.require(Area::Agents, Level::Read)?;
+        let mut rules: Vec<RouterRule> = router_rules::Entity::find()
+            .filter(router_rules::Column::TenantId.eq(access.tenant_id))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(to_rule)
+            .collect();
+        rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        Ok(rules)
+    }
+
+    async fn create_router_rule(
+        &self,
+        access: &Access,
+        create: CreateRouterRule,
+    ) -> Result<RouterRule, AppError> {
+        access.require(Area::Agents, Level::Write)?;
+        check(&create)?;
+        if !self.rt.specialists.iter().any(|s| s.name == create.agent) {
+            let known: Vec<&str> = self
+                .rt
+                .specialists
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            return Err(AppError::invalid(
+                "agent",
+                format!("must be one of {}", known.join(", ")),
+            ));
+        }
+        router::compile(create.kind, &create.pattern)
+            .map_err(|e| AppError::invalid("pattern", e))?;
+        let now = Utc::now();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let rule = router_rules::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
+            name: Set(create.name.trim().to_string()),
+            agent: Set(create.agent),
+            kind: Set(create.kind.as_str().into()),
+            pattern: Set(create.pattern),
+            priority: Set(create.priority),
+            enabled: Set(create.enabled),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "router_rule.create", rule.id.to_string())
+            .details(serde_json::json!({"name": rule.name, "agent": rule.agent}))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_rule(rule))
+    }
+
+    async fn delete_router_rule(&self, access: &Access, id: Uuid) -> Result<(), AppError> {
+        access.require(Area::Agents, Level::Write)?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let deleted = router_rules::Entity::delete_many()
+            .filter(router_rules::Column::TenantId.eq(access.tenant_id))
+            .filter(router_rules::Column::Id.eq(id))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected == 0 {
+            return Err(AppError::not_found("router rule"));
+        }
+        Record::by(access, "router_rule.delete", id.to_string())
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+}

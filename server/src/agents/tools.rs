@@ -1,0 +1,344 @@
+//! The tools specialists call: their JSON-schema definitions for the model and what they do.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use app::types::{BusinessHours, SearchMode, SearchRequest, Source};
+
+use crate::engine::ConvState;
+use crate::llm;
+
+use super::calendar::{CalendarError, NewBooking};
+use super::TurnContext;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolName {
+    KnowledgeSearch,
+    CheckAvailability,
+    CreateBooking,
+    TransferToAgent,
+    HandoffToHuman,
+}
+
+impl ToolName {
+    pub const ALL: [ToolName; 5] = [
+        ToolName::KnowledgeSearch,
+        ToolName::CheckAvailability,
+        ToolName::CreateBooking,
+        ToolName::TransferToAgent,
+        ToolName::HandoffToHuman,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolName::KnowledgeSearch => "knowledge_search",
+            ToolName::CheckAvailability => "check_availability",
+            ToolName::CreateBooking => "create_booking",
+            ToolName::TransferToAgent => "transfer_to_agent",
+            ToolName::HandoffToHuman => "handoff_to_human",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ToolName> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The definition the model sees; `agents` are the names `transfer_to_agent` accepts.
+    pub fn definition(self, agents: &[String]) -> async_openai::types::chat::ChatCompletionTools {
+        let (description, parameters) = match self {
+            ToolName::KnowledgeSearch => (
+                "Search the company's documents. Returns numbered passages to cite.",
+                json!({"type": "object", "properties": {
+                    "query": {"type": "string", "description": "What to look for"}
+                }, "required": ["query"]}),
+            ),
+            ToolName::CheckAvailability => (
+                "Free appointment times on a day, in the company's time zone.",
+                json!({"type": "object", "properties": {
+                    "date": {"type": "string", "description": "YYYY-MM-DD"}
+                }, "required": ["date"]}),
+            ),
+            ToolName::CreateBooking => (
+                "Book an appointment. Refused when the time is taken or outside business hours.",
+                json!({"type": "object", "properties": {
+                    "start": {"type": "string", "description": "Local start time, YYYY-MM-DD HH:MM"},
+                    "duration_minutes": {"type": "integer", "minimum": 15, "maximum": 240},
+                    "name": {"type": "string"},
+                    "email": {"type": "string"},
+                    "note": {"type": "string"}
+                }, "required": ["start", "name", "email"]}),
+            ),
+            ToolName::TransferToAgent => (
+                "Pass the conversation to another specialist, who answers next.",
+                json!({"type": "object", "properties": {
+                    "agent": {"type": "string", "enum": agents},
+                    "reason": {"type": "string"}
+                }, "required": ["agent"]}),
+            ),
+            ToolName::HandoffToHuman => (
+                "Hand the conversation to a person of the company; the bot stops answering.",
+                json!({"type": "object", "properties": {
+                    "reason": {"type": "string"}
+                }, "required": ["reason"]}),
+            ),
+        };
+        llm::function_tool(self.as_str(), description, parameters)
+    }
+}
+
+/// What a tool returned to the model.
+pub struct ToolOutcome {
+    pub ok: bool,
+    pub result: String,
+}
+
+fn refused(message: impl Into<String>) -> ToolOutcome {
+    ToolOutcome {
+        ok: false,
+        result: message.into(),
+    }
+}
+
+fn arg<'a>(args: &'a Value, name: &str) -> Option<&'a str> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+pub async fn execute(
+    cx: &TurnContext,
+    state: &mut ConvState,
+    tool: ToolName,
+    args: &Value,
+) -> ToolOutcome {
+    match tool {
+        ToolName::KnowledgeSearch => {
+            let Some(query) = arg(args, "query") else {
+                return refused("query is required");
+            };
+            let sources = search_all(cx, query, 4).await;
+            if sources.is_empty() {
+                return ToolOutcome {
+                    ok: true,
+                    result: "No passage matches.".into(),
+                };
+            }
+            let first = state.sources.len();
+            let result = sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("[{}] {}: {}", first + i + 1, s.document_title, s.text))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            state.sources.extend(sources);
+            ToolOutcome { ok: true, result }
+        }
+        ToolName::CheckAvailability => check_availability(cx, args).await,
+        ToolName::CreateBooking => create_booking(cx, args).await,
+        ToolName::TransferToAgent => {
+            let Some(agent) = arg(args, "agent") else {
+                return refused("agent is required");
+            };
+            if !cx.rt.specialists.iter().any(|s| s.name == agent) {
+                return refused(format!("there is no agent called {agent}"));
+            }
+            if state.agent.as_deref() == Some(agent) {
+                return refused("you already are that agent; answer the customer yourself");
+            }
+            let reason = arg(args, "reason").unwrap_or("transferred").to_string();
+            state.transfer = Some((agent.to_string(), reason));
+            ToolOutcome {
+                ok: true,
+                result: format!("{agent} takes over."),
+            }
+        }
+        ToolName::HandoffToHuman => {
+            let reason = arg(args, "reason").unwrap_or("the customer asked for a person");
+            state.handoff = Some(reason.to_string());
+            ToolOutcome {
+                ok: true,
+                result: "A person of the company will take over.".into(),
+            }
+        }
+    }
+}
+
+/// The best passages over every knowledge base of the tenant, best first.
+pub async fn search_all(cx: &TurnContext, query: &str, top_k: usize) -> Vec<Source> {
+    let knowledge = &cx.rt.knowledge;
+    let bases = match knowledge.list_knowledge_bases(&cx.knowledge_access).await {
+        Ok(bases) => bases,
+        Err(e) => {
+            tracing::warn!(error = %e, "knowledge bases could not be listed");
+            return Vec::new();
+        }
+    };
+    let searches = bases.iter().map(|kb| {
+        let request = SearchRequest {
+            query: query.chars().take(1000).collect(),
+            mode: Some(SearchMode::Hybrid),
+            top_k: Some(top_k as u32),
+            ..Default::default()
+        };
+        async move {
+            knowledge
+                .search(&cx.knowledge_access, kb.id, request)
+                .await
+                .map(|r| (kb.id, r.hits))
+        }
+    });
+    let mut sources: Vec<Source> = futures::future::join_all(searches)
+        .await
+        .into_iter()
+        .filter_map(|r| {
+            r.map_err(|e| tracing::warn!(error = %e, "knowledge search failed"))
+                .ok()
+        })
+        .flat_map(|(kb, hits)| {
+            hits.into_iter().map(move |h| Source {
+                knowledge_base_id: kb,
+                document_id: h.document_id,
+                document_title: h.document_title,
+                source: h.source,
+                chunk_index: h.chunk_index,
+                start: h.start,
+                end: h.end,
+                score: h.score,
+                text: h.context.unwrap_or(h.text),
+            })
+        })
+        .collect();
+    sources.sort_by(|a, b| b.score.total_cmp(&a.score));
+    sources.truncate(top_k);
+    sources
+}
+
+fn hours_on(hours: &[BusinessHours], day: NaiveDate) -> Option<(NaiveTime, NaiveTime)> {
+    let weekday = day.weekday().num_days_from_monday() as u8;
+    let h = hours.iter().find(|h| h.weekday == weekday)?;
+    let parse = |t: &str| NaiveTime::parse_from_str(t, "%H:%M").ok();
+    Some((parse(&h.open)?, parse(&h.close)?))
+}
+
+fn local(tz: Tz, at: NaiveDateTime) -> Option<DateTime<Utc>> {
+    tz.from_local_datetime(&at)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+const SLOT_MINUTES: i64 = 30;
+
+async fn check_availability(cx: &TurnContext, args: &Value) -> ToolOutcome {
+    let Some(day) = arg(args, "date").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    else {
+        return refused("date must be YYYY-MM-DD");
+    };
+    let tz = cx.tz();
+    let Some((open, close)) = hours_on(&cx.business_hours, day) else {
+        return ToolOutcome {
+            ok: true,
+            result: format!("Closed on {day}."),
+        };
+    };
+    let (Some(from), Some(to)) = (
+        local(tz, day.and_time(open)),
+        local(tz, day.and_time(close)),
+    ) else {
+        return refused("that day has no such local times");
+    };
+    let busy = match cx.rt.calendar.busy(cx.tenant_id(), from, to).await {
+        Ok(busy) => busy,
+        Err(e) => return refused(e.to_string()),
+    };
+    let now = Utc::now();
+    let mut free = Vec::new();
+    let mut slot = from;
+    while slot + Duration::minutes(SLOT_MINUTES) <= to {
+        let end = slot + Duration::minutes(SLOT_MINUTES);
+        if slot > now && !busy.iter().any(|(s, e)| *s < end && *e > slot) {
+            free.push(slot.with_timezone(&tz).format("%H:%M").to_string());
+        }
+        slot = end;
+    }
+    let result = if free.is_empty() {
+        format!("No free time on {day}.")
+    } else {
+        format!(
+            "Free {SLOT_MINUTES}-minute slots on {day} ({tz}): {}",
+            free.join(", ")
+        )
+    };
+    ToolOutcome { ok: true, result }
+}
+
+async fn create_booking(cx: &TurnContext, args: &Value) -> ToolOutcome {
+    let Some(start) = arg(args, "start").and_then(|s| {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
+            .ok()
+    }) else {
+        return refused("start must be YYYY-MM-DD HH:MM");
+    };
+    let minutes = args
+        .get("duration_minutes")
+        .and_then(Value::as_i64)
+        .unwrap_or(SLOT_MINUTES);
+    if !(15..=240).contains(&minutes) {
+        return refused("duration_minutes must be 15–240");
+    }
+    let (Some(name), Some(email)) = (arg(args, "name"), arg(args, "email")) else {
+        return refused("name and email are required");
+    };
+    if app::validate::email(email, &()).is_err() {
+        return refused(format!("{email} is not an email address"));
+    }
+    let end = start + Duration::minutes(minutes);
+    if !cx.business_hours.is_empty() {
+        let within = hours_on(&cx.business_hours, start.date()).is_some_and(|(open, close)| {
+            start.time() >= open && end.time() <= close && end.date() == start.date()
+        });
+        if !within {
+            return refused(format!(
+                "{} is outside business hours ({})",
+                start.format("%Y-%m-%d %H:%M"),
+                super::specialists::business_hours_text(&cx.business_hours)
+            ));
+        }
+    }
+    let tz = cx.tz();
+    let (Some(starts_at), Some(ends_at)) = (local(tz, start), local(tz, end)) else {
+        return refused("that local time does not exist");
+    };
+    if starts_at <= Utc::now() {
+        return refused("that time has passed");
+    }
+    let booking = NewBooking {
+        conversation_id: Some(cx.conversation_id),
+        starts_at,
+        ends_at,
+        name: name.chars().take(200).collect(),
+        email: email.to_string(),
+        note: arg(args, "note")
+            .unwrap_or_default()
+            .chars()
+            .take(2000)
+            .collect(),
+    };
+    match cx.rt.calendar.book(cx.tenant_id(), booking).await {
+        Ok(id) => ToolOutcome {
+            ok: true,
+            result: format!(
+                "Booked {} to {} ({tz}) for {name}; booking id {id}.",
+                start.format("%Y-%m-%d %H:%M"),
+                end.format("%H:%M")
+            ),
+        },
+        Err(CalendarError::Conflict) => refused(format!(
+            "Refused: {} is already booked. Check availability and offer another time.",
+            start.format("%Y-%m-%d %H:%M")
+        )),
+        Err(e) => refused(e.to_string()),
+    }
+}
