@@ -41,9 +41,13 @@ e2e-setup:
 
 test: setup models e2e-setup test-rust test-e2e
 
+# cargo-leptos builds the debug server with `--cfg erase_components`; the tests use the same
+# flags so both share one set of compiled dependencies instead of building them twice.
+LEPTOS_DEV_RUSTFLAGS := --cfg erase_components
+
 test-rust:
 	cargo fmt --all -- --check
-	cargo test -p server -p app -p migration
+	RUSTFLAGS="$(LEPTOS_DEV_RUSTFLAGS)" cargo test -p server -p app -p migration
 
 test-e2e:
 	cargo leptos build

@@ -310,3 +310,35 @@ pub async fn delete_router_rule(id: Uuid) -> Result<(), AppError> {
         .delete_router_rule(&console_access()?, id)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "get_prompt")]
+pub async fn get_prompt(agent: String) -> Result<AgentPrompt, AppError> {
+    use_services()?
+        .conversations
+        .get_prompt(&console_access()?, &agent)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "store_prompt")]
+pub async fn store_prompt(agent: String, save: SavePrompt) -> Result<AgentPrompt, AppError> {
+    use_services()?
+        .conversations
+        .save_prompt(&console_access()?, &agent, save)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "restore_default_prompt")]
+pub async fn restore_default_prompt(agent: String) -> Result<AgentPrompt, AppError> {
+    use_services()?
+        .conversations
+        .restore_default_prompt(&console_access()?, &agent)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "diff_prompts")]
+pub async fn diff_prompts(agent: String, from: u32, to: u32) -> Result<PromptDiff, AppError> {
+    use_services()?
+        .conversations
+        .diff_prompts(&console_access()?, &agent, PromptDiffQuery { from, to })
+        .await
+}

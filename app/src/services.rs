@@ -180,6 +180,28 @@ pub trait ConversationService: Send + Sync {
         create: CreateRouterRule,
     ) -> Result<RouterRule, AppError>;
     async fn delete_router_rule(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
+
+    /// The agent's prompt in use (the tenant's newest version, or the built-in default).
+    async fn get_prompt(&self, access: &Access, agent: &str) -> Result<AgentPrompt, AppError>;
+    /// Saves a new version, which the agent uses from its next turn.
+    async fn save_prompt(
+        &self,
+        access: &Access,
+        agent: &str,
+        save: SavePrompt,
+    ) -> Result<AgentPrompt, AppError>;
+    /// Saves the built-in default as a new version (the history is kept).
+    async fn restore_default_prompt(
+        &self,
+        access: &Access,
+        agent: &str,
+    ) -> Result<AgentPrompt, AppError>;
+    async fn diff_prompts(
+        &self,
+        access: &Access,
+        agent: &str,
+        query: PromptDiffQuery,
+    ) -> Result<PromptDiff, AppError>;
 }
 
 /// One file handed to [`KnowledgeService::upload_documents`].

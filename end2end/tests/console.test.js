@@ -36,7 +36,7 @@ test("console pages hydrate under their Content Security Policy", async () => {
     if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) violations.push(msg.text());
   });
   await signIn(page, ADMIN);
-  for (const path of ["/keys", "/members", "/audit", "/jobs", "/knowledge", "/settings", "/account"]) {
+  for (const path of ["/keys", "/members", "/audit", "/jobs", "/knowledge", "/conversations", "/agents", "/settings", "/account"]) {
     const response = await page.goto(`${BASE}${path}`);
     assert.match(response.headers()["content-security-policy"], /script-src 'self' 'nonce-[A-Za-z0-9_-]+'/);
     await page.waitForSelector("body[data-hydrated=true]");
@@ -126,5 +126,67 @@ test("settings are saved and the audit log can be filtered", async () => {
   await page.getByRole("cell", { name: "tenant.update", exact: true }).first().waitFor();
   const actions = await page.locator("tbody td:nth-child(3)").allTextContents();
   assert.ok(actions.length >= 1 && actions.every((a) => a === "tenant.update"), actions.join(","));
+  await page.close();
+});
+
+test("the playground answers with its trace, and an emergency waits for a person who takes over", async () => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/conversations`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  const message = page.getByLabel("Message", { exact: true });
+  await message.fill("What are your prices for a heat pump?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.getByText("This is an automatic answer").first().waitFor();
+  await page.getByText("Trace: 2 steps").click();
+  await page.getByText("→ sales (rule: prices)").waitFor();
+
+  await message.fill("I smell gas in the basement");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.getByText("call your local emergency number").first().waitFor();
+  await page.getByText("Trace: 3 steps").waitFor();
+
+  // The queue refreshes by itself.
+  const open = page.getByRole("button", { name: "Open What are your prices for a heat pump?" }).first();
+  await open.waitFor({ timeout: 15000 });
+  await open.click();
+  await page.getByLabel("Reply as a person (takes the conversation)").fill("This is Ana from the emergency line.");
+  await page.getByRole("button", { name: "Send reply" }).click();
+  await page.getByText("Reply sent.").waitFor();
+  await page.getByRole("button", { name: "Hand back to the bot" }).waitFor();
+  await page.getByText("This is Ana from the emergency line.").waitFor();
+  await page.getByRole("button", { name: "Hand back to the bot" }).click();
+  await page.getByText("The bot answers again.").waitFor();
+  await page.close();
+});
+
+test("router rules and prompts are edited on the Agents page", async () => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/agents`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByRole("cell", { name: "prices", exact: true }).waitFor();
+  await page.getByLabel("Name").fill("warranty");
+  await page.getByLabel("Send to").selectOption("support");
+  await page.getByLabel("Pattern").fill("warranty, guarantee");
+  await page.getByRole("button", { name: "Add rule" }).click();
+  await page.getByText("Rule added.").waitFor();
+  await page.getByRole("cell", { name: "warranty", exact: true }).waitFor();
+  await page.getByLabel("Pattern").fill("(broken");
+  await page.getByLabel("Name").fill("bad");
+  await page.getByLabel("Match").selectOption("regex");
+  await page.getByRole("button", { name: "Add rule" }).click();
+  await page.getByText(/not a valid regular expression/).waitFor();
+  await page.getByRole("button", { name: "Delete rule warranty" }).click();
+  await page.getByText("Rule deleted.").waitFor();
+
+  // The sales prompt gets a new version; its changes against the default are shown.
+  await page.getByLabel("System prompt").fill("You are the sales agent of {{company}}.\nBe brief.");
+  await page.getByLabel("What changed").fill("shorter");
+  await page.getByRole("button", { name: "Save prompt" }).click();
+  await page.getByText("Prompt saved").waitFor();
+  await page.getByRole("button", { name: "Compare v1 with v0" }).click();
+  const diff = await page.getByTestId("prompt-diff").textContent();
+  assert.match(diff, /\+Be brief\./);
   await page.close();
 });

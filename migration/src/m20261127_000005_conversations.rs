@@ -1,5 +1,5 @@
 //! Conversations with the agent graph: their messages, the step-by-step record of each turn,
-//! the tenant's router rules and the built-in calendar's bookings.
+//! the tenant's router rules and prompts (versioned), and the built-in calendar's bookings.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -88,6 +88,19 @@ enum Bookings {
     Name,
     Email,
     Note,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Prompts {
+    Table,
+    Id,
+    TenantId,
+    Agent,
+    Version,
+    Text,
+    Note,
+    CreatedBy,
     CreatedAt,
 }
 
@@ -269,11 +282,39 @@ impl MigrationTrait for Migration {
                 .col(Bookings::StartsAt)
                 .to_owned(),
         )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Prompts::Table)
+                .col(uuid(Prompts::Id).primary_key())
+                .col(uuid(Prompts::TenantId))
+                .col(string_len(Prompts::Agent, 64))
+                .col(integer(Prompts::Version))
+                .col(text(Prompts::Text))
+                .col(string_len(Prompts::Note, 200))
+                .col(string_len(Prompts::CreatedBy, 200))
+                .col(timestamp_with_time_zone(Prompts::CreatedAt))
+                .foreign_key(&mut tenant_fk(Prompts::Table, Prompts::TenantId))
+                .to_owned(),
+        )
+        .await?;
+        // One row per version; two editors saving at once cannot both get the same number.
+        m.create_index(
+            Index::create()
+                .name("ux_prompts_tenant_agent_version")
+                .table(Prompts::Table)
+                .col(Prompts::TenantId)
+                .col(Prompts::Agent)
+                .col(Prompts::Version)
+                .unique()
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            Prompts::Table.into_iden(),
             Bookings::Table.into_iden(),
             RouterRules::Table.into_iden(),
             RunSteps::Table.into_iden(),

@@ -1,7 +1,7 @@
 //! Conversations: a playground to talk to the tenant's agents with the step trace of every
 //! turn, the queue of conversations waiting for a person, transcripts, and the operator's
 //! take-over / reply / hand-back. The Agents page lists the specialists and edits the
-//! router's rules.
+//! router's rules and the agents' prompts (versions, changes, restore default).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -9,12 +9,13 @@ use uuid::Uuid;
 
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{
-    get_conversation, list_conversations, list_router_rules, send_message, start_conversation,
-    AddRouterRule, DeleteRouterRule, HandBack, ReplyAsOperator, TakeOver,
+    diff_prompts, get_conversation, get_prompt, list_conversations, list_router_rules,
+    send_message, start_conversation, AddRouterRule, DeleteRouterRule, HandBack, ReplyAsOperator,
+    RestoreDefaultPrompt, StorePrompt, TakeOver,
 };
 use crate::types::{
-    Area, Conversation, ConversationDetail, ConversationQuery, ConversationStatus,
-    CreateRouterRule, RouterRule, RuleKind, Step, TurnResult, BUILT_IN_AGENTS,
+    AgentPrompt, Area, Conversation, ConversationDetail, ConversationQuery, ConversationStatus,
+    CreateRouterRule, RouterRule, RuleKind, SavePrompt, Step, TurnResult, BUILT_IN_AGENTS,
 };
 
 #[component]
@@ -448,6 +449,8 @@ pub fn AgentsPage() -> impl IntoView {
         <ul>
             {BUILT_IN_AGENTS.iter().map(|a| view! { <li><code>{*a}</code></li> }).collect_view()}
         </ul>
+        <h2>"Prompts"</h2>
+        <PromptEditor writable/>
         <h2>"Router rules"</h2>
         <ReadOnlyNote writable/>
         <Show when=move || writable.get()>
@@ -558,5 +561,138 @@ fn RuleTable(
                 </tbody>
             </table>
         </div>
+    }
+}
+
+#[component]
+fn PromptEditor(writable: Signal<bool>) -> impl IntoView {
+    let agent = RwSignal::new(BUILT_IN_AGENTS[0].to_string());
+    let store = ServerAction::<StorePrompt>::new();
+    let restore = ServerAction::<RestoreDefaultPrompt>::new();
+    let prompt = Resource::new(
+        move || (agent.get(), store.version().get(), restore.version().get()),
+        |(agent, _, _)| get_prompt(agent),
+    );
+    view! {
+        <label>
+            "Agent "
+            <select on:change=move |ev| agent.set(event_target_value(&ev)) prop:value=move || agent.get()>
+                {BUILT_IN_AGENTS.iter().map(|a| view! { <option value=*a>{*a}</option> }).collect_view()}
+            </select>
+        </label>
+        <ActionMessage value=store.value() ok="Prompt saved: the agent uses it from its next answer."/>
+        <ActionMessage value=restore.value() ok="The default prompt is back."/>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match prompt.await {
+                    Ok(p) => view! { <PromptForm prompt=p store restore writable/> }.into_any(),
+                    Err(e) => show_error(&e),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn PromptForm(
+    prompt: AgentPrompt,
+    store: ServerAction<StorePrompt>,
+    restore: ServerAction<RestoreDefaultPrompt>,
+    writable: Signal<bool>,
+) -> impl IntoView {
+    let agent = prompt.agent.clone();
+    let text = RwSignal::new(prompt.current.text.clone());
+    let note = RwSignal::new(String::new());
+    let diff = RwSignal::new(None::<Result<String, String>>);
+    let submit = {
+        let agent = agent.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let note = note.get_untracked();
+            store.dispatch(StorePrompt {
+                agent: agent.clone(),
+                save: SavePrompt {
+                    text: text.get_untracked(),
+                    note: (!note.trim().is_empty()).then_some(note),
+                },
+            });
+        }
+    };
+    let restore_agent = agent.clone();
+    let versions: Vec<_> = prompt.history.clone();
+    view! {
+        <form class="card stack" on:submit=submit aria-label="Edit the prompt">
+            <p class="muted small">
+                {format!(
+                    "In use: version {} ({}). Variables: {}",
+                    prompt.current.version,
+                    prompt.current.note,
+                    prompt.variables.join(" ")
+                )}
+            </p>
+            <label for="prompt-text">"System prompt"</label>
+            <textarea id="prompt-text" rows="10" required maxlength="20000" bind:value=text prop:readonly=move || !writable.get()></textarea>
+            <Show when=move || writable.get()>
+                <label for="prompt-note">"What changed"</label>
+                <input id="prompt-note" type="text" maxlength="200" bind:value=note/>
+                <div class="actions">
+                    <button type="submit">"Save prompt"</button>
+                    <button
+                        type="button"
+                        class="secondary"
+                        on:click={
+                            let agent = restore_agent.clone();
+                            move |_| { restore.dispatch(RestoreDefaultPrompt { agent: agent.clone() }); }
+                        }
+                    >
+                        "Restore default"
+                    </button>
+                </div>
+            </Show>
+        </form>
+        <h3>"History"</h3>
+        <ol class="stack">
+            {versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let previous = versions.get(i + 1).map(|p| p.version);
+                    let label = format!(
+                        "v{} · {} · {}{}",
+                        v.version,
+                        v.created_by,
+                        v.created_at.as_ref().map(fmt_time).unwrap_or_default(),
+                        if v.note.is_empty() { String::new() } else { format!(" · {}", v.note) }
+                    );
+                    let agent = agent.clone();
+                    let to = v.version;
+                    view! {
+                        <li>
+                            {label}
+                            {previous.map(|from| view! {
+                                " "
+                                <button
+                                    type="button"
+                                    class="secondary"
+                                    aria-label=format!("Compare v{to} with v{from}")
+                                    on:click=move |_| {
+                                        let agent = agent.clone();
+                                        leptos::task::spawn_local(async move {
+                                            diff.set(Some(diff_prompts(agent, from, to).await.map(|d| d.diff).map_err(|e| e.user_message())));
+                                        });
+                                    }
+                                >
+                                    "Changes"
+                                </button>
+                            })}
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ol>
+        {move || diff.get().map(|d| match d {
+            Ok(text) => view! { <pre class="diff" data-testid="prompt-diff">{text}</pre> }.into_any(),
+            Err(e) => view! { <p class="notice error" role="alert">{e}</p> }.into_any(),
+        })}
     }
 }

@@ -379,3 +379,59 @@ pub struct CreateRouterRule {
 fn yes() -> bool {
     true
 }
+
+/// One version of an agent's system prompt. Version 0 is the built-in default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct PromptVersion {
+    pub version: u32,
+    pub text: String,
+    pub note: String,
+    /// Who saved it (`default` for version 0).
+    pub created_by: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// An agent's prompt in use, its history (newest first) and the variables it may contain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct AgentPrompt {
+    pub agent: String,
+    pub current: PromptVersion,
+    pub history: Vec<PromptVersion>,
+    /// `{{company}}`, `{{business_hours}}`, `{{timezone}}`, `{{today}}`.
+    pub variables: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct SavePrompt {
+    /// 1–20000 characters.
+    #[garde(custom(v::name::<20000>))]
+    pub text: String,
+    /// What changed, for the history (up to 200 characters).
+    #[serde(default)]
+    #[garde(custom(v::optional(v::name::<200>)))]
+    pub note: Option<String>,
+}
+
+/// A unified diff between two versions of a prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct PromptDiff {
+    pub from: u32,
+    pub to: u32,
+    pub diff: String,
+}
+
+/// The two versions to compare.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct PromptDiffQuery {
+    /// 0 is the built-in default.
+    #[garde(skip)]
+    pub from: u32,
+    #[garde(skip)]
+    pub to: u32,
+}

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod calendar;
 pub mod nodes;
 pub mod offline;
+pub mod prompts;
 pub mod router;
 pub mod service;
 pub mod specialists;
@@ -52,6 +53,8 @@ pub struct TurnContext {
     pub timezone: String,
     pub business_hours: Vec<BusinessHours>,
     pub rules: Vec<Rule>,
+    /// The tenant's own prompts by agent (the built-in ones otherwise).
+    pub prompts: std::collections::HashMap<String, String>,
 }
 
 impl TurnContext {
@@ -65,6 +68,13 @@ impl TurnContext {
 
     pub fn specialist(&self, name: &str) -> Option<&Specialist> {
         self.rt.specialists.iter().find(|s| s.name == name)
+    }
+
+    /// The prompt template the specialist answers with.
+    pub fn prompt_of<'a>(&'a self, specialist: &'a Specialist) -> &'a str {
+        self.prompts
+            .get(&specialist.name)
+            .map_or(specialist.prompt.as_str(), String::as_str)
     }
 }
 

@@ -143,7 +143,7 @@ async fn with_llm(
     out: &mut StepOutput,
 ) -> Result<(), LlmError> {
     let prompt = render(
-        &specialist.prompt,
+        cx.prompt_of(specialist),
         &PromptVars {
             company: &cx.company,
             timezone: &cx.timezone,

@@ -14,10 +14,10 @@ use uuid::Uuid;
 use app::error::AppError;
 use app::services::{Access, ConversationService, EventSink};
 use app::types::{
-    Area, BusinessHours, Channel, Conversation, ConversationDetail, ConversationQuery,
+    AgentPrompt, Area, BusinessHours, Channel, Conversation, ConversationDetail, ConversationQuery,
     ConversationStatus, CreateConversation, CreateRouterRule, Feedback, Level, Message,
-    MessageRole, OperatorReply, Page, PostMessage, Rating, RouterRule, RuleKind, Scope, Source,
-    Step, StreamEvent, TurnResult, Usage,
+    MessageRole, OperatorReply, Page, PostMessage, PromptDiff, PromptDiffQuery, Rating, RouterRule,
+    RuleKind, SavePrompt, Scope, Source, Step, StreamEvent, TurnResult, Usage,
 };
 use app::validate::check;
 
@@ -26,7 +26,9 @@ use crate::store::audit_log::Record;
 use crate::store::{conversations, messages, router_rules, run_steps, tenants};
 use crate::tenancy::db_error;
 
+use super::prompts;
 use super::router::{self, Rule};
+use super::specialists::Specialist;
 use super::{nodes, Runtime, TurnContext};
 
 const DEFAULT_PAGE: u32 = 50;
@@ -91,7 +93,16 @@ impl ConversationServiceImpl {
             timezone: tenant.timezone,
             business_hours,
             rules: Rule::load(rules),
+            prompts: prompts::current(&self.db, access.tenant_id).await?,
         })
+    }
+
+    fn specialist(&self, agent: &str) -> Result<&Specialist, AppError> {
+        self.rt
+            .specialists
+            .iter()
+            .find(|s| s.name == agent)
+            .ok_or_else(|| AppError::not_found("agent"))
     }
 
     /// Sets the status when the conversation is in one of `from`.
@@ -712,6 +723,71 @@ impl ConversationService for ConversationServiceImpl {
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(to_rule(rule))
+    }
+
+    async fn get_prompt(&self, access: &Access, agent: &str) -> Result<AgentPrompt, AppError> {
+        access.require(Area::Agents, Level::Read)?;
+        prompts::load(&self.db, access.tenant_id, self.specialist(agent)?).await
+    }
+
+    async fn save_prompt(
+        &self,
+        access: &Access,
+        agent: &str,
+        save: SavePrompt,
+    ) -> Result<AgentPrompt, AppError> {
+        access.require(Area::Agents, Level::Write)?;
+        check(&save)?;
+        let specialist = self.specialist(agent)?;
+        let note = save.note.as_deref().map(str::trim).unwrap_or_default();
+        prompts::save(&self.db, access, agent, save.text.trim(), note).await?;
+        prompts::load(&self.db, access.tenant_id, specialist).await
+    }
+
+    async fn restore_default_prompt(
+        &self,
+        access: &Access,
+        agent: &str,
+    ) -> Result<AgentPrompt, AppError> {
+        access.require(Area::Agents, Level::Write)?;
+        let specialist = self.specialist(agent)?;
+        prompts::save(
+            &self.db,
+            access,
+            agent,
+            &specialist.prompt,
+            "restored the default",
+        )
+        .await?;
+        prompts::load(&self.db, access.tenant_id, specialist).await
+    }
+
+    async fn diff_prompts(
+        &self,
+        access: &Access,
+        agent: &str,
+        query: PromptDiffQuery,
+    ) -> Result<PromptDiff, AppError> {
+        let prompt = self.get_prompt(access, agent).await?;
+        let text_of = |field: &str, version: u32| {
+            prompt
+                .history
+                .iter()
+                .find(|v| v.version == version)
+                .map(|v| v.text.clone())
+                .ok_or_else(|| AppError::invalid(field, format!("there is no version {version}")))
+        };
+        let (from, to) = (text_of("from", query.from)?, text_of("to", query.to)?);
+        Ok(PromptDiff {
+            from: query.from,
+            to: query.to,
+            diff: prompts::diff(
+                &format!("{agent} v{}", query.from),
+                &from,
+                &format!("{agent} v{}", query.to),
+                &to,
+            ),
+        })
     }
 
     async fn delete_router_rule(&self, access: &Access, id: Uuid) -> Result<(), AppError> {

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod knowledge_bases;
 pub mod memberships;
 pub mod messages;
+pub mod prompts;
 pub mod router_rules;
 pub mod run_steps;
 pub mod tenants;

@@ -810,3 +810,101 @@ async fn openai_clients_talk_to_the_agents_through_chat_completions() {
         problem(r, 422, "validation_failed").await;
     }
 }
+
+#[tokio::test]
+async fn prompts_are_versioned_diffed_restored_and_used_by_the_agents() {
+    for backend in backends().await {
+        let fake = FakeLlm::start().await.unwrap();
+        let app = spawn(backend, Some(&fake), &[]).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("other").await;
+        let path = "/api/v1/agents/support/prompt";
+        let p = json(app.get(path, &f.key).await, 200).await;
+        assert_eq!(p["current"]["version"], 0);
+        assert_eq!(p["history"].as_array().unwrap().len(), 1);
+        assert!(p["variables"].to_string().contains("{{company}}"));
+        let default_text = p["current"]["text"].clone();
+
+        for (text, note) in [
+            ("You help customers of {{company}}.\nBe brief.", "first"),
+            ("You help customers of {{company}}.\nBe warm.", "warmer"),
+        ] {
+            json(
+                app.send_json(
+                    Method::PUT,
+                    path,
+                    &f.key,
+                    &json!({"text": text, "note": note}),
+                )
+                .await,
+                200,
+            )
+            .await;
+        }
+        let p = json(app.get(path, &f.key).await, 200).await;
+        assert_eq!(p["current"]["version"], 2);
+        assert_eq!(p["history"][0]["note"], "warmer");
+        assert_eq!(p["history"].as_array().unwrap().len(), 3);
+        assert!(p["history"][0]["created_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("key:"));
+        let d = json(
+            app.get(&format!("{path}/diff?from=1&to=2"), &f.key).await,
+            200,
+        )
+        .await;
+        assert!(
+            d["diff"]
+                .as_str()
+                .unwrap()
+                .contains("-Be brief.\n+Be warm.\n"),
+            "{d}"
+        );
+        problem(
+            app.get(&format!("{path}/diff?from=1&to=9"), &f.key).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        problem(
+            app.get("/api/v1/agents/ghost/prompt", &f.key).await,
+            404,
+            "not_found",
+        )
+        .await;
+        let blank = app
+            .send_json(Method::PUT, path, &f.key, &json!({"text": "   "}))
+            .await;
+        problem(blank, 422, "validation_failed").await;
+
+        // The specialist answers with the tenant's newest version, variables filled in.
+        fake.route(text("support"));
+        fake.chat(text("Hi!"));
+        let c = start(&app, &f.key).await;
+        say(&app, &f.key, &c, "hello").await;
+        let sent = fake.requests_for(CHAT_MODEL).pop().unwrap();
+        assert_eq!(
+            sent["messages"][0]["content"],
+            "You help customers of acme Inc.\nBe warm."
+        );
+
+        // Another tenant still has the default; restoring it here is one more version.
+        let theirs = json(app.get(path, &other.key).await, 200).await;
+        assert_eq!(theirs["current"]["version"], 0);
+        let restored = json(
+            app.send_json(
+                Method::POST,
+                &format!("{path}/restore-default"),
+                &f.key,
+                &json!({}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(restored["current"]["version"], 3);
+        assert_eq!(restored["current"]["text"], default_text);
+        assert_eq!(restored["history"].as_array().unwrap().len(), 4);
+    }
+}

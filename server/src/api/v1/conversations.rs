@@ -19,8 +19,9 @@ use uuid::Uuid;
 use app::error::AppError;
 use app::services::{Access, EventSink, Services};
 use app::types::{
-    Conversation, ConversationDetail, ConversationQuery, CreateConversation, CreateRouterRule,
-    Feedback, Message, OperatorReply, Page, PostMessage, RouterRule, Step, StreamEvent, TurnResult,
+    AgentPrompt, Conversation, ConversationDetail, ConversationQuery, CreateConversation,
+    CreateRouterRule, Feedback, Message, OperatorReply, Page, PostMessage, PromptDiff,
+    PromptDiffQuery, RouterRule, SavePrompt, Step, StreamEvent, TurnResult,
 };
 
 use crate::auth::ApiAccess;
@@ -51,6 +52,15 @@ pub fn routes() -> Router<AppState> {
             get(list_router_rules).post(create_router_rule),
         )
         .route("/api/v1/router-rules/{id}", delete(delete_router_rule))
+        .route(
+            "/api/v1/agents/{agent}/prompt",
+            get(get_prompt).put(save_prompt),
+        )
+        .route(
+            "/api/v1/agents/{agent}/prompt/restore-default",
+            post(restore_default_prompt),
+        )
+        .route("/api/v1/agents/{agent}/prompt/diff", get(diff_prompts))
 }
 
 /// Start a conversation with the tenant's agents.
@@ -149,13 +159,27 @@ pub async fn post_message(
     if message.stream || param.stream {
         return stream_turn(s.services.clone(), a, id, message).await;
     }
-    let silent: EventSink = Arc::new(|_| {});
-    let turn = s
-        .services
-        .conversations
-        .post_message(&a, id, message, silent)
-        .await?;
+    let turn = detached_turn(s.services.clone(), a, id, message).await?;
     Ok(Json(turn).into_response())
+}
+
+/// Runs a turn in a task of its own and waits for it: a client that goes away, or the
+/// request timeout, never stops a turn half-way (a booking made and no answer saved).
+pub async fn detached_turn(
+    services: Services,
+    access: Access,
+    id: Uuid,
+    message: PostMessage,
+) -> Result<TurnResult, AppError> {
+    let silent: EventSink = Arc::new(|_| {});
+    tokio::spawn(async move {
+        services
+            .conversations
+            .post_message(&access, id, message, silent)
+            .await
+    })
+    .await
+    .unwrap_or_else(|e| Err(AppError::Internal(format!("the turn failed: {e}"))))
 }
 
 /// The events of a turn running in a task of its own (it completes and is saved even if the
@@ -404,4 +428,92 @@ pub async fn delete_router_rule(
 ) -> ApiResult<StatusCode> {
     s.services.conversations.delete_router_rule(&a, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The agent's system prompt in use, with its history (newest first, ending in the built-in
+/// default, version 0) and the variables it may use.
+#[utoipa::path(get, path = "/api/v1/agents/{agent}/prompt", tag = "conversations",
+    params(("agent" = String, Path, description = "sales, support, scheduling or emergency")),
+    responses(
+        (status = 200, body = AgentPrompt),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_prompt(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(agent): ApiPath<String>,
+) -> ApiResult<Json<AgentPrompt>> {
+    Ok(Json(s.services.conversations.get_prompt(&a, &agent).await?))
+}
+
+/// Save a new version of the agent's prompt; it answers with it from the next turn.
+#[utoipa::path(put, path = "/api/v1/agents/{agent}/prompt", tag = "conversations",
+    params(("agent" = String, Path, description = "sales, support, scheduling or emergency")),
+    request_body = SavePrompt,
+    responses(
+        (status = 200, body = AgentPrompt),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn save_prompt(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(agent): ApiPath<String>,
+    ApiJson(save): ApiJson<SavePrompt>,
+) -> ApiResult<Json<AgentPrompt>> {
+    Ok(Json(
+        s.services
+            .conversations
+            .save_prompt(&a, &agent, save)
+            .await?,
+    ))
+}
+
+/// Go back to the built-in prompt (saved as a new version; the history stays).
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/prompt/restore-default", tag = "conversations",
+    params(("agent" = String, Path, description = "sales, support, scheduling or emergency")),
+    responses(
+        (status = 200, body = AgentPrompt),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn restore_default_prompt(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(agent): ApiPath<String>,
+) -> ApiResult<Json<AgentPrompt>> {
+    Ok(Json(
+        s.services
+            .conversations
+            .restore_default_prompt(&a, &agent)
+            .await?,
+    ))
+}
+
+/// A unified diff between two versions of the agent's prompt (0 is the default).
+#[utoipa::path(get, path = "/api/v1/agents/{agent}/prompt/diff", tag = "conversations",
+    params(("agent" = String, Path, description = "sales, support, scheduling or emergency"), PromptDiffQuery),
+    responses(
+        (status = 200, body = PromptDiff),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn diff_prompts(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(agent): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PromptDiffQuery>,
+) -> ApiResult<Json<PromptDiff>> {
+    Ok(Json(
+        s.services
+            .conversations
+            .diff_prompts(&a, &agent, query)
+            .await?,
+    ))
 }

@@ -63,6 +63,10 @@ use crate::state::AppState;
         conversations::list_router_rules,
         conversations::create_router_rule,
         conversations::delete_router_rule,
+        conversations::get_prompt,
+        conversations::save_prompt,
+        conversations::restore_default_prompt,
+        conversations::diff_prompts,
         openai::chat_completions,
     ),
     components(schemas(

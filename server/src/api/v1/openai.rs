@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use app::error::AppError;
-use app::services::EventSink;
 use app::types::{
     Channel, CreateConversation, HistoryMessage, MessageRole, PostMessage, StreamEvent, Usage,
 };
@@ -23,7 +22,7 @@ use crate::auth::ApiAccess;
 use crate::http::error::{ApiJson, ApiResult, Problem};
 use crate::state::AppState;
 
-use super::conversations::{spawn_turn, sse_response};
+use super::conversations::{detached_turn, spawn_turn, sse_response};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatMessage {
@@ -127,10 +126,7 @@ pub async fn chat_completions(
     let mut response = if request.stream {
         streamed(&s, a, conversation.id, message, id, created, model).await?
     } else {
-        let silent: EventSink = std::sync::Arc::new(|_| {});
-        let turn = conversations
-            .post_message(&a, conversation.id, message, silent)
-            .await?;
+        let turn = detached_turn(s.services.clone(), a, conversation.id, message).await?;
         let (content, usage) = turn
             .reply
             .map(|r| (r.content, r.usage.unwrap_or_default()))
