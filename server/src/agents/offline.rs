@@ -12,36 +12,63 @@ const STOP_WORDS: &[&str] = &[
     "what", "when", "where", "which", "who", "why", "will", "with", "you", "your",
 ];
 
+/// A crude stem, enough to match "costs" with "cost" and "opening" with "opens".
+fn stem(word: &str) -> String {
+    let mut w = word.to_lowercase();
+    for suffix in ["ing", "ed", "es", "s"] {
+        if w.len() > suffix.len() + 2 && w.ends_with(suffix) && !w.ends_with("ss") {
+            w.truncate(w.len() - suffix.len());
+            break;
+        }
+    }
+    w.chars().take(6).collect()
+}
+
 fn words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
-        .map(str::to_lowercase)
-        .filter(|w| w.len() > 1 && !STOP_WORDS.contains(&w.as_str()))
+        .filter(|w| w.len() > 1 && !STOP_WORDS.contains(&w.to_lowercase().as_str()))
+        .map(stem)
         .collect()
 }
 
-/// Splits on sentence ends and line breaks, keeping Markdown headings out.
+/// Sentences of Markdown-ish text: headings dropped, list items on their own, hard-wrapped
+/// lines of a paragraph joined before splitting at `.`, `!` and `?`.
 fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
+    let mut units: Vec<String> = Vec::new();
+    for paragraph in text.split("\n\n") {
         let mut current = String::new();
-        for c in line.chars() {
-            current.push(c);
-            if matches!(c, '.' | '!' | '?') {
-                out.push(std::mem::take(&mut current).trim().to_string());
+        for line in paragraph.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with("- ") || line.starts_with("* ") {
+                units.push(std::mem::take(&mut current));
+                units.push(line[2..].replace("**", ""));
+            } else {
+                if !current.is_empty() {
+                    current.push(' ');
+                }
+                current.push_str(line);
             }
         }
-        if !current.trim().is_empty() {
-            out.push(current.trim().to_string());
+        units.push(current);
+    }
+    let mut out = Vec::new();
+    for unit in units.iter().filter(|u| !u.trim().is_empty()) {
+        let mut sentence = String::new();
+        let mut chars = unit.chars().peekable();
+        while let Some(c) = chars.next() {
+            sentence.push(c);
+            if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|n| n.is_whitespace()) {
+                out.push(std::mem::take(&mut sentence).trim().to_string());
+            }
+        }
+        if !sentence.trim().is_empty() {
+            out.push(sentence.trim().to_string());
         }
     }
-    out.into_iter()
-        .map(|s| s.trim_start_matches(['-', '*', ' ']).to_string())
-        .filter(|s| s.len() > 3)
-        .collect()
+    out.retain(|s| s.len() > 3);
+    out
 }
 
 /// The two sentences of `text` sharing the most words with the question, in their order.
@@ -133,9 +160,12 @@ mod tests {
         let sources = [
             source(
                 "Handbook",
-                "# Hours\nWe open at 9:00. The shop closes at 18:00 on weekdays. Parking is free.",
+                "# Hours\nWe open at 9:00. The shop closes at 18:00\non weekdays. Parking is free.",
             ),
-            source("Pricing", "A basic plan costs 10 EUR per month."),
+            source(
+                "Pricing",
+                "- **Basic**: 10 EUR per month.\n- **Team**: 45 EUR per month.",
+            ),
         ];
         let (text, cited) = answer("When does the shop close on weekdays?", &sources);
         assert!(text.starts_with("This is an automatic answer"), "{text}");
@@ -157,5 +187,31 @@ mod tests {
         );
         assert!(text.contains("could not find"), "{text}");
         assert!(cited.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn word_forms_match_and_list_items_are_sentences() {
+        let q = words("How much does a heat pump service cost?");
+        assert!(
+            q.contains(&stem("costs"))
+                && q.contains(&stem("services"))
+                && q.contains(&stem("pumps"))
+        );
+        assert_eq!(
+            sentences(
+                "Intro line one\nline two. Next!\n\n- **Basic**: 90 euros.\n- Comfort: 160 euros."
+            ),
+            vec![
+                "Intro line one line two.",
+                "Next!",
+                "Basic: 90 euros.",
+                "Comfort: 160 euros."
+            ]
+        );
     }
 }
