@@ -94,7 +94,7 @@ impl Rule {
                 }
             })
             .collect();
-        rules.sort_by(|a, b| b.priority.cmp(&a.priority));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
         rules
     }
 }

@@ -138,33 +138,29 @@ impl ConversationServiceImpl {
         txn.commit().await.map_err(db_error)?;
         Ok(to_conversation(conv))
     }
+}
 
-    async fn insert_message(
-        &self,
-        db: &impl sea_orm::ConnectionTrait,
-        conv: &conversations::Model,
-        role: MessageRole,
-        agent: Option<String>,
-        content: &str,
-        sources: &[Source],
-        usage: Option<&Usage>,
-    ) -> Result<messages::Model, AppError> {
-        messages::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(conv.tenant_id),
-            conversation_id: Set(conv.id),
-            role: Set(role.as_str().into()),
-            agent: Set(agent),
-            content: Set(content.to_string()),
-            sources: Set(serde_json::to_value(sources).unwrap_or_default()),
-            usage: Set(usage.and_then(|u| serde_json::to_value(u).ok())),
-            feedback: Set(None),
-            feedback_comment: Set(None),
-            created_at: Set(Utc::now()),
-        }
-        .insert(db)
-        .await
-        .map_err(db_error)
+/// A message row of `conv`, ready to insert.
+fn message_row(
+    conv: &conversations::Model,
+    role: MessageRole,
+    agent: Option<String>,
+    content: &str,
+    sources: &[Source],
+    usage: Option<&Usage>,
+) -> messages::ActiveModel {
+    messages::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(conv.tenant_id),
+        conversation_id: Set(conv.id),
+        role: Set(role.as_str().into()),
+        agent: Set(agent),
+        content: Set(content.to_string()),
+        sources: Set(serde_json::to_value(sources).unwrap_or_default()),
+        usage: Set(usage.and_then(|u| serde_json::to_value(u).ok())),
+        feedback: Set(None),
+        feedback_comment: Set(None),
+        created_at: Set(Utc::now()),
     }
 }
 
@@ -336,8 +332,10 @@ impl ConversationService for ConversationServiceImpl {
         .await
         .map_err(db_error)?;
         for m in &create.history {
-            self.insert_message(&txn, &conv, m.role, None, m.content.trim(), &[], None)
-                .await?;
+            message_row(&conv, m.role, None, m.content.trim(), &[], None)
+                .insert(&txn)
+                .await
+                .map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)?;
         Ok(to_conversation(conv))
@@ -418,17 +416,10 @@ impl ConversationService for ConversationServiceImpl {
         if status == ConversationStatus::Closed {
             return Err(AppError::Conflict("the conversation is closed".into()));
         }
-        let user = self
-            .insert_message(
-                &self.db,
-                &conv,
-                MessageRole::User,
-                None,
-                &content,
-                &[],
-                None,
-            )
-            .await?;
+        let user = message_row(&conv, MessageRole::User, None, &content, &[], None)
+            .insert(&self.db)
+            .await
+            .map_err(db_error)?;
         let mut checkpoint = checkpoint_of(&conv);
         if status != ConversationStatus::Bot {
             // A person owns the conversation: the bot stays silent.
@@ -511,17 +502,17 @@ impl ConversationService for ConversationServiceImpl {
         state.input.clear();
 
         let txn = self.db.begin().await.map_err(db_error)?;
-        let reply = self
-            .insert_message(
-                &txn,
-                &conv,
-                MessageRole::Assistant,
-                Some(agent.clone()),
-                &reply_text,
-                &sources,
-                Some(&usage),
-            )
-            .await?;
+        let reply = message_row(
+            &conv,
+            MessageRole::Assistant,
+            Some(agent.clone()),
+            &reply_text,
+            &sources,
+            Some(&usage),
+        )
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
         let title = if conv.title.is_empty() {
             content.chars().take(80).collect()
         } else {
@@ -645,17 +636,10 @@ impl ConversationService for ConversationServiceImpl {
         let mut checkpoint = checkpoint_of(&model);
         push_history(&mut checkpoint.state, MessageRole::Operator, &content, None);
         let txn = self.db.begin().await.map_err(db_error)?;
-        let message = self
-            .insert_message(
-                &txn,
-                &model,
-                MessageRole::Operator,
-                None,
-                &content,
-                &[],
-                None,
-            )
-            .await?;
+        let message = message_row(&model, MessageRole::Operator, None, &content, &[], None)
+            .insert(&txn)
+            .await
+            .map_err(db_error)?;
         let mut active = model.into_active_model();
         active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
         active.updated_at = Set(Utc::now());

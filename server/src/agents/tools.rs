@@ -236,6 +236,12 @@ async fn check_availability(cx: &TurnContext, args: &Value) -> ToolOutcome {
         return refused("date must be YYYY-MM-DD");
     };
     let tz = cx.tz();
+    if cx.business_hours.is_empty() {
+        return ToolOutcome {
+            ok: true,
+            result: "No business hours are set: any future time can be booked.".into(),
+        };
+    }
     let Some((open, close)) = hours_on(&cx.business_hours, day) else {
         return ToolOutcome {
             ok: true,
