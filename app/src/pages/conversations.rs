@@ -60,9 +60,17 @@ pub fn ConversationsPage() -> impl IntoView {
             })
         },
     );
+    // Not on the timer: a reload would wipe the reply an operator is typing.
     let detail = Resource::new(
-        move || (changes(), selected.get()),
-        |(_, id)| async move {
+        move || {
+            (
+                take.version().get(),
+                back.version().get(),
+                reply.version().get(),
+                selected.get(),
+            )
+        },
+        |(_, _, _, id)| async move {
             match id {
                 Some(id) => get_conversation(id).await.map(Some),
                 None => Ok(None),
