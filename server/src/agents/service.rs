@@ -279,6 +279,7 @@ impl StepSink for DbSink {
                     conversations::Column::Checkpoint,
                     Expr::value(serde_json::to_value(r.checkpoint).unwrap_or_default()),
                 )
+                .filter(conversations::Column::TenantId.eq(self.conversation.tenant_id))
                 .filter(conversations::Column::Id.eq(self.conversation.id))
                 .exec(&txn)
                 .await?;
