@@ -806,12 +806,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        let next_cursor = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.id.to_string())
-        } else {
-            None
-        };
+        let next_cursor = crate::store::next_cursor(&mut rows, limit, |r| r.id.to_string());
         Ok(Page {
             items: rows.into_iter().map(to_document).collect(),
             next_cursor,

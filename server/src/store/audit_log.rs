@@ -108,12 +108,7 @@ pub async fn list(
         .all(db)
         .await
         .map_err(crate::tenancy::db_error)?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = super::next_cursor(&mut rows, limit, |r| r.id.to_string());
     let items = rows
         .into_iter()
         .map(|r| AuditEntry {

@@ -47,6 +47,21 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
+/// Cursor paging: `rows` were fetched with `limit + 1`. The extra row only tells that there is
+/// a next page; it is dropped, and the last kept row's cursor is returned.
+pub fn next_cursor<R>(
+    rows: &mut Vec<R>,
+    limit: u32,
+    cursor_of: impl Fn(&R) -> String,
+) -> Option<String> {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(cursor_of)
+    } else {
+        None
+    }
+}
+
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     migration::Migrator::up(db, None).await
 }
