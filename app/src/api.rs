@@ -342,3 +342,67 @@ pub async fn diff_prompts(agent: String, from: u32, to: u32) -> Result<PromptDif
         .diff_prompts(&console_access()?, &agent, PromptDiffQuery { from, to })
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "get_llm_settings")]
+pub async fn get_llm_settings() -> Result<LlmSettings, AppError> {
+    use_services()?
+        .llm
+        .get_llm_settings(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "save_llm_settings")]
+pub async fn save_llm_settings(update: UpdateLlmSettings) -> Result<LlmSettings, AppError> {
+    use_services()?
+        .llm
+        .update_llm_settings(&console_access()?, update)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "reset_llm_settings")]
+pub async fn reset_llm_settings() -> Result<LlmSettings, AppError> {
+    use_services()?
+        .llm
+        .reset_llm_settings(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_agents")]
+pub async fn list_agents() -> Result<AgentCatalogue, AppError> {
+    use_services()?
+        .conversations
+        .list_agents(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "add_agent")]
+pub async fn add_agent(create: CreateAgent) -> Result<Agent, AppError> {
+    use_services()?
+        .conversations
+        .create_agent(&console_access()?, create)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "change_agent")]
+pub async fn change_agent(agent: String, update: UpdateAgent) -> Result<Agent, AppError> {
+    use_services()?
+        .conversations
+        .update_agent(&console_access()?, &agent, update)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "remove_agent")]
+pub async fn remove_agent(agent: String) -> Result<(), AppError> {
+    use_services()?
+        .conversations
+        .delete_agent(&console_access()?, &agent)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "get_usage")]
+pub async fn get_usage() -> Result<UsageSummary, AppError> {
+    use_services()?
+        .conversations
+        .usage(&console_access()?, UsageQuery::default())
+        .await
+}

@@ -115,6 +115,23 @@ pub struct Services {
     pub jobs: Arc<dyn JobService>,
     pub knowledge: Arc<dyn KnowledgeService>,
     pub conversations: Arc<dyn ConversationService>,
+    pub llm: Arc<dyn LlmSettingsService>,
+}
+
+/// The tenant's LLM provider: its own OpenAI-compatible endpoint and key, or the platform's.
+#[async_trait::async_trait]
+pub trait LlmSettingsService: Send + Sync {
+    /// The provider in use (`tenant:read`); never the key, only its last characters.
+    async fn get_llm_settings(&self, access: &Access) -> Result<LlmSettings, AppError>;
+    /// The tenant's own provider (`tenant:write`), used from the next turn; the key is stored
+    /// encrypted.
+    async fn update_llm_settings(
+        &self,
+        access: &Access,
+        update: UpdateLlmSettings,
+    ) -> Result<LlmSettings, AppError>;
+    /// Back to the platform's provider (`tenant:write`); the stored key is deleted.
+    async fn reset_llm_settings(&self, access: &Access) -> Result<LlmSettings, AppError>;
 }
 
 /// Receives the events of a streamed turn as they happen (a no-op when nobody streams).
@@ -202,6 +219,23 @@ pub trait ConversationService: Send + Sync {
         agent: &str,
         query: PromptDiffQuery,
     ) -> Result<PromptDiff, AppError>;
+
+    /// The tenant's agents (built-in and its own) and the tools they can be given.
+    async fn list_agents(&self, access: &Access) -> Result<AgentCatalogue, AppError>;
+    /// A specialist of the tenant's own; the router can send to it from the next message.
+    async fn create_agent(&self, access: &Access, create: CreateAgent) -> Result<Agent, AppError>;
+    /// Changes an agent's description, tools or knowledge bases (built-in ones too).
+    async fn update_agent(
+        &self,
+        access: &Access,
+        agent: &str,
+        update: UpdateAgent,
+    ) -> Result<Agent, AppError>;
+    /// Deletes a tenant's own agent, or undoes the changes to a built-in one.
+    async fn delete_agent(&self, access: &Access, agent: &str) -> Result<(), AppError>;
+
+    /// Tokens and cost of the tenant's conversations over a period.
+    async fn usage(&self, access: &Access, query: UsageQuery) -> Result<UsageSummary, AppError>;
 }
 
 /// One file handed to [`KnowledgeService::upload_documents`].

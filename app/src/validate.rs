@@ -263,6 +263,38 @@ pub fn metadata(values: &std::collections::BTreeMap<String, String>, _: &()) -> 
     Ok(())
 }
 
+/// An `http://` or `https://` URL with a host, at most 2000 characters, no spaces.
+pub fn http_url(value: &str, _: &()) -> garde::Result {
+    let value = value.trim();
+    let host = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .and_then(|rest| rest.split(['/', '?', '#']).next())
+        .filter(|host| !host.is_empty() && !host.contains('@'));
+    if host.is_none() {
+        Err(garde::Error::new(
+            "must be an http:// or https:// URL such as https://api.openai.com/v1",
+        ))
+    } else if value.len() > 2000 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err(garde::Error::new(
+            "must be at most 2000 characters, without spaces",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A provider's API key: 1–4096 characters, no spaces or control characters.
+pub fn api_key(value: &str, _: &()) -> garde::Result {
+    if value.is_empty() || value.len() > 4096 {
+        Err(garde::Error::new("must be 1–4096 characters"))
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err(garde::Error::new("must not contain spaces"))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +402,30 @@ mod tests {
         assert!(metadata(&meta, &()).is_ok());
         meta.insert("bad key".to_string(), "x".to_string());
         assert!(metadata(&meta, &()).is_err());
+    }
+
+    #[test]
+    fn provider_urls_and_keys() {
+        for good in [
+            "https://api.openai.com/v1",
+            "http://localhost:11434/v1",
+            "https://x.openai.azure.com/openai/deployments/d?api-version=1",
+        ] {
+            assert!(http_url(good, &()).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "api.openai.com",
+            "ftp://a.b",
+            "https://",
+            "https:///v1",
+            "https://user:pw@a.b",
+            "https://a b",
+        ] {
+            assert!(http_url(bad, &()).is_err(), "{bad}");
+        }
+        assert!(api_key("sk-abc123", &()).is_ok());
+        assert!(api_key("", &()).is_err());
+        assert!(api_key("sk abc", &()).is_err());
     }
 }

@@ -54,7 +54,7 @@ test("sign in, create a key, use it, revoke it", async () => {
   await signIn(page, ADMIN);
   await page.getByRole("link", { name: "API keys" }).first().click();
   await page.waitForURL(`${BASE}/keys`);
-  await page.getByLabel("Name").fill("e2e key");
+  await page.getByLabel("Name", { exact: true }).fill("e2e key");
   await page.getByRole("button", { name: "Create key" }).click();
   const secret = (await page.getByTestId("new-secret").textContent()).trim();
   assert.match(secret, /^apk_[A-Za-z0-9]{12}_[A-Za-z0-9]{32}$/);
@@ -166,14 +166,14 @@ test("router rules and prompts are edited on the Agents page", async () => {
   await page.goto(`${BASE}/agents`);
   await page.waitForSelector("body[data-hydrated=true]");
   await page.getByRole("cell", { name: "prices", exact: true }).waitFor();
-  await page.getByLabel("Name").fill("warranty");
+  await page.getByLabel("Name", { exact: true }).fill("warranty");
   await page.getByLabel("Send to").selectOption("support");
   await page.getByLabel("Pattern").fill("warranty, guarantee");
   await page.getByRole("button", { name: "Add rule" }).click();
   await page.getByText("Rule added.").waitFor();
   await page.getByRole("cell", { name: "warranty", exact: true }).waitFor();
   await page.getByLabel("Pattern").fill("(broken");
-  await page.getByLabel("Name").fill("bad");
+  await page.getByLabel("Name", { exact: true }).fill("bad");
   await page.getByLabel("Match").selectOption("regex");
   await page.getByRole("button", { name: "Add rule" }).click();
   await page.getByText(/not a valid regular expression/).waitFor();
@@ -188,5 +188,34 @@ test("router rules and prompts are edited on the Agents page", async () => {
   await page.getByRole("button", { name: "Compare v1 with v0" }).click();
   const diff = await page.getByTestId("prompt-diff").textContent();
   assert.match(diff, /\+Be brief\./);
+  await page.close();
+});
+
+test("a tenant defines its own agent, routes to it and deletes it", async () => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/agents`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  const agents = page.getByTestId("agents");
+  await agents.getByRole("cell", { name: "sales", exact: true }).waitFor();
+  await page.getByLabel("Agent name").fill("billing");
+  await page.getByLabel("Handles").fill("invoices and refunds");
+  await page.getByLabel("First prompt").fill("You are the billing agent of {{company}}.");
+  await page.getByRole("button", { name: "Add agent" }).click();
+  await page.getByText("Agent added").waitFor();
+  await agents.getByRole("cell", { name: "billing", exact: true }).waitFor();
+  // The rule editor can now send to it.
+  await page.getByLabel("Send to").selectOption("billing");
+  await page.getByLabel("Name", { exact: true }).fill("refunds");
+  await page.getByLabel("Pattern").fill("refund");
+  await page.getByRole("button", { name: "Add rule" }).click();
+  await page.getByText("Rule added.").waitFor();
+  await page.getByRole("button", { name: "Delete agent billing" }).click();
+  await page.getByText(/router rules send messages to this agent/).waitFor();
+  await page.getByRole("button", { name: "Delete rule refunds" }).click();
+  await page.getByText("Rule deleted.").waitFor();
+  await page.getByRole("button", { name: "Delete agent billing" }).click();
+  await page.getByText(/the agent is deleted/).waitFor();
+  await agents.getByRole("cell", { name: "billing", exact: true }).waitFor({ state: "detached" });
   await page.close();
 });

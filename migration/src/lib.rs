@@ -7,6 +7,8 @@ mod m20261126_000002_tenant_policy;
 mod m20261126_000003_jobs;
 mod m20261126_000004_knowledge;
 mod m20261127_000005_conversations;
+mod m20261127_000006_agents;
+mod m20261127_000007_llm_settings;
 
 pub struct Migrator;
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_jobs::Migration),
             Box::new(m20261126_000004_knowledge::Migration),
             Box::new(m20261127_000005_conversations::Migration),
+            Box::new(m20261127_000006_agents::Migration),
+            Box::new(m20261127_000007_llm_settings::Migration),
         ]
     }
 }

@@ -52,6 +52,22 @@ pub enum Command {
     /// Measure quality
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Keys of the stored secrets (tenants' LLM API keys)
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every stored secret with the current (first) key of SECRETS_KEYS; run it
+    /// after putting a new key first and restarting every instance, then drop the old key
+    Rotate,
+    /// Print a new random key (id:base64) to put first in SECRETS_KEYS
+    NewKey {
+        /// The key's id (default: k and the date and time)
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,7 +218,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
             let worker = crate::jobs::Worker::new(
                 db,
-                crate::jobs::registry(&knowledge),
+                crate::jobs::registry(&knowledge, crate::integrations::email::mailer(&config)?),
                 config.jobs.clone(),
             );
             println!(
@@ -230,7 +246,51 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             chunk_size,
             queries,
         }) => crate::rag::eval::run(&config, &dataset, chunk_size, queries).await,
+        Command::Secrets(cmd) => secrets(cmd, config).await,
     }
+}
+
+async fn secrets(cmd: SecretsCommand, config: Config) -> anyhow::Result<()> {
+    match cmd {
+        SecretsCommand::NewKey { id } => {
+            let id = id.unwrap_or_else(crate::secrets::new_key_id);
+            println!("{}", crate::secrets::new_key(&id)?);
+        }
+        SecretsCommand::Rotate => {
+            let keys = crate::secrets::KeyRing::load(&config)?;
+            let db = store::connect(&config).await?;
+            store::migrate(&db).await?;
+            let rotation = crate::secrets::rotate_all(&db, &keys).await?;
+            crate::store::audit_log::Record {
+                tenant_id: None,
+                actor: "cli".into(),
+                action: "secrets.rotate",
+                target: format!("key:{}", keys.current_id()),
+                ip: None,
+                details: Some(serde_json::json!({
+                    "rewritten": rotation.rewritten,
+                    "failed": rotation.failed.len(),
+                })),
+            }
+            .write(&db)
+            .await?;
+            println!(
+                "re-encrypted {} secrets with key '{}' ({} already used it)",
+                rotation.rewritten,
+                keys.current_id(),
+                rotation.current
+            );
+            for failure in &rotation.failed {
+                eprintln!("not re-encrypted: {failure}");
+            }
+            anyhow::ensure!(
+                rotation.failed.is_empty(),
+                "{} secrets could not be re-encrypted; keep the old keys until they are",
+                rotation.failed.len()
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

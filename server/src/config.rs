@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 48] = [
+const KEYS: [&str; 51] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -59,6 +59,9 @@ const KEYS: [&str; 48] = [
     "LLM_PRICES",
     "LLM_TIMEOUT_SECS",
     "LLM_RETRIES",
+    "SMTP_URL",
+    "SMTP_FROM",
+    "SECRETS_KEYS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +121,9 @@ struct Raw {
     llm_prices: String,
     llm_timeout_secs: u64,
     llm_retries: u32,
+    smtp_url: Option<String>,
+    smtp_from: String,
+    secrets_keys: Option<String>,
 }
 
 impl Default for Raw {
@@ -171,6 +177,9 @@ impl Default for Raw {
             llm_prices: "gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10.00,gpt-4.1-mini=0.40/1.60".into(),
             llm_timeout_secs: 60,
             llm_retries: 2,
+            smtp_url: None,
+            smtp_from: "Agent Platform <noreply@localhost>".into(),
+            secrets_keys: None,
         }
     }
 }
@@ -217,6 +226,11 @@ pub struct Config {
     pub jobs: crate::jobs::WorkerConfig,
     pub knowledge: crate::rag::KnowledgeConfig,
     pub llm: crate::llm::LlmConfig,
+    /// Outgoing email (`SMTP_URL`, `SMTP_FROM`); the agents' `send_email` tool needs it.
+    pub smtp: Option<crate::integrations::email::SmtpConfig>,
+    /// Keys encrypting stored secrets (`SECRETS_KEYS`: `id:base64,…`, the first encrypts);
+    /// `DATA_DIR/secrets.key` when unset ([`crate::secrets::KeyRing::load`]).
+    pub secrets_keys: Option<crate::secrets::KeyRing>,
 }
 
 /// How calls to an external service fail fast once it is down.
@@ -409,6 +423,28 @@ impl Raw {
             timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
             retries: self.llm_retries,
         };
+        let smtp_from: lettre::message::Mailbox = self.smtp_from.trim().parse().map_err(|e| {
+            ConfigError(format!(
+                "invalid value for SMTP_FROM: {e} (expected a mailbox like `Shop <noreply@shop.example>`)"
+            ))
+        })?;
+        let smtp = match non_empty(self.smtp_url) {
+            Some(url) => {
+                crate::integrations::email::check_url(&url)
+                    .map_err(|e| ConfigError(format!("invalid value for SMTP_URL: {e}")))?;
+                Some(crate::integrations::email::SmtpConfig {
+                    url: SecretString::from(url),
+                    from: smtp_from,
+                })
+            }
+            None => None,
+        };
+        let secrets_keys = non_empty(self.secrets_keys)
+            .map(|text| {
+                crate::secrets::KeyRing::parse(&text)
+                    .map_err(|e| ConfigError(format!("invalid value for SECRETS_KEYS: {e}")))
+            })
+            .transpose()?;
         let knowledge = crate::rag::KnowledgeConfig {
             lancedb_uri: non_empty(self.lancedb_uri)
                 .unwrap_or_else(|| self.data_dir.join("lancedb").to_string_lossy().into_owned()),
@@ -490,6 +526,8 @@ impl Raw {
             },
             knowledge,
             llm,
+            smtp,
+            secrets_keys,
         })
     }
 }
@@ -545,6 +583,12 @@ mod tests {
         assert!(err.to_string().contains("CORS_ALLOWED_ORIGINS"), "{err}");
         let err = Config::from_pairs(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let err = Config::from_pairs(&[("SMTP_URL", "mail.example.com:25")]).unwrap_err();
+        assert!(err.to_string().contains("SMTP_URL"), "{err}");
+        let err = Config::from_pairs(&[("SMTP_FROM", "not a mailbox")]).unwrap_err();
+        assert!(err.to_string().contains("SMTP_FROM"), "{err}");
+        let err = Config::from_pairs(&[("SECRETS_KEYS", "k1:c2hvcnQ=")]).unwrap_err();
+        assert!(err.to_string().contains("SECRETS_KEYS"), "{err}");
     }
 
     #[test]
@@ -555,6 +599,20 @@ mod tests {
             "sqlite:///tmp/x/platform.db?mode=rwc"
         );
         let config = Config::from_pairs(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn smtp_is_off_by_default_and_its_password_is_redacted() {
+        let config = Config::from_pairs(&[]).unwrap();
+        assert!(config.smtp.is_none());
+        let config = Config::from_pairs(&[
+            ("SMTP_URL", "smtps://bot:hunter2@mail.example.com"),
+            ("SMTP_FROM", "Acme <bot@acme.example>"),
+        ])
+        .unwrap();
+        let smtp = config.smtp.as_ref().unwrap();
+        assert_eq!(smtp.from.email.to_string(), "bot@acme.example");
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -17,9 +17,10 @@ use app::types::{CreateKnowledgeBase, CreateRouterRule, CreateUser, DocumentMeta
 use crate::agents::{self, calendar::BuiltInCalendar, service::ConversationServiceImpl};
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
+use crate::integrations::email::{self, EmailQueue, Mailer};
 use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
-use crate::llm::Llm;
+use crate::llm::{settings::LlmSettingsServiceImpl, Providers};
 use crate::rag::service::KnowledgeServiceImpl;
 use crate::rag::Knowledge;
 use crate::state::AppState;
@@ -30,6 +31,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Delivers `email.send` jobs in the in-process worker (`SMTP_URL`).
+    mailer: Option<Arc<dyn Mailer>>,
 }
 
 impl Application {
@@ -55,11 +58,20 @@ impl Application {
         let knowledge_service: Arc<dyn app::services::KnowledgeService> = Arc::new(
             KnowledgeServiceImpl::new(db.clone(), kv.clone(), knowledge.clone()),
         );
+        let mailer = email::mailer(&config).context("preparing SMTP (SMTP_URL)")?;
+        let secret_keys = crate::secrets::KeyRing::load(&config)
+            .context("loading the secret keys (SECRETS_KEYS)")?;
+        let providers = Providers::new(
+            config.llm.clone(),
+            config.circuit,
+            secret_keys,
+            config.knowledge.fetch_allow_private,
+        );
         let agents = Arc::new(agents::Runtime {
-            llm: Llm::new(config.llm.clone(), config.circuit),
+            llm: providers.clone(),
             knowledge: knowledge_service.clone(),
             calendar: Arc::new(BuiltInCalendar::new(db.clone())),
-            specialists: agents::specialists::built_in(),
+            email: mailer.is_some().then(|| EmailQueue::new(db.clone())),
         });
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
@@ -70,6 +82,7 @@ impl Application {
                 ConversationServiceImpl::new(db.clone(), agents)
                     .context("building the agent graph")?,
             ),
+            llm: Arc::new(LlmSettingsServiceImpl::new(db.clone(), providers)),
         };
         if config.demo_tenant {
             seed_demo_tenant(&db, &services, &config).await?;
@@ -98,6 +111,7 @@ impl Application {
             listener,
             router,
             state,
+            mailer,
         })
     }
 
@@ -119,7 +133,7 @@ impl Application {
         let worker = self.state.config.jobs_in_process.then(|| {
             let worker = Worker::new(
                 self.state.db.clone(),
-                jobs::registry(&self.state.knowledge),
+                jobs::registry(&self.state.knowledge, self.mailer.clone()),
                 self.state.config.jobs.clone(),
             );
             let mut stopped = stopped.clone();

@@ -7,15 +7,17 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use uuid::Uuid;
 
+use super::agents::{agent_names, Specialists};
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{
-    diff_prompts, get_conversation, get_prompt, list_conversations, list_router_rules,
-    send_message, start_conversation, AddRouterRule, DeleteRouterRule, HandBack, ReplyAsOperator,
-    RestoreDefaultPrompt, StorePrompt, TakeOver,
+    diff_prompts, get_conversation, get_prompt, get_usage, list_agents, list_conversations,
+    list_router_rules, send_message, start_conversation, AddAgent, AddRouterRule, ChangeAgent,
+    DeleteRouterRule, HandBack, RemoveAgent, ReplyAsOperator, RestoreDefaultPrompt, StorePrompt,
+    TakeOver,
 };
 use crate::types::{
     AgentPrompt, Area, Conversation, ConversationDetail, ConversationQuery, ConversationStatus,
-    CreateRouterRule, RouterRule, RuleKind, SavePrompt, Step, TurnResult, BUILT_IN_AGENTS,
+    CreateRouterRule, RouterRule, RuleKind, SavePrompt, Step, TurnResult,
 };
 
 #[component]
@@ -60,6 +62,7 @@ pub fn ConversationsPage() -> impl IntoView {
             })
         },
     );
+    let usage = Resource::new(changes, |_| get_usage());
     // Not on the timer: a reload would wipe the reply an operator is typing.
     let detail = Resource::new(
         move || {
@@ -84,6 +87,23 @@ pub fn ConversationsPage() -> impl IntoView {
             "Your customers' conversations with your agents. Try the agents in the playground; "
             "take over a conversation to answer as a person; hand it back to let the bot answer again."
         </p>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                usage.await.ok().map(|u| view! {
+                    <p class="muted small" data-testid="usage">
+                        {format!(
+                            "Since {}: {} conversations, {} answered messages, {} + {} tokens, ${:.4}",
+                            u.since.format("%Y-%m-%d"),
+                            u.conversations,
+                            u.turns,
+                            u.prompt_tokens,
+                            u.completion_tokens,
+                            u.cost_usd
+                        )}
+                    </p>
+                })
+            })}
+        </Transition>
         <ReadOnlyNote writable/>
         <Show when=move || writable.get()>
             <Playground/>
@@ -444,25 +464,50 @@ pub fn AgentsPage() -> impl IntoView {
         move || (add.version().get(), remove.version().get()),
         |_| list_router_rules(),
     );
+    let add_agent = ServerAction::<AddAgent>::new();
+    let change_agent = ServerAction::<ChangeAgent>::new();
+    let remove_agent = ServerAction::<RemoveAgent>::new();
+    let catalogue = Resource::new(
+        move || {
+            (
+                add_agent.version().get(),
+                change_agent.version().get(),
+                remove_agent.version().get(),
+            )
+        },
+        |_| list_agents(),
+    );
+    // The rule and prompt editors choose among the tenant's agents.
+    let with_names =
+        move |render: fn(Vec<String>, Signal<bool>, ServerAction<AddRouterRule>) -> AnyView| {
+            view! {
+                <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        match catalogue.await {
+                            Ok(c) => render(agent_names(&c), writable, add),
+                            Err(e) => show_error(&e),
+                        }
+                    })}
+                </Transition>
+            }
+        };
     view! {
         <Title text="Agents"/>
         <h1>"Agents"</h1>
         <p class="muted">
             "A router sends each customer message to a specialist. Emergency words (fire, gas leak, "
             "bleeding…) always go to the emergency agent; then your rules apply, highest priority first; "
-            "then, when an LLM is configured, it classifies the message; otherwise the conversation stays "
-            "with its specialist, or goes to support."
+            "then, when an LLM is configured, it classifies the message by the agents' descriptions; "
+            "otherwise the conversation stays with its specialist, or goes to support."
         </p>
         <h2>"Specialists"</h2>
-        <ul>
-            {BUILT_IN_AGENTS.iter().map(|a| view! { <li><code>{*a}</code></li> }).collect_view()}
-        </ul>
-        <h2>"Prompts"</h2>
-        <PromptEditor writable/>
-        <h2>"Router rules"</h2>
         <ReadOnlyNote writable/>
+        <Specialists catalogue writable add=add_agent change=change_agent remove=remove_agent/>
+        <h2>"Prompts"</h2>
+        {with_names(|names, writable, _| view! { <PromptEditor writable names/> }.into_any())}
+        <h2>"Router rules"</h2>
         <Show when=move || writable.get()>
-            <RuleForm add/>
+            {with_names(|names, _, add| view! { <RuleForm add names/> }.into_any())}
         </Show>
         <ActionMessage value=remove.value() ok="Rule deleted."/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
@@ -480,9 +525,9 @@ pub fn AgentsPage() -> impl IntoView {
 }
 
 #[component]
-fn RuleForm(add: ServerAction<AddRouterRule>) -> impl IntoView {
+fn RuleForm(add: ServerAction<AddRouterRule>, names: Vec<String>) -> impl IntoView {
     let name = RwSignal::new(String::new());
-    let agent = RwSignal::new("sales".to_string());
+    let agent = RwSignal::new(names.first().cloned().unwrap_or_default());
     let kind = RwSignal::new("keyword".to_string());
     let pattern = RwSignal::new(String::new());
     let priority = RwSignal::new("0".to_string());
@@ -506,7 +551,7 @@ fn RuleForm(add: ServerAction<AddRouterRule>) -> impl IntoView {
             <input id="rule-name" type="text" required maxlength="100" placeholder="e.g. prices" bind:value=name/>
             <label for="rule-agent">"Send to"</label>
             <select id="rule-agent" on:change=move |ev| agent.set(event_target_value(&ev)) prop:value=move || agent.get()>
-                {BUILT_IN_AGENTS.iter().map(|a| view! { <option value=*a>{*a}</option> }).collect_view()}
+                {names.iter().map(|a| view! { <option value=a.clone()>{a.clone()}</option> }).collect_view()}
             </select>
             <label for="rule-kind">"Match"</label>
             <select id="rule-kind" on:change=move |ev| kind.set(event_target_value(&ev)) prop:value=move || kind.get()>
@@ -573,8 +618,8 @@ fn RuleTable(
 }
 
 #[component]
-fn PromptEditor(writable: Signal<bool>) -> impl IntoView {
-    let agent = RwSignal::new(BUILT_IN_AGENTS[0].to_string());
+fn PromptEditor(writable: Signal<bool>, names: Vec<String>) -> impl IntoView {
+    let agent = RwSignal::new(names.first().cloned().unwrap_or_default());
     let store = ServerAction::<StorePrompt>::new();
     let restore = ServerAction::<RestoreDefaultPrompt>::new();
     let prompt = Resource::new(
@@ -585,7 +630,7 @@ fn PromptEditor(writable: Signal<bool>) -> impl IntoView {
         <label>
             "Agent "
             <select on:change=move |ev| agent.set(event_target_value(&ev)) prop:value=move || agent.get()>
-                {BUILT_IN_AGENTS.iter().map(|a| view! { <option value=*a>{*a}</option> }).collect_view()}
+                {names.iter().map(|a| view! { <option value=a.clone()>{a.clone()}</option> }).collect_view()}
             </select>
         </label>
         <ActionMessage value=store.value() ok="Prompt saved: the agent uses it from its next answer."/>

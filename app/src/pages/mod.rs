@@ -1,12 +1,14 @@
 //! Console pages.
 
 mod account;
+mod agents;
 mod audit;
 mod conversations;
 mod jobs;
 mod keys;
 mod knowledge;
 mod layout;
+mod llm;
 mod login;
 mod members;
 mod settings;

@@ -1,8 +1,10 @@
-//! Tenant settings: name, time zone, business hours, origins allowed to call the API.
+//! Tenant settings: name, time zone, business hours, origins allowed to call the API, and the
+//! LLM provider ([`super::llm`]).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+use super::llm::LlmProviderPanel;
 use super::widgets::{can_write, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{get_tenant, SaveSettings};
 use crate::types::{Area, BusinessHours, Tenant, UpdateTenant, WEEKDAYS};
@@ -24,6 +26,7 @@ pub fn SettingsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <LlmProviderPanel/>
     }
 }
 

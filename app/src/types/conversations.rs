@@ -75,9 +75,6 @@ string_enum! {
     }
 }
 
-/// The specialists every tenant starts with.
-pub const BUILT_IN_AGENTS: [&str; 4] = ["sales", "support", "scheduling", "emergency"];
-
 /// Tokens and cost of the LLM calls of one turn or of a whole conversation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
@@ -434,4 +431,105 @@ pub struct PromptDiffQuery {
     pub from: u32,
     #[garde(skip)]
     pub to: u32,
+}
+
+/// The most agents a tenant may define besides the built-in ones.
+pub const MAX_CUSTOM_AGENTS: usize = 20;
+
+/// A specialist of the tenant: a built-in one (possibly changed) or one the tenant defined.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Agent {
+    pub name: String,
+    /// What the router (and the other agents, when they transfer) read.
+    pub description: String,
+    pub built_in: bool,
+    /// A built-in agent the tenant changed.
+    pub customised: bool,
+    /// Tool names, from `AgentCatalogue::tools`.
+    pub tools: Vec<String>,
+    /// The knowledge bases its searches read; empty reads all of the tenant's.
+    pub knowledge_base_ids: Vec<Uuid>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// A tool an agent can be given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct AgentTool {
+    pub name: String,
+    pub description: String,
+}
+
+/// The tenant's agents and the tools they can be given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct AgentCatalogue {
+    pub agents: Vec<Agent>,
+    pub tools: Vec<AgentTool>,
+}
+
+/// A specialist the tenant defines. Its prompt becomes version 0 in the prompt editor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreateAgent {
+    /// Lowercase letters, digits, `-` or `_`; not a built-in agent's name.
+    #[garde(custom(v::agent_name))]
+    pub name: String,
+    /// 1–500 characters: what it handles, for the router.
+    #[garde(custom(v::name::<500>))]
+    pub description: String,
+    /// 1–20000 characters; may use the prompt variables.
+    #[garde(custom(v::name::<20000>))]
+    pub prompt: String,
+    #[serde(default)]
+    #[garde(length(max = 10))]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    #[garde(length(max = 20))]
+    pub knowledge_base_ids: Vec<Uuid>,
+}
+
+/// Changes to an agent; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct UpdateAgent {
+    #[serde(default)]
+    #[garde(custom(v::optional(v::name::<500>)))]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[garde(length(max = 10))]
+    pub tools: Option<Vec<String>>,
+    #[serde(default)]
+    #[garde(length(max = 20))]
+    pub knowledge_base_ids: Option<Vec<Uuid>>,
+}
+
+/// The period usage is summed over: conversations started in `[since, until)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct UsageQuery {
+    /// Default: the first day of the current month (UTC).
+    #[garde(skip)]
+    pub since: Option<DateTime<Utc>>,
+    /// Default: now.
+    #[garde(skip)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The LLM usage and cost of the tenant's conversations over a period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct UsageSummary {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub conversations: u64,
+    /// Customer messages answered by the agents.
+    pub turns: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// US dollars, from the configured price table.
+    pub cost_usd: f64,
+    pub llm_calls: u64,
 }

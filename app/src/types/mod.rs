@@ -557,3 +557,6 @@ pub use knowledge::*;
 
 mod conversations;
 pub use conversations::*;
+
+mod llm;
+pub use llm::*;

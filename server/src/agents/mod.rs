@@ -4,12 +4,14 @@
 //! each other or to a person.
 //!
 //! - [`router`] decides by emergency words, tenant rules, then LLM classification.
-//! - [`specialists`] defines the agents and their prompts; [`tools`] what they can do;
+//! - [`specialists`] defines the built-in agents and their prompts, [`catalogue`] the tenant's
+//!   changes and own agents; [`tools`] what they can do;
 //!   [`calendar`] where bookings go; [`offline`] the answers without an LLM.
 //! - [`nodes`] are the graph's node kinds; [`service`] the `ConversationService`.
 
 pub mod bench;
 pub mod calendar;
+pub mod catalogue;
 pub mod nodes;
 pub mod offline;
 pub mod prompts;
@@ -27,7 +29,7 @@ use app::services::{Access, KnowledgeService};
 use app::types::BusinessHours;
 
 use crate::engine::{Condition, EdgeDef, GraphDef, NodeDef};
-use crate::llm::Llm;
+use crate::llm::{Llm, Providers};
 
 use calendar::Calendar;
 use router::Rule;
@@ -35,15 +37,18 @@ use specialists::Specialist;
 
 /// What every turn of every tenant shares.
 pub struct Runtime {
-    pub llm: Llm,
+    /// The platform's provider and the tenants' own ([`Providers::for_tenant`]).
+    pub llm: Providers,
     pub knowledge: Arc<dyn KnowledgeService>,
     pub calendar: Arc<dyn Calendar>,
-    pub specialists: Vec<Specialist>,
+    pub email: Option<crate::integrations::email::EmailQueue>, // `send_email`; None without SMTP
 }
 
 /// What the nodes of one turn see.
 pub struct TurnContext {
     pub rt: Arc<Runtime>,
+    /// The tenant's LLM provider (its own, or the platform's).
+    pub llm: Arc<Llm>,
     /// Who posted the message.
     pub access: Access,
     /// The agents read the tenant's knowledge whatever the caller's scopes.
@@ -53,6 +58,8 @@ pub struct TurnContext {
     pub timezone: String,
     pub business_hours: Vec<BusinessHours>,
     pub rules: Vec<Rule>,
+    /// The tenant's specialists ([`catalogue::load`]).
+    pub specialists: Vec<Specialist>,
     /// The tenant's own prompts by agent (the built-in ones otherwise).
     pub prompts: std::collections::HashMap<String, String>,
 }
@@ -67,7 +74,7 @@ impl TurnContext {
     }
 
     pub fn specialist(&self, name: &str) -> Option<&Specialist> {
-        self.rt.specialists.iter().find(|s| s.name == name)
+        self.specialists.iter().find(|s| s.name == name)
     }
 
     /// The prompt template the specialist answers with.

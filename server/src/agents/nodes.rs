@@ -47,13 +47,13 @@ impl Node<TurnContext> for RouterNode {
         state: &mut ConvState,
         events: Events<'_>,
     ) -> Result<StepOutput, String> {
-        let specialists = &cx.rt.specialists;
+        let specialists = &cx.specialists;
         let mut out = StepOutput::default();
         let decision = match router::by_rules(&state.input, &cx.rules, specialists) {
             Some(decision) => decision,
             None => {
                 let (decision, usage, error) =
-                    router::by_llm(&cx.rt.llm, &state.input, specialists).await;
+                    router::by_llm(&cx.llm, &state.input, specialists).await;
                 out.detail.llm_calls = usage.llm_calls;
                 out.usage = usage;
                 out.detail.error = error;
@@ -115,7 +115,7 @@ impl Node<TurnContext> for SpecialistNode {
             .clone();
         state.agent = Some(specialist.name.clone());
         let mut out = StepOutput::default();
-        let reason = if cx.rt.llm.is_available() {
+        let reason = if cx.llm.is_available() {
             match with_llm(cx, &specialist, state, events, &mut out).await {
                 Ok(()) => return Ok(out),
                 Err(e) => {
@@ -124,7 +124,7 @@ impl Node<TurnContext> for SpecialistNode {
                     e.to_string()
                 }
             }
-        } else if cx.rt.llm.is_configured() {
+        } else if cx.llm.is_configured() {
             LlmError::Unavailable.to_string()
         } else {
             LlmError::NotConfigured.to_string()
@@ -159,15 +159,15 @@ async fn with_llm(
         });
     }
     messages.push(llm::user(&state.input));
-    let names: Vec<String> = cx.rt.specialists.iter().map(|s| s.name.clone()).collect();
+    let names: Vec<String> = cx.specialists.iter().map(|s| s.name.clone()).collect();
     let definitions: Vec<_> = specialist
         .tools
         .iter()
+        .filter(|t| t.is_offered(&cx.rt))
         .map(|t| t.definition(&names))
         .collect();
     for _ in 0..MAX_LLM_CALLS {
         let completion = cx
-            .rt
             .llm
             .chat(
                 ModelRole::Chat,
@@ -196,7 +196,8 @@ async fn with_llm(
                 name: call.name.clone(),
                 arguments: arguments.clone(),
             });
-            let outcome = match ToolName::parse(&call.name).filter(|t| specialist.tools.contains(t))
+            let outcome = match ToolName::parse(&call.name)
+                .filter(|t| specialist.tools.contains(t) && t.is_offered(&cx.rt))
             {
                 Some(tool) => tools::execute(cx, state, tool, &arguments).await,
                 None => tools::ToolOutcome {
@@ -241,7 +242,7 @@ async fn without_llm(
         state.handoff = Some("emergency".into());
         offline::EMERGENCY.to_string()
     } else {
-        let sources = tools::search_all(cx, &state.input, 3).await;
+        let sources = tools::search_all(cx, &specialist.knowledge_bases, &state.input, 3).await;
         let (text, cited) = offline::answer(&state.input, &sources);
         state.sources = cited;
         text

@@ -45,7 +45,11 @@ fn default_version(specialist: &Specialist) -> PromptVersion {
     PromptVersion {
         version: 0,
         text: specialist.prompt.clone(),
-        note: "built-in default".into(),
+        note: if specialist.built_in {
+            "built-in default".into()
+        } else {
+            "the agent's first prompt".into()
+        },
         created_by: "default".into(),
         created_at: None,
     }

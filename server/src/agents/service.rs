@@ -3,10 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use chrono::Datelike;
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
@@ -14,10 +15,11 @@ use uuid::Uuid;
 use app::error::AppError;
 use app::services::{Access, ConversationService, EventSink};
 use app::types::{
-    AgentPrompt, Area, BusinessHours, Channel, Conversation, ConversationDetail, ConversationQuery,
-    ConversationStatus, CreateConversation, CreateRouterRule, Feedback, Level, Message,
-    MessageRole, OperatorReply, Page, PostMessage, PromptDiff, PromptDiffQuery, Rating, RouterRule,
-    RuleKind, SavePrompt, Scope, Source, Step, StreamEvent, TurnResult, Usage,
+    Agent, AgentCatalogue, AgentPrompt, Area, BusinessHours, Channel, Conversation,
+    ConversationDetail, ConversationQuery, ConversationStatus, CreateAgent, CreateConversation,
+    CreateRouterRule, Feedback, Level, Message, MessageRole, OperatorReply, Page, PostMessage,
+    PromptDiff, PromptDiffQuery, Rating, RouterRule, RuleKind, SavePrompt, Scope, Source, Step,
+    StreamEvent, TurnResult, UpdateAgent, Usage, UsageQuery, UsageSummary,
 };
 use app::validate::check;
 
@@ -26,6 +28,7 @@ use crate::store::audit_log::Record;
 use crate::store::{conversations, messages, router_rules, run_steps, tenants};
 use crate::tenancy::db_error;
 
+use super::catalogue::{self, Catalogue};
 use super::prompts;
 use super::router::{self, Rule};
 use super::specialists::Specialist;
@@ -34,6 +37,10 @@ use super::{nodes, Runtime, TurnContext};
 const DEFAULT_PAGE: u32 = 50;
 /// Messages kept in the checkpoint for the agents' context.
 const HISTORY_KEPT: usize = 40;
+/// How long a turn holds its conversation at most (a crashed process's lease runs out).
+const TURN_LEASE: chrono::Duration = chrono::Duration::minutes(5);
+/// How long a message waits for the turn before it to finish.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const FALLBACK: &str =
     "Sorry, something went wrong on our side. Please try again, or ask for a person.";
 
@@ -83,6 +90,7 @@ impl ConversationServiceImpl {
             .unwrap_or_default();
         Ok(TurnContext {
             rt: self.rt.clone(),
+            llm: self.rt.llm.for_tenant(&self.db, access.tenant_id).await?,
             access: access.clone(),
             knowledge_access: Access {
                 scopes: Scope::parse("knowledge:read").into_iter().collect(),
@@ -93,16 +101,241 @@ impl ConversationServiceImpl {
             timezone: tenant.timezone,
             business_hours,
             rules: Rule::load(rules),
+            specialists: catalogue::load(&self.db, access.tenant_id).await?,
             prompts: prompts::current(&self.db, access.tenant_id).await?,
         })
     }
 
-    fn specialist(&self, agent: &str) -> Result<&Specialist, AppError> {
-        self.rt
-            .specialists
-            .iter()
-            .find(|s| s.name == agent)
-            .ok_or_else(|| AppError::not_found("agent"))
+    async fn specialist(&self, access: &Access, agent: &str) -> Result<Specialist, AppError> {
+        catalogue::find(&self.db, access.tenant_id, agent).await
+    }
+
+    fn catalogue(&self) -> Catalogue<'_> {
+        Catalogue {
+            db: &self.db,
+            knowledge: self.rt.knowledge.as_ref(),
+        }
+    }
+
+    /// Takes the conversation for one turn, waiting for the turn before it to finish.
+    async fn lease(&self, access: &Access, id: Uuid) -> Result<(), AppError> {
+        let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        loop {
+            let now = Utc::now();
+            let taken = conversations::Entity::update_many()
+                .col_expr(
+                    conversations::Column::BusyUntil,
+                    Expr::value(now + TURN_LEASE),
+                )
+                .filter(conversations::Column::Id.eq(id))
+                .filter(conversations::Column::TenantId.eq(access.tenant_id))
+                .filter(
+                    Condition::any()
+                        .add(conversations::Column::BusyUntil.is_null())
+                        .add(conversations::Column::BusyUntil.lt(now)),
+                )
+                .exec(&self.db)
+                .await
+                .map_err(db_error)?;
+            if taken.rows_affected == 1 {
+                return Ok(());
+            }
+            // Not found, or busy.
+            self.conversation(access, id).await?;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AppError::Conflict(
+                    "the answer to an earlier message is still being written; try again in a moment"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn release(&self, id: Uuid) {
+        let released = conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::BusyUntil,
+                Expr::value(None::<chrono::DateTime<Utc>>),
+            )
+            .filter(conversations::Column::Id.eq(id))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = released {
+            // The lease runs out by itself.
+            tracing::warn!(error = %e, conversation = %id, "turn lease not released");
+        }
+    }
+
+    /// One turn, under the conversation's lease.
+    async fn run_message(
+        &self,
+        access: &Access,
+        id: Uuid,
+        message: PostMessage,
+        events: EventSink,
+    ) -> Result<TurnResult, AppError> {
+        let content = message.content.trim().to_string();
+        let conv = self.conversation(access, id).await?;
+        let status = ConversationStatus::parse(&conv.status).unwrap_or(ConversationStatus::Bot);
+        if status == ConversationStatus::Closed {
+            return Err(AppError::Conflict("the conversation is closed".into()));
+        }
+        let user = message_row(&conv, MessageRole::User, None, &content, &[], None)
+            .insert(&self.db)
+            .await
+            .map_err(db_error)?;
+        let mut checkpoint = checkpoint_of(&conv);
+        if status != ConversationStatus::Bot {
+            // A person owns the conversation: the bot stays silent.
+            push_history(&mut checkpoint.state, MessageRole::User, &content, None);
+            let mut active = conv.clone().into_active_model();
+            active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
+            active.updated_at = Set(Utc::now());
+            let conv = active.update(&self.db).await.map_err(db_error)?;
+            events(StreamEvent::MessageDone {
+                message_id: None,
+                agent: conv.agent.clone(),
+                status,
+                usage: Usage::default(),
+            });
+            return Ok(TurnResult {
+                conversation: to_conversation(conv),
+                message: to_message(user),
+                reply: None,
+                steps: Vec::new(),
+            });
+        }
+        let mut state = checkpoint.state;
+        state.input = content.clone();
+        state.reply = None;
+        state.sources.clear();
+        state.transfer = None;
+        state.handoff = None;
+        state.route = None;
+        let cx = self.context(access, id).await?;
+        let sink = DbSink {
+            db: self.db.clone(),
+            conversation: conv.clone(),
+            message_id: user.id,
+            steps: Mutex::new(Vec::new()),
+            usage: Mutex::new(Usage::default()),
+        };
+        let outcome = self
+            .graph
+            .run_turn(&cx, &mut state, None, &sink, &*events)
+            .await;
+        let steps = sink.steps.into_inner().unwrap_or_default();
+        let usage = sink.usage.into_inner().unwrap_or_default();
+        if let Err(e) = outcome {
+            tracing::error!(conversation = %id, error = %e, "the turn failed");
+            if let EngineError::Persist(_) = e {
+                return Err(AppError::Internal(
+                    "the conversation could not be saved".into(),
+                ));
+            }
+            events(StreamEvent::MessageDelta {
+                text: FALLBACK.into(),
+            });
+            state.reply = Some(FALLBACK.into());
+        }
+        let reply_text = state.reply.take().unwrap_or_else(|| FALLBACK.into());
+        let agent = state.agent.clone().unwrap_or_else(|| "support".into());
+        let sources = std::mem::take(&mut state.sources);
+        let new_status = if state.handoff.is_some() {
+            ConversationStatus::WaitingHuman
+        } else {
+            ConversationStatus::Bot
+        };
+        tracing::info!(
+            conversation = %id,
+            agent = %agent,
+            route = state.route.as_ref().map_or("", |r| r.by.as_str()),
+            steps = steps.len(),
+            llm_calls = usage.llm_calls,
+            handoff = state.handoff.is_some(),
+            message = %crate::pii::mask(&content),
+            "turn answered"
+        );
+        push_history(&mut state, MessageRole::User, &content, None);
+        push_history(
+            &mut state,
+            MessageRole::Assistant,
+            &reply_text,
+            Some(agent.clone()),
+        );
+        state.input.clear();
+
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let reply = message_row(
+            &conv,
+            MessageRole::Assistant,
+            Some(agent.clone()),
+            &reply_text,
+            &sources,
+            Some(&usage),
+        )
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        let title = if conv.title.is_empty() {
+            content.chars().take(80).collect()
+        } else {
+            conv.title.clone()
+        };
+        let mut active = conv.clone().into_active_model();
+        active.agent = Set(agent.clone());
+        active.status = Set(new_status.as_str().into());
+        active.title = Set(title);
+        active.turns = Set(conv.turns + 1);
+        active.prompt_tokens = Set(conv.prompt_tokens + usage.prompt_tokens as i64);
+        active.completion_tokens = Set(conv.completion_tokens + usage.completion_tokens as i64);
+        active.cost_micros = Set(conv.cost_micros + (usage.cost_usd * 1_000_000.0).round() as i64);
+        active.llm_calls = Set(conv.llm_calls + i32::try_from(usage.llm_calls).unwrap_or(i32::MAX));
+        active.checkpoint =
+            Set(serde_json::to_value(Checkpoint { state, next: None }).unwrap_or_default());
+        active.updated_at = Set(Utc::now());
+        let conv = active.update(&txn).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+
+        if !sources.is_empty() {
+            events(StreamEvent::Sources { sources });
+        }
+        events(StreamEvent::MessageDone {
+            message_id: Some(reply.id),
+            agent,
+            status: new_status,
+            usage,
+        });
+        Ok(TurnResult {
+            conversation: to_conversation(conv),
+            message: to_message(user),
+            reply: Some(to_message(reply)),
+            steps,
+        })
+    }
+
+    async fn write_operator_reply(
+        &self,
+        access: &Access,
+        id: Uuid,
+        reply: OperatorReply,
+    ) -> Result<Message, AppError> {
+        let content = reply.content.trim().to_string();
+        let model = self.conversation(access, id).await?;
+        let mut checkpoint = checkpoint_of(&model);
+        push_history(&mut checkpoint.state, MessageRole::Operator, &content, None);
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let message = message_row(&model, MessageRole::Operator, None, &content, &[], None)
+            .insert(&txn)
+            .await
+            .map_err(db_error)?;
+        let mut active = model.into_active_model();
+        active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
+        active.updated_at = Set(Utc::now());
+        active.update(&txn).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_message(message))
     }
 
     /// Sets the status when the conversation is in one of `from`.
@@ -190,7 +423,7 @@ pub fn to_conversation(m: conversations::Model) -> Conversation {
             prompt_tokens: u64::try_from(m.prompt_tokens).unwrap_or(0),
             completion_tokens: u64::try_from(m.completion_tokens).unwrap_or(0),
             cost_usd: m.cost_micros as f64 / 1_000_000.0,
-            llm_calls: 0,
+            llm_calls: u32::try_from(m.llm_calls).unwrap_or(0),
         },
         created_at: m.created_at,
         updated_at: m.updated_at,
@@ -326,6 +559,8 @@ impl ConversationService for ConversationServiceImpl {
             prompt_tokens: Set(0),
             completion_tokens: Set(0),
             cost_micros: Set(0),
+            llm_calls: Set(0),
+            busy_until: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -406,143 +641,10 @@ impl ConversationService for ConversationServiceImpl {
     ) -> Result<TurnResult, AppError> {
         access.require(Area::Conversations, Level::Write)?;
         check(&message)?;
-        let content = message.content.trim().to_string();
-        let conv = self.conversation(access, id).await?;
-        let status = ConversationStatus::parse(&conv.status).unwrap_or(ConversationStatus::Bot);
-        if status == ConversationStatus::Closed {
-            return Err(AppError::Conflict("the conversation is closed".into()));
-        }
-        let user = message_row(&conv, MessageRole::User, None, &content, &[], None)
-            .insert(&self.db)
-            .await
-            .map_err(db_error)?;
-        let mut checkpoint = checkpoint_of(&conv);
-        if status != ConversationStatus::Bot {
-            // A person owns the conversation: the bot stays silent.
-            push_history(&mut checkpoint.state, MessageRole::User, &content, None);
-            let mut active = conv.clone().into_active_model();
-            active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
-            active.updated_at = Set(Utc::now());
-            let conv = active.update(&self.db).await.map_err(db_error)?;
-            events(StreamEvent::MessageDone {
-                message_id: None,
-                agent: conv.agent.clone(),
-                status,
-                usage: Usage::default(),
-            });
-            return Ok(TurnResult {
-                conversation: to_conversation(conv),
-                message: to_message(user),
-                reply: None,
-                steps: Vec::new(),
-            });
-        }
-        let mut state = checkpoint.state;
-        state.input = content.clone();
-        state.reply = None;
-        state.sources.clear();
-        state.transfer = None;
-        state.handoff = None;
-        state.route = None;
-        let cx = self.context(access, id).await?;
-        let sink = DbSink {
-            db: self.db.clone(),
-            conversation: conv.clone(),
-            message_id: user.id,
-            steps: Mutex::new(Vec::new()),
-            usage: Mutex::new(Usage::default()),
-        };
-        let outcome = self
-            .graph
-            .run_turn(&cx, &mut state, None, &sink, &*events)
-            .await;
-        let steps = sink.steps.into_inner().unwrap_or_default();
-        let usage = sink.usage.into_inner().unwrap_or_default();
-        if let Err(e) = outcome {
-            tracing::error!(conversation = %id, error = %e, "the turn failed");
-            if let EngineError::Persist(_) = e {
-                return Err(AppError::Internal(
-                    "the conversation could not be saved".into(),
-                ));
-            }
-            events(StreamEvent::MessageDelta {
-                text: FALLBACK.into(),
-            });
-            state.reply = Some(FALLBACK.into());
-        }
-        let reply_text = state.reply.take().unwrap_or_else(|| FALLBACK.into());
-        let agent = state.agent.clone().unwrap_or_else(|| "support".into());
-        let sources = std::mem::take(&mut state.sources);
-        let new_status = if state.handoff.is_some() {
-            ConversationStatus::WaitingHuman
-        } else {
-            ConversationStatus::Bot
-        };
-        tracing::info!(
-            conversation = %id,
-            agent = %agent,
-            route = state.route.as_ref().map_or("", |r| r.by.as_str()),
-            steps = steps.len(),
-            llm_calls = usage.llm_calls,
-            handoff = state.handoff.is_some(),
-            message = %crate::pii::mask(&content),
-            "turn answered"
-        );
-        push_history(&mut state, MessageRole::User, &content, None);
-        push_history(
-            &mut state,
-            MessageRole::Assistant,
-            &reply_text,
-            Some(agent.clone()),
-        );
-        state.input.clear();
-
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let reply = message_row(
-            &conv,
-            MessageRole::Assistant,
-            Some(agent.clone()),
-            &reply_text,
-            &sources,
-            Some(&usage),
-        )
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        let title = if conv.title.is_empty() {
-            content.chars().take(80).collect()
-        } else {
-            conv.title.clone()
-        };
-        let mut active = conv.clone().into_active_model();
-        active.agent = Set(agent.clone());
-        active.status = Set(new_status.as_str().into());
-        active.title = Set(title);
-        active.turns = Set(conv.turns + 1);
-        active.prompt_tokens = Set(conv.prompt_tokens + usage.prompt_tokens as i64);
-        active.completion_tokens = Set(conv.completion_tokens + usage.completion_tokens as i64);
-        active.cost_micros = Set(conv.cost_micros + (usage.cost_usd * 1_000_000.0).round() as i64);
-        active.checkpoint =
-            Set(serde_json::to_value(Checkpoint { state, next: None }).unwrap_or_default());
-        active.updated_at = Set(Utc::now());
-        let conv = active.update(&txn).await.map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-
-        if !sources.is_empty() {
-            events(StreamEvent::Sources { sources });
-        }
-        events(StreamEvent::MessageDone {
-            message_id: Some(reply.id),
-            agent,
-            status: new_status,
-            usage,
-        });
-        Ok(TurnResult {
-            conversation: to_conversation(conv),
-            message: to_message(user),
-            reply: Some(to_message(reply)),
-            steps,
-        })
+        self.lease(access, id).await?;
+        let result = self.run_message(access, id, message, events).await;
+        self.release(id).await;
+        result
     }
 
     async fn list_steps(
@@ -626,22 +728,12 @@ impl ConversationService for ConversationServiceImpl {
         reply: OperatorReply,
     ) -> Result<Message, AppError> {
         check(&reply)?;
-        let conv = self.take_over(access, id).await?;
-        let content = reply.content.trim().to_string();
-        let model = self.conversation(access, conv.id).await?;
-        let mut checkpoint = checkpoint_of(&model);
-        push_history(&mut checkpoint.state, MessageRole::Operator, &content, None);
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let message = message_row(&model, MessageRole::Operator, None, &content, &[], None)
-            .insert(&txn)
-            .await
-            .map_err(db_error)?;
-        let mut active = model.into_active_model();
-        active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
-        active.updated_at = Set(Utc::now());
-        active.update(&txn).await.map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(to_message(message))
+        self.take_over(access, id).await?;
+        // After the bot's turn in progress, if any, so its checkpoint does not drop this reply.
+        self.lease(access, id).await?;
+        let result = self.write_operator_reply(access, id, reply).await;
+        self.release(id).await;
+        result
     }
 
     async fn list_router_rules(&self, access: &Access) -> Result<Vec<RouterRule>, AppError> {
@@ -665,13 +757,9 @@ impl ConversationService for ConversationServiceImpl {
     ) -> Result<RouterRule, AppError> {
         access.require(Area::Agents, Level::Write)?;
         check(&create)?;
-        if !self.rt.specialists.iter().any(|s| s.name == create.agent) {
-            let known: Vec<&str> = self
-                .rt
-                .specialists
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
+        let specialists = catalogue::load(&self.db, access.tenant_id).await?;
+        if !specialists.iter().any(|s| s.name == create.agent) {
+            let known: Vec<&str> = specialists.iter().map(|s| s.name.as_str()).collect();
             return Err(AppError::invalid(
                 "agent",
                 format!("must be one of {}", known.join(", ")),
@@ -707,7 +795,8 @@ impl ConversationService for ConversationServiceImpl {
 
     async fn get_prompt(&self, access: &Access, agent: &str) -> Result<AgentPrompt, AppError> {
         access.require(Area::Agents, Level::Read)?;
-        prompts::load(&self.db, access.tenant_id, self.specialist(agent)?).await
+        let specialist = self.specialist(access, agent).await?;
+        prompts::load(&self.db, access.tenant_id, &specialist).await
     }
 
     async fn save_prompt(
@@ -718,10 +807,10 @@ impl ConversationService for ConversationServiceImpl {
     ) -> Result<AgentPrompt, AppError> {
         access.require(Area::Agents, Level::Write)?;
         check(&save)?;
-        let specialist = self.specialist(agent)?;
+        let specialist = self.specialist(access, agent).await?;
         let note = save.note.as_deref().map(str::trim).unwrap_or_default();
         prompts::save(&self.db, access, agent, save.text.trim(), note).await?;
-        prompts::load(&self.db, access.tenant_id, specialist).await
+        prompts::load(&self.db, access.tenant_id, &specialist).await
     }
 
     async fn restore_default_prompt(
@@ -730,7 +819,7 @@ impl ConversationService for ConversationServiceImpl {
         agent: &str,
     ) -> Result<AgentPrompt, AppError> {
         access.require(Area::Agents, Level::Write)?;
-        let specialist = self.specialist(agent)?;
+        let specialist = self.specialist(access, agent).await?;
         prompts::save(
             &self.db,
             access,
@@ -739,7 +828,7 @@ impl ConversationService for ConversationServiceImpl {
             "restored the default",
         )
         .await?;
-        prompts::load(&self.db, access.tenant_id, specialist).await
+        prompts::load(&self.db, access.tenant_id, &specialist).await
     }
 
     async fn diff_prompts(
@@ -767,6 +856,91 @@ impl ConversationService for ConversationServiceImpl {
                 &format!("{agent} v{}", query.to),
                 &to,
             ),
+        })
+    }
+
+    async fn list_agents(&self, access: &Access) -> Result<AgentCatalogue, AppError> {
+        self.catalogue().list(access).await
+    }
+
+    async fn create_agent(&self, access: &Access, create: CreateAgent) -> Result<Agent, AppError> {
+        self.catalogue().create(access, create).await
+    }
+
+    async fn update_agent(
+        &self,
+        access: &Access,
+        agent: &str,
+        update: UpdateAgent,
+    ) -> Result<Agent, AppError> {
+        self.catalogue().update(access, agent, update).await
+    }
+
+    async fn delete_agent(&self, access: &Access, agent: &str) -> Result<(), AppError> {
+        self.catalogue().delete(access, agent).await
+    }
+
+    async fn usage(&self, access: &Access, query: UsageQuery) -> Result<UsageSummary, AppError> {
+        access.require(Area::Conversations, Level::Read)?;
+        let until = query.until.unwrap_or_else(Utc::now);
+        let since = query.since.unwrap_or_else(|| {
+            let today = until.date_naive();
+            today
+                .with_day(1)
+                .unwrap_or(today)
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+        });
+        if since >= until {
+            return Err(AppError::invalid("since", "must be before until"));
+        }
+        // PostgreSQL sums BIGINTs as NUMERIC; the cast keeps one integer type on both backends.
+        let sum = |column: conversations::Column| {
+            SimpleExpr::from(Func::cast_as(
+                Func::sum(Expr::col(column)),
+                Alias::new("BIGINT"),
+            ))
+        };
+        type Totals = (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let totals: Option<Totals> = conversations::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::col(conversations::Column::Id).count(),
+                "conversations",
+            )
+            .column_as(sum(conversations::Column::Turns), "turns")
+            .column_as(sum(conversations::Column::PromptTokens), "prompt_tokens")
+            .column_as(
+                sum(conversations::Column::CompletionTokens),
+                "completion_tokens",
+            )
+            .column_as(sum(conversations::Column::CostMicros), "cost_micros")
+            .column_as(sum(conversations::Column::LlmCalls), "llm_calls")
+            .filter(conversations::Column::TenantId.eq(access.tenant_id))
+            .filter(conversations::Column::CreatedAt.gte(since))
+            .filter(conversations::Column::CreatedAt.lt(until))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        let (count, turns, prompt, completion, cost, calls) = totals.unwrap_or_default();
+        let positive = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
+        Ok(UsageSummary {
+            since,
+            until,
+            conversations: positive(Some(count)),
+            turns: positive(turns),
+            prompt_tokens: positive(prompt),
+            completion_tokens: positive(completion),
+            cost_usd: positive(cost) as f64 / 1_000_000.0,
+            llm_calls: positive(calls),
         })
     }
 

@@ -1,10 +1,12 @@
 //! The specialists every tenant starts with: a system prompt (with variables), the tools they
-//! may call, and a description the router reads.
+//! may call, and a description the router reads. Tenants change them and add their own
+//! ([`super::catalogue`]).
 
-use chrono::{Datelike, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
 use app::types::{BusinessHours, WEEKDAYS};
+use uuid::Uuid;
 
 use super::tools::ToolName;
 
@@ -17,6 +19,12 @@ pub struct Specialist {
     /// are filled in per turn.
     pub prompt: String,
     pub tools: Vec<ToolName>,
+    /// The knowledge bases its searches read; empty reads all of the tenant's.
+    pub knowledge_bases: Vec<Uuid>,
+    pub built_in: bool,
+    /// A built-in agent the tenant changed (see [`super::catalogue`]).
+    pub customised: bool,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 const COMMON: &str = "You work for {{company}}. Today is {{today}} ({{timezone}}). Business hours: {{business_hours}}.\n\
@@ -30,6 +38,10 @@ fn specialist(name: &str, description: &str, role: &str, tools: &[ToolName]) -> 
         description: description.into(),
         prompt: format!("You are the {name} agent. {role}\n{COMMON}"),
         tools: tools.to_vec(),
+        knowledge_bases: Vec::new(),
+        built_in: true,
+        customised: false,
+        updated_at: None,
     }
 }
 
@@ -39,14 +51,16 @@ pub fn built_in() -> Vec<Specialist> {
         specialist(
             "sales",
             "prices, plans, quotes, discounts, buying",
-            "You help prospective customers choose and buy.",
-            &[KnowledgeSearch, TransferToAgent, HandoffToHuman],
+            "You help prospective customers choose and buy. When asked, send the customer an email \
+summary with send_email (if you have it).",
+            &[KnowledgeSearch, TransferToAgent, HandoffToHuman, SendEmail],
         ),
         specialist(
             "support",
             "questions about products and services, problems, opening hours, policies",
-            "You answer customers' questions and solve their problems.",
-            &[KnowledgeSearch, TransferToAgent, HandoffToHuman],
+            "You answer customers' questions and solve their problems. When asked, send the customer \
+an email summary with send_email (if you have it).",
+            &[KnowledgeSearch, TransferToAgent, HandoffToHuman, SendEmail],
         ),
         specialist(
             "scheduling",

@@ -9,6 +9,9 @@ use app::types::{BusinessHours, SearchMode, SearchRequest, Source};
 use crate::engine::ConvState;
 use crate::llm;
 
+use crate::integrations::email::{self, OutgoingEmail};
+use crate::pii;
+
 use super::calendar::{CalendarError, NewBooking};
 use super::TurnContext;
 
@@ -19,15 +22,17 @@ pub enum ToolName {
     CreateBooking,
     TransferToAgent,
     HandoffToHuman,
+    SendEmail,
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 5] = [
+    pub const ALL: [ToolName; 6] = [
         ToolName::KnowledgeSearch,
         ToolName::CheckAvailability,
         ToolName::CreateBooking,
         ToolName::TransferToAgent,
         ToolName::HandoffToHuman,
+        ToolName::SendEmail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +42,15 @@ impl ToolName {
             ToolName::CreateBooking => "create_booking",
             ToolName::TransferToAgent => "transfer_to_agent",
             ToolName::HandoffToHuman => "handoff_to_human",
+            ToolName::SendEmail => "send_email",
+        }
+    }
+
+    /// Whether the platform can run the tool; the model is not offered it otherwise.
+    pub fn is_offered(self, rt: &super::Runtime) -> bool {
+        match self {
+            ToolName::SendEmail => rt.email.is_some(),
+            _ => true,
         }
     }
 
@@ -82,6 +96,16 @@ impl ToolName {
                     "reason": {"type": "string"}
                 }, "required": ["reason"]}),
             ),
+            ToolName::SendEmail => (
+                "Email the customer (plain text), e.g. a summary of the conversation. Queued and \
+sent within moments.",
+                json!({"type": "object", "properties": {
+                    "to": {"type": "string", "description": "The customer's email address"},
+                    "subject": {"type": "string", "maxLength": email::MAX_SUBJECT_CHARS},
+                    "body": {"type": "string", "maxLength": email::MAX_BODY_CHARS,
+                        "description": "Plain text, no HTML"}
+                }, "required": ["to", "subject", "body"]}),
+            ),
         };
         llm::function_tool(self.as_str(), description, parameters)
     }
@@ -118,7 +142,13 @@ pub async fn execute(
             let Some(query) = arg(args, "query") else {
                 return refused("query is required");
             };
-            let sources = search_all(cx, query, 4).await;
+            let knowledge_bases = state
+                .agent
+                .as_deref()
+                .and_then(|agent| cx.specialist(agent))
+                .map(|s| s.knowledge_bases.clone())
+                .unwrap_or_default();
+            let sources = search_all(cx, &knowledge_bases, query, 4).await;
             if sources.is_empty() {
                 return ToolOutcome {
                     ok: true,
@@ -141,7 +171,7 @@ pub async fn execute(
             let Some(agent) = arg(args, "agent") else {
                 return refused("agent is required");
             };
-            if !cx.rt.specialists.iter().any(|s| s.name == agent) {
+            if !cx.specialists.iter().any(|s| s.name == agent) {
                 return refused(format!("there is no agent called {agent}"));
             }
             if state.agent.as_deref() == Some(agent) {
@@ -162,11 +192,18 @@ pub async fn execute(
                 result: "A person of the company will take over.".into(),
             }
         }
+        ToolName::SendEmail => send_email(cx, state, args).await,
     }
 }
 
-/// The best passages over every knowledge base of the tenant, best first.
-pub async fn search_all(cx: &TurnContext, query: &str, top_k: usize) -> Vec<Source> {
+/// The best passages over the given knowledge bases of the tenant (all of them when none is
+/// given), best first.
+pub async fn search_all(
+    cx: &TurnContext,
+    knowledge_bases: &[uuid::Uuid],
+    query: &str,
+    top_k: usize,
+) -> Vec<Source> {
     let knowledge = &cx.rt.knowledge;
     let bases = match knowledge.list_knowledge_bases(&cx.knowledge_access).await {
         Ok(bases) => bases,
@@ -175,7 +212,10 @@ pub async fn search_all(cx: &TurnContext, query: &str, top_k: usize) -> Vec<Sour
             return Vec::new();
         }
     };
-    let searches = bases.iter().map(|kb| {
+    let searches = bases
+        .iter()
+        .filter(|kb| knowledge_bases.is_empty() || knowledge_bases.contains(&kb.id));
+    let searches = searches.map(|kb| {
         let request = SearchRequest {
             query: query.chars().take(1000).collect(),
             mode: Some(SearchMode::Hybrid),
@@ -346,5 +386,91 @@ async fn create_booking(cx: &TurnContext, args: &Value) -> ToolOutcome {
             start.format("%Y-%m-%d %H:%M")
         )),
         Err(e) => refused(e.to_string()),
+    }
+}
+
+/// The `send_email` arguments, validated; the error is what the model is told.
+fn email_args(args: &Value) -> Result<OutgoingEmail, String> {
+    let field = |name: &str| args.get(name).and_then(Value::as_str);
+    let (Some(to), Some(subject), Some(body)) = (field("to"), field("subject"), field("body"))
+    else {
+        return Err("to, subject and body are required".into());
+    };
+    OutgoingEmail::new(to, subject, body).map_err(|e| e.to_string())
+}
+
+/// Queues the email (an `email.send` job in the tenant); a worker delivers it.
+/// Emails one conversation may send: the bot must not become a relay for anyone's mail.
+pub const MAX_EMAILS_PER_CONVERSATION: u64 = 3;
+/// Where the count is kept (the checkpointed state, so it survives turns and restarts).
+const EMAILS_SENT: &str = "emails_sent";
+
+async fn send_email(cx: &TurnContext, state: &mut ConvState, args: &Value) -> ToolOutcome {
+    let failed = |error: &str| refused(json!({"queued": false, "error": error}).to_string());
+    let Some(queue) = &cx.rt.email else {
+        return failed("email is not set up for this company");
+    };
+    let sent = state
+        .vars
+        .get(EMAILS_SENT)
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if sent >= MAX_EMAILS_PER_CONVERSATION {
+        return failed("this conversation has sent as many emails as it may");
+    }
+    let email = match email_args(args) {
+        Ok(email) => email,
+        Err(e) => return failed(&e),
+    };
+    match queue
+        .enqueue(cx.tenant_id(), &email, Some(cx.conversation_id))
+        .await
+    {
+        Ok(job_id) => {
+            state.vars.insert(EMAILS_SENT.into(), json!(sent + 1));
+            ToolOutcome {
+                ok: true,
+                result: json!({"queued": true, "job_id": job_id}).to_string(),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %pii::mask(&e.to_string()), "an email could not be queued");
+            failed("the email could not be queued; try again later")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_email_arguments_are_validated_with_reasons_for_the_model() {
+        let ok = email_args(&json!({
+            "to": "rui@example.com", "subject": "Your summary", "body": "Hello Rui"
+        }))
+        .unwrap();
+        assert_eq!(ok.to.to_string(), "rui@example.com");
+        assert_eq!(
+            email_args(&json!({"to": "rui@example.com", "subject": "Hi"})).unwrap_err(),
+            "to, subject and body are required"
+        );
+        assert_eq!(
+            email_args(&json!({"to": 5, "subject": "Hi", "body": "x"})).unwrap_err(),
+            "to, subject and body are required"
+        );
+        let bad = |args: Value| email_args(&args).unwrap_err();
+        assert!(
+            bad(json!({"to": "rui at example", "subject": "Hi", "body": "x"}))
+                .contains("'rui at example' is not an email address")
+        );
+        assert!(
+            bad(json!({"to": "a@example.com", "subject": "x".repeat(201), "body": "x"}))
+                .contains("subject is longer than 200 characters")
+        );
+        assert!(
+            bad(json!({"to": "a@example.com", "subject": "Hi", "body": "x".repeat(10_001)}))
+                .contains("body is longer than 10000 characters")
+        );
     }
 }

@@ -62,10 +62,14 @@ impl JobHandler for Echo {
     }
 }
 
-/// Every kind this build can run.
-pub fn registry(knowledge: &std::sync::Arc<crate::rag::Knowledge>) -> Registry {
+/// Every kind this build can run; `mailer` delivers `email.send` (`None` without `SMTP_URL`).
+pub fn registry(
+    knowledge: &std::sync::Arc<crate::rag::Knowledge>,
+    mailer: Option<std::sync::Arc<dyn crate::integrations::email::Mailer>>,
+) -> Registry {
     Registry::default()
         .with(Noop)
         .with(Echo)
         .with(crate::rag::ingest::Ingest::new(knowledge.clone()))
+        .with(crate::integrations::email::SendEmail::new(mailer))
 }

@@ -10,6 +10,7 @@
 //!   effect is committed exactly once even when two workers ran it.
 //! - **Retries** with exponential backoff and jitter up to the kind's `max_attempts`; then the
 //!   job is **dead** with every attempt's error, until retried or discarded (console, REST).
+//!   A handler returning [`Permanent`] makes it dead at once.
 //! - **Schedules** ([`schedule`]): cron expressions in a time zone; each tick is enqueued once
 //!   however many workers run.
 //!
@@ -37,7 +38,7 @@ use app::types::{Job, JobAttemptError, JobState};
 use crate::store::jobs;
 
 pub use handlers::registry;
-pub use worker::{JobContext, JobHandler, Registry, Worker, WorkerConfig};
+pub use worker::{JobContext, JobHandler, Permanent, Registry, Worker, WorkerConfig};
 
 /// A job to enqueue.
 #[derive(Clone, Debug)]

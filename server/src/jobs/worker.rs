@@ -45,6 +45,13 @@ pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: &mut JobContext) -> anyhow::Result<()>;
 }
 
+/// A failure that no retry can mend (a malformed payload, an address the server refused):
+/// return it from [`JobHandler::run`] (`Err(Permanent(..).into())`) and the job is dead at
+/// once instead of spending its remaining attempts.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Permanent(pub String);
+
 /// The handlers a worker runs, by kind.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -343,7 +350,7 @@ async fn run_one(
     if job.attempts > job.max_attempts {
         // Taken over from dead workers more often than it may be tried.
         let error = "the worker running it stopped on every attempt".to_string();
-        finish_failed(&db, &job, &worker, error, &config).await;
+        finish_failed(&db, &job, &worker, error, &config, false).await;
         return;
     }
     metrics::gauge!(RUNNING, "kind" => kind.clone()).increment(1.0);
@@ -384,13 +391,17 @@ async fn run_one(
     metrics::gauge!(RUNNING, "kind" => kind.clone()).decrement(1.0);
     match attempt {
         Ok((ctx, Ok(Ok(())))) => finish_succeeded(&db, ctx, &worker).await,
-        Ok((_, Ok(Err(e)))) => finish_failed(&db, &job, &worker, format!("{e:#}"), &config).await,
+        Ok((_, Ok(Err(e)))) => {
+            let permanent = e.downcast_ref::<Permanent>().is_some();
+            finish_failed(&db, &job, &worker, format!("{e:#}"), &config, permanent).await
+        }
         Ok((_, Err(_))) => {
             let error = format!("timed out after {} s", timeout.as_secs());
-            finish_failed(&db, &job, &worker, error, &config).await
+            finish_failed(&db, &job, &worker, error, &config, false).await
         }
         Err(e) if e.is_panic() => {
-            finish_failed(&db, &job, &worker, "the handler panicked".into(), &config).await
+            let error = "the handler panicked".into();
+            finish_failed(&db, &job, &worker, error, &config, false).await
         }
         // Aborted by shutdown: `release` hands it back.
         Err(_) => {}
@@ -435,6 +446,7 @@ async fn finish_failed(
     worker: &str,
     error: String,
     config: &WorkerConfig,
+    permanent: bool,
 ) {
     let now = Utc::now();
     let attempt = u32::try_from(job.attempts).unwrap_or(0);
@@ -444,7 +456,7 @@ async fn finish_failed(
         at: now,
         error: error.clone(),
     });
-    let dead = job.attempts >= job.max_attempts;
+    let dead = permanent || job.attempts >= job.max_attempts;
     let mut update = fenced(job, worker)
         .col_expr(Column::LastError, Expr::value(error.clone()))
         .col_expr(

@@ -42,6 +42,8 @@ struct Script {
     down: Option<u16>,
     delay: Duration,
     requests: Vec<Value>,
+    /// The `Authorization` header of each request (the API key the client sent).
+    authorizations: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -100,6 +102,11 @@ impl FakeLlm {
         self.script().requests.clone()
     }
 
+    /// The `Authorization` header of every request so far (`Bearer <key>`).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.script().authorizations.clone()
+    }
+
     /// Requests for `model` so far.
     pub fn requests_for(&self, model: &str) -> Vec<Value> {
         self.requests()
@@ -127,10 +134,20 @@ fn tool_calls(calls: &[(String, Value)]) -> Vec<Value> {
         .collect()
 }
 
-async fn completions(State(fake): State<FakeLlm>, Json(request): Json<Value>) -> Response {
+async fn completions(
+    State(fake): State<FakeLlm>,
+    headers: axum::http::HeaderMap,
+    Json(request): Json<Value>,
+) -> Response {
     let (reply, delay) = {
         let mut script = fake.script();
         script.requests.push(request.clone());
+        let authorization = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        script.authorizations.push(authorization);
         let reply = if let Some(status) = script.down {
             Reply::Fail(status)
         } else if request["model"] == ROUTER_MODEL {

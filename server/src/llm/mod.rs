@@ -2,8 +2,13 @@
 //! through async-openai, behind the `llm` circuit breaker, with timeouts, retries with backoff
 //! on rate limits and server errors, and token/cost accounting from the configured price table.
 //! Without a provider the platform runs in offline mode (see `crate::agents::offline`).
+//! Tenants may bring their own provider ([`providers`], [`settings`]).
 
 pub mod fake;
+pub mod providers;
+pub mod settings;
+
+pub use providers::Providers;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -156,8 +161,27 @@ impl CallError {
     }
 }
 
+/// The HTTP client settings every provider's client starts from.
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("agent-platform/", env!("CARGO_PKG_VERSION")))
+}
+
 impl Llm {
+    /// The platform's provider, behind the `llm` circuit.
     pub fn new(config: LlmConfig, circuit: CircuitConfig) -> Llm {
+        let http = http_client().build().unwrap_or_default();
+        Llm::with_client("llm", config, circuit, http)
+    }
+
+    /// A provider behind a circuit of its own (`service` names it in the metrics).
+    pub fn with_client(
+        service: &str,
+        config: LlmConfig,
+        circuit: CircuitConfig,
+        http: reqwest::Client,
+    ) -> Llm {
         let provider = config.base_url.clone().map(|base| {
             let openai = OpenAIConfig::new()
                 .with_api_base(base.trim_end_matches('/'))
@@ -173,14 +197,9 @@ impl Llm {
             let no_retry = backoff::ExponentialBackoffBuilder::new()
                 .with_max_elapsed_time(Some(Duration::ZERO))
                 .build();
-            let http = reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .user_agent(concat!("agent-platform/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default();
             Provider {
                 client: async_openai::Client::build(http, openai, no_retry),
-                breaker: Breaker::new("llm", circuit),
+                breaker: Breaker::new(service, circuit),
                 config,
             }
         });

@@ -20,6 +20,9 @@ pub struct Model {
     pub completion_tokens: i64,
     /// Cost of the LLM calls in millionths of a dollar.
     pub cost_micros: i64,
+    pub llm_calls: i32,
+    /// Set while a turn runs: the next message waits for it (see `agents::service`).
+    pub busy_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,6 +1,7 @@
 //! Persistence: sea-orm entities and the connection. Every query on tenant-owned rows filters
 //! by `tenant_id`; the functions that do so live next to the services that use them.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit_log;
 pub mod bookings;
@@ -16,6 +17,7 @@ pub mod messages;
 pub mod prompts;
 pub mod router_rules;
 pub mod run_steps;
+pub mod tenant_llm_settings;
 pub mod tenants;
 pub mod users;
 

@@ -9,12 +9,23 @@ fn server_cmd(
     database_url: &str,
     args: &[&str],
 ) -> (bool, String, String) {
+    server_cmd_with(app_dir, database_url, args, &[])
+}
+
+/// Runs the server binary with `args` on a database: (succeeded, stdout, stderr).
+pub(crate) fn server_cmd_with(
+    app_dir: &std::path::Path,
+    database_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_server"))
         .args(args)
         .env("DATA_DIR", app_dir)
         .env("DATABASE_URL", database_url)
         .env("DEMO_TENANT", "false")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run server binary");
     (

@@ -20,7 +20,11 @@ const HANDBOOK: &str = "# Opening hours\n\nOur shop opens Monday to Friday from 
 On Saturdays the shop opens from ten to one. We are closed on Sundays.\n\n# Parking\n\n\
 Parking behind the shop is free for customers.";
 
-async fn spawn(backend: Backend, fake: Option<&FakeLlm>, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn spawn(
+    backend: Backend,
+    fake: Option<&FakeLlm>,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let owned = fake.map(FakeLlm::config).unwrap_or_default();
     let mut pairs: Vec<(&str, &str)> = vec![("JOB_POLL_MS", "50")];
     pairs.extend(owned.iter().map(|(k, v)| (*k, v.as_str())));
@@ -38,7 +42,7 @@ async fn handbook(app: &TestApp, key: &str) {
     assert_eq!(doc["status"], "ready", "{doc}");
 }
 
-async fn start(app: &TestApp, key: &str) -> String {
+pub(crate) async fn start(app: &TestApp, key: &str) -> String {
     let c = json(
         app.send_json(Method::POST, "/api/v1/conversations", key, &json!({}))
             .await,
@@ -49,7 +53,7 @@ async fn start(app: &TestApp, key: &str) -> String {
     c["id"].as_str().unwrap().to_string()
 }
 
-async fn say(app: &TestApp, key: &str, conversation: &str, content: &str) -> Value {
+pub(crate) async fn say(app: &TestApp, key: &str, conversation: &str, content: &str) -> Value {
     json(
         app.send_json(
             Method::POST,
@@ -63,11 +67,11 @@ async fn say(app: &TestApp, key: &str, conversation: &str, content: &str) -> Val
     .await
 }
 
-async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> reqwest::Response {
     app.send_json(Method::POST, path, key, &body).await
 }
 
-fn route(turn: &Value) -> (String, String) {
+pub(crate) fn route(turn: &Value) -> (String, String) {
     let r = &turn["steps"][0]["detail"]["route"];
     (
         r["agent"].as_str().unwrap_or_default().into(),

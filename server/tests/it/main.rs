@@ -3,16 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fake_smtp;
 mod helpers;
 
+mod agents;
 mod api;
 mod cli;
 mod console;
 mod conversations;
+mod email;
 mod isolation;
 mod jobs;
 mod knowledge;
 mod limits;
+mod llm_settings;
 mod outbound;
 mod platform;
 mod scale;

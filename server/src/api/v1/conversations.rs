@@ -21,7 +21,8 @@ use app::services::{Access, EventSink, Services};
 use app::types::{
     AgentPrompt, Conversation, ConversationDetail, ConversationQuery, CreateConversation,
     CreateRouterRule, Feedback, Message, OperatorReply, Page, PostMessage, PromptDiff,
-    PromptDiffQuery, RouterRule, SavePrompt, Step, StreamEvent, TurnResult,
+    PromptDiffQuery, RouterRule, SavePrompt, Step, StreamEvent, TurnResult, UsageQuery,
+    UsageSummary,
 };
 
 use crate::auth::ApiAccess;
@@ -61,6 +62,25 @@ pub fn routes() -> Router<AppState> {
             post(restore_default_prompt),
         )
         .route("/api/v1/agents/{agent}/prompt/diff", get(diff_prompts))
+        .route("/api/v1/usage", get(usage))
+}
+
+/// Tokens and cost of the LLM calls of the tenant's conversations started in a period
+/// (by default the current month).
+#[utoipa::path(get, path = "/api/v1/usage", tag = "conversations",
+    params(UsageQuery),
+    responses(
+        (status = 200, body = UsageSummary),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn usage(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiQuery(query): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<UsageSummary>> {
+    Ok(Json(s.services.conversations.usage(&a, query).await?))
 }
 
 /// Start a conversation with the tenant's agents.
@@ -433,7 +453,7 @@ pub async fn delete_router_rule(
 /// The agent's system prompt in use, with its history (newest first, ending in the built-in
 /// default, version 0) and the variables it may use.
 #[utoipa::path(get, path = "/api/v1/agents/{agent}/prompt", tag = "conversations",
-    params(("agent" = String, Path, description = "sales, support, scheduling or emergency")),
+    params(("agent" = String, Path, description = "The agent's name (sales, support, scheduling, emergency or one of the tenant's)")),
     responses(
         (status = 200, body = AgentPrompt),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -449,7 +469,7 @@ pub async fn get_prompt(
 
 /// Save a new version of the agent's prompt; it answers with it from the next turn.
 #[utoipa::path(put, path = "/api/v1/agents/{agent}/prompt", tag = "conversations",
-    params(("agent" = String, Path, description = "sales, support, scheduling or emergency")),
+    params(("agent" = String, Path, description = "The agent's name (sales, support, scheduling, emergency or one of the tenant's)")),
     request_body = SavePrompt,
     responses(
         (status = 200, body = AgentPrompt),
@@ -475,7 +495,7 @@ pub async fn save_prompt(
 
 /// Go back to the built-in prompt (saved as a new version; the history stays).
 #[utoipa::path(post, path = "/api/v1/agents/{agent}/prompt/restore-default", tag = "conversations",
-    params(("agent" = String, Path, description = "sales, support, scheduling or emergency")),
+    params(("agent" = String, Path, description = "The agent's name (sales, support, scheduling, emergency or one of the tenant's)")),
     responses(
         (status = 200, body = AgentPrompt),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -497,7 +517,7 @@ pub async fn restore_default_prompt(
 
 /// A unified diff between two versions of the agent's prompt (0 is the default).
 #[utoipa::path(get, path = "/api/v1/agents/{agent}/prompt/diff", tag = "conversations",
-    params(("agent" = String, Path, description = "sales, support, scheduling or emergency"), PromptDiffQuery),
+    params(("agent" = String, Path, description = "The agent's name (sales, support, scheduling, emergency or one of the tenant's)"), PromptDiffQuery),
     responses(
         (status = 200, body = PromptDiff),
         (status = 401, body = Problem, content_type = "application/problem+json"),

@@ -1,11 +1,13 @@
 //! `/api/v1`: every handler carries `#[utoipa::path]`; the document is generated from them.
 
+mod agents;
 mod api_keys;
 mod audit;
 pub mod conversations;
 mod docs;
 mod jobs;
 pub mod knowledge;
+mod llm_settings;
 mod members;
 pub mod openai;
 mod tenant;
@@ -67,7 +69,15 @@ use crate::state::AppState;
         conversations::save_prompt,
         conversations::restore_default_prompt,
         conversations::diff_prompts,
+        conversations::usage,
+        agents::list_agents,
+        agents::create_agent,
+        agents::update_agent,
+        agents::delete_agent,
         openai::chat_completions,
+        llm_settings::get_llm_settings,
+        llm_settings::update_llm_settings,
+        llm_settings::reset_llm_settings,
     ),
     components(schemas(
         crate::http::error::Problem,
@@ -86,6 +96,7 @@ use crate::state::AppState;
         (name = "jobs", description = "Background jobs: progress, failures, dead letters"),
         (name = "knowledge", description = "Knowledge bases, documents and hybrid search"),
         (name = "conversations", description = "Talking to the tenant's agents, human handoff, router rules"),
+        (name = "llm", description = "The tenant's own LLM provider, or the platform's"),
     )
 )]
 pub struct ApiDoc;
@@ -112,6 +123,8 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
         .merge(knowledge::routes(upload_limit))
         .merge(conversations::routes())
+        .merge(llm_settings::routes())
+        .merge(agents::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))

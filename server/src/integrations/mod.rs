@@ -1,0 +1,5 @@
+//! External systems the platform talks to, each behind a trait with a fake for tests.
+//!
+//! - [`email`]: outgoing mail over SMTP (the agents' `send_email` tool, delivered by a job).
+
+pub mod email;
