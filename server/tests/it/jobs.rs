@@ -213,7 +213,10 @@ async fn failures_back_off_then_die_and_dead_letters_are_managed_over_rest() {
         )
         .await;
 
-        // Retry: a fresh set of attempts; it fails three more times and is dead again.
+        // Retry: a fresh set of attempts; it fails three more times and is dead again. The
+        // worker is stopped meanwhile, so the answer cannot race it to the job.
+        let _ = stop.send(true);
+        handle.await.unwrap();
         let retried = json(
             app.send_json(reqwest::Method::POST, &retry, &acme.key, &json!({}))
                 .await,
@@ -222,6 +225,7 @@ async fn failures_back_off_then_die_and_dead_letters_are_managed_over_rest() {
         .await;
         assert_eq!(retried["state"], "queued");
         assert_eq!(retried["attempts"], 0);
+        let (stop, handle) = start_worker(&app.db, registry.clone(), worker_config(Duration::ZERO));
         wait_for(
             "the second dead letter",
             Duration::from_secs(15),
