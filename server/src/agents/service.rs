@@ -152,13 +152,14 @@ impl ConversationServiceImpl {
         }
     }
 
-    async fn release(&self, id: Uuid) {
+    async fn release(&self, access: &Access, id: Uuid) {
         let released = conversations::Entity::update_many()
             .col_expr(
                 conversations::Column::BusyUntil,
                 Expr::value(None::<chrono::DateTime<Utc>>),
             )
             .filter(conversations::Column::Id.eq(id))
+            .filter(conversations::Column::TenantId.eq(access.tenant_id))
             .exec(&self.db)
             .await;
         if let Err(e) = released {
@@ -643,7 +644,7 @@ impl ConversationService for ConversationServiceImpl {
         check(&message)?;
         self.lease(access, id).await?;
         let result = self.run_message(access, id, message, events).await;
-        self.release(id).await;
+        self.release(access, id).await;
         result
     }
 
@@ -732,7 +733,7 @@ impl ConversationService for ConversationServiceImpl {
         // After the bot's turn in progress, if any, so its checkpoint does not drop this reply.
         self.lease(access, id).await?;
         let result = self.write_operator_reply(access, id, reply).await;
-        self.release(id).await;
+        self.release(access, id).await;
         result
     }
 
