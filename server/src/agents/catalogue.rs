@@ -178,12 +178,7 @@ impl Catalogue<'_> {
     ) -> Result<Vec<Uuid>, AppError> {
         let owned = self
             .knowledge
-            .list_knowledge_bases(&Access {
-                scopes: app::types::Scope::parse("knowledge:read")
-                    .into_iter()
-                    .collect(),
-                ..access.clone()
-            })
+            .list_knowledge_bases(&super::knowledge_reader(access))
             .await?;
         let mut kept: Vec<Uuid> = Vec::new();
         for id in ids {

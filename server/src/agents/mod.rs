@@ -85,6 +85,17 @@ impl TurnContext {
     }
 }
 
+/// The caller's tenant with read access to its knowledge only: what the agents search with,
+/// whatever the caller's own scopes.
+pub fn knowledge_reader(access: &Access) -> Access {
+    Access {
+        scopes: app::types::Scope::parse("knowledge:read")
+            .into_iter()
+            .collect(),
+        ..access.clone()
+    }
+}
+
 /// The graph every tenant starts with:
 /// router → specialist → (transfer → specialist)* → (handoff) → end.
 pub fn default_graph() -> GraphDef {

@@ -18,7 +18,7 @@ use app::types::{
     Agent, AgentCatalogue, AgentPrompt, Area, BusinessHours, Channel, Conversation,
     ConversationDetail, ConversationQuery, ConversationStatus, CreateAgent, CreateConversation,
     CreateRouterRule, Feedback, Level, Message, MessageRole, OperatorReply, Page, PostMessage,
-    PromptDiff, PromptDiffQuery, Rating, RouterRule, RuleKind, SavePrompt, Scope, Source, Step,
+    PromptDiff, PromptDiffQuery, Rating, RouterRule, RuleKind, SavePrompt, Source, Step,
     StreamEvent, TurnResult, UpdateAgent, Usage, UsageQuery, UsageSummary,
 };
 use app::validate::check;
@@ -92,10 +92,7 @@ impl ConversationServiceImpl {
             rt: self.rt.clone(),
             llm: self.rt.llm.for_tenant(&self.db, access.tenant_id).await?,
             access: access.clone(),
-            knowledge_access: Access {
-                scopes: Scope::parse("knowledge:read").into_iter().collect(),
-                ..access.clone()
-            },
+            knowledge_access: super::knowledge_reader(access),
             conversation_id,
             company: tenant.name,
             timezone: tenant.timezone,
