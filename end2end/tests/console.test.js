@@ -16,6 +16,19 @@ before(async () => {
 });
 after(async () => { await browser?.close(); });
 
+// What any page logged about hydration, checked by the last test. Leptos warns (debug builds)
+// when a page reads a resource outside <Suspense/>, and logs mismatches and panics; each can
+// leave forms mis-hydrated (no handlers) depending on timing, so none is tolerated.
+const hydrationProblems = [];
+async function openPage(context = browser) {
+  const page = await context.newPage();
+  page.on("console", (msg) => {
+    if (/hydrat|outside a <Suspense|panicked/i.test(msg.text())) hydrationProblems.push(`${page.url()}: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => hydrationProblems.push(`${page.url()}: ${err.message}`));
+  return page;
+}
+
 async function signIn(page, { email, password }) {
   await page.goto(`${BASE}/login`);
   await page.getByLabel("Email").fill(email);
@@ -30,7 +43,7 @@ async function api(path, key) {
 }
 
 test("console pages hydrate under their Content Security Policy", async () => {
-  const page = await browser.newPage();
+  const page = await openPage();
   const violations = [];
   page.on("console", (msg) => {
     if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) violations.push(msg.text());
@@ -50,7 +63,7 @@ test("console pages hydrate under their Content Security Policy", async () => {
 });
 
 test("sign in, create a key, use it, revoke it", async () => {
-  const page = await browser.newPage();
+  const page = await openPage();
   await signIn(page, ADMIN);
   await page.getByRole("link", { name: "API keys" }).first().click();
   await page.waitForURL(`${BASE}/keys`);
@@ -73,7 +86,7 @@ test("sign in, create a key, use it, revoke it", async () => {
 });
 
 test("a viewer cannot create a key", async () => {
-  const admin = await browser.newPage();
+  const admin = await openPage();
   await signIn(admin, ADMIN);
   await admin.goto(`${BASE}/members`);
   await admin.waitForSelector("body[data-hydrated=true]");
@@ -86,7 +99,7 @@ test("a viewer cannot create a key", async () => {
   await admin.close();
 
   const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
-  const page = await context.newPage();
+  const page = await openPage(context);
   await signIn(page, { email, password });
   await page.goto(`${BASE}/keys`);
   await page.waitForSelector("body[data-hydrated=true]");
@@ -103,7 +116,7 @@ test("a viewer cannot create a key", async () => {
 });
 
 test("settings are saved and the audit log can be filtered", async () => {
-  const page = await browser.newPage();
+  const page = await openPage();
   await signIn(page, ADMIN);
   await page.goto(`${BASE}/settings`);
   await page.waitForSelector("body[data-hydrated=true]");
@@ -130,7 +143,7 @@ test("settings are saved and the audit log can be filtered", async () => {
 });
 
 test("the playground answers with its trace, and an emergency waits for a person who takes over", async () => {
-  const page = await browser.newPage();
+  const page = await openPage();
   await signIn(page, ADMIN);
   await page.goto(`${BASE}/conversations`);
   await page.waitForSelector("body[data-hydrated=true]");
@@ -161,7 +174,7 @@ test("the playground answers with its trace, and an emergency waits for a person
 });
 
 test("router rules and prompts are edited on the Agents page", async () => {
-  const page = await browser.newPage();
+  const page = await openPage();
   await signIn(page, ADMIN);
   await page.goto(`${BASE}/agents`);
   await page.waitForSelector("body[data-hydrated=true]");
@@ -192,7 +205,7 @@ test("router rules and prompts are edited on the Agents page", async () => {
 });
 
 test("a tenant defines its own agent, routes to it and deletes it", async () => {
-  const page = await browser.newPage();
+  const page = await openPage();
   await signIn(page, ADMIN);
   await page.goto(`${BASE}/agents`);
   await page.waitForSelector("body[data-hydrated=true]");
@@ -218,4 +231,8 @@ test("a tenant defines its own agent, routes to it and deletes it", async () => 
   await page.getByText(/the agent is deleted/).waitFor();
   await agents.getByRole("cell", { name: "billing", exact: true }).waitFor({ state: "detached" });
   await page.close();
+});
+
+test("no page logged a hydration problem", () => {
+  assert.deepEqual(hydrationProblems, []);
 });

@@ -104,7 +104,7 @@ pub fn ConversationsPage() -> impl IntoView {
                 })
             })}
         </Transition>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::Conversations/>
         <Show when=move || writable.get()>
             <Playground/>
         </Show>
@@ -501,7 +501,7 @@ pub fn AgentsPage() -> impl IntoView {
             "otherwise the conversation stays with its specialist, or goes to support."
         </p>
         <h2>"Specialists"</h2>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::Agents/>
         <Specialists catalogue writable add=add_agent change=change_agent remove=remove_agent/>
         <h2>"Prompts"</h2>
         {with_names(|names, writable, _| view! { <PromptEditor writable names/> }.into_any())}

@@ -45,7 +45,7 @@ pub fn JobsPage() -> impl IntoView {
             "Work that runs in the background: document ingestion, email, calendar sync. "
             "Failed jobs are retried with growing pauses; after the last attempt they wait here."
         </p>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::Jobs/>
         <ActionMessage value=retry.value() ok="Job queued again."/>
         <ActionMessage value=discard.value() ok="Job discarded."/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>

@@ -23,7 +23,7 @@ pub fn ApiKeysPage() -> impl IntoView {
             "Keys let your own systems call the REST API as this tenant. Send one as "
             <code>"Authorization: Bearer <key>"</code> "."
         </p>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::ApiKeys/>
         <Show when=move || writable.get()>
             <CreateKeyForm issue/>
         </Show>

@@ -97,7 +97,7 @@ pub fn KnowledgePage() -> impl IntoView {
             "Documents your agents can search. Uploaded files are split into chunks, embedded "
             "and indexed for both meaning (vectors) and words (full text)."
         </p>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::Knowledge/>
         <ActionMessage value=delete.value() ok="Knowledge base deleted."/>
         <div class="kb-layout">
             <aside class="kb-side" aria-labelledby="kb-list-title">
@@ -248,8 +248,10 @@ fn KnowledgeBasePanel(
     let confirm_doc = RwSignal::new(None::<Uuid>);
     // Kept here: the summary is redrawn on every poll.
     let confirm_delete = RwSignal::new(false);
-    // Poll while anything is being ingested; stop once everything is ready or failed.
-    let busy = Memo::new(move |_| {
+    // Poll while anything is being ingested; stop once everything is ready or failed. Worked
+    // out in an effect: resources are read only in effects or under a Suspense (hydration).
+    let busy = RwSignal::new(false);
+    Effect::new(move |_| {
         let docs_pending = docs
             .get()
             .and_then(Result::ok)
@@ -258,7 +260,10 @@ fn KnowledgeBasePanel(
             list.iter()
                 .any(|kb| kb.id == id && kb.status == KnowledgeBaseStatus::Indexing)
         });
-        docs_pending || kb_indexing
+        let now = docs_pending || kb_indexing;
+        if busy.get_untracked() != now {
+            busy.set(now);
+        }
     });
     Effect::new(move |_| {
         if busy.get() {

@@ -28,7 +28,7 @@ pub fn MembersPage() -> impl IntoView {
     view! {
         <Title text="Members"/>
         <h1>"Members"</h1>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::Members/>
         <ActionMessage value=change.value() ok="Role changed."/>
         <ActionMessage value=remove.value() ok="Member removed."/>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>

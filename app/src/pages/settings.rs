@@ -17,7 +17,7 @@ pub fn SettingsPage() -> impl IntoView {
     view! {
         <Title text="Settings"/>
         <h1>"Settings"</h1>
-        <ReadOnlyNote writable/>
+        <ReadOnlyNote area=Area::Tenant/>
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match tenant.await {

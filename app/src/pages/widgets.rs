@@ -12,13 +12,24 @@ pub fn use_me() -> Me {
     expect_context::<Me>()
 }
 
+/// Whether the signed-in user's role may change `area`: `None` until known.
+///
+/// Set by an effect, so it stays `None` while the server renders and while the browser hydrates
+/// (both then produce the same HTML) and becomes known once the page is live. Reading the user
+/// resource directly, outside a `<Suspense/>`, lets the two renders differ; the hydration then
+/// leaves forms without their handlers, which submit natively and lose what was typed.
+fn write_access(me: Me, area: Area) -> ReadSignal<Option<bool>> {
+    let (access, set_access) = signal(None);
+    Effect::new(move |_| {
+        set_access.set(me.get().map(|user| user.is_ok_and(|u| u.can_write(area))));
+    });
+    access
+}
+
 /// Whether the signed-in user's role may change `area`; false until known.
 pub fn can_write(me: Me, area: Area) -> Signal<bool> {
-    Signal::derive(move || {
-        me.get()
-            .and_then(Result::ok)
-            .is_some_and(|u| u.can_write(area))
-    })
+    let access = write_access(me, area);
+    Signal::derive(move || access.get() == Some(true))
 }
 
 /// The outcome of the last submitted action: an error, or a confirmation.
@@ -36,11 +47,12 @@ pub fn ActionMessage<T: Clone + Send + Sync + 'static>(
     }
 }
 
-/// Shown instead of a write form to members whose role may only read.
+/// Shown instead of a write form to members whose role may only read `area`.
 #[component]
-pub fn ReadOnlyNote(writable: Signal<bool>) -> impl IntoView {
+pub fn ReadOnlyNote(area: Area) -> impl IntoView {
+    let access = write_access(use_me(), area);
     move || {
-        (!writable.get()).then(|| {
+        (access.get() == Some(false)).then(|| {
             view! {
                 <p class="notice" role="note">
                     "Your role can view this page but not change it."
