@@ -254,7 +254,7 @@ async fn secrets(cmd: SecretsCommand, config: Config) -> anyhow::Result<()> {
     match cmd {
         SecretsCommand::NewKey { id } => {
             let id = id.unwrap_or_else(crate::secrets::new_key_id);
-            println!("{}", crate::secrets::new_key(&id)?);
+            println!("{}", crate::secrets::new_key(&id)?.as_str());
         }
         SecretsCommand::Rotate => {
             let keys = crate::secrets::KeyRing::load(&config)?;

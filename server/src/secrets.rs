@@ -9,6 +9,10 @@
 //! A stored secret is the text `v1:<key id>:<base64 of nonce ‖ ciphertext>`. The associated data
 //! names the record it belongs to ([`aad`]: purpose and tenant), so a ciphertext copied into
 //! another tenant's row, or into another kind of column, does not decrypt.
+//!
+//! Key material (the key file's text, decoded keys, the ciphers' key schedules) and decrypted
+//! secrets live in buffers that are wiped when dropped (`zeroize`); copies handed to a client
+//! (async-openai keeps the key as a `SecretString`) are wiped by their owners.
 
 use std::fmt;
 use std::io::Write;
@@ -21,6 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::config::Config;
 
@@ -80,15 +85,18 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// A new key as a ring entry: `id:base64-of-32-random-bytes`.
-pub fn new_key(id: &str) -> Result<String, SecretsError> {
+pub fn new_key(id: &str) -> Result<Zeroizing<String>, SecretsError> {
     if !valid_id(id) {
         return Err(SecretsError::Keys(format!(
             "key id '{id}' must be 1–32 letters, digits, - or _"
         )));
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    Ok(format!("{id}:{}", STANDARD.encode(bytes)))
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    Ok(Zeroizing::new(format!(
+        "{id}:{}",
+        STANDARD.encode(bytes.as_ref())
+    )))
 }
 
 /// A fresh key id: `k` and the UTC date and time.
@@ -119,9 +127,11 @@ impl KeyRing {
             if keys.iter().any(|k| k.id == id) {
                 return Err(bad(format!("the id '{id}' appears twice")));
             }
-            let bytes = STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| bad(format!("'{id}' is not base64")))?;
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|_| bad(format!("'{id}' is not base64")))?,
+            );
             let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
                 bad(format!(
                     "'{id}' must be 32 bytes (base64 of 32 random bytes), not {}",
@@ -162,7 +172,7 @@ impl KeyRing {
             path: path.display().to_string(),
             error: e.to_string(),
         };
-        match std::fs::read_to_string(path) {
+        match std::fs::read_to_string(path).map(Zeroizing::new) {
             Ok(text) => return Self::parse(&text).map_err(|e| file_error(&e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(file_error(&e)),
@@ -170,11 +180,11 @@ impl KeyRing {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| file_error(&e))?;
         }
-        let text = format!(
+        let text = Zeroizing::new(format!(
             "# The platform's secret keys (see SECRETS_KEYS): id:base64 of 32 bytes; the first \
              encrypts.\n{}\n",
-            new_key(&new_key_id())?
-        );
+            new_key(&new_key_id())?.as_str()
+        ));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -189,7 +199,8 @@ impl KeyRing {
             }
             // Another process (a worker starting at the same time) made it first.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(path).map_err(|e| file_error(&e))?;
+                let text =
+                    Zeroizing::new(std::fs::read_to_string(path).map_err(|e| file_error(&e))?);
                 Self::parse(&text).map_err(|e| file_error(&e))
             }
             Err(e) => Err(file_error(&e)),
@@ -231,7 +242,8 @@ impl KeyRing {
         Ok(format!("{VERSION}:{}:{}", key.id, STANDARD.encode(data)))
     }
 
-    pub fn decrypt(&self, aad: &[u8], text: &str) -> Result<Vec<u8>, SecretsError> {
+    /// The plaintext, wiped from memory when dropped.
+    pub fn decrypt(&self, aad: &[u8], text: &str) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
         let (id, encoded) = split(text)?;
         let key = self
             .keys
@@ -247,6 +259,7 @@ impl KeyRing {
         let (nonce, sealed) = data.split_at(NONCE_LEN);
         key.cipher
             .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .map(Zeroizing::new)
             .map_err(|_| SecretsError::Decrypt)
     }
 
@@ -255,8 +268,11 @@ impl KeyRing {
         self.encrypt(aad, plaintext.as_bytes())
     }
 
-    pub fn decrypt_str(&self, aad: &[u8], text: &str) -> Result<String, SecretsError> {
-        String::from_utf8(self.decrypt(aad, text)?).map_err(|_| SecretsError::Decrypt)
+    pub fn decrypt_str(&self, aad: &[u8], text: &str) -> Result<Zeroizing<String>, SecretsError> {
+        let bytes = self.decrypt(aad, text)?;
+        std::str::from_utf8(&bytes)
+            .map(|s| Zeroizing::new(s.to_owned()))
+            .map_err(|_| SecretsError::Decrypt)
     }
 
     /// The secret encrypted with the current key, or `None` when it already is.
@@ -313,7 +329,10 @@ mod tests {
     use super::*;
 
     fn ring(ids: &[&str]) -> (KeyRing, Vec<String>) {
-        let entries: Vec<String> = ids.iter().map(|id| new_key(id).unwrap()).collect();
+        let entries: Vec<String> = ids
+            .iter()
+            .map(|id| new_key(id).unwrap().as_str().to_owned())
+            .collect();
         (KeyRing::parse(&entries.join(",")).unwrap(), entries)
     }
 
@@ -325,7 +344,10 @@ mod tests {
         let sealed = keys.encrypt_str(&aad, "sk-secret-value").unwrap();
         assert!(sealed.starts_with("v1:k2:"), "{sealed}");
         assert!(!sealed.contains("sk-secret"));
-        assert_eq!(keys.decrypt_str(&aad, &sealed).unwrap(), "sk-secret-value");
+        assert_eq!(
+            keys.decrypt_str(&aad, &sealed).unwrap().as_str(),
+            "sk-secret-value"
+        );
         // A fresh nonce each time.
         assert_ne!(keys.encrypt_str(&aad, "sk-secret-value").unwrap(), sealed);
     }
@@ -374,21 +396,27 @@ mod tests {
         let (old, entries) = ring(&["k1"]);
         let sealed = old.encrypt(b"t", b"secret").unwrap();
         let new_entry = new_key("k2").unwrap();
-        let rotated = KeyRing::parse(&format!("{new_entry},{}", entries[0])).unwrap();
+        let rotated = KeyRing::parse(&format!("{},{}", new_entry.as_str(), entries[0])).unwrap();
         assert_eq!(rotated.current_id(), "k2");
-        assert_eq!(rotated.decrypt(b"t", &sealed).unwrap(), b"secret");
+        assert_eq!(
+            rotated.decrypt(b"t", &sealed).unwrap().as_slice(),
+            b"secret"
+        );
         let again = rotated.reencrypt(b"t", &sealed).unwrap().unwrap();
         assert!(again.starts_with("v1:k2:"), "{again}");
         assert_eq!(rotated.reencrypt(b"t", &again).unwrap(), None);
         // With the old key dropped, the re-encrypted secret still reads.
         let only_new = KeyRing::parse(&new_entry).unwrap();
-        assert_eq!(only_new.decrypt(b"t", &again).unwrap(), b"secret");
+        assert_eq!(
+            only_new.decrypt(b"t", &again).unwrap().as_slice(),
+            b"secret"
+        );
         assert!(only_new.decrypt(b"t", &sealed).is_err());
     }
 
     #[test]
     fn bad_rings_are_refused_without_quoting_keys() {
-        let good = new_key("k1").unwrap();
+        let good = new_key("k1").unwrap().as_str().to_owned();
         for bad in [
             "",
             "k1",
@@ -413,7 +441,7 @@ mod tests {
         let first = KeyRing::from_file(&path).unwrap();
         let sealed = first.encrypt(b"t", b"secret").unwrap();
         let second = KeyRing::from_file(&path).unwrap();
-        assert_eq!(second.decrypt(b"t", &sealed).unwrap(), b"secret");
+        assert_eq!(second.decrypt(b"t", &sealed).unwrap().as_slice(), b"secret");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

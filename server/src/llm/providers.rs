@@ -133,7 +133,7 @@ impl Providers {
         check_target(&row.base_url, self.allow_private).map_err(AppError::Unavailable)?;
         let config = LlmConfig {
             base_url: Some(row.base_url.clone()),
-            api_key: api_key.map(SecretString::from),
+            api_key: api_key.map(|key| SecretString::from(key.as_str())),
             chat_model: row.chat_model.clone(),
             router_model: row
                 .router_model

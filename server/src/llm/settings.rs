@@ -52,8 +52,8 @@ impl LlmSettingsServiceImpl {
             .decrypt_str(&api_key_aad(row.tenant_id), sealed)
         {
             Ok(key) => {
-                let chars: Vec<char> = key.chars().collect();
-                (chars.len() >= 8).then(|| chars[chars.len() - 4..].iter().collect())
+                let n = key.chars().count();
+                (n >= 8).then(|| key.chars().skip(n - 4).collect())
             }
             Err(e) => {
                 tracing::warn!(tenant = %row.tenant_id, error = %e, "cannot read the stored LLM API key");

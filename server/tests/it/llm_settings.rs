@@ -398,8 +398,8 @@ fn secrets_cmd(dir: &std::path::Path, url: &str, keys: &str) -> (bool, String, S
 
 #[tokio::test]
 async fn rotation_reencrypts_the_keys_and_turns_still_work() {
-    let k1 = server::secrets::new_key("k1").unwrap();
-    let k2 = server::secrets::new_key("k2").unwrap();
+    let k1 = server::secrets::new_key("k1").unwrap().as_str().to_owned();
+    let k2 = server::secrets::new_key("k2").unwrap().as_str().to_owned();
     for backend in backends().await {
         let own = FakeLlm::start().await.unwrap();
         let old = spawn(backend, None, &[("SECRETS_KEYS", k1.as_str())]).await;
