@@ -9,26 +9,29 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 export DATA_DIR ?= ./data
 export LEPTOS_SITE_ADDR ?= 127.0.0.1:3000
 export LEPTOS_SITE_ROOT ?= target/site
+# binaryen's wasm-opt from npm (frontend/package.json) comes before any older one on the system.
+export PATH := $(CURDIR)/frontend/node_modules/.bin:$(PATH)
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build setup models test test-rust test-e2e e2e-setup bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
+.PHONY: run build setup models test test-rust test-e2e test-release e2e-setup bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
 
+# Release: every component type-erased, wasm-opt'd WASM, gzip + brotli copies of the static files.
 build:
-	cargo leptos build --release
+	cargo leptos build --release --precompress
 
 setup:
 	@command -v apt-get >/dev/null && { \
 	  missing=""; \
 	  command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
-	  command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
 	  [ -z "$$missing" ] || { echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; }; } || true
 	@rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked
 	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked
+	@cd frontend && { [ -x node_modules/.bin/wasm-opt ] || npm ci --no-audit --no-fund; }
 
 models: $(MODEL_DIR)/model.safetensors
 
@@ -39,7 +42,7 @@ e2e-setup:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	@cd end2end && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
 
-test: setup models e2e-setup test-rust test-e2e
+test: setup models e2e-setup test-rust test-e2e test-release
 
 # cargo-leptos builds the debug server with `--cfg erase_components`; the tests use the same
 # flags so both share one set of compiled dependencies instead of building them twice.
@@ -52,6 +55,10 @@ test-rust:
 test-e2e:
 	cargo leptos build
 	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/run.sh
+
+# What `make run` serves: the release build, started on an empty data dir, used in Chromium.
+test-release: build
+	SERVER_BIN=$(TARGET_DIR)/release/server end2end/run.sh release/
 
 # Start-up time, idle memory and WASM size of the release build.
 bench: build

@@ -1,46 +1,7 @@
 // Browser tests: Debian's Chromium driven by playwright-core against the real server.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-
-const BASE = process.env.BASE_URL;
-const ADMIN = { email: process.env.DEMO_EMAIL, password: process.env.DEMO_PASSWORD };
-let browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-after(async () => { await browser?.close(); });
-
-// What any page logged about hydration, checked by the last test. Leptos warns (debug builds)
-// when a page reads a resource outside <Suspense/>, and logs mismatches and panics; each can
-// leave forms mis-hydrated (no handlers) depending on timing, so none is tolerated.
-const hydrationProblems = [];
-async function openPage(context = browser) {
-  const page = await context.newPage();
-  page.on("console", (msg) => {
-    if (/hydrat|outside a <Suspense|panicked/i.test(msg.text())) hydrationProblems.push(`${page.url()}: ${msg.text()}`);
-  });
-  page.on("pageerror", (err) => hydrationProblems.push(`${page.url()}: ${err.message}`));
-  return page;
-}
-
-async function signIn(page, { email, password }) {
-  await page.goto(`${BASE}/login`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL((url) => !url.pathname.startsWith("/login"));
-  await page.waitForSelector("body[data-hydrated=true]");
-}
-
-async function api(path, key) {
-  return fetch(`${BASE}${path}`, { headers: { Authorization: `Bearer ${key}` } });
-}
+import { ADMIN, BASE, CONSOLE_PAGES, api, hydrationProblems, newContext, openPage, signIn } from "../lib/browser.js";
 
 test("console pages hydrate under their Content Security Policy", async () => {
   const page = await openPage();
@@ -49,7 +10,7 @@ test("console pages hydrate under their Content Security Policy", async () => {
     if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) violations.push(msg.text());
   });
   await signIn(page, ADMIN);
-  for (const path of ["/keys", "/members", "/audit", "/jobs", "/knowledge", "/conversations", "/agents", "/settings", "/account"]) {
+  for (const path of CONSOLE_PAGES) {
     const response = await page.goto(`${BASE}${path}`);
     assert.match(response.headers()["content-security-policy"], /script-src 'self' 'nonce-[A-Za-z0-9_-]+'/);
     await page.waitForSelector("body[data-hydrated=true]");
@@ -98,7 +59,7 @@ test("a viewer cannot create a key", async () => {
   await admin.getByRole("cell", { name: email, exact: true }).waitFor();
   await admin.close();
 
-  const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
+  const context = await newContext({ viewport: { width: 375, height: 740 } });
   const page = await openPage(context);
   await signIn(page, { email, password });
   await page.goto(`${BASE}/keys`);

@@ -9,6 +9,7 @@ mod m20261126_000004_knowledge;
 mod m20261127_000005_conversations;
 mod m20261127_000006_agents;
 mod m20261127_000007_llm_settings;
+mod m20261129_000008_api_key_owner;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_conversations::Migration),
             Box::new(m20261127_000006_agents::Migration),
             Box::new(m20261127_000007_llm_settings::Migration),
+            Box::new(m20261129_000008_api_key_owner::Migration),
         ]
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints: time from process start to /readyz OK (fresh SQLite database, i.e. including
 # migrations and demo seeding), the same on an existing database, idle RSS after start, and
-# the size of the WASM bundle (raw and gzipped).
+# the size of the WASM and JS bundles (raw, gzipped, and the brotli copy the server sends).
 # Usage: server/bench/startup.sh [SERVER_BIN]   (default: target/release/server)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,7 +30,10 @@ read -r pid ms < <(start_and_time)
 echo "start to /readyz, existing database: ${ms} ms"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
-wasm=$(ls target/site/pkg/*.wasm 2>/dev/null | head -1 || true)
-if [ -n "$wasm" ]; then
-  echo "WASM bundle $wasm: $(stat -c %s "$wasm" | numfmt --to=iec-i) raw, $(gzip -9c "$wasm" | wc -c | numfmt --to=iec-i) gzipped"
-fi
+for f in target/site/pkg/*.wasm target/site/pkg/*.js; do
+  [ -f "$f" ] || continue
+  line="$f: $(stat -c %s "$f" | numfmt --to=iec-i) raw, $(gzip -9c "$f" | wc -c | numfmt --to=iec-i) gzip -9"
+  # `make build` precompresses: what the server actually sends to a browser that takes brotli.
+  [ -f "$f.br" ] && line="$line, $(stat -c %s "$f.br" | numfmt --to=iec-i) brotli (served)"
+  echo "$line"
+done

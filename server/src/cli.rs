@@ -55,6 +55,9 @@ pub enum Command {
     /// Keys of the stored secrets (tenants' LLM API keys)
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Extract one document read from stdin (the platform runs this as a child process)
+    #[command(hide = true)]
+    ExtractDocument(crate::rag::sandbox::ChildArgs),
 }
 
 #[derive(Subcommand)]
@@ -247,6 +250,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             queries,
         }) => crate::rag::eval::run(&config, &dataset, chunk_size, queries).await,
         Command::Secrets(cmd) => secrets(cmd, config).await,
+        // `main` runs it before starting a runtime or reading the configuration.
+        Command::ExtractDocument(args) => crate::rag::sandbox::child(args),
     }
 }
 

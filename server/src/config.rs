@@ -71,7 +71,8 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the file and environment say, secrets still in plain strings: no `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
 struct Raw {
     leptos_site_addr: SocketAddr,
     leptos_site_root: PathBuf,
@@ -83,6 +84,7 @@ struct Raw {
     login_attempts_per_minute: u32,
     session_hours: u32,
     cors_allowed_origins: String,
+    trusted_proxies: String,
     max_body_bytes: usize,
     request_timeout_secs: u64,
     metrics_token: Option<String>,
@@ -111,6 +113,10 @@ struct Raw {
     rerank_model: Option<String>,
     rerank_api_key: Option<String>,
     max_upload_bytes: usize,
+    max_extracted_bytes: usize,
+    extract_program: Option<PathBuf>,
+    extract_memory_mb: u64,
+    extract_timeout_secs: u64,
     fetch_allow_private: bool,
     search_cache_ttl_secs: u64,
     vector_index_threshold: usize,
@@ -120,6 +126,8 @@ struct Raw {
     llm_router_model: Option<String>,
     llm_prices: String,
     llm_timeout_secs: u64,
+    llm_max_call_secs: u64,
+    turn_lease_secs: u64,
     llm_retries: u32,
     smtp_url: Option<String>,
     smtp_from: String,
@@ -139,6 +147,7 @@ impl Default for Raw {
             login_attempts_per_minute: 5,
             session_hours: 12,
             cors_allowed_origins: String::new(),
+            trusted_proxies: String::new(),
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 30,
             metrics_token: None,
@@ -167,6 +176,10 @@ impl Default for Raw {
             rerank_model: None,
             rerank_api_key: None,
             max_upload_bytes: 20 * 1024 * 1024,
+            max_extracted_bytes: 64 * 1024 * 1024,
+            extract_program: None,
+            extract_memory_mb: 1024,
+            extract_timeout_secs: 120,
             fetch_allow_private: false,
             search_cache_ttl_secs: 30,
             vector_index_threshold: 20_000,
@@ -176,6 +189,8 @@ impl Default for Raw {
             llm_router_model: None,
             llm_prices: "gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10.00,gpt-4.1-mini=0.40/1.60".into(),
             llm_timeout_secs: 60,
+            llm_max_call_secs: 300,
+            turn_lease_secs: 300,
             llm_retries: 2,
             smtp_url: None,
             smtp_from: "Agent Platform <noreply@localhost>".into(),
@@ -205,6 +220,10 @@ pub struct Config {
     pub session_hours: u32,
     /// Browser origins allowed to call the REST API (CORS); none by default.
     pub cors_allowed_origins: Vec<String>,
+    /// A turn's hold on its conversation, renewed while it runs (`TURN_LEASE_SECS`).
+    pub turn_lease: std::time::Duration,
+    /// Load balancers whose forwarded-for headers name the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// A request still running after this long is answered 408.
@@ -400,6 +419,17 @@ impl Raw {
                 "invalid value for MAX_UPLOAD_BYTES: must be at least 1024".into(),
             ));
         }
+        if self.extract_memory_mb < 64 || self.extract_timeout_secs == 0 {
+            return Err(ConfigError(
+                "invalid value for EXTRACT_MEMORY_MB or EXTRACT_TIMEOUT_SECS: at least 64 MiB and 1 s"
+                    .into(),
+            ));
+        }
+        if self.max_extracted_bytes < 1024 {
+            return Err(ConfigError(
+                "invalid value for MAX_EXTRACTED_BYTES: must be at least 1024".into(),
+            ));
+        }
         let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         if self.llm_model.trim().is_empty() {
             return Err(ConfigError(
@@ -412,6 +442,11 @@ impl Raw {
                     .into(),
             ));
         }
+        if self.llm_max_call_secs < self.llm_timeout_secs {
+            return Err(ConfigError(
+                "invalid value for LLM_MAX_CALL_SECS: must be at least LLM_TIMEOUT_SECS".into(),
+            ));
+        }
         let llm = crate::llm::LlmConfig {
             base_url: non_empty(self.llm_base_url),
             api_key: non_empty(self.llm_api_key).map(SecretString::from),
@@ -421,6 +456,7 @@ impl Raw {
             prices: crate::llm::LlmConfig::parse_prices(&self.llm_prices)
                 .map_err(|e| ConfigError(format!("invalid value for LLM_PRICES: {e}")))?,
             timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
+            max_call: std::time::Duration::from_secs(self.llm_max_call_secs),
             retries: self.llm_retries,
         };
         let smtp_from: lettre::message::Mailbox = self.smtp_from.trim().parse().map_err(|e| {
@@ -454,12 +490,22 @@ impl Raw {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or_else(|| self.data_dir.join("models").join("all-MiniLM-L6-v2")),
             embeddings_url: non_empty(self.embeddings_url),
-            embeddings_api_key: non_empty(self.embeddings_api_key),
+            embeddings_api_key: non_empty(self.embeddings_api_key).map(SecretString::from),
             embed_batch: self.embedding_batch_size,
             rerank_url: non_empty(self.rerank_url),
             rerank_model: non_empty(self.rerank_model),
-            rerank_api_key: non_empty(self.rerank_api_key),
+            rerank_api_key: non_empty(self.rerank_api_key).map(SecretString::from),
             max_upload_bytes: self.max_upload_bytes,
+            max_extracted_bytes: self.max_extracted_bytes,
+            sandbox: crate::rag::sandbox::Sandbox {
+                program: self
+                    .extract_program
+                    .clone()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or_else(crate::rag::sandbox::Sandbox::this_binary),
+                memory_mb: self.extract_memory_mb,
+                timeout: std::time::Duration::from_secs(self.extract_timeout_secs),
+            },
             fetch_allow_private: self.fetch_allow_private,
             search_cache_ttl: std::time::Duration::from_secs(self.search_cache_ttl_secs),
             vector_index_threshold: self.vector_index_threshold.max(256),
@@ -476,6 +522,8 @@ impl Raw {
                 self.data_dir.join("platform.db").display()
             ),
         };
+        let trusted_proxies = crate::http::client_ip::parse_trusted(&self.trusted_proxies)
+            .map_err(|e| ConfigError(format!("invalid value for TRUSTED_PROXIES: {e}")))?;
         Ok(Config {
             site_addr: self.leptos_site_addr,
             site_root: self.leptos_site_root,
@@ -487,6 +535,8 @@ impl Raw {
             login_attempts_per_minute: self.login_attempts_per_minute,
             session_hours: self.session_hours,
             cors_allowed_origins,
+            trusted_proxies,
+            turn_lease: std::time::Duration::from_secs(self.turn_lease_secs.max(1)),
             max_body_bytes: self.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             metrics_token: self

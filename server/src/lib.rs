@@ -18,4 +18,5 @@ pub mod secrets;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod tenancy;

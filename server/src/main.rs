@@ -1,19 +1,20 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use server::cli::{self, Cli, Command};
-use server::config::{Config, LogFormat};
+use server::config::Config;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A document extraction child (see `rag::sandbox`): no runtime, no configuration.
+    if let Some(Command::ExtractDocument(args)) = cli.command {
+        return server::rag::sandbox::child(args);
+    }
+    run(cli)
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load()?;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
-    }
+    server::telemetry::init(config.log_format);
     cli::run(cli.command.unwrap_or(Command::Serve), config).await
 }

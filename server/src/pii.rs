@@ -1,5 +1,7 @@
-//! Masks personal data (email addresses, phone numbers, card-like numbers) in text bound for
-//! logs and traces. Transcripts themselves are stored as they are: they belong to the tenant.
+//! Masks personal data (email addresses, phone numbers, card-like numbers, IBANs, US social
+//! security numbers) in text bound for logs: every log line passes through [`mask`]
+//! (`telemetry`), whatever wrote it. Transcripts themselves are stored as they are: they belong
+//! to the tenant.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -8,7 +10,9 @@ use regex::Regex;
 
 struct Patterns {
     email: Regex,
+    iban: Regex,
     card: Regex,
+    ssn: Regex,
     phone: Regex,
 }
 
@@ -18,12 +22,19 @@ fn patterns() -> Option<&'static Patterns> {
         .get_or_init(|| {
             Some(Patterns {
                 email: Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").ok()?,
-                // 13–19 digits, optionally grouped by spaces or dashes.
+                // Country code, check digits, then 11–30 letters and digits, grouped by
+                // spaces in fours or not at all (`PT50 0002 0123 1234 5678 9015 4`).
+                iban: Regex::new(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b").ok()?,
+                // 13–19 digits, optionally grouped by spaces or dashes; masked only when
+                // the Luhn check passes (long ids and timestamps in log lines mostly fail it).
                 card: Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").ok()?,
-                // International (+ and 8–20 digits and separators) or national in groups
-                // (`(021) 555-0199`, `912 345 678`); dates and times do not match.
+                // US social security numbers.
+                ssn: Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").ok()?,
+                // International (+ and 8–20 digits and separators), national in groups
+                // (`(021) 555-0199`, `912 345 678`) or local (`555-0199`); dates, times and
+                // plain numbers (sizes, counts in log lines) do not match.
                 phone: Regex::new(
-                    r"(?:\+\d[\d\s().-]{6,18}\d)|(?:\(?\b\d{2,4}\)?[\s.-]?\d{3,4}[\s.-]?\d{3,4}\b)",
+                    r"(?:\+\d[\d\s().-]{6,18}\d)|(?:\(?\b\d{2,4}\)?[\s.-]\d{3,4}[\s.-]?\d{3,4}\b)|(?:\b\d{3}[\s.-]\d{4}\b)",
                 )
                 .ok()?,
             })
@@ -36,16 +47,58 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     let Some(p) = patterns() else {
         return Cow::Borrowed("[masked]");
     };
-    let masked = p.email.replace_all(text, "[email]");
-    let masked = match p.card.replace_all(&masked, "[card]") {
-        Cow::Borrowed(_) => masked,
-        Cow::Owned(s) => Cow::Owned(s),
+    let mut masked = p.email.replace_all(text, "[email]");
+    if let Cow::Owned(s) = p.iban.replace_all(&masked, "[iban]") {
+        masked = Cow::Owned(s);
+    }
+    let card = |c: &regex::Captures<'_>| {
+        if luhn(&c[0]) {
+            "[card]".to_string()
+        } else {
+            c[0].to_string()
+        }
     };
-    let masked = match p.phone.replace_all(&masked, "[phone]") {
-        Cow::Borrowed(_) => masked,
-        Cow::Owned(s) => Cow::Owned(s),
-    };
+    if let Cow::Owned(s) = p.card.replace_all(&masked, card) {
+        masked = Cow::Owned(s);
+    }
+    for (pattern, placeholder) in [(&p.ssn, "[ssn]"), (&p.phone, "[phone]")] {
+        if let Cow::Owned(s) = replace_standalone(pattern, &masked, placeholder) {
+            masked = Cow::Owned(s);
+        }
+    }
     masked
+}
+
+/// Replaces the matches of `pattern` that stand alone: not joined by a dash or underscore to
+/// more of the same word, as the digit groups of a UUID are.
+fn replace_standalone<'t>(pattern: &Regex, text: &'t str, placeholder: &str) -> Cow<'t, str> {
+    let joined = |c: Option<char>| matches!(c, Some('-' | '_'));
+    pattern.replace_all(text, |c: &regex::Captures<'_>| {
+        let Some(m) = c.get(0) else {
+            return String::new();
+        };
+        if joined(text[..m.start()].chars().next_back()) || joined(text[m.end()..].chars().next()) {
+            m.as_str().to_string()
+        } else {
+            placeholder.to_string()
+        }
+    })
+}
+
+/// The Luhn checksum of the digits in `number` (what every payment card number passes).
+fn luhn(number: &str) -> bool {
+    let digits: Vec<u32> = number.chars().filter_map(|c| c.to_digit(10)).collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| match (i % 2, d * 2) {
+            (1, doubled) if doubled > 9 => doubled - 9,
+            (1, doubled) => doubled,
+            _ => d,
+        })
+        .sum();
+    !digits.is_empty() && sum % 10 == 0
 }
 
 #[cfg(test)]
@@ -68,5 +121,24 @@ mod tests {
             mask("Book 2 rooms at 10:30 on 2026-12-01"),
             "Book 2 rooms at 10:30 on 2026-12-01"
         );
+    }
+
+    #[test]
+    fn ssns_ibans_and_short_local_numbers_are_masked() {
+        assert_eq!(mask("SSN 078-05-1120 on file"), "SSN [ssn] on file");
+        assert_eq!(
+            mask("pay to PT50 0002 0123 1234 5678 9015 4 please"),
+            "pay to [iban] please"
+        );
+        assert_eq!(mask("IBAN DE89370400440532013000."), "IBAN [iban].");
+        assert_eq!(mask("call 555-0199 after six"), "call [phone] after six");
+        assert_eq!(
+            mask("order 1234, room 12, 09:30-10:00"),
+            "order 1234, room 12, 09:30-10:00"
+        );
+        // Log lines are full of numbers that are not personal data.
+        let line =
+            "bytes=20971520 took_ns=1732900000000000124 id=0199a2b3-4000-7000-8000-123456789012";
+        assert_eq!(mask(line), line);
     }
 }

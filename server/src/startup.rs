@@ -72,6 +72,7 @@ impl Application {
             knowledge: knowledge_service.clone(),
             calendar: Arc::new(BuiltInCalendar::new(db.clone())),
             email: mailer.is_some().then(|| EmailQueue::new(db.clone())),
+            turn_lease: config.turn_lease,
         });
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
@@ -263,11 +264,28 @@ async fn seed_demo_tenant(
         created.temporary_password
     );
     let file = config.data_dir.join("demo-credentials.txt");
-    if let Err(e) =
-        std::fs::create_dir_all(&config.data_dir).and_then(|_| std::fs::write(&file, &message))
-    {
+    if let Err(e) = write_private(&config.data_dir, &file, &message) {
         tracing::warn!(error = %e, "could not save the demo credentials");
     }
-    println!("\n{message}  (saved in {})\n", file.display());
+    println!(
+        "\n{message}  (saved in {}, readable by its owner only)\n",
+        file.display()
+    );
     Ok(())
+}
+
+/// Writes `text` to `file` (in `dir`, made if missing) readable and writable by its owner only
+/// (0600), whatever the umask: it holds a password.
+fn write_private(dir: &std::path::Path, file: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(file)?;
+    // An older file keeps its mode on open: narrow it as well.
+    #[cfg(unix)]
+    out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    out.write_all(text.as_bytes())
 }

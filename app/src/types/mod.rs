@@ -298,10 +298,20 @@ pub struct CreateUser {
 }
 
 /// A new user and the temporary password they sign in with once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedUser {
     pub member: Member,
     pub temporary_password: String,
+}
+
+/// Without the password: `{:?}` in a log line must not print it.
+impl std::fmt::Debug for CreatedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedUser")
+            .field("member", &self.member)
+            .field("temporary_password", &"[redacted]")
+            .finish()
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
@@ -345,11 +355,21 @@ pub struct CreateApiKey {
 }
 
 /// A new key. `secret` is the whole key and is shown this once; only its hash is stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct CreatedApiKey {
     pub key: ApiKey,
     pub secret: String,
+}
+
+/// Without the secret: `{:?}` in a log line must not print it.
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("key", &self.key)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +421,43 @@ pub struct Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_shown_once_never_reach_debug_output() {
+        let member = Member {
+            user_id: Uuid::nil(),
+            email: "ann@x.test".into(),
+            name: "Ann".into(),
+            role: Role::Viewer,
+            joined_at: Utc::now(),
+        };
+        let user = CreatedUser {
+            member,
+            temporary_password: "hunter2-temporary".into(),
+        };
+        let key = CreatedApiKey {
+            key: ApiKey {
+                id: Uuid::nil(),
+                name: "k".into(),
+                prefix: "apk_abc".into(),
+                scopes: vec![],
+                created_by: "cli".into(),
+                created_at: Utc::now(),
+                last_used_at: None,
+                revoked_at: None,
+            },
+            secret: "apk_abc_supersecret".into(),
+        };
+        let shown = format!("{user:?} {key:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("supersecret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("ann@x.test") && shown.contains("apk_abc"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn scopes_parse_and_write_implies_read() {

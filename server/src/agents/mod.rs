@@ -42,6 +42,9 @@ pub struct Runtime {
     pub knowledge: Arc<dyn KnowledgeService>,
     pub calendar: Arc<dyn Calendar>,
     pub email: Option<crate::integrations::email::EmailQueue>, // `send_email`; None without SMTP
+    /// How long a turn's hold on its conversation lasts unless renewed (`TURN_LEASE_SECS`): the
+    /// running turn renews it, a crashed process's runs out.
+    pub turn_lease: std::time::Duration,
 }
 
 /// What the nodes of one turn see.

@@ -37,10 +37,12 @@ use super::{nodes, Runtime, TurnContext};
 const DEFAULT_PAGE: u32 = 50;
 /// Messages kept in the checkpoint for the agents' context.
 const HISTORY_KEPT: usize = 40;
-/// How long a turn holds its conversation at most (a crashed process's lease runs out).
-const TURN_LEASE: chrono::Duration = chrono::Duration::minutes(5);
 /// How long a message waits for the turn before it to finish.
 const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A waiting message looks again after this long at first, then twice as long each time
+/// (with jitter), up to [`TURN_WAIT_MAX_PAUSE`]: not an UPDATE every 50 ms for 30 s.
+const TURN_WAIT_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const TURN_WAIT_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 const FALLBACK: &str =
     "Sorry, something went wrong on our side. Please try again, or ask for a person.";
 
@@ -114,15 +116,21 @@ impl ConversationServiceImpl {
         }
     }
 
+    fn lease_until(&self, now: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+        now + chrono::Duration::from_std(self.rt.turn_lease)
+            .unwrap_or_else(|_| chrono::Duration::minutes(5))
+    }
+
     /// Takes the conversation for one turn, waiting for the turn before it to finish.
     async fn lease(&self, access: &Access, id: Uuid) -> Result<(), AppError> {
         let deadline = tokio::time::Instant::now() + TURN_WAIT;
+        let mut pause = TURN_WAIT_FIRST_PAUSE;
         loop {
             let now = Utc::now();
             let taken = conversations::Entity::update_many()
                 .col_expr(
                     conversations::Column::BusyUntil,
-                    Expr::value(now + TURN_LEASE),
+                    Expr::value(self.lease_until(now)),
                 )
                 .filter(conversations::Column::Id.eq(id))
                 .filter(conversations::Column::TenantId.eq(access.tenant_id))
@@ -145,21 +153,55 @@ impl ConversationServiceImpl {
                         .into(),
                 ));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let jitter = pause.mul_f64(rand::random::<f64>() * 0.5);
+            tokio::time::sleep((pause + jitter).min(deadline - tokio::time::Instant::now())).await;
+            pause = (pause * 2).min(TURN_WAIT_MAX_PAUSE);
         }
     }
 
-    async fn release(&self, access: &Access, id: Uuid) {
-        let released = conversations::Entity::update_many()
-            .col_expr(
-                conversations::Column::BusyUntil,
-                Expr::value(None::<chrono::DateTime<Utc>>),
-            )
+    /// Runs `work` while holding the conversation, renewing the lease every third of its
+    /// length, so a turn longer than the lease (slow tools, a slow provider) is never joined
+    /// by the next message's.
+    async fn holding<T>(
+        &self,
+        access: &Access,
+        id: Uuid,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(self.rt.turn_lease / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = renew.tick() => {
+                    let until = self.lease_until(Utc::now());
+                    if let Err(e) = self.set_lease(access, id, Some(until)).await {
+                        tracing::warn!(error = %e, conversation = %id, "turn lease not renewed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets (or with `None` ends) the conversation's lease, whoever holds it.
+    async fn set_lease(
+        &self,
+        access: &Access,
+        id: Uuid,
+        until: Option<chrono::DateTime<Utc>>,
+    ) -> Result<(), DbErr> {
+        conversations::Entity::update_many()
+            .col_expr(conversations::Column::BusyUntil, Expr::value(until))
             .filter(conversations::Column::Id.eq(id))
             .filter(conversations::Column::TenantId.eq(access.tenant_id))
             .exec(&self.db)
-            .await;
-        if let Err(e) = released {
+            .await
+            .map(|_| ())
+    }
+
+    async fn release(&self, access: &Access, id: Uuid) {
+        if let Err(e) = self.set_lease(access, id, None).await {
             // The lease runs out by itself.
             tracing::warn!(error = %e, conversation = %id, "turn lease not released");
         }
@@ -640,7 +682,9 @@ impl ConversationService for ConversationServiceImpl {
         access.require(Area::Conversations, Level::Write)?;
         check(&message)?;
         self.lease(access, id).await?;
-        let result = self.run_message(access, id, message, events).await;
+        let result = self
+            .holding(access, id, self.run_message(access, id, message, events))
+            .await;
         self.release(access, id).await;
         result
     }

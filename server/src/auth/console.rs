@@ -37,10 +37,28 @@ struct LoginForm {
 }
 
 /// Only same-site relative paths, so the sign-in form cannot be used to redirect elsewhere.
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/",
+/// Where to go after signing in: a path on this site, never another origin. `next` is
+/// refused if it has control characters or backslashes (browsers drop tabs and newlines and
+/// read `\` as `/`, so `/\t/evil.example` would leave the site), then resolved against this
+/// site the way a browser resolves it; the normalised path (and query) is what is returned,
+/// and only if it is still here and not protocol-relative (`/..//evil.example`).
+fn safe_next(next: Option<&str>) -> String {
+    let home = || "/".to_string();
+    let Some(next) = next else { return home() };
+    if !next.starts_with('/') || next.chars().any(|c| c.is_control() || c == '\\') {
+        return home();
+    }
+    let Ok(here) = reqwest::Url::parse("http://console.invalid/") else {
+        return home();
+    };
+    match here.join(next) {
+        Ok(url) if url.origin() == here.origin() && !url.path().starts_with("//") => {
+            match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_string(),
+            }
+        }
+        _ => home(),
     }
 }
 
@@ -62,7 +80,7 @@ async fn login(
     session: Session,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let next = safe_next(form.next.as_deref()).to_string();
+    let next = safe_next(form.next.as_deref());
     let email = form.email.trim().to_lowercase();
     if super::throttle::check_login(
         &state.kv,
@@ -254,10 +272,37 @@ fn insert_user(
 mod tests {
     #[test]
     fn next_is_always_local() {
-        assert_eq!(super::safe_next(Some("/keys")), "/keys");
-        assert_eq!(super::safe_next(Some("//evil.example")), "/");
-        assert_eq!(super::safe_next(Some("https://evil.example")), "/");
-        assert_eq!(super::safe_next(Some("/\\evil.example")), "/");
-        assert_eq!(super::safe_next(None), "/");
+        use super::safe_next;
+        assert_eq!(safe_next(Some("/keys")), "/keys");
+        assert_eq!(
+            safe_next(Some("/knowledge?kb=1&x=%2F")),
+            "/knowledge?kb=1&x=%2F"
+        );
+        assert_eq!(safe_next(None), "/");
+        for hostile in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\u{0}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/..//evil.example",
+            "/./..//evil.example",
+            "/%2e%2e//evil.example",
+            "javascript:alert(1)",
+            " /\t/evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/", "{hostile:?}");
+        }
+        // Encoded slashes and spaces stay within the path.
+        assert_eq!(
+            safe_next(Some("/%2F%2Fevil.example")),
+            "/%2F%2Fevil.example"
+        );
+        assert_eq!(safe_next(Some("/ /x")), "/%20/x");
     }
 }

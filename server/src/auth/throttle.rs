@@ -1,6 +1,8 @@
-//! Sign-in throttling: GCRA budgets in the shared store, per email and per client address, so
-//! neither guessing one account's password nor spraying many accounts from one address gets
-//! far, however many instances serve sign-ins. Emails are hashed before they become keys.
+//! Sign-in throttling: GCRA budgets in the shared store, per client address and per email *from
+//! that address*, so neither guessing one account's password nor spraying many accounts from
+//! one address gets far, however many instances serve sign-ins, while nobody elsewhere can lock
+//! a known user out by spending the budget of their email (behind a load balancer the address
+//! comes from `TRUSTED_PROXIES`). Emails are hashed before they become keys.
 
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ pub async fn check_login(
             Rate::per_minute(attempts_per_minute.saturating_mul(4)),
         ),
         (
-            format!("login-email:{email}"),
+            format!("login-email:{email}:{ip}"),
             Rate::per_minute(attempts_per_minute),
         ),
     ];
@@ -41,7 +43,7 @@ mod tests {
     use crate::kv::{Kv, MemoryStore};
 
     #[tokio::test]
-    async fn budget_per_email_then_refused() {
+    async fn budget_per_email_and_address_then_refused() {
         let kv = Kv::new(Arc::new(MemoryStore::new()), "t");
         for _ in 0..3 {
             assert!(super::check_login(&kv, 3, "a@x.io", "1.1.1.1")
@@ -49,10 +51,16 @@ mod tests {
                 .is_ok());
         }
         assert!(
-            super::check_login(&kv, 3, "A@x.io", "2.2.2.2")
+            super::check_login(&kv, 3, "A@x.io", "1.1.1.1")
                 .await
                 .is_err(),
-            "same email, other address"
+            "same email, same address"
+        );
+        assert!(
+            super::check_login(&kv, 3, "a@x.io", "2.2.2.2")
+                .await
+                .is_ok(),
+            "an attacker elsewhere cannot lock the owner of a@x.io out"
         );
         assert!(
             super::check_login(&kv, 3, "b@x.io", "1.1.1.1")
@@ -60,5 +68,13 @@ mod tests {
                 .is_ok(),
             "other email still has budget"
         );
+        // Spraying many emails from one address runs into the address's budget (4×).
+        let mut refused = false;
+        for i in 0..20 {
+            refused |= super::check_login(&kv, 3, &format!("u{i}@x.io"), "1.1.1.1")
+                .await
+                .is_err();
+        }
+        assert!(refused);
     }
 }

@@ -95,6 +95,10 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
             state.config.request_timeout,
         ))
         .layer(middleware::from_fn(access_log::access_log))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::resolve_client,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

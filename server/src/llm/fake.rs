@@ -24,6 +24,13 @@ pub enum Reply {
     Tools(Vec<(String, Value)>),
     /// An error status with an OpenAI-style error body.
     Fail(u16),
+    /// These stream chunks as they are (a hostile or broken provider: a tenant may point its
+    /// settings at any server), e.g. a tool call with an absurd index.
+    Chunks(Vec<Value>),
+    /// This many bytes of text in 4 KiB chunks, at once.
+    Flood(usize),
+    /// A word every interval, without end.
+    Trickle(Duration),
 }
 
 pub fn text(t: &str) -> Reply {
@@ -116,7 +123,8 @@ impl FakeLlm {
     }
 }
 
-fn chunk(delta: Value, finish: Option<&str>) -> Value {
+/// One streamed chunk with `delta` in its only choice.
+pub fn chunk(delta: Value, finish: Option<&str>) -> Value {
     json!({
         "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": "fake",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -160,6 +168,28 @@ async fn completions(
     tokio::time::sleep(delay).await;
     let prompt_tokens = request["messages"].as_array().map_or(0, Vec::len) * 10;
     let (content, calls) = match reply {
+        Reply::Chunks(chunks) => {
+            return sse(chunks.iter().map(|c| format!("data: {c}\n\n")).collect());
+        }
+        Reply::Flood(bytes) => {
+            let piece = "x".repeat(4095) + " ";
+            let body = (0..bytes.div_ceil(piece.len()))
+                .map(|_| format!("data: {}\n\n", chunk(json!({"content": piece}), None)))
+                .collect();
+            return sse(body);
+        }
+        Reply::Trickle(every) => {
+            let words = futures::stream::unfold((), move |()| async move {
+                tokio::time::sleep(every).await;
+                let event = format!("data: {}\n\n", chunk(json!({"content": "slow "}), None));
+                Some((Ok::<_, std::convert::Infallible>(event), ()))
+            });
+            return (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(words),
+            )
+                .into_response();
+        }
         Reply::Fail(status) => {
             let body = json!({"error": {"message": "the fake is down", "type": "server_error", "code": null}});
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -210,11 +240,15 @@ async fn completions(
         "tool_calls"
     };
     events.push(chunk(json!({}), Some(finish)));
-    let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-    body.push_str(&format!(
-        "data: {}\n\ndata: [DONE]\n\n",
+    events.push(
         json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
-               "model": "fake", "choices": [], "usage": usage})
-    ));
+                        "model": "fake", "choices": [], "usage": usage}),
+    );
+    sse(events.iter().map(|e| format!("data: {e}\n\n")).collect())
+}
+
+/// A finished event stream: `body` and `[DONE]`.
+fn sse(mut body: String) -> Response {
+    body.push_str("data: [DONE]\n\n");
     ([("content-type", "text/event-stream")], body).into_response()
 }

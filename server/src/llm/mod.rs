@@ -41,8 +41,12 @@ pub struct LlmConfig {
     /// US dollars per million prompt and completion tokens, by model (`LLM_PRICES`:
     /// `gpt-4o-mini=0.15/0.60,…`).
     pub prices: HashMap<String, (f64, f64)>,
-    /// Longest wait for a whole answer, or between two streamed chunks (`LLM_TIMEOUT_SECS`).
+    /// Longest wait for the answer to start, or between two streamed chunks
+    /// (`LLM_TIMEOUT_SECS`).
     pub timeout: Duration,
+    /// Longest a whole call may take, streaming included (`LLM_MAX_CALL_SECS`): a provider
+    /// that trickles chunks cannot hold a turn open for ever.
+    pub max_call: Duration,
     /// Retries after a rate limit, a server error or no answer (`LLM_RETRIES`).
     pub retries: u32,
 }
@@ -65,6 +69,17 @@ impl LlmConfig {
         Ok(prices)
     }
 }
+
+/// Most tool calls one answer may ask for; a higher index fails the call (a tenant's own
+/// endpoint chooses these numbers, and one chunk with index 4 294 967 295 must not make us
+/// allocate room for four billion calls).
+pub const MAX_TOOL_CALLS: usize = 16;
+/// Longest function name (OpenAI allows 64 characters).
+const MAX_TOOL_NAME_BYTES: usize = 64;
+/// Longest arguments of one tool call.
+pub const MAX_ARGUMENT_BYTES: usize = 64 * 1024;
+/// Longest text of one answer.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// Which configured model a call uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,19 +149,24 @@ fn is_transient(e: &OpenAIError) -> bool {
     }
 }
 
-/// A call's failure: transient ones count against the circuit.
+/// A call's failure.
 #[derive(Debug)]
 struct CallError {
     message: String,
+    /// Another attempt may succeed.
     transient: bool,
+    /// The provider misbehaved: counts against its circuit (as transient failures do).
+    counts: bool,
     /// Part of the answer already reached the caller, so the call cannot be repeated.
     emitted: bool,
 }
 
 impl CallError {
     fn from_openai(e: OpenAIError, emitted: bool) -> CallError {
+        let transient = is_transient(&e);
         CallError {
-            transient: is_transient(&e),
+            transient,
+            counts: transient,
             message: e.to_string(),
             emitted,
         }
@@ -156,6 +176,18 @@ impl CallError {
         CallError {
             message: "timed out".into(),
             transient: true,
+            counts: true,
+            emitted,
+        }
+    }
+
+    /// An answer past our bounds (too long, too many tool calls, too slow in all): not
+    /// retried, since the same provider would most likely do it again, but counted.
+    fn out_of_bounds(message: String, emitted: bool) -> CallError {
+        CallError {
+            message,
+            transient: false,
+            counts: true,
             emitted,
         }
     }
@@ -249,7 +281,7 @@ impl Llm {
             let outcome = provider
                 .breaker
                 .call_with(
-                    |e: &CallError| e.transient,
+                    |e: &CallError| e.counts,
                     provider.stream_once(request.clone(), on_delta),
                 )
                 .await;
@@ -257,17 +289,19 @@ impl Llm {
             match outcome {
                 Ok(mut completion) => {
                     completion.usage.cost_usd = provider.cost(&model, &completion.usage);
-                    metrics::histogram!("llm_call_seconds", "model" => model.clone())
+                    let label = provider.metric_label(&model);
+                    metrics::histogram!("llm_call_seconds", "model" => label.clone())
                         .record(elapsed.as_secs_f64());
-                    metrics::counter!("llm_tokens_total", "model" => model.clone(), "kind" => "prompt")
+                    metrics::counter!("llm_tokens_total", "model" => label.clone(), "kind" => "prompt")
                         .increment(completion.usage.prompt_tokens);
-                    metrics::counter!("llm_tokens_total", "model" => model.clone(), "kind" => "completion")
+                    metrics::counter!("llm_tokens_total", "model" => label, "kind" => "completion")
                         .increment(completion.usage.completion_tokens);
                     return Ok(completion);
                 }
                 Err(OutboundError::Unavailable(_)) => return Err(LlmError::Unavailable),
                 Err(OutboundError::Call(e)) => {
-                    metrics::counter!("llm_errors_total", "model" => model.clone()).increment(1);
+                    metrics::counter!("llm_errors_total", "model" => provider.metric_label(&model))
+                        .increment(1);
                     if !e.transient || e.emitted || attempt >= provider.config.retries {
                         return Err(LlmError::Failed(e.message));
                     }
@@ -283,6 +317,16 @@ impl Llm {
 }
 
 impl Provider {
+    /// The `model` label of the metrics: a model named in `LLM_PRICES`, else `other`. Tenants
+    /// name their own models, and every distinct label value would be a new time series.
+    fn metric_label(&self, model: &str) -> String {
+        if self.config.prices.contains_key(model) {
+            model.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
     fn cost(&self, model: &str, usage: &Usage) -> f64 {
         self.config
             .prices
@@ -299,10 +343,23 @@ impl Provider {
         request: CreateChatCompletionRequest,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, CallError> {
-        let timeout = self.config.timeout;
-        let mut stream = tokio::time::timeout(timeout, self.client.chat().create_stream(request))
+        let max_call = self.config.max_call;
+        let call_deadline = tokio::time::Instant::now() + max_call;
+        // The next chunk is due within `timeout`, and never after the whole call's deadline.
+        let due = || (tokio::time::Instant::now() + self.config.timeout).min(call_deadline);
+        let overdue = |emitted: bool| {
+            if tokio::time::Instant::now() >= call_deadline {
+                CallError::out_of_bounds(
+                    format!("the answer took longer than {} s", max_call.as_secs()),
+                    emitted,
+                )
+            } else {
+                CallError::timeout(emitted)
+            }
+        };
+        let mut stream = tokio::time::timeout_at(due(), self.client.chat().create_stream(request))
             .await
-            .map_err(|_| CallError::timeout(false))?
+            .map_err(|_| overdue(false))?
             .map_err(|e| CallError::from_openai(e, false))?;
         let mut completion = Completion {
             usage: Usage {
@@ -314,9 +371,9 @@ impl Provider {
         let mut calls: Vec<ToolCall> = Vec::new();
         let mut emitted = false;
         loop {
-            let next = tokio::time::timeout(timeout, stream.next())
+            let next = tokio::time::timeout_at(due(), stream.next())
                 .await
-                .map_err(|_| CallError::timeout(emitted))?;
+                .map_err(|_| overdue(emitted))?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| CallError::from_openai(e, emitted))?;
             if let Some(CompletionUsage {
@@ -330,12 +387,27 @@ impl Provider {
             }
             for choice in chunk.choices {
                 if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                    if completion.content.len() + text.len() > MAX_ANSWER_BYTES {
+                        return Err(CallError::out_of_bounds(
+                            format!("the answer exceeded {} KiB", MAX_ANSWER_BYTES / 1024),
+                            emitted,
+                        ));
+                    }
                     emitted = true;
                     on_delta(&text);
                     completion.content.push_str(&text);
                 }
                 for part in choice.delta.tool_calls.unwrap_or_default() {
-                    let index = part.index as usize;
+                    let index = usize::try_from(part.index).unwrap_or(usize::MAX);
+                    if index >= MAX_TOOL_CALLS {
+                        return Err(CallError::out_of_bounds(
+                            format!(
+                                "the answer asked for tool call #{} (at most {MAX_TOOL_CALLS})",
+                                part.index
+                            ),
+                            emitted,
+                        ));
+                    }
                     if calls.len() <= index {
                         calls.resize_with(index + 1, || ToolCall {
                             id: String::new(),
@@ -353,6 +425,18 @@ impl Provider {
                         }
                         if let Some(arguments) = function.arguments {
                             call.arguments.push_str(&arguments);
+                        }
+                        if call.name.len() > MAX_TOOL_NAME_BYTES
+                            || call.arguments.len() > MAX_ARGUMENT_BYTES
+                        {
+                            return Err(CallError::out_of_bounds(
+                                format!(
+                                    "a tool call's name or arguments exceeded {MAX_TOOL_NAME_BYTES} \
+                                     bytes or {} KiB",
+                                    MAX_ARGUMENT_BYTES / 1024
+                                ),
+                                emitted,
+                            ));
                         }
                     }
                 }
@@ -434,7 +518,141 @@ pub fn function_tool(
 
 #[cfg(test)]
 mod tests {
+    use super::fake::{chunk, FakeLlm, Reply, CHAT_MODEL};
     use super::*;
+
+    /// A client of `fake` that waits `timeout` for each chunk and `max_call` in all, and would
+    /// retry twice.
+    fn client(fake: &FakeLlm, timeout: Duration, max_call: Duration) -> Llm {
+        let config = LlmConfig {
+            base_url: Some(fake.base_url.clone()),
+            api_key: None,
+            chat_model: CHAT_MODEL.into(),
+            router_model: CHAT_MODEL.into(),
+            prices: HashMap::new(),
+            timeout,
+            max_call,
+            retries: 2,
+        };
+        let circuit = CircuitConfig {
+            failures: 100,
+            open_for: Duration::from_secs(60),
+            timeout: Duration::from_secs(60),
+        };
+        Llm::with_client("llm:test", config, circuit, reqwest::Client::new())
+    }
+
+    /// One call against a provider answering `reply`: its error and the text streamed to the
+    /// caller before it.
+    async fn hostile(reply: Reply, timeout: Duration, max_call: Duration) -> (String, usize) {
+        let fake = FakeLlm::start().await.unwrap();
+        fake.chat(reply);
+        let llm = client(&fake, timeout, max_call);
+        let mut streamed = 0;
+        let outcome = llm
+            .chat(ModelRole::Chat, vec![user("hi")], Vec::new(), &mut |t| {
+                streamed += t.len()
+            })
+            .await;
+        assert_eq!(
+            fake.requests().len(),
+            1,
+            "an out-of-bounds answer is not retried"
+        );
+        match outcome {
+            Err(LlmError::Failed(message)) => (message, streamed),
+            other => panic!("expected a failed call, got {other:?}"),
+        }
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn a_tool_call_index_of_four_billion_fails_the_call_instead_of_allocating() {
+        let call = json_call(u32::MAX, "search_knowledge", "{}");
+        let (error, _) = hostile(Reply::Chunks(vec![call]), SECOND * 5, SECOND * 10).await;
+        assert!(error.contains("tool call #4294967295"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn seventeen_tool_calls_are_too_many() {
+        let calls = (0..17)
+            .map(|i| json_call(i, "search_knowledge", "{}"))
+            .collect();
+        let (error, _) = hostile(Reply::Chunks(calls), SECOND * 5, SECOND * 10).await;
+        assert!(error.contains("at most 16"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_stops_at_its_cap() {
+        let (error, streamed) =
+            hostile(Reply::Flood(4 * MAX_ANSWER_BYTES), SECOND * 5, SECOND * 10).await;
+        assert!(error.contains("exceeded 256 KiB"), "{error}");
+        assert!(
+            streamed <= MAX_ANSWER_BYTES,
+            "{streamed} bytes reached the caller"
+        );
+        assert!(
+            streamed > MAX_ANSWER_BYTES / 2,
+            "the answer was streamed up to the cap"
+        );
+    }
+
+    #[tokio::test]
+    async fn endless_tool_arguments_stop_at_their_cap() {
+        let piece = "a".repeat(8 * 1024);
+        let calls = (0..10)
+            .map(|_| json_call(0, "", &piece))
+            .chain([json_call(0, "search_knowledge", "")])
+            .collect();
+        let (error, streamed) = hostile(Reply::Chunks(calls), SECOND * 5, SECOND * 10).await;
+        assert!(error.contains("64 KiB"), "{error}");
+        assert_eq!(streamed, 0);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_answer_ends_at_the_whole_call_deadline() {
+        let started = std::time::Instant::now();
+        let (error, streamed) = hostile(
+            Reply::Trickle(Duration::from_millis(100)),
+            SECOND,
+            SECOND * 2,
+        )
+        .await;
+        assert!(error.contains("longer than 2 s"), "{error}");
+        assert!(streamed > 0, "the chunks before the deadline were streamed");
+        // Each chunk came within the per-chunk timeout, so only the call's deadline ended it.
+        assert!(started.elapsed() < SECOND * 10, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn only_priced_models_become_metric_labels() {
+        let fake = FakeLlm::start().await.unwrap();
+        let mut llm = client(&fake, SECOND, SECOND);
+        let Some(provider) = llm.provider.as_mut() else {
+            panic!("configured")
+        };
+        provider
+            .config
+            .prices
+            .insert("gpt-4o-mini".into(), (0.15, 0.6));
+        assert_eq!(provider.metric_label("gpt-4o-mini"), "gpt-4o-mini");
+        assert_eq!(provider.metric_label("tenant-invented-model-123"), "other");
+    }
+
+    fn json_call(index: u32, name: &str, arguments: &str) -> serde_json::Value {
+        let mut function = serde_json::json!({ "arguments": arguments });
+        if !name.is_empty() {
+            function["name"] = name.into();
+        }
+        chunk(
+            serde_json::json!({ "tool_calls": [{
+                "index": index, "id": format!("call_{index}"), "type": "function",
+                "function": function
+            }] }),
+            None,
+        )
+    }
 
     #[test]
     fn prices_parse_and_reject_garbage() {

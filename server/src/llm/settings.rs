@@ -123,6 +123,18 @@ impl LlmSettingsService for LlmSettingsServiceImpl {
         let base_url = update.base_url.trim().to_string();
         check_target(&base_url, self.providers.allow_private())
             .map_err(|e| AppError::invalid("base_url", e))?;
+        // The stored key belongs to the stored endpoint: sending it to another host would hand
+        // it to whoever runs that host. A new endpoint needs its key again (or none).
+        if update.api_key.is_none() && !update.clear_api_key {
+            let stored = self.row(access.tenant_id).await?;
+            if stored.is_some_and(|row| row.api_key_encrypted.is_some() && row.base_url != base_url)
+            {
+                return Err(AppError::invalid(
+                    "api_key",
+                    "the endpoint changed: enter its API key again, or clear the stored key",
+                ));
+            }
+        }
         let chat_model = update.chat_model.trim().to_string();
         let router_model = trimmed(update.router_model);
         let sealed = match &update.api_key {
@@ -150,6 +162,7 @@ impl LlmSettingsService for LlmSettingsServiceImpl {
         if sealed.is_some() || update.clear_api_key {
             columns.push(Column::ApiKeyEncrypted);
         }
+        let key_replaced = sealed.is_some();
         let row = settings::ActiveModel {
             tenant_id: Set(access.tenant_id),
             base_url: Set(base_url.clone()),
@@ -161,12 +174,21 @@ impl LlmSettingsService for LlmSettingsServiceImpl {
         // Writes first (an upsert, no read): on SQLite a transaction that reads before it
         // writes fails when another writer committed in between.
         let txn = self.db.begin().await.map_err(db_error)?;
+        let mut on_conflict = OnConflict::column(Column::TenantId);
+        on_conflict.update_columns(columns);
+        if !key_replaced && !update.clear_api_key {
+            // Also when another request changed the endpoint since the check above: a key is
+            // kept only for the endpoint it was entered for.
+            on_conflict.value(
+                Column::ApiKeyEncrypted,
+                Expr::cust(
+                    "CASE WHEN tenant_llm_settings.base_url = excluded.base_url \
+                     THEN tenant_llm_settings.api_key_encrypted END",
+                ),
+            );
+        }
         settings::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(Column::TenantId)
-                    .update_columns(columns)
-                    .to_owned(),
-            )
+            .on_conflict(on_conflict.to_owned())
             .exec_without_returning(&txn)
             .await
             .map_err(db_error)?;

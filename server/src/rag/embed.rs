@@ -235,17 +235,21 @@ impl Embedder for OpenAiEmbedder {
             .build()
             .map_err(|e| EmbedError::Failed(e.to_string()))?;
         let call = async {
-            tokio::time::timeout(self.timeout, self.client.embeddings().create(request))
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())
+            match tokio::time::timeout(self.timeout, self.client.embeddings().create(request)).await
+            {
+                Err(_) => Err(("timed out".to_string(), true)),
+                Ok(Err(e)) => Err((e.to_string(), is_outage(&e))),
+                Ok(Ok(response)) => Ok(response),
+            }
         };
-        let response = match self.breaker.call(call).await {
+        // Only the endpoint's own trouble counts against the shared circuit: a tenant asking
+        // for a model the endpoint does not know (a 4xx) must not open it for everyone.
+        let response = match self.breaker.call_with(|e: &(String, bool)| e.1, call).await {
             Ok(response) => response,
             Err(OutboundError::Unavailable(service)) => {
                 return Err(EmbedError::Failed(format!("{service} is unavailable")))
             }
-            Err(OutboundError::Call(e)) => return Err(EmbedError::Failed(e)),
+            Err(OutboundError::Call((e, _))) => return Err(EmbedError::Failed(e)),
         };
         let mut data = response.data;
         if data.len() != count {
@@ -258,6 +262,30 @@ impl Embedder for OpenAiEmbedder {
         Ok(data.into_iter().map(|e| normalise(e.embedding)).collect())
     }
 }
+
+/// Whether a failed call says the endpoint is in trouble (no answer, a 5xx, a rate limit)
+/// rather than that the request was wrong (an unknown model, bad input: a 4xx).
+/// async-openai drops the status: it reports a 5xx as an error with nothing but a message,
+/// a rate limit by its type or code, other 4xx with a type or code (OpenAI) or as an
+/// unreadable error body (Ollama, vLLM, TEI).
+fn is_outage(e: &async_openai::error::OpenAIError) -> bool {
+    use async_openai::error::OpenAIError;
+    match e {
+        OpenAIError::Reqwest(_) | OpenAIError::StreamError(_) => true,
+        OpenAIError::ApiError(api) => {
+            (api.r#type.is_none() && api.code.is_none() && api.param.is_none())
+                || api.code.as_deref() == Some("rate_limit_exceeded")
+                || matches!(
+                    api.r#type.as_deref(),
+                    Some("requests" | "tokens" | "rate_limit_error" | "server_error")
+                )
+        }
+        _ => false,
+    }
+}
+
+/// Most endpoint clients kept at once (tenants name models; each name gets a client).
+const MAX_CLIENTS: usize = 64;
 
 fn normalise(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -280,7 +308,7 @@ pub struct Embedders {
 #[derive(Clone)]
 pub struct OpenAiSettings {
     pub base_url: String,
-    pub api_key: Option<String>,
+    pub api_key: Option<secrecy::SecretString>,
 }
 
 impl Embedders {
@@ -317,10 +345,17 @@ impl Embedders {
             .clients
             .lock()
             .map_err(|_| EmbedError::Failed("embedder cache poisoned".into()))?;
+        if clients.len() >= MAX_CLIENTS && !clients.contains_key(model) {
+            // Tenants choose model names: a bounded cache, rebuilt as it is used.
+            clients.clear();
+        }
         let client = clients.entry(model.to_string()).or_insert_with(|| {
             Arc::new(OpenAiEmbedder::new(
                 &settings.base_url,
-                settings.api_key.as_deref(),
+                settings
+                    .api_key
+                    .as_ref()
+                    .map(secrecy::ExposeSecret::expose_secret),
                 name,
                 self.circuit,
                 self.breaker.clone(),
@@ -358,5 +393,50 @@ mod tests {
             embedders.get("cohere/x"),
             Err(EmbedError::Unavailable(_))
         ));
+    }
+
+    #[test]
+    fn the_client_cache_stays_bounded_whatever_names_tenants_choose() {
+        let circuit = CircuitConfig {
+            failures: 5,
+            open_for: std::time::Duration::from_secs(60),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let openai = OpenAiSettings {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+        };
+        let embedders = Embedders::new(PathBuf::from("/nonexistent"), Some(openai), circuit);
+        for i in 0..1000 {
+            embedders.get(&format!("openai/made-up-{i}")).unwrap();
+            assert!(embedders.clients.lock().unwrap().len() <= MAX_CLIENTS);
+        }
+    }
+
+    #[test]
+    fn only_outages_count_against_the_circuit() {
+        use async_openai::error::{ApiError, OpenAIError};
+        let api = |t: Option<&str>, code: Option<&str>| {
+            OpenAIError::ApiError(ApiError {
+                message: "x".into(),
+                r#type: t.map(String::from),
+                param: None,
+                code: code.map(String::from),
+            })
+        };
+        assert!(is_outage(&api(None, None)), "a 5xx");
+        assert!(is_outage(&api(
+            Some("requests"),
+            Some("rate_limit_exceeded")
+        )));
+        assert!(!is_outage(&api(
+            Some("invalid_request_error"),
+            Some("model_not_found")
+        )));
+        let unreadable = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert!(!is_outage(&OpenAIError::JSONDeserialize(
+            unreadable,
+            "{".into()
+        )));
     }
 }

@@ -7,8 +7,10 @@
 //! Tabular formats (CSV, JSON) become one block of `key: value` lines per record, blocks
 //! separated by blank lines, so a splitter keeps a record together.
 //!
-//! Extraction is blocking and CPU-bound: run it in `spawn_blocking`. It never panics; a PDF
-//! parser panic on a corrupt file is caught and reported as [`ExtractError::Invalid`].
+//! Extraction is blocking and CPU-bound. It never panics; a PDF parser panic on a corrupt file
+//! is caught and reported as [`ExtractError::Invalid`]. What a panic cannot catch (a parser
+//! recursing until the stack overflows, a decompression bomb exhausting memory) is why the
+//! platform runs it in a child process with limits ([`super::sandbox`]).
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -29,6 +31,24 @@ const MAX_DOCX_PART_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Titles longer than this are cut.
 const MAX_TITLE_CHARS: usize = 300;
+
+/// Extracted text may be at most this many times the file's size. CSV and JSON repeat column
+/// names and key paths for every value, and nested lists indent every item, so a crafted file
+/// of 2 MB could otherwise expand to gigabytes and take the process down for every tenant.
+pub const MAX_EXPANSION: usize = 20;
+/// A small file may always yield this much text.
+const MIN_TEXT_LIMIT: usize = 1 << 20;
+/// Deepest list nesting that still indents its items.
+const MAX_LIST_INDENT: usize = 8;
+
+/// The most text a file of `input` bytes may yield: [`MAX_EXPANSION`] times its size (at
+/// least 1 MiB), and never more than `cap` (`MAX_EXTRACTED_BYTES`).
+pub fn text_limit(input: usize, cap: usize) -> usize {
+    input
+        .saturating_mul(MAX_EXPANSION)
+        .max(MIN_TEXT_LIMIT)
+        .min(cap)
+}
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -146,7 +166,7 @@ impl std::fmt::Display for Format {
 }
 
 /// A document's text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extracted {
     /// The document's text; Markdown-ish where structure is known (headings as `#` lines) so
     /// a Markdown-aware splitter can use it.
@@ -159,43 +179,50 @@ pub struct Extracted {
     pub markdown: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ExtractError {
     #[error("unsupported file type: {0}")]
     Unsupported(String),
     #[error("the file holds no text")]
     Empty,
+    #[error(
+        "the file's text is larger than {} KiB ({MAX_EXPANSION} times the file's size, at most \
+         MAX_EXTRACTED_BYTES); split the file or raise the limit",
+        limit / 1024
+    )]
+    TooLarge { limit: usize },
     #[error("the file could not be read as {format}: {reason}")]
-    Invalid {
-        format: &'static str,
-        reason: String,
-    },
+    Invalid { format: Format, reason: String },
 }
 
 impl ExtractError {
-    fn invalid(format: Format, reason: impl Into<String>) -> ExtractError {
+    pub(crate) fn invalid(format: Format, reason: impl Into<String>) -> ExtractError {
         ExtractError::Invalid {
-            format: format.as_str(),
+            format,
             reason: reason.into(),
         }
     }
 }
 
-/// Extracts a document's text. Blocking (the caller runs it in `spawn_blocking`). Never
-/// panics.
-pub fn extract(format: Format, bytes: &[u8]) -> Result<Extracted, ExtractError> {
+/// Extracts a document's text, at most `limit` bytes of it (see [`text_limit`]): past that the
+/// formats that repeat or indent stop early and the document fails with
+/// [`ExtractError::TooLarge`]. Blocking (the caller runs it in `spawn_blocking`). Never panics.
+pub fn extract(format: Format, bytes: &[u8], limit: usize) -> Result<Extracted, ExtractError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ExtractError::Empty);
     }
     let mut extracted = match format {
         Format::Text => extract_text(bytes)?,
         Format::Markdown => extract_markdown(bytes)?,
-        Format::Html => extract_html(bytes),
+        Format::Html => extract_html(bytes)?,
         Format::Pdf => extract_pdf(bytes)?,
         Format::Docx => extract_docx(bytes)?,
-        Format::Csv => extract_csv(bytes)?,
-        Format::Json => extract_json(bytes)?,
+        Format::Csv => extract_csv(bytes, limit)?,
+        Format::Json => extract_json(bytes, limit)?,
     };
+    if extracted.text.len() > limit {
+        return Err(ExtractError::TooLarge { limit });
+    }
     extracted.text = tidy(&extracted.text);
     if extracted.text.trim().is_empty() {
         return Err(ExtractError::Empty);
@@ -378,9 +405,17 @@ fn markdown_title(text: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // HTML
 
-fn extract_html(bytes: &[u8]) -> Extracted {
+fn extract_html(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     let source = String::from_utf8_lossy(bytes);
+    // html5ever's tree builder checks scopes by walking the stack of open elements, so its
+    // time grows with the square of the nesting (20 000 levels: minutes).
+    if html_depth(&source) > MAX_HTML_DEPTH {
+        return Err(ExtractError::invalid(
+            Format::Html,
+            format!("its elements are nested more than {MAX_HTML_DEPTH} deep"),
+        ));
+    }
     let document = Html::parse_document(&source);
 
     let roots = content_roots(&document);
@@ -405,11 +440,66 @@ fn extract_html(bytes: &[u8]) -> Extracted {
                 .and_then(|el| clean_title(&el.text().collect::<String>()))
         });
 
-    Extracted {
+    Ok(Extracted {
         text: writer.out,
         title,
         markdown: true,
+    })
+}
+
+/// Deepest element nesting an HTML document may have (real pages stay far below 100).
+const MAX_HTML_DEPTH: usize = 512;
+
+/// How deep `html`'s elements nest, estimated from its tags in one pass: start tags open,
+/// end tags close; void elements, self-closing tags and elements whose end tag may be left
+/// out (`li`, `p`, `td`…) are not counted, comments and script or style content are skipped.
+fn html_depth(html: &str) -> usize {
+    const NOT_COUNTED: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr", "li", "p", "dt", "dd", "tr", "td", "th", "option", "optgroup", "tbody",
+        "thead", "tfoot", "colgroup", "caption", "rt", "rp", "html", "head", "body",
+    ];
+    let lower = html.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
+    while let Some(offset) = lower[at..].find('<') {
+        at += offset + 1;
+        if lower[at..].starts_with("!--") {
+            at += lower[at..]
+                .find("-->")
+                .map_or(lower.len() - at, |end| end + 3);
+            continue;
+        }
+        let closing = bytes.get(at) == Some(&b'/');
+        let start = at + usize::from(closing);
+        let name_len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+            .count();
+        if name_len == 0 || !bytes[start].is_ascii_alphabetic() {
+            continue;
+        }
+        let name = &lower[start..start + name_len];
+        let Some(close) = lower[start..].find('>') else {
+            break;
+        };
+        let self_closing = lower[..start + close].ends_with('/');
+        at = start + close + 1;
+        if NOT_COUNTED.contains(&name) {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else if !self_closing {
+            depth += 1;
+            deepest = deepest.max(depth);
+            if matches!(name, "script" | "style") {
+                let end = format!("</{name}");
+                at += lower[at..].find(&end).unwrap_or(lower.len() - at);
+            }
+        }
     }
+    deepest
 }
 
 fn has_ancestor(el: &ElementRef<'_>, pred: impl Fn(&Element) -> bool) -> bool {
@@ -713,7 +803,8 @@ impl HtmlWriter {
             }
             "li" => {
                 self.line_break();
-                self.prefix = format!("{}- ", "  ".repeat(self.lists.saturating_sub(1)));
+                let depth = self.lists.saturating_sub(1).min(MAX_LIST_INDENT);
+                self.prefix = format!("{}- ", "  ".repeat(depth));
             }
             "td" | "th" if !self.line.is_empty() => self.cell = true,
             name if is_block(name) => self.block_break(),
@@ -1047,7 +1138,7 @@ fn docx_core_title(xml: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // CSV
 
-fn extract_csv(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+fn extract_csv(bytes: &[u8], limit: usize) -> Result<Extracted, ExtractError> {
     let invalid = |reason: String| ExtractError::invalid(Format::Csv, reason);
     let text = decode_text(bytes).map_err(invalid)?;
     let mut reader = csv::ReaderBuilder::new()
@@ -1066,18 +1157,28 @@ fn extract_csv(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         _ => format!("column {}", i + 1),
     };
     let mut blocks = Vec::new();
+    let mut size = 0;
     for record in reader.records() {
         let record = record.map_err(|e| invalid(e.to_string()))?;
-        let lines: Vec<String> = record
-            .iter()
-            .enumerate()
-            .filter_map(|(i, value)| {
-                let value = clean_value(value);
-                (!value.is_empty()).then(|| format!("{}: {value}", column(i)))
-            })
-            .collect();
-        if !lines.is_empty() {
-            blocks.push(lines.join("\n"));
+        let mut block = String::new();
+        for (i, value) in record.iter().enumerate() {
+            let value = clean_value(value);
+            if value.is_empty() {
+                continue;
+            }
+            if !block.is_empty() {
+                block.push('\n');
+            }
+            block.push_str(&column(i));
+            block.push_str(": ");
+            block.push_str(&value);
+            if size + block.len() > limit {
+                return Err(ExtractError::TooLarge { limit });
+            }
+        }
+        if !block.is_empty() {
+            size += block.len() + 2;
+            blocks.push(block);
         }
     }
     Ok(Extracted {
@@ -1116,7 +1217,7 @@ fn csv_delimiter(text: &str) -> u8 {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
-fn extract_json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+fn extract_json(bytes: &[u8], limit: usize) -> Result<Extracted, ExtractError> {
     let invalid = |reason: String| ExtractError::invalid(Format::Json, reason);
     let text = decode_text(bytes).map_err(invalid)?;
     let records = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -1144,14 +1245,18 @@ fn extract_json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             records
         }
     };
-    let blocks: Vec<String> = records
-        .iter()
-        .filter_map(|record| {
-            let mut lines = Vec::new();
-            flatten_json("", record, &mut lines);
-            (!lines.is_empty()).then(|| lines.join("\n"))
-        })
-        .collect();
+    let mut flat = Flattened {
+        lines: Vec::new(),
+        size: 0,
+        limit,
+    };
+    let mut blocks = Vec::new();
+    for record in &records {
+        flatten_json("", record, &mut flat)?;
+        if !flat.lines.is_empty() {
+            blocks.push(std::mem::take(&mut flat.lines).join("\n"));
+        }
+    }
     Ok(Extracted {
         text: blocks.join("\n\n"),
         title: None,
@@ -1159,12 +1264,24 @@ fn extract_json(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     })
 }
 
+/// Lines of flattened JSON and the bytes written so far, within `limit`.
+struct Flattened {
+    lines: Vec<String>,
+    size: usize,
+    limit: usize,
+}
+
 /// `{"a": {"b": 1}, "c": [true]}` -> `a.b: 1`, `c[0]: true`; strings unquoted; nulls and empty
-/// strings left out. (serde_json's recursion limit bounds the depth.)
-fn flatten_json(key: &str, value: &serde_json::Value, lines: &mut Vec<String>) {
+/// strings left out. (serde_json's recursion limit bounds the depth; every line repeats its
+/// whole key path, so the output is bounded by `out.limit`.)
+fn flatten_json(
+    key: &str,
+    value: &serde_json::Value,
+    out: &mut Flattened,
+) -> Result<(), ExtractError> {
     use serde_json::Value;
     let scalar = match value {
-        Value::Null => return,
+        Value::Null => return Ok(()),
         Value::Object(map) => {
             for (name, value) in map {
                 let key = if key.is_empty() {
@@ -1172,28 +1289,34 @@ fn flatten_json(key: &str, value: &serde_json::Value, lines: &mut Vec<String>) {
                 } else {
                     format!("{key}.{name}")
                 };
-                flatten_json(&key, value, lines);
+                flatten_json(&key, value, out)?;
             }
-            return;
+            return Ok(());
         }
         Value::Array(items) => {
             for (i, value) in items.iter().enumerate() {
-                flatten_json(&format!("{key}[{i}]"), value, lines);
+                flatten_json(&format!("{key}[{i}]"), value, out)?;
             }
-            return;
+            return Ok(());
         }
         Value::String(s) => clean_value(s),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
     };
     if scalar.is_empty() {
-        return;
+        return Ok(());
     }
-    lines.push(if key.is_empty() {
+    let line = if key.is_empty() {
         scalar
     } else {
         format!("{key}: {scalar}")
-    });
+    };
+    out.size += line.len() + 1;
+    if out.size > out.limit {
+        return Err(ExtractError::TooLarge { limit: out.limit });
+    }
+    out.lines.push(line);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1204,8 +1327,11 @@ mod tests {
 
     use super::*;
 
+    /// What a 1 MiB file may yield.
+    const LIMIT: usize = 20 << 20;
+
     fn text_of(format: Format, bytes: &[u8]) -> Extracted {
-        extract(format, bytes).unwrap()
+        extract(format, bytes, LIMIT).unwrap()
     }
 
     /// A one-page PDF with a Helvetica text object and an Info title, offsets computed.
@@ -1412,8 +1538,8 @@ mod tests {
             b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R\nendobj\nxref\n0 1\ntrailer\n<<>>\n%%EOF",
             b"%PDF-\x00\xff\x00\xff",
         ] {
-            match extract(Format::Pdf, bytes) {
-                Err(ExtractError::Invalid { format: "pdf", .. }) => {}
+            match extract(Format::Pdf, bytes, LIMIT) {
+                Err(ExtractError::Invalid { format: Format::Pdf, .. }) => {}
                 other => panic!("expected Invalid, got {other:?}"),
             }
         }
@@ -1424,8 +1550,11 @@ mod tests {
         let format = Format::detect("report.pdf", None, b"<html>not a pdf</html>").unwrap();
         assert_eq!(format, Format::Pdf);
         assert!(matches!(
-            extract(format, b"<html>not a pdf</html>"),
-            Err(ExtractError::Invalid { format: "pdf", .. })
+            extract(format, b"<html>not a pdf</html>", LIMIT),
+            Err(ExtractError::Invalid {
+                format: Format::Pdf,
+                ..
+            })
         ));
     }
 
@@ -1455,8 +1584,11 @@ mod tests {
     #[test]
     fn docx_that_is_not_a_zip_or_lacks_the_document_is_invalid() {
         assert!(matches!(
-            extract(Format::Docx, b"plain text, not a zip"),
-            Err(ExtractError::Invalid { format: "docx", .. })
+            extract(Format::Docx, b"plain text, not a zip", LIMIT),
+            Err(ExtractError::Invalid {
+                format: Format::Docx,
+                ..
+            })
         ));
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         zip.start_file("other.txt", zip::write::SimpleFileOptions::default())
@@ -1468,8 +1600,11 @@ mod tests {
             Err(ExtractError::Unsupported(m)) if m.contains("zip")
         ));
         assert!(matches!(
-            extract(Format::Docx, &bytes),
-            Err(ExtractError::Invalid { format: "docx", .. })
+            extract(Format::Docx, &bytes, LIMIT),
+            Err(ExtractError::Invalid {
+                format: Format::Docx,
+                ..
+            })
         ));
     }
 
@@ -1495,8 +1630,11 @@ mod tests {
     #[test]
     fn csv_that_is_not_utf8_is_invalid() {
         assert!(matches!(
-            extract(Format::Csv, b"a,b\n\xff\xfe\xfd,1\n"),
-            Err(ExtractError::Invalid { format: "csv", .. })
+            extract(Format::Csv, b"a,b\n\xff\xfe\xfd,1\n", LIMIT),
+            Err(ExtractError::Invalid {
+                format: Format::Csv,
+                ..
+            })
         ));
     }
 
@@ -1532,8 +1670,11 @@ mod tests {
     fn invalid_json_is_invalid() {
         for bytes in [&b"{\"a\": "[..], b"{\"a\": 1}\n{broken\n", b"[1, 2,]"] {
             assert!(matches!(
-                extract(Format::Json, bytes),
-                Err(ExtractError::Invalid { format: "json", .. })
+                extract(Format::Json, bytes, LIMIT),
+                Err(ExtractError::Invalid {
+                    format: Format::Json,
+                    ..
+                })
             ));
         }
     }
@@ -1616,14 +1757,20 @@ mod tests {
             Format::Csv,
             Format::Json,
         ] {
-            assert!(matches!(extract(format, b""), Err(ExtractError::Empty)));
             assert!(matches!(
-                extract(format, b" \n\t "),
+                extract(format, b"", LIMIT),
+                Err(ExtractError::Empty)
+            ));
+            assert!(matches!(
+                extract(format, b" \n\t ", LIMIT),
                 Err(ExtractError::Empty)
             ));
         }
         let format = Format::detect("empty", None, b"").unwrap();
-        assert!(matches!(extract(format, b""), Err(ExtractError::Empty)));
+        assert!(matches!(
+            extract(format, b"", LIMIT),
+            Err(ExtractError::Empty)
+        ));
         // Structure but no text.
         let structured: [(Format, &[u8]); 4] = [
             (
@@ -1635,14 +1782,17 @@ mod tests {
             (Format::Json, b"{\"a\": null}"),
         ];
         for (format, bytes) in structured {
-            assert!(matches!(extract(format, bytes), Err(ExtractError::Empty)));
+            assert!(matches!(
+                extract(format, bytes, LIMIT),
+                Err(ExtractError::Empty)
+            ));
         }
         let no_text = docx(
             "<w:document xmlns:w=\"w\"><w:body><w:p/></w:body></w:document>",
             None,
         );
         assert!(matches!(
-            extract(Format::Docx, &no_text),
+            extract(Format::Docx, &no_text, LIMIT),
             Err(ExtractError::Empty)
         ));
     }
@@ -1650,8 +1800,8 @@ mod tests {
     #[test]
     fn invalid_utf8_text_is_invalid() {
         for format in [Format::Text, Format::Markdown] {
-            match extract(format, b"caf\xe9 au lait") {
-                Err(ExtractError::Invalid { format: f, .. }) => assert_eq!(f, format.as_str()),
+            match extract(format, b"caf\xe9 au lait", LIMIT) {
+                Err(ExtractError::Invalid { format: f, .. }) => assert_eq!(f, format),
                 other => panic!("expected Invalid, got {other:?}"),
             }
         }
@@ -1676,5 +1826,90 @@ mod tests {
         assert_eq!(docx_heading_level("Title"), Some(1));
         assert_eq!(docx_heading_level("HeadingChar"), None);
         assert_eq!(docx_heading_level("Normal"), None);
+    }
+
+    #[test]
+    fn a_csv_that_repeats_long_headers_stops_at_the_limit() {
+        // 1 000 columns with 2 000-byte names and one-byte values: each value repeats its
+        // column's name, so 2 MB of file would become 200 MB of text.
+        let header: Vec<String> = (0..1000)
+            .map(|i| format!("{i}{}", "h".repeat(2000)))
+            .collect();
+        let row = vec!["1"; 1000].join(",") + "\n";
+        let file = format!("{}\n{}", header.join(","), row.repeat(100)).into_bytes();
+        let limit = text_limit(file.len(), usize::MAX);
+        assert_eq!(limit, file.len() * MAX_EXPANSION);
+        match extract(Format::Csv, &file, limit) {
+            Err(ExtractError::TooLarge { limit: l }) => assert_eq!(l, limit),
+            other => panic!("expected TooLarge, got {:?}", other.map(|e| e.text.len())),
+        }
+    }
+
+    #[test]
+    fn json_with_long_nested_keys_stops_at_the_limit() {
+        // 100 levels of 1 000-byte keys over 20 000 leaves: each leaf's line repeats 100 kB.
+        let key = "k".repeat(1000);
+        let file = format!(
+            "{}[{}]{}",
+            format!("{{\"{key}\":").repeat(100),
+            vec!["1"; 20_000].join(","),
+            "}".repeat(100)
+        );
+        let limit = text_limit(file.len(), usize::MAX);
+        assert!(matches!(
+            extract(Format::Json, file.as_bytes(), limit),
+            Err(ExtractError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn the_absolute_cap_applies_to_ordinary_files_too() {
+        let file = "plain words ".repeat(200_000).into_bytes();
+        assert!(extract(Format::Text, &file, text_limit(file.len(), 64 << 20)).is_ok());
+        let small_cap = text_limit(file.len(), 1 << 20);
+        assert_eq!(small_cap, 1 << 20);
+        assert!(matches!(
+            extract(Format::Text, &file, small_cap),
+            Err(ExtractError::TooLarge { .. })
+        ));
+        // A small file may always yield 1 MiB.
+        assert_eq!(text_limit(10, usize::MAX), 1 << 20);
+    }
+
+    #[test]
+    fn html_depth_counts_what_nests() {
+        assert_eq!(html_depth("<div><div><p>a<br>b</div></div>"), 2);
+        assert_eq!(html_depth("<ul><li>a<li>b<li>c</ul><ul><li>d</ul>"), 1);
+        assert_eq!(
+            html_depth("<div/><img src=x><!-- <div><div> --><span>x</span>"),
+            1
+        );
+        assert_eq!(
+            html_depth("<script>if (a<b) {'<div><div>'}</script><b>x</b>"),
+            1
+        );
+        assert_eq!(html_depth(&"<div>".repeat(600)), 600);
+    }
+
+    #[test]
+    fn html_nested_past_the_limit_is_refused_before_parsing() {
+        let html = "<section>".repeat(MAX_HTML_DEPTH + 1);
+        assert!(matches!(
+            extract(Format::Html, html.as_bytes(), LIMIT),
+            Err(ExtractError::Invalid { format: Format::Html, reason }) if reason.contains("nested")
+        ));
+    }
+
+    #[test]
+    fn deeply_nested_lists_do_not_indent_without_end() {
+        let depth = MAX_HTML_DEPTH / 2 - 2;
+        let mut html = String::from("<html><body><main>");
+        for _ in 0..depth {
+            html.push_str("<ul><li>item");
+        }
+        html.push_str("</main></body></html>");
+        let text = extract(Format::Html, html.as_bytes(), LIMIT).unwrap().text;
+        let widest = text.lines().map(str::len).max().unwrap_or(0);
+        assert!(widest <= 2 * MAX_LIST_INDENT + "- item".len(), "{widest}");
     }
 }

@@ -312,10 +312,9 @@ async fn resolve_checked(url: &Url, allow_private: bool) -> Result<Vec<SocketAdd
     }
     if !allow_private {
         if let Some(ip) = ips.iter().find(|ip| !is_public(**ip)) {
-            return Err(FetchError::Forbidden(match literal {
-                Some(_) => host.to_string(),
-                None => format!("{host} ({ip})"),
-            }));
+            // The resolved address stays in the log: it maps the operator's network.
+            tracing::warn!(%host, %ip, "refused to fetch from an internal address");
+            return Err(FetchError::Forbidden(host.to_string()));
         }
     }
     Ok(ips
@@ -357,16 +356,27 @@ fn client_for(
     builder.build().map_err(network)
 }
 
-/// A reqwest error with its causes ("error sending request ...: connection refused").
+/// A reqwest error as the tenant sees it: what kind of failure, not its cause chain, which can
+/// name the addresses a host resolved to. The whole chain goes to the log.
 fn network(error: reqwest::Error) -> FetchError {
-    let mut message = error.to_string();
+    let mut chain = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    FetchError::Network(message)
+    tracing::warn!(error = %chain, "fetching a document failed");
+    let kind = if error.is_timeout() {
+        "the server did not answer in time"
+    } else if error.is_connect() {
+        "could not connect to the server"
+    } else if error.is_body() || error.is_decode() {
+        "the connection broke off while reading the document"
+    } else {
+        "the request failed"
+    };
+    FetchError::Network(kind.to_string())
 }
 
 /// The `Content-Disposition` file name, else the last non-empty path segment, else the host.
@@ -560,6 +570,14 @@ mod tests {
             let err = fetch(&url, &policy(false)).await.unwrap_err();
             assert!(matches!(err, FetchError::Forbidden(_)), "{url}: {err:?}");
             assert!(!err.is_transient());
+            // The tenant learns nothing of the addresses the name resolved to.
+            let shown = err.to_string();
+            if url.contains("localhost") {
+                assert!(
+                    !shown.contains("127.0.0.1") && !shown.contains("::1"),
+                    "{shown}"
+                );
+            }
         }
     }
 
@@ -711,6 +729,18 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, FetchError::Network(_)), "{err:?}");
         assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn connection_errors_do_not_name_addresses() {
+        // Nothing listens on port 9 of loopback: refused, with the address in the cause chain.
+        let err = fetch("http://127.0.0.1:9/doc.md", &policy(true))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fetching failed: could not connect to the server"
+        );
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use super::embed::EmbedError;
 use super::extract::{self, Format};
 use super::fetch::{self, FetchError};
 use super::lance::ChunkRow;
+use super::sandbox;
 use super::service::{bump_version, sha256_hex, INGEST};
 use super::Knowledge;
 use crate::jobs::{JobContext, JobHandler};
@@ -257,10 +258,17 @@ impl Ingest {
     ) -> Result<Vec<ChunkRow>, Stop> {
         let (bytes, format) = content(&self.rt, ctx.db(), doc).await?;
         progress(ctx, doc, 10).await?;
-        let extracted = tokio::task::spawn_blocking(move || extract::extract(format, &bytes))
+        let limit = extract::text_limit(bytes.len(), self.rt.config.max_extracted_bytes);
+        let extracted = self
+            .rt
+            .config
+            .sandbox
+            .extract(format, bytes, limit)
             .await
-            .map_err(|e| Stop::Transient(e.to_string()))?
-            .map_err(|e| Stop::Permanent(e.to_string()))?;
+            .map_err(|failure| match failure {
+                sandbox::Failure::Document(e) => Stop::Permanent(e.to_string()),
+                sandbox::Failure::Unavailable(e) => Stop::Transient(e),
+            })?;
         // A title found in the document beats the file name it defaulted to.
         if doc.title == doc.source {
             if let Some(title) = extracted

@@ -19,6 +19,7 @@ pub mod fusion;
 pub mod ingest;
 pub mod lance;
 pub mod rerank;
+pub mod sandbox;
 pub mod service;
 
 use std::path::PathBuf;
@@ -40,15 +41,19 @@ pub struct KnowledgeConfig {
     pub model_dir: PathBuf,
     /// OpenAI-compatible embeddings endpoint (`EMBEDDINGS_URL`, `EMBEDDINGS_API_KEY`).
     pub embeddings_url: Option<String>,
-    pub embeddings_api_key: Option<String>,
+    pub embeddings_api_key: Option<secrecy::SecretString>,
     /// Texts per embedding call (`EMBEDDING_BATCH_SIZE`).
     pub embed_batch: usize,
     /// A `/rerank` endpoint (`RERANK_URL`, `RERANK_MODEL`, `RERANK_API_KEY`).
     pub rerank_url: Option<String>,
     pub rerank_model: Option<String>,
-    pub rerank_api_key: Option<String>,
+    pub rerank_api_key: Option<secrecy::SecretString>,
     /// Largest document accepted, uploaded or fetched (`MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: usize,
+    /// Most text one document may yield (`MAX_EXTRACTED_BYTES`); see [`extract::text_limit`].
+    pub max_extracted_bytes: usize,
+    /// The child process documents are extracted in.
+    pub sandbox: sandbox::Sandbox,
     /// Allow fetching from private and loopback addresses (`FETCH_ALLOW_PRIVATE`; tests and
     /// intranets only).
     pub fetch_allow_private: bool,

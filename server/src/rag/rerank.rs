@@ -16,7 +16,7 @@ pub struct RerankError(String);
 pub struct Reranker {
     url: String,
     model: Option<String>,
-    api_key: Option<String>,
+    api_key: Option<secrecy::SecretString>,
     client: OutboundClient,
 }
 
@@ -38,7 +38,7 @@ impl Reranker {
     pub fn new(
         url: &str,
         model: Option<String>,
-        api_key: Option<String>,
+        api_key: Option<secrecy::SecretString>,
         circuit: CircuitConfig,
     ) -> Result<Reranker, RerankError> {
         Ok(Reranker {
@@ -67,7 +67,7 @@ impl Reranker {
         }
         let mut request = self.client.http().post(&self.url).json(&body);
         if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(key));
         }
         let response = self.client.send(request).await.map_err(|e| match e {
             OutboundError::Unavailable(s) => RerankError(format!("{s} is unavailable")),

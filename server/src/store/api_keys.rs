@@ -12,6 +12,8 @@ pub struct Model {
     pub secret_hash: String,
     pub scopes: Json,
     pub created_by: String,
+    /// The member on whose authority the key exists (none: made by the operator's CLI).
+    pub owner_user_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub last_used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,

@@ -3,11 +3,13 @@
 
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, QueryOrder, TransactionTrait,
+};
 use serde_json::json;
 
 use app::error::AppError;
-use app::services::{Access, TenancyService};
+use app::services::{Access, Actor, TenancyService};
 use app::types::*;
 use app::validate::{check, normal_origin};
 
@@ -25,6 +27,67 @@ pub struct TenancyServiceImpl {
 impl TenancyServiceImpl {
     pub fn new(db: DatabaseConnection, kv: Kv) -> Self {
         Self { db, kv }
+    }
+
+    /// The member on whose authority a key made by `access` exists: the user, or the owner
+    /// of the key that makes it; none for the CLI.
+    async fn key_owner(&self, access: &Access) -> Result<Option<Uuid>, AppError> {
+        Ok(match &access.actor {
+            Actor::User { id, .. } => Some(*id),
+            Actor::ApiKey { id, .. } => self.api_key_model(access, *id).await?.owner_user_id,
+            Actor::Cli => None,
+        })
+    }
+
+    /// Narrows the active keys `user_id` owns in this tenant to what `role` may do (none:
+    /// revokes them all), audited in `txn`. Returns the prefixes to drop from the key cache
+    /// once `txn` has committed.
+    async fn narrow_keys_of(
+        &self,
+        txn: &DatabaseTransaction,
+        access: &Access,
+        user_id: Uuid,
+        role: Option<Role>,
+    ) -> Result<Vec<String>, AppError> {
+        let keys = api_keys::Entity::find()
+            .filter(api_keys::Column::TenantId.eq(access.tenant_id))
+            .filter(api_keys::Column::OwnerUserId.eq(user_id))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .all(txn)
+            .await
+            .map_err(db_error)?;
+        let allowed = role.map(Role::scopes).unwrap_or_default();
+        let mut changed = Vec::new();
+        for key in keys {
+            let scopes: Vec<String> =
+                serde_json::from_value(key.scopes.clone()).unwrap_or_default();
+            let kept: Vec<String> = scopes
+                .iter()
+                .filter(|name| {
+                    Scope::parse(name)
+                        .is_some_and(|s| allowed.iter().any(|mine| mine.allows(s.area, s.level)))
+                })
+                .cloned()
+                .collect();
+            if kept == scopes {
+                continue;
+            }
+            let prefix = key.prefix.clone();
+            let mut row: api_keys::ActiveModel = key.into();
+            let record = if kept.is_empty() {
+                row.revoked_at = Set(Some(Utc::now()));
+                Record::by(access, "api_key.revoke", format!("key:{prefix}"))
+                    .details(json!({ "reason": "its owner no longer holds these permissions" }))
+            } else {
+                row.scopes = Set(json!(kept));
+                Record::by(access, "api_key.narrow", format!("key:{prefix}"))
+                    .details(json!({ "from": scopes, "to": kept }))
+            };
+            row.update(txn).await.map_err(db_error)?;
+            record.write(txn).await.map_err(db_error)?;
+            changed.push(prefix);
+        }
+        Ok(changed)
     }
 
     async fn tenant_model(&self, access: &Access) -> Result<tenants::Model, AppError> {
@@ -299,7 +362,14 @@ impl TenancyService for TenancyServiceImpl {
             .write(&txn)
             .await
             .map_err(db_error)?;
+        // Their keys may do no more than they now may.
+        let changed = self
+            .narrow_keys_of(&txn, access, user_id, Some(role))
+            .await?;
         txn.commit().await.map_err(db_error)?;
+        for prefix in changed {
+            crate::auth::forget_key(&self.kv, &prefix).await;
+        }
         Ok(to_member(saved, u))
     }
 
@@ -324,7 +394,13 @@ impl TenancyService for TenancyServiceImpl {
             .write(&txn)
             .await
             .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)
+        // Their keys stop working with them.
+        let revoked = self.narrow_keys_of(&txn, access, user_id, None).await?;
+        txn.commit().await.map_err(db_error)?;
+        for prefix in revoked {
+            crate::auth::forget_key(&self.kv, &prefix).await;
+        }
+        Ok(())
     }
 
     async fn list_api_keys(&self, access: &Access) -> Result<Vec<ApiKey>, AppError> {
@@ -364,6 +440,7 @@ impl TenancyService for TenancyServiceImpl {
                 "you cannot grant {beyond}, which you do not hold yourself"
             )));
         }
+        let owner = self.key_owner(access).await?;
         let key = api_key::generate();
         let scope_names: Vec<String> = scopes.iter().map(ToString::to_string).collect();
         let txn = self.db.begin().await.map_err(db_error)?;
@@ -375,6 +452,7 @@ impl TenancyService for TenancyServiceImpl {
             secret_hash: Set(key.hash),
             scopes: Set(json!(scope_names)),
             created_by: Set(access.actor.label()),
+            owner_user_id: Set(owner),
             created_at: Set(Utc::now()),
             last_used_at: Set(None),
             revoked_at: Set(None),

@@ -148,6 +148,8 @@ impl TestApp {
             ("DEMO_TENANT", "false"),
             ("LOGIN_ATTEMPTS_PER_MINUTE", "50"),
             ("EMBEDDING_MODEL_DIR", MODEL_DIR),
+            // Documents are extracted by the server binary's child process, not this test's.
+            ("EXTRACT_PROGRAM", env!("CARGO_BIN_EXE_server")),
         ];
         if backend == Backend::Postgres {
             pairs.push(("REDIS_URL", redis.as_str()));

@@ -45,7 +45,7 @@ async fn settings(app: &TestApp, key: &str) -> Value {
     json(app.get("/api/v1/llm-settings", key).await, 200).await
 }
 
-async fn turn(app: &TestApp, key: &str, content: &str) -> reqwest::Response {
+pub(crate) async fn turn(app: &TestApp, key: &str, content: &str) -> reqwest::Response {
     let c = json(
         app.send_json(Method::POST, "/api/v1/conversations", key, &json!({}))
             .await,
@@ -62,7 +62,8 @@ async fn turn(app: &TestApp, key: &str, content: &str) -> reqwest::Response {
     .await
 }
 
-async fn say(app: &TestApp, key: &str, content: &str) -> Value {
+/// One message in a new conversation; the turn's JSON.
+pub(crate) async fn say(app: &TestApp, key: &str, content: &str) -> Value {
     json(turn(app, key, content).await, 200).await
 }
 

@@ -5,9 +5,11 @@
 
 mod fake_smtp;
 mod helpers;
+mod hostile;
 
 mod agents;
 mod api;
+mod attacks;
 mod cli;
 mod console;
 mod conversations;

@@ -195,6 +195,13 @@ async fn first_start_seeds_a_demo_tenant_once() {
         )
         .await;
         let credentials = std::fs::read_to_string(dir.join("demo-credentials.txt")).unwrap();
+        // It holds a password: readable by its owner only.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join("demo-credentials.txt"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         let password = credentials
             .lines()
             .find_map(|l| l.trim().strip_prefix("password:"))
