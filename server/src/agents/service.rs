@@ -190,7 +190,7 @@ impl ConversationServiceImpl {
         access: &Access,
         id: Uuid,
         until: Option<chrono::DateTime<Utc>>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), sea_orm::DbErr> {
         conversations::Entity::update_many()
             .col_expr(conversations::Column::BusyUntil, Expr::value(until))
             .filter(conversations::Column::Id.eq(id))
