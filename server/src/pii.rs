@@ -98,7 +98,7 @@ fn luhn(number: &str) -> bool {
             _ => d,
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
