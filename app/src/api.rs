@@ -8,7 +8,7 @@ use crate::error::AppError;
 use crate::types::*;
 
 #[cfg(feature = "ssr")]
-use crate::services::{console_access, current_user, use_services};
+use crate::services::{account_access, console_access, current_user, use_services};
 
 #[server(prefix = "/_fn", endpoint = "whoami")]
 pub async fn whoami() -> Result<CurrentUser, AppError> {
@@ -36,20 +36,34 @@ pub async fn list_members() -> Result<Vec<Member>, AppError> {
         .await
 }
 
-#[server(prefix = "/_fn", endpoint = "add_existing_member")]
-pub async fn add_existing_member(add: AddMember) -> Result<Member, AppError> {
+// `name` keeps the struct apart from the `InviteMember` request type.
+#[server(name = SendInvitation, prefix = "/_fn", endpoint = "invite_member")]
+pub async fn invite_member(invite: InviteMember) -> Result<CreatedInvitation, AppError> {
     use_services()?
         .tenancy
-        .add_member(&console_access()?, add)
+        .invite_member(&console_access()?, invite)
         .await
 }
 
-#[server(prefix = "/_fn", endpoint = "create_member")]
-pub async fn create_member(create: CreateUser) -> Result<CreatedUser, AppError> {
+#[server(prefix = "/_fn", endpoint = "list_invitations")]
+pub async fn list_invitations() -> Result<Vec<Invitation>, AppError> {
     use_services()?
         .tenancy
-        .create_user(&console_access()?, create)
+        .list_invitations(&console_access()?)
         .await
+}
+
+#[server(prefix = "/_fn", endpoint = "revoke_invitation")]
+pub async fn revoke_invitation(id: Uuid) -> Result<Invitation, AppError> {
+    use_services()?
+        .tenancy
+        .revoke_invitation(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "preview_invitation")]
+pub async fn preview_invitation(token: String) -> Result<InvitationPreview, AppError> {
+    use_services()?.account.preview_invitation(&token).await
 }
 
 #[server(prefix = "/_fn", endpoint = "change_role")]
@@ -104,7 +118,7 @@ pub async fn list_audit(query: AuditQuery) -> Result<Page<AuditEntry>, AppError>
 pub async fn change_password(change: PasswordChange) -> Result<(), AppError> {
     use_services()?
         .account
-        .change_password(&console_access()?, change)
+        .change_password(&account_access()?, change)
         .await
 }
 
@@ -155,15 +169,32 @@ pub async fn list_knowledge_bases() -> Result<Vec<KnowledgeBase>, AppError> {
 pub async fn create_knowledge_base(
     name: String,
     description: Option<String>,
+    visibility: Visibility,
 ) -> Result<KnowledgeBase, AppError> {
     let create = CreateKnowledgeBase {
         name,
         description,
+        visibility: Some(visibility),
         ..Default::default()
     };
     use_services()?
         .knowledge
         .create_knowledge_base(&console_access()?, create)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "set_knowledge_base_visibility")]
+pub async fn set_knowledge_base_visibility(
+    id: Uuid,
+    visibility: Visibility,
+) -> Result<KnowledgeBase, AppError> {
+    let update = UpdateKnowledgeBase {
+        visibility: Some(visibility),
+        ..Default::default()
+    };
+    use_services()?
+        .knowledge
+        .update_knowledge_base(&console_access()?, id, update)
         .await
 }
 

@@ -66,12 +66,18 @@ pub trait TenancyService: Send + Sync {
 
     async fn list_members(&self, access: &Access) -> Result<Vec<Member>, AppError>;
     async fn get_member(&self, access: &Access, user_id: Uuid) -> Result<Member, AppError>;
-    async fn add_member(&self, access: &Access, add: AddMember) -> Result<Member, AppError>;
-    async fn create_user(
+    /// Invites `email` with `role` (`members:write`). The response is the same whether or not
+    /// the email has an account anywhere on the platform. A pending invitation to the same
+    /// email is replaced.
+    async fn invite_member(
         &self,
         access: &Access,
-        create: CreateUser,
-    ) -> Result<CreatedUser, AppError>;
+        invite: InviteMember,
+    ) -> Result<CreatedInvitation, AppError>;
+    /// Invitations, newest first (`members:read`).
+    async fn list_invitations(&self, access: &Access) -> Result<Vec<Invitation>, AppError>;
+    /// Revokes a pending invitation (`members:write`); its link stops working.
+    async fn revoke_invitation(&self, access: &Access, id: Uuid) -> Result<Invitation, AppError>;
     async fn change_role(
         &self,
         access: &Access,
@@ -105,6 +111,9 @@ pub trait AccountService: Send + Sync {
         access: &Access,
         change: PasswordChange,
     ) -> Result<(), AppError>;
+    /// What an invitation link offers, to whoever holds it (no sign-in needed); a used,
+    /// revoked, expired or unknown token is `not_found`.
+    async fn preview_invitation(&self, token: &str) -> Result<InvitationPreview, AppError>;
 }
 
 /// Everything the server hands to server functions, one `Arc<dyn …>` per area.
@@ -338,11 +347,30 @@ pub fn current_user() -> Result<CurrentUser, AppError> {
         .ok_or(AppError::Unauthorized)
 }
 
-/// The signed-in console user's access to their current tenant.
+/// The signed-in console user's access to their current tenant. An account still on its
+/// temporary password has none: it may only choose its own ([`account_access`]).
 pub fn console_access() -> Result<Access, AppError> {
+    let parts = request_parts()?;
+    if let Some(access) = parts.extensions.get::<Access>() {
+        return Ok(access.clone());
+    }
+    match parts.extensions.get::<CurrentUser>() {
+        Some(user) if user.must_change_password => Err(AppError::Forbidden(
+            "choose your own password first (Your account)".into(),
+        )),
+        _ => Err(AppError::Unauthorized),
+    }
+}
+
+/// The signed-in person acting on their own account, whatever their password's state.
+pub fn account_access() -> Result<Access, AppError> {
     request_parts()?
         .extensions
-        .get::<Access>()
-        .cloned()
+        .get::<AccountAccess>()
+        .map(|a| a.0.clone())
         .ok_or(AppError::Unauthorized)
 }
+
+/// Set for every signed-in person: what [`account_access`] returns.
+#[derive(Clone, Debug)]
+pub struct AccountAccess(pub Access);

@@ -106,6 +106,14 @@ pub fn timezone(value: &str, _: &()) -> garde::Result {
 }
 
 /// A web origin: scheme, host and optional port, nothing else.
+/// An email address, or a whole domain written `@example.com`.
+pub fn recipient(value: &str, _: &()) -> garde::Result {
+    match value.trim().strip_prefix('@') {
+        Some(domain) => email(&format!("x@{domain}"), &()),
+        None => email(value, &()),
+    }
+}
+
 pub fn origin(value: &str, _: &()) -> garde::Result {
     let value = value.trim().trim_end_matches('/');
     let rest = value

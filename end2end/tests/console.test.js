@@ -46,22 +46,39 @@ test("sign in, create a key, use it, revoke it", async () => {
   await page.close();
 });
 
-test("a viewer cannot create a key", async () => {
+test("an invited viewer joins through the link and cannot create a key", async () => {
   const admin = await openPage();
   await signIn(admin, ADMIN);
   await admin.goto(`${BASE}/members`);
   await admin.waitForSelector("body[data-hydrated=true]");
+  await admin.getByText("No invitations yet.").waitFor();
   const email = `viewer-${Date.now()}@demo.local`;
-  await admin.getByLabel("Name", { exact: true }).fill("Vera Viewer");
-  await admin.locator("#new-email").fill(email);
-  await admin.getByRole("button", { name: "Create user" }).click();
-  const password = (await admin.getByTestId("temp-password").textContent()).trim();
+  await admin.getByLabel("Email", { exact: true }).fill(email);
+  await admin.getByRole("button", { name: "Invite", exact: true }).click();
+  const link = (await admin.getByTestId("invitation-link").textContent()).trim();
+  assert.match(link, /\/invite\?token=inv_[A-Za-z0-9]{43}$/);
   await admin.getByRole("cell", { name: email, exact: true }).waitFor();
+  await admin.getByText("pending", { exact: true }).waitFor();
   await admin.close();
 
   const context = await newContext({ viewport: { width: 375, height: 740 } });
   const page = await openPage(context);
-  await signIn(page, { email, password });
+  await page.goto(link.replace(/^https?:\/\/[^/]+/, BASE));
+  await page.getByText("You are invited to join").waitFor();
+  const password = "vera-chooses-her-own";
+  await page.getByLabel("Your name (new accounts)").fill("Vera Viewer");
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByLabel("Repeat the password (new accounts)").fill("a different one");
+  await page.getByRole("button", { name: "Accept the invitation" }).click();
+  await page.getByText("The passwords differ.").waitFor();
+  await page.getByLabel("Your name (new accounts)").fill("Vera Viewer");
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByLabel("Repeat the password (new accounts)").fill(password);
+  await page.getByRole("button", { name: "Accept the invitation" }).click();
+  await page.waitForURL(`${BASE}/`);
+  // The link worked once.
+  await page.goto(link.replace(/^https?:\/\/[^/]+/, BASE));
+  await page.getByText("This invitation link is not valid").waitFor();
   await page.goto(`${BASE}/keys`);
   await page.waitForSelector("body[data-hydrated=true]");
   await page.getByText("Your role can view this page but not change it.").waitFor();

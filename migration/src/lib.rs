@@ -10,6 +10,8 @@ mod m20261127_000005_conversations;
 mod m20261127_000006_agents;
 mod m20261127_000007_llm_settings;
 mod m20261129_000008_api_key_owner;
+mod m20261129_000009_invitations;
+mod m20261129_000010_agent_safety;
 
 pub struct Migrator;
 
@@ -25,6 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_agents::Migration),
             Box::new(m20261127_000007_llm_settings::Migration),
             Box::new(m20261129_000008_api_key_owner::Migration),
+            Box::new(m20261129_000009_invitations::Migration),
+            Box::new(m20261129_000010_agent_safety::Migration),
         ]
     }
 }

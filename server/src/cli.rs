@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
 use app::error::AppError;
-use app::types::{AddMember, CreateApiKey, CreateUser, Role, Scope};
+use app::types::{CreateApiKey, CreateUser, Role, Scope};
 
 use crate::config::Config;
 use crate::http::tenant_policy::TenantLimits;
@@ -221,7 +221,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
             let worker = crate::jobs::Worker::new(
                 db,
-                crate::jobs::registry(&knowledge, crate::integrations::email::mailer(&config)?),
+                crate::jobs::registry(
+                    &knowledge,
+                    crate::integrations::email::mailer(&config)?,
+                    Some(crate::secrets::KeyRing::load(&config)?),
+                ),
                 config.jobs.clone(),
             );
             println!(
@@ -350,7 +354,11 @@ async fn db_and_service(
     let db = store::connect(config).await?;
     store::migrate(&db).await?;
     let (kv, _) = crate::kv::Kv::from_config(config).await?;
-    Ok((db.clone(), TenancyServiceImpl::new(db, kv)))
+    let invites = tenancy::Invites {
+        console_url: config.console_url(),
+        mail: None,
+    };
+    Ok((db.clone(), TenancyServiceImpl::new(db, kv, invites)))
 }
 
 async fn tenant_id(db: &sea_orm::DatabaseConnection, slug: &str) -> anyhow::Result<uuid::Uuid> {
@@ -421,7 +429,14 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                 yes,
                 "this deletes tenant {slug} and all its data for good; add --yes to do it"
             );
-            use sea_orm::EntityTrait;
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+            let prefixes: Vec<String> = store::api_keys::Entity::find()
+                .filter(store::api_keys::Column::TenantId.eq(id))
+                .all(&db)
+                .await?
+                .into_iter()
+                .map(|k| k.prefix)
+                .collect();
             store::tenants::Entity::delete_by_id(id).exec(&db).await?;
             crate::store::audit_log::Record {
                 tenant_id: None,
@@ -437,6 +452,10 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             knowledge.vectors.drop_tenant(id).await?;
             let (kv, _) = crate::kv::Kv::from_config(&config).await?;
             crate::http::tenant_policy::forget(&kv, id).await;
+            // Servers sharing this store (Redis) stop accepting the tenant's keys at once.
+            for prefix in &prefixes {
+                crate::auth::forget_key(&kv, prefix).await;
+            }
             println!("deleted tenant {slug} ({id}) and its data");
         }
         TenantCommand::List => {
@@ -453,41 +472,34 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
 }
 
 async fn user(cmd: UserCommand, config: Config) -> anyhow::Result<()> {
-    let (db, service) = db_and_service(&config).await?;
+    use secrecy::ExposeSecret;
+    let db = store::connect(&config).await?;
+    store::migrate(&db).await?;
     let UserCommand::Create {
         email,
         tenant,
         role,
         name,
     } = cmd;
-    let access = tenancy::cli_access(tenant_id(&db, &tenant).await?);
+    let tenant_id = tenant_id(&db, &tenant).await?;
     let role = Role::parse(&role).map_err(user_error)?;
     let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
-    let create = CreateUser {
-        email: email.clone(),
-        name,
-        role,
-    };
-    match service.create_user(&access, create).await {
-        Ok(created) => println!(
-            "created {} as {} of {tenant}; temporary password:\n{}",
-            created.member.email,
+    let create = CreateUser { email, name, role };
+    let done = tenancy::bootstrap_member(&db, tenant_id, create, true)
+        .await
+        .map_err(user_error)?;
+    match done.password {
+        Some(password) => println!(
+            "created {} as {} of {tenant}; temporary password (they choose their own at first sign-in):\n{}",
+            done.member.email,
             role.as_str(),
-            created.temporary_password
+            password.expose_secret()
         ),
-        // The person already has an account (in another tenant): add them here instead.
-        Err(AppError::Conflict(_)) => {
-            let member = service
-                .add_member(&access, AddMember { email, role })
-                .await
-                .map_err(user_error)?;
-            println!(
-                "{} already has an account; added as {} of {tenant} (their password is unchanged)",
-                member.email,
-                role.as_str()
-            );
-        }
-        Err(e) => anyhow::bail!(e.user_message()),
+        None => println!(
+            "{} already has an account; added as {} of {tenant} (their password is unchanged)",
+            done.member.email,
+            role.as_str()
+        ),
     }
     Ok(())
 }

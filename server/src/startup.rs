@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::Router;
 use leptos::prelude::LeptosOptions;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tower_sessions::session_store::ExpiredDeletion;
 
@@ -25,7 +26,7 @@ use crate::rag::service::KnowledgeServiceImpl;
 use crate::rag::Knowledge;
 use crate::state::AppState;
 use crate::store;
-use crate::tenancy::{self, TenancyServiceImpl};
+use crate::tenancy::{self, Invites, TenancyServiceImpl};
 
 pub struct Application {
     listener: TcpListener,
@@ -64,7 +65,7 @@ impl Application {
         let providers = Providers::new(
             config.llm.clone(),
             config.circuit,
-            secret_keys,
+            secret_keys.clone(),
             config.knowledge.fetch_allow_private,
         );
         let agents = Arc::new(agents::Runtime {
@@ -73,9 +74,17 @@ impl Application {
             calendar: Arc::new(BuiltInCalendar::new(db.clone())),
             email: mailer.is_some().then(|| EmailQueue::new(db.clone())),
             turn_lease: config.turn_lease,
+            kv: kv.clone(),
         });
         let services = Services {
-            tenancy: Arc::new(TenancyServiceImpl::new(db.clone(), kv.clone())),
+            tenancy: Arc::new(TenancyServiceImpl::new(
+                db.clone(),
+                kv.clone(),
+                Invites {
+                    console_url: config.console_url(),
+                    mail: mailer.is_some().then(|| secret_keys.clone()),
+                },
+            )),
             account: Arc::new(AccountServiceImpl::new(db.clone())),
             jobs: Arc::new(JobServiceImpl::new(db.clone())),
             knowledge: knowledge_service,
@@ -105,6 +114,7 @@ impl Application {
             leptos_options,
             kv,
             knowledge,
+            secret_keys,
         };
         crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);
@@ -134,7 +144,11 @@ impl Application {
         let worker = self.state.config.jobs_in_process.then(|| {
             let worker = Worker::new(
                 self.state.db.clone(),
-                jobs::registry(&self.state.knowledge, self.mailer.clone()),
+                jobs::registry(
+                    &self.state.knowledge,
+                    self.mailer.clone(),
+                    Some(self.state.secret_keys.clone()),
+                ),
                 self.state.config.jobs.clone(),
             );
             let mut stopped = stopped.clone();
@@ -245,23 +259,27 @@ async fn seed_demo_tenant(
         return Ok(());
     }
     let tenant = tenancy::create_tenant(db, "demo", "Demo Company").await?;
-    let created = services
-        .tenancy
-        .create_user(
-            &tenancy::cli_access(tenant.id),
-            CreateUser {
-                email: DEMO_EMAIL.into(),
-                name: "Demo Admin".into(),
-                role: Role::Owner,
-            },
-        )
-        .await?;
+    // The operator's own password (printed to them, kept 0600), not a temporary one.
+    let created = tenancy::bootstrap_member(
+        db,
+        tenant.id,
+        CreateUser {
+            email: DEMO_EMAIL.into(),
+            name: "Demo Admin".into(),
+            role: Role::Owner,
+        },
+        false,
+    )
+    .await?;
+    let password = created
+        .password
+        .context("the demo account existed before its tenant")?;
     seed_demo_knowledge(services, tenant.id).await?;
     seed_demo_rules(services, tenant.id).await?;
     let message = format!(
         "Demo tenant created. Sign in at {}/login\n  email:    {DEMO_EMAIL}\n  password: {}\n",
         config.console_url(),
-        created.temporary_password
+        password.expose_secret()
     );
     let file = config.data_dir.join("demo-credentials.txt");
     if let Err(e) = write_private(&config.data_dir, &file, &message) {

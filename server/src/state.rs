@@ -21,6 +21,8 @@ pub struct AppState {
     pub kv: Kv,
     /// Models, vector store and settings of the knowledge feature (shared with the worker).
     pub knowledge: Arc<crate::rag::Knowledge>,
+    /// Encrypts stored secrets (and the sealed bodies of emails that carry one).
+    pub secret_keys: crate::secrets::KeyRing,
 }
 
 impl AppState {

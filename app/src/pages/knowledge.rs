@@ -14,12 +14,12 @@ use uuid::Uuid;
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{
     list_documents, list_knowledge_bases, DeleteDocument, DeleteKnowledgeBase, NewKnowledgeBase,
-    SearchKnowledge,
+    SearchKnowledge, SetKnowledgeBaseVisibility,
 };
 use crate::error::{AppError, FieldError};
 use crate::types::{
     Area, Document, DocumentStatus, KnowledgeBase, KnowledgeBaseStatus, LegScore, Page, SearchHit,
-    SearchMode, SearchResponse,
+    SearchMode, SearchResponse, Visibility,
 };
 
 type KnowledgeBases = Resource<Result<Vec<KnowledgeBase>, AppError>>;
@@ -158,6 +158,7 @@ fn KnowledgeBaseList(list: Vec<KnowledgeBase>, selected: Memo<Option<Uuid>>) -> 
                                 <span class="kb-name">{kb.name.clone()}</span>
                                 <span class="kb-meta">
                                     {kb_status(kb.status)}
+                                    {visibility_badge(kb.visibility)}
                                     <span>{count(kb.document_count, "document", "documents")}</span>
                                     <span>{count(kb.chunk_count, "chunk", "chunks")}</span>
                                 </span>
@@ -175,6 +176,18 @@ fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+fn visibility_badge(visibility: Visibility) -> impl IntoView {
+    let (class, label, title) = match visibility {
+        Visibility::Agents => ("badge", "agents", "The agents answer customers from it"),
+        Visibility::Internal => (
+            "badge internal",
+            "internal",
+            "Only people and keys with knowledge:read; the agents never see it",
+        ),
+    };
+    view! { <span class=class title=title>{label}</span> }
+}
+
 fn kb_status(status: KnowledgeBaseStatus) -> impl IntoView {
     let (class, label) = match status {
         KnowledgeBaseStatus::Ready => ("badge status-ready", "ready"),
@@ -187,12 +200,18 @@ fn kb_status(status: KnowledgeBaseStatus) -> impl IntoView {
 fn CreateForm(create: ServerAction<NewKnowledgeBase>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let description = RwSignal::new(String::new());
+    let for_agents = RwSignal::new(true);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let description = description.get_untracked().trim().to_string();
         create.dispatch(NewKnowledgeBase {
             name: name.get_untracked().trim().to_string(),
             description: (!description.is_empty()).then_some(description),
+            visibility: if for_agents.get_untracked() {
+                Visibility::Agents
+            } else {
+                Visibility::Internal
+            },
         });
     };
     Effect::new(move |_| {
@@ -215,6 +234,10 @@ fn CreateForm(create: ServerAction<NewKnowledgeBase>) -> impl IntoView {
             />
             <label for="kb-description">"Description (optional)"</label>
             <textarea id="kb-description" rows="2" maxlength="2000" bind:value=description></textarea>
+            <label class="check">
+                <input type="checkbox" bind:checked=for_agents/>
+                "The agents may answer customers from it (otherwise internal)"
+            </label>
             <button type="submit" disabled=move || create.pending().get()>"Create"</button>
             {move || match create.value().get() {
                 Some(Ok(kb)) => view! {
@@ -362,6 +385,13 @@ fn Summary(
     confirming: RwSignal<bool>,
 ) -> impl IntoView {
     let id = kb.id;
+    let set_visibility = ServerAction::<SetKnowledgeBaseVisibility>::new();
+    let visibility = RwSignal::new(kb.visibility);
+    Effect::new(move |_| {
+        if let Some(Ok(saved)) = set_visibility.value().get() {
+            visibility.set(saved.visibility);
+        }
+    });
     let question = format!(
         "Delete “{}” with its {} and their index? This cannot be undone.",
         kb.name,
@@ -383,11 +413,31 @@ fn Summary(
             {(!kb.description.is_empty()).then(|| view! { <p>{kb.description.clone()}</p> })}
             <p class="kb-meta">
                 {kb_status(kb.status)}
+                {move || visibility_badge(visibility.get())}
                 <span>{count(kb.document_count, "document", "documents")}</span>
                 <span>{count(kb.chunk_count, "chunk", "chunks")}</span>
                 <span>{format!("updated {}", fmt_time(&kb.updated_at))}</span>
             </p>
             <p class="small muted">{settings}</p>
+            <Show when=move || writable.get()>
+                <button
+                    class="secondary"
+                    disabled=move || set_visibility.pending().get()
+                    on:click=move |_| {
+                        let next = match visibility.get_untracked() {
+                            Visibility::Agents => Visibility::Internal,
+                            Visibility::Internal => Visibility::Agents,
+                        };
+                        set_visibility.dispatch(SetKnowledgeBaseVisibility { id, visibility: next });
+                    }
+                >
+                    {move || match visibility.get() {
+                        Visibility::Agents => "Make internal (agents stop using it)",
+                        Visibility::Internal => "Let the agents answer from it",
+                    }}
+                </button>
+            </Show>
+            <ActionMessage value=set_visibility.value() ok="Visibility saved."/>
             {move || {
                 if confirming.get() {
                     view! {

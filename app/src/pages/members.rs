@@ -1,29 +1,35 @@
-//! Members: add an existing user, create a user with a temporary password, change role, remove.
+//! Members: invite people (they accept by following a single-use link), revoke invitations,
+//! change roles, remove members.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
-use crate::api::{list_members, AddExistingMember, ChangeRole, CreateMember, RemoveMember};
-use crate::types::{AddMember, Area, CreateUser, Member, Role};
+use crate::api::{
+    list_invitations, list_members, ChangeRole, RemoveMember, RevokeInvitation, SendInvitation,
+};
+use crate::types::{self, Area, Invitation, InvitationStatus, Member, Role};
 
 #[component]
 pub fn MembersPage() -> impl IntoView {
     let writable = can_write(use_me(), Area::Members);
-    let add = ServerAction::<AddExistingMember>::new();
-    let create = ServerAction::<CreateMember>::new();
+    let invite = ServerAction::<SendInvitation>::new();
+    let revoke = ServerAction::<RevokeInvitation>::new();
     let change = ServerAction::<ChangeRole>::new();
     let remove = ServerAction::<RemoveMember>::new();
     let members = Resource::new(
         move || {
             (
-                add.version().get(),
-                create.version().get(),
+                invite.version().get(),
                 change.version().get(),
                 remove.version().get(),
             )
         },
         |_| list_members(),
+    );
+    let invitations = Resource::new(
+        move || (invite.version().get(), revoke.version().get()),
+        |_| list_invitations(),
     );
     view! {
         <Title text="Members"/>
@@ -43,11 +49,21 @@ pub fn MembersPage() -> impl IntoView {
             })}
         </Transition>
         <Show when=move || writable.get()>
-            <div class="columns">
-                <AddMemberForm add/>
-                <CreateUserForm create/>
-            </div>
+            <InviteForm invite/>
         </Show>
+        <h2 id="invitations">"Invitations"</h2>
+        <ActionMessage value=revoke.value() ok="Invitation revoked; its link no longer works."/>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match invitations.await {
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="empty">"No invitations yet."</p> }.into_any()
+                    }
+                    Ok(list) => view! { <InvitationTable list revoke writable/> }.into_any(),
+                    Err(e) => show_error(&e),
+                }
+            })}
+        </Transition>
     }
 }
 
@@ -130,65 +146,99 @@ fn MemberTable(
 }
 
 #[component]
-fn AddMemberForm(add: ServerAction<AddExistingMember>) -> impl IntoView {
-    let email = RwSignal::new(String::new());
-    let role = RwSignal::new("viewer".to_string());
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        add.dispatch(AddExistingMember {
-            add: AddMember {
-                email: email.get_untracked(),
-                role: parse_role(&role.get_untracked()),
-            },
-        });
-    };
+fn InvitationTable(
+    list: Vec<Invitation>,
+    revoke: ServerAction<RevokeInvitation>,
+    writable: Signal<bool>,
+) -> impl IntoView {
     view! {
-        <form class="card stack" on:submit=submit aria-labelledby="add-member">
-            <h2 id="add-member">"Add an existing user"</h2>
-            <label for="add-email">"Email"</label>
-            <input id="add-email" type="email" required bind:value=email/>
-            <label for="add-role">"Role"</label>
-            <select id="add-role" on:change=move |ev| role.set(event_target_value(&ev))>
-                {role_options(Role::Viewer)}
-            </select>
-            <button type="submit">"Add member"</button>
-            <ActionMessage value=add.value() ok="Member added."/>
-        </form>
+        <div class="table-wrap">
+            <table aria-labelledby="invitations">
+                <thead>
+                    <tr>
+                        <th scope="col">"Email"</th>
+                        <th scope="col">"Role"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col">"Invited by"</th>
+                        <th scope="col">"Expires"</th>
+                        <th scope="col"><span class="sr-only">"Actions"</span></th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {list
+                        .into_iter()
+                        .map(|i| {
+                            let id = i.id;
+                            let pending = i.status == InvitationStatus::Pending;
+                            view! {
+                                <tr>
+                                    <td>{i.email.clone()}</td>
+                                    <td>{i.role.as_str()}</td>
+                                    <td><span class=format!("badge {}", i.status.as_str())>{i.status.as_str()}</span></td>
+                                    <td>{i.invited_by.clone()}</td>
+                                    <td>{fmt_time(&i.expires_at)}</td>
+                                    <td>
+                                        {pending.then(|| view! {
+                                            <button
+                                                class="danger"
+                                                disabled=move || !writable.get()
+                                                aria-label=format!("Revoke the invitation to {}", i.email)
+                                                on:click=move |_| {
+                                                    revoke.dispatch(RevokeInvitation { id });
+                                                }
+                                            >
+                                                "Revoke"
+                                            </button>
+                                        })}
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
     }
 }
 
 #[component]
-fn CreateUserForm(create: ServerAction<CreateMember>) -> impl IntoView {
+fn InviteForm(invite: ServerAction<SendInvitation>) -> impl IntoView {
     let email = RwSignal::new(String::new());
-    let name = RwSignal::new(String::new());
     let role = RwSignal::new("viewer".to_string());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        create.dispatch(CreateMember {
-            create: CreateUser {
+        invite.dispatch(SendInvitation {
+            invite: types::InviteMember {
                 email: email.get_untracked(),
-                name: name.get_untracked(),
                 role: parse_role(&role.get_untracked()),
             },
         });
     };
     view! {
-        <form class="card stack" on:submit=submit aria-labelledby="create-user">
-            <h2 id="create-user">"Create a new user"</h2>
-            <label for="new-name">"Name"</label>
-            <input id="new-name" type="text" required bind:value=name/>
-            <label for="new-email">"Email"</label>
-            <input id="new-email" type="email" required bind:value=email/>
-            <label for="new-role">"Role"</label>
-            <select id="new-role" on:change=move |ev| role.set(event_target_value(&ev))>
+        <form class="card stack" on:submit=submit aria-labelledby="invite-member">
+            <h2 id="invite-member">"Invite someone"</h2>
+            <p class="muted">
+                "They join when they follow the invitation's link: they sign in, or choose a password if they are new here. The link works once and expires after 7 days."
+            </p>
+            <label for="invite-email">"Email"</label>
+            <input id="invite-email" type="email" required bind:value=email/>
+            <label for="invite-role">"Role"</label>
+            <select id="invite-role" on:change=move |ev| role.set(event_target_value(&ev))>
                 {role_options(Role::Viewer)}
             </select>
-            <button type="submit">"Create user"</button>
-            {move || match create.value().get() {
+            <button type="submit" disabled=move || invite.pending().get()>"Invite"</button>
+            {move || match invite.value().get() {
                 Some(Ok(created)) => view! {
                     <div class="notice ok secret" role="status">
-                        <p>{format!("Created {}. Their temporary password, shown once:", created.member.email)}</p>
-                        <code data-testid="temp-password">{created.temporary_password}</code>
+                        <p>
+                            {format!("Invited {}. ", created.invitation.email)}
+                            {if created.emailed {
+                                "The link was emailed to them. It is also shown here, once:"
+                            } else {
+                                "Pass this link on to them; it is shown once:"
+                            }}
+                        </p>
+                        <code data-testid="invitation-link">{created.link}</code>
                     </div>
                 }
                     .into_any(),

@@ -1,5 +1,5 @@
-//! Tenant settings: name, time zone, business hours, origins allowed to call the API, and the
-//! LLM provider ([`super::llm`]).
+//! Tenant settings: name, time zone, business hours, origins allowed to call the API, what the
+//! agents may do on their own, and the LLM provider ([`super::llm`]).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use super::llm::LlmProviderPanel;
 use super::widgets::{can_write, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{get_tenant, SaveSettings};
-use crate::types::{Area, BusinessHours, Tenant, UpdateTenant, WEEKDAYS};
+use crate::types::{AgentPolicy, Area, BusinessHours, Tenant, UpdateTenant, WEEKDAYS};
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
@@ -47,6 +47,12 @@ fn SettingsForm(
     let name = RwSignal::new(tenant.name.clone());
     let timezone = RwSignal::new(tenant.timezone.clone());
     let origins = RwSignal::new(tenant.allowed_origins.join("\n"));
+    let policy = tenant.agent_policy.clone();
+    let recipients = RwSignal::new(policy.email_recipients.join("\n"));
+    let per_day = RwSignal::new(policy.emails_per_day.to_string());
+    let per_caller = RwSignal::new(policy.emails_per_caller_per_day.to_string());
+    let bookings = RwSignal::new(policy.bookings_per_conversation.to_string());
+    let horizon = RwSignal::new(policy.booking_horizon_days.to_string());
     let days: Vec<DayRow> = (0..7u8)
         .map(|d| {
             let hours = tenant.business_hours.iter().find(|h| h.weekday == d);
@@ -75,15 +81,14 @@ fn SettingsForm(
                 name: Some(name.get_untracked()),
                 timezone: Some(timezone.get_untracked()),
                 business_hours: Some(business_hours),
-                allowed_origins: Some(
-                    origins
-                        .get_untracked()
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from)
-                        .collect(),
-                ),
+                allowed_origins: Some(lines(&origins.get_untracked())),
+                agent_policy: Some(AgentPolicy {
+                    email_recipients: lines(&recipients.get_untracked()),
+                    emails_per_day: number(per_day, policy.emails_per_day),
+                    emails_per_caller_per_day: number(per_caller, policy.emails_per_caller_per_day),
+                    bookings_per_conversation: number(bookings, policy.bookings_per_conversation),
+                    booking_horizon_days: number(horizon, policy.booking_horizon_days),
+                }),
             },
         });
     };
@@ -118,10 +123,38 @@ fn SettingsForm(
             </fieldset>
             <label for="tenant-origins">"Websites allowed to call the API (one origin per line, e.g. https://shop.example)"</label>
             <textarea id="tenant-origins" rows="3" bind:value=origins></textarea>
+            <fieldset class="stack">
+                <legend>"What the agents may do on their own"</legend>
+                <label for="policy-recipients">"Besides the customer's own address, the agents may email (one address or @domain per line)"</label>
+                <textarea id="policy-recipients" rows="2" bind:value=recipients></textarea>
+                <label for="policy-per-day">"Emails per day, all conversations"</label>
+                <input id="policy-per-day" type="number" min="0" max="100000" bind:value=per_day/>
+                <label for="policy-per-caller">"Emails per day for one caller"</label>
+                <input id="policy-per-caller" type="number" min="0" max="10000" bind:value=per_caller/>
+                <label for="policy-bookings">"Bookings one conversation may make"</label>
+                <input id="policy-bookings" type="number" min="0" max="100" bind:value=bookings/>
+                <label for="policy-horizon">"How many days ahead a booking may start"</label>
+                <input id="policy-horizon" type="number" min="1" max="730" bind:value=horizon/>
+            </fieldset>
             <button type="submit" disabled=move || !writable.get() || save.pending().get()>
                 "Save settings"
             </button>
             <ActionMessage value=save.value() ok="Settings saved."/>
         </form>
     }
+}
+
+/// The non-empty lines of a text area, trimmed.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A number field's value (the saved one when it does not parse; the browser's `min`/`max`
+/// and the server's validation take care of the range).
+fn number(field: RwSignal<String>, saved: u32) -> u32 {
+    field.get_untracked().trim().parse().unwrap_or(saved)
 }

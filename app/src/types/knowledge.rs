@@ -106,6 +106,7 @@ pub struct KnowledgeBase {
     /// When set, chunks are matched but the parent section (this many tokens) is returned.
     pub parent_chunk_size: Option<u32>,
     pub search_defaults: SearchDefaults,
+    pub visibility: Visibility,
     pub status: KnowledgeBaseStatus,
     pub document_count: u64,
     pub chunk_count: u64,
@@ -137,6 +138,38 @@ pub struct CreateKnowledgeBase {
     pub parent_chunk_size: Option<u32>,
     #[garde(dive)]
     pub search_defaults: Option<SearchDefaults>,
+    /// Default `agents`.
+    #[garde(skip)]
+    pub visibility: Option<Visibility>,
+}
+
+/// Who may read a knowledge base besides people and keys with `knowledge:read`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// The tenant's agents answer customers from it.
+    #[default]
+    Agents,
+    /// Only people and keys with `knowledge:read`; the agents never see it.
+    Internal,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Agents => "agents",
+            Visibility::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Visibility {
+        if s == "internal" {
+            Visibility::Internal
+        } else {
+            Visibility::Agents
+        }
+    }
 }
 
 /// A partial update; absent fields keep their value. A new embedding model re-indexes every
@@ -158,6 +191,8 @@ pub struct UpdateKnowledgeBase {
     pub parent_chunk_size: Option<u32>,
     #[garde(dive)]
     pub search_defaults: Option<SearchDefaults>,
+    #[garde(skip)]
+    pub visibility: Option<Visibility>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -213,7 +213,61 @@ pub struct Tenant {
     /// Browser origins (`https://shop.example`) whose pages may call the REST API with this
     /// tenant's keys.
     pub allowed_origins: Vec<String>,
+    pub agent_policy: AgentPolicy,
     pub created_at: DateTime<Utc>,
+}
+
+/// What the tenant's agents may do on their own: whom they may email and how often, how many
+/// bookings one conversation may make and how far ahead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(default)]
+pub struct AgentPolicy {
+    /// Addresses (`desk@acme.example`) or whole domains (`@acme.example`) the agents may email
+    /// besides the customer's own (an address the customer wrote in the conversation). At
+    /// most 50.
+    #[garde(length(max = 50), inner(custom(v::recipient)))]
+    pub email_recipients: Vec<String>,
+    /// Emails the agents may send per day, all conversations together.
+    #[garde(range(max = 100_000))]
+    pub emails_per_day: u32,
+    /// Emails per day on behalf of one caller (an API key or console user, later a widget
+    /// visitor).
+    #[garde(range(max = 10_000))]
+    pub emails_per_caller_per_day: u32,
+    /// Bookings one conversation may make.
+    #[garde(range(max = 100))]
+    pub bookings_per_conversation: u32,
+    /// How many days ahead a booking may start.
+    #[garde(range(min = 1, max = 730))]
+    pub booking_horizon_days: u32,
+}
+
+impl Default for AgentPolicy {
+    fn default() -> Self {
+        AgentPolicy {
+            email_recipients: Vec::new(),
+            emails_per_day: 100,
+            emails_per_caller_per_day: 10,
+            bookings_per_conversation: 2,
+            booking_horizon_days: 90,
+        }
+    }
+}
+
+impl AgentPolicy {
+    /// Whether `address` is on the tenant's own list (an address, or `@domain`).
+    pub fn allows_recipient(&self, address: &str) -> bool {
+        let address = address.trim().to_lowercase();
+        self.email_recipients.iter().any(|allowed| {
+            let allowed = allowed.trim().to_lowercase();
+            if allowed.starts_with('@') {
+                address.ends_with(&allowed)
+            } else {
+                address == allowed
+            }
+        })
+    }
 }
 
 /// A new tenant (created by platform operators through the CLI).
@@ -238,6 +292,9 @@ pub struct UpdateTenant {
     /// Replaces the list; at most 20.
     #[garde(custom(v::optional(v::origins)))]
     pub allowed_origins: Option<Vec<String>>,
+    /// Replaces the whole policy.
+    #[garde(dive)]
+    pub agent_policy: Option<AgentPolicy>,
 }
 
 /// A tenant the signed-in user belongs to, with the role held there.
@@ -257,6 +314,10 @@ pub struct CurrentUser {
     pub name: String,
     pub tenant: TenantMembership,
     pub memberships: Vec<TenantMembership>,
+    /// Signed in with a temporary password: until they choose their own, the account can do
+    /// nothing else (the server refuses every other call).
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 impl CurrentUser {
@@ -279,14 +340,7 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
-pub struct AddMember {
-    #[garde(custom(v::email))]
-    pub email: String,
-    #[garde(skip)]
-    pub role: Role,
-}
-
+/// An account the platform's operator creates from the CLI (the first owner of a tenant).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 pub struct CreateUser {
     #[garde(custom(v::email))]
@@ -297,21 +351,85 @@ pub struct CreateUser {
     pub role: Role,
 }
 
-/// A new user and the temporary password they sign in with once.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreatedUser {
-    pub member: Member,
-    pub temporary_password: String,
+/// A member's new role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct UpdateMember {
+    pub role: Role,
 }
 
-/// Without the password: `{:?}` in a log line must not print it.
-impl std::fmt::Debug for CreatedUser {
+/// Invite a person to the tenant: they accept by following the invitation's link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct InviteMember {
+    #[garde(custom(v::email))]
+    pub email: String,
+    #[garde(skip)]
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Revoked,
+    Expired,
+}
+
+impl InvitationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Revoked => "revoked",
+            InvitationStatus::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub status: InvitationStatus,
+    pub invited_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+/// A new invitation. `link` holds its single-use token and is shown this once: pass it on to
+/// the person (it is also mailed to them when the platform can send email, see `emailed`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreatedInvitation {
+    pub invitation: Invitation,
+    pub link: String,
+    pub emailed: bool,
+}
+
+/// Without the link: `{:?}` in a log line must not print its token.
+impl std::fmt::Debug for CreatedInvitation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedUser")
-            .field("member", &self.member)
-            .field("temporary_password", &"[redacted]")
+        f.debug_struct("CreatedInvitation")
+            .field("invitation", &self.invitation)
+            .field("link", &"[redacted]")
+            .field("emailed", &self.emailed)
             .finish()
     }
+}
+
+/// What the invitation page shows to whoever holds a valid link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationPreview {
+    pub tenant_name: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
@@ -424,16 +542,19 @@ mod tests {
 
     #[test]
     fn secrets_shown_once_never_reach_debug_output() {
-        let member = Member {
-            user_id: Uuid::nil(),
-            email: "ann@x.test".into(),
-            name: "Ann".into(),
-            role: Role::Viewer,
-            joined_at: Utc::now(),
-        };
-        let user = CreatedUser {
-            member,
-            temporary_password: "hunter2-temporary".into(),
+        let invitation = CreatedInvitation {
+            invitation: Invitation {
+                id: Uuid::nil(),
+                email: "ann@x.test".into(),
+                role: Role::Viewer,
+                status: InvitationStatus::Pending,
+                invited_by: "cli".into(),
+                created_at: Utc::now(),
+                expires_at: Utc::now(),
+                accepted_at: None,
+            },
+            link: "https://x.test/invite?token=hunter2-token".into(),
+            emailed: false,
         };
         let key = CreatedApiKey {
             key: ApiKey {
@@ -448,7 +569,7 @@ mod tests {
             },
             secret: "apk_abc_supersecret".into(),
         };
-        let shown = format!("{user:?} {key:?}");
+        let shown = format!("{invitation:?} {key:?}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("supersecret"),
             "{shown}"

@@ -170,7 +170,7 @@ impl Catalogue<'_> {
         })
     }
 
-    /// Knowledge base ids that belong to the caller's tenant, deduplicated.
+    /// Knowledge base ids that belong to the caller's tenant and are visible to agents, deduplicated.
     async fn own_knowledge_bases(
         &self,
         access: &Access,
@@ -182,10 +182,16 @@ impl Catalogue<'_> {
             .await?;
         let mut kept: Vec<Uuid> = Vec::new();
         for id in ids {
-            if !owned.iter().any(|kb| kb.id == *id) {
+            let Some(kb) = owned.iter().find(|kb| kb.id == *id) else {
                 return Err(AppError::invalid(
                     "knowledge_base_ids",
                     format!("no knowledge base {id}"),
+                ));
+            };
+            if kb.visibility == app::types::Visibility::Internal {
+                return Err(AppError::invalid(
+                    "knowledge_base_ids",
+                    format!("{} is internal: agents cannot read it", kb.name),
                 ));
             }
             if !kept.contains(id) {

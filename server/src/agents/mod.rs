@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod calendar;
 pub mod catalogue;
+pub mod disclosure;
 pub mod nodes;
 pub mod offline;
 pub mod prompts;
@@ -45,6 +46,8 @@ pub struct Runtime {
     /// How long a turn's hold on its conversation lasts unless renewed (`TURN_LEASE_SECS`): the
     /// running turn renews it, a crashed process's runs out.
     pub turn_lease: std::time::Duration,
+    /// Budgets of what agents do on their own (emails per tenant and caller per day).
+    pub kv: crate::kv::Kv,
 }
 
 /// What the nodes of one turn see.
@@ -60,7 +63,10 @@ pub struct TurnContext {
     pub company: String,
     pub timezone: String,
     pub business_hours: Vec<BusinessHours>,
-    pub rules: Vec<Rule>,
+    /// What the agents may do on their own (the tenant's settings).
+    pub policy: app::types::AgentPolicy,
+    /// The tenant's router rules, compiled (cached per tenant until they change).
+    pub rules: Arc<Vec<Rule>>,
     /// The tenant's specialists ([`catalogue::load`]).
     pub specialists: Vec<Specialist>,
     /// The tenant's own prompts by agent (the built-in ones otherwise).

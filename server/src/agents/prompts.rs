@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -32,9 +33,32 @@ pub async fn current(
     db: &impl ConnectionTrait,
     tenant: Uuid,
 ) -> Result<HashMap<String, String>, AppError> {
+    // Only the newest version of each agent's prompt is read, not the whole history.
+    let newest: Vec<(String, i32)> = prompts::Entity::find()
+        .select_only()
+        .column(prompts::Column::Agent)
+        .column_as(Expr::col(prompts::Column::Version).max(), "version")
+        .filter(prompts::Column::TenantId.eq(tenant))
+        .group_by(prompts::Column::Agent)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    if newest.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let which = newest
+        .iter()
+        .fold(Condition::any(), |any, (agent, version)| {
+            any.add(
+                Condition::all()
+                    .add(prompts::Column::Agent.eq(agent.as_str()))
+                    .add(prompts::Column::Version.eq(*version)),
+            )
+        });
     let rows = prompts::Entity::find()
         .filter(prompts::Column::TenantId.eq(tenant))
-        .order_by_asc(prompts::Column::Version)
+        .filter(which)
         .all(db)
         .await
         .map_err(db_error)?;

@@ -32,7 +32,7 @@ use super::catalogue::{self, Catalogue};
 use super::prompts;
 use super::router::{self, Rule};
 use super::specialists::Specialist;
-use super::{nodes, Runtime, TurnContext};
+use super::{disclosure, nodes, Runtime, TurnContext};
 
 const DEFAULT_PAGE: u32 = 50;
 /// Messages kept in the checkpoint for the agents' context.
@@ -50,12 +50,26 @@ pub struct ConversationServiceImpl {
     db: DatabaseConnection,
     rt: Arc<Runtime>,
     graph: Graph<TurnContext>,
+    /// Compiled router rules per tenant, with the version they were compiled from.
+    rules: moka::future::Cache<Uuid, (RulesVersion, Arc<Vec<Rule>>)>,
 }
+
+/// What changes whenever a tenant's rules do: their count and latest change.
+type RulesVersion = (u64, Option<String>);
+
+/// Tenants whose compiled rules are kept.
+const RULE_CACHE_TENANTS: u64 = 10_000;
 
 impl ConversationServiceImpl {
     pub fn new(db: DatabaseConnection, rt: Arc<Runtime>) -> Result<Self, EngineError> {
         let graph = Graph::build(&super::default_graph(), &nodes::registry())?;
-        Ok(ConversationServiceImpl { db, rt, graph })
+        let rules = moka::future::Cache::new(RULE_CACHE_TENANTS);
+        Ok(ConversationServiceImpl {
+            db,
+            rt,
+            graph,
+            rules,
+        })
     }
 
     async fn conversation(
@@ -81,13 +95,13 @@ impl ConversationServiceImpl {
             .await
             .map_err(db_error)?
             .ok_or_else(|| AppError::not_found("tenant"))?;
-        let rules = router_rules::Entity::find()
-            .filter(router_rules::Column::TenantId.eq(access.tenant_id))
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
+        let rules = self.compiled_rules(access.tenant_id).await?;
         let business_hours: Vec<BusinessHours> = tenant
             .business_hours
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let policy = tenant
+            .agent_policy
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         Ok(TurnContext {
@@ -99,10 +113,39 @@ impl ConversationServiceImpl {
             company: tenant.name,
             timezone: tenant.timezone,
             business_hours,
-            rules: Rule::load(rules),
+            policy,
+            rules,
             specialists: catalogue::load(&self.db, access.tenant_id).await?,
             prompts: prompts::current(&self.db, access.tenant_id).await?,
         })
+    }
+
+    /// The tenant's rules, compiled once per version of them rather than on every turn.
+    async fn compiled_rules(&self, tenant: Uuid) -> Result<Arc<Vec<Rule>>, AppError> {
+        let (count, newest): (i64, Option<String>) = router_rules::Entity::find()
+            .select_only()
+            .column_as(Expr::col(router_rules::Column::Id).count(), "count")
+            .column_as(Expr::cust("CAST(MAX(updated_at) AS TEXT)"), "newest")
+            .filter(router_rules::Column::TenantId.eq(tenant))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .unwrap_or((0, None));
+        let version = (u64::try_from(count).unwrap_or(0), newest);
+        if let Some((cached, rules)) = self.rules.get(&tenant).await {
+            if cached == version {
+                return Ok(rules);
+            }
+        }
+        let rows = router_rules::Entity::find()
+            .filter(router_rules::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let rules = Arc::new(Rule::load(rows));
+        self.rules.insert(tenant, (version, rules.clone())).await;
+        Ok(rules)
     }
 
     async fn specialist(&self, access: &Access, agent: &str) -> Result<Specialist, AppError> {
@@ -228,6 +271,7 @@ impl ConversationServiceImpl {
         let mut checkpoint = checkpoint_of(&conv);
         if status != ConversationStatus::Bot {
             // A person owns the conversation: the bot stays silent.
+            super::tools::remember_customer_emails(&mut checkpoint.state, &content);
             push_history(&mut checkpoint.state, MessageRole::User, &content, None);
             let mut active = conv.clone().into_active_model();
             active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
@@ -247,6 +291,7 @@ impl ConversationServiceImpl {
             });
         }
         let mut state = checkpoint.state;
+        super::tools::remember_customer_emails(&mut state, &content);
         state.input = content.clone();
         state.reply = None;
         state.sources.clear();
@@ -666,9 +711,13 @@ impl ConversationService for ConversationServiceImpl {
             .all(&self.db)
             .await
             .map_err(db_error)?;
+        let mut messages: Vec<Message> = messages.into_iter().map(to_message).collect();
+        for m in &mut messages {
+            disclosure::message(access, m);
+        }
         Ok(ConversationDetail {
             conversation: to_conversation(conv),
-            messages: messages.into_iter().map(to_message).collect(),
+            messages,
         })
     }
 
@@ -682,11 +731,14 @@ impl ConversationService for ConversationServiceImpl {
         access.require(Area::Conversations, Level::Write)?;
         check(&message)?;
         self.lease(access, id).await?;
+        let events = disclosure::events(access, events);
         let result = self
             .holding(access, id, self.run_message(access, id, message, events))
             .await;
         self.release(access, id).await;
-        result
+        let mut result = result?;
+        disclosure::turn(access, &mut result);
+        Ok(result)
     }
 
     async fn list_steps(
@@ -697,7 +749,7 @@ impl ConversationService for ConversationServiceImpl {
     ) -> Result<Vec<Step>, AppError> {
         access.require(Area::Conversations, Level::Read)?;
         self.conversation(access, id).await?;
-        Ok(run_steps::Entity::find()
+        let mut steps: Vec<Step> = run_steps::Entity::find()
             .filter(run_steps::Column::TenantId.eq(access.tenant_id))
             .filter(run_steps::Column::ConversationId.eq(id))
             .filter(run_steps::Column::MessageId.eq(message_id))
@@ -707,7 +759,9 @@ impl ConversationService for ConversationServiceImpl {
             .map_err(db_error)?
             .into_iter()
             .map(to_step)
-            .collect())
+            .collect();
+        disclosure::steps(access, &mut steps);
+        Ok(steps)
     }
 
     async fn rate_message(

@@ -1,11 +1,12 @@
-//! The signed-in user's own account: changing the password.
+//! The signed-in user's own account: changing the password; and what an invitation link
+//! offers, before its holder signs in.
 
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, TransactionTrait};
 
 use app::error::{AppError, FieldError};
 use app::services::{Access, AccountService, Actor};
-use app::types::PasswordChange;
+use app::types::{InvitationPreview, PasswordChange};
 
 use super::password;
 use crate::store::audit_log::Record;
@@ -58,5 +59,9 @@ impl AccountService for AccountServiceImpl {
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(())
+    }
+
+    async fn preview_invitation(&self, token: &str) -> Result<InvitationPreview, AppError> {
+        crate::tenancy::invitations::preview(&self.db, token).await
     }
 }

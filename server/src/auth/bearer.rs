@@ -59,9 +59,31 @@ struct KeyRecord {
 const KEY_CACHE_AREA: &str = "apikey";
 const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Forgets the cached record of a key (after revocation).
+/// What the key cache holds for a prefix: the record, or a mark that it changed (revoked,
+/// narrowed, its tenant deleted) and must be read from the database for a while.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Cached {
+    Key(KeyRecord),
+    Changed,
+}
+
+/// Where "this key's use was recorded" lives for a minute (see [`touch_last_used`]).
+const KEY_TOUCH_AREA: &str = "apikey-used";
+
+/// Marks a key changed, after the change committed. The mark replaces any cached record and
+/// stays for the cache's lifetime; records are only ever cached where nothing is (`set_nx`),
+/// so a request that read the key before the change cannot put the old record back.
 pub async fn forget_key(kv: &Kv, prefix: &str) {
-    if let Err(e) = kv.delete(KvScope::Platform, KEY_CACHE_AREA, prefix).await {
+    if let Err(e) = kv
+        .set(
+            KvScope::Platform,
+            KEY_CACHE_AREA,
+            prefix,
+            &Cached::Changed,
+            KEY_CACHE_TTL,
+        )
+        .await
+    {
         tracing::warn!(error = %e, "could not drop a cached API key");
     }
 }
@@ -130,15 +152,15 @@ async fn authenticate(state: &AppState, secret: &str) -> Result<KeyRecord, ApiEr
     let prefix = api_key::prefix_of(secret).ok_or(AppError::Unauthorized)?;
     let cached = state
         .kv
-        .get::<KeyRecord>(KvScope::Platform, KEY_CACHE_AREA, prefix)
+        .get::<Cached>(KvScope::Platform, KEY_CACHE_AREA, prefix)
         .await
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e, "API key cache unavailable");
             None
         });
     let record = match cached {
-        Some(record) => record,
-        None => {
+        Some(Cached::Key(record)) => record,
+        Some(Cached::Changed) | None => {
             let Some(key) = api_keys::Entity::find()
                 .filter(api_keys::Column::Prefix.eq(prefix))
                 .one(&state.db)
@@ -168,14 +190,16 @@ async fn authenticate(state: &AppState, secret: &str) -> Result<KeyRecord, ApiEr
     Ok(record)
 }
 
+/// Caches a record read from the database, unless the entry holds anything (a change mark
+/// above all).
 async fn cache_key(state: &AppState, record: &KeyRecord) {
     if let Err(e) = state
         .kv
-        .set(
+        .set_nx(
             KvScope::Platform,
             KEY_CACHE_AREA,
             &record.prefix,
-            record,
+            &Cached::Key(record.clone()),
             KEY_CACHE_TTL,
         )
         .await
@@ -196,7 +220,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Records use at most once a minute per key, off the request path.
+/// Records use at most once a minute per key (across instances), off the request path.
 async fn touch_last_used(state: &AppState, key: &KeyRecord) {
     let now = Utc::now();
     if key
@@ -205,14 +229,20 @@ async fn touch_last_used(state: &AppState, key: &KeyRecord) {
     {
         return;
     }
-    cache_key(
-        state,
-        &KeyRecord {
-            last_used_at: Some(now),
-            ..key.clone()
-        },
-    )
-    .await;
+    let first = state
+        .kv
+        .set_nx(
+            KvScope::Platform,
+            KEY_TOUCH_AREA,
+            &key.prefix,
+            &true,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or(true);
+    if !first {
+        return;
+    }
     let db = state.db.clone();
     let row = api_keys::ActiveModel {
         id: Set(key.id),

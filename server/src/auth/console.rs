@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use app::services::{Access, Actor};
+use app::services::{Access, AccountAccess, Actor};
 use app::types::{CurrentUser, TenantMembership};
 
 use super::{AuthSession, Credentials};
@@ -18,6 +18,7 @@ use crate::http::client_ip::{client_ip, ClientIp};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::store::audit_log::Record;
+use crate::tenancy::invitations::{Acceptance, Refusal};
 use crate::tenancy::{db_error, memberships_of};
 
 const TENANT_KEY: &str = "tenant_id";
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/auth/switch-tenant", post(switch_tenant))
+        .route("/auth/accept-invitation", post(accept_invitation))
 }
 
 #[derive(Deserialize)]
@@ -167,6 +169,66 @@ async fn logout(
 }
 
 #[derive(Deserialize)]
+struct AcceptForm {
+    token: String,
+    #[serde(default)]
+    name: String,
+    password: String,
+    #[serde(default)]
+    repeat: String,
+}
+
+/// Accepts an invitation: signs the person in (into the tenant they joined) or sends them back
+/// to the invitation page with the reason. Throttled like sign-in, by email and address.
+async fn accept_invitation(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    mut auth: AuthSession,
+    session: Session,
+    Form(form): Form<AcceptForm>,
+) -> Result<Response, ApiError> {
+    let back = |code: &str| {
+        let query = serde_urlencoded::to_string([("token", form.token.as_str()), ("error", code)])
+            .unwrap_or_default();
+        Redirect::to(&format!("/invite?{query}")).into_response()
+    };
+    let email = match crate::tenancy::invitations::preview(&state.db, &form.token).await {
+        Ok(preview) => preview.email,
+        Err(_) => return Ok(back(Refusal::Invalid.code())),
+    };
+    if super::throttle::check_login(
+        &state.kv,
+        state.config.login_attempts_per_minute,
+        &email,
+        ip.as_deref().unwrap_or("unknown"),
+    )
+    .await
+    .is_err()
+    {
+        return Ok(back("throttled"));
+    }
+    let acceptance = Acceptance {
+        name: form.name.clone(),
+        password: form.password.clone(),
+        repeat: form.repeat.clone(),
+    };
+    let (user, tenant_id) =
+        match crate::tenancy::invitations::accept(&state.db, &form.token, acceptance, ip).await? {
+            Ok(done) => done,
+            Err(refusal) => return Ok(back(refusal.code())),
+        };
+    let user = super::backend::SessionUser::from(user);
+    let must_change = user.must_change_password;
+    auth.login(&user).await.map_err(|e| {
+        tracing::error!(error = %e, "session login failed");
+        app::error::AppError::Internal("sign-in failed".into())
+    })?;
+    set_tenant(&session, tenant_id).await?;
+    let to = if must_change { "/account?first=1" } else { "/" };
+    Ok(Redirect::to(to).into_response())
+}
+
+#[derive(Deserialize)]
 struct SwitchForm {
     tenant: String,
 }
@@ -217,33 +279,33 @@ pub async fn console_context(
                     .cloned();
                 if let Some(tenant) = current {
                     let ip = client_ip(req.extensions());
-                    insert_user(
-                        &mut req,
-                        user.id,
-                        &user.email,
-                        &user.name,
-                        tenant,
-                        memberships,
-                        ip,
-                    );
+                    insert_user(&mut req, &user, tenant, memberships, ip);
                 }
             }
             Err(e) => return ApiError::from(e).into_response(),
         }
     }
-    let anonymous = req.extensions().get::<CurrentUser>().is_none();
+    let me = req.extensions().get::<CurrentUser>();
+    let anonymous = me.is_none();
+    let must_change = me.is_some_and(|me| me.must_change_password);
     let path = req.uri().path();
-    if anonymous && app::CONSOLE_PAGES.iter().any(|(p, _)| *p == path) {
+    let console_page = app::CONSOLE_PAGES.iter().any(|(p, _)| *p == path);
+    if anonymous && console_page {
         return Redirect::to(&login_url(&[("next", path)])).into_response();
+    }
+    // The server functions refuse such an account anyway (it has no `Access`); pages send it
+    // to the one thing it may do.
+    if must_change && console_page && path != "/account" {
+        return Redirect::to("/account?first=1").into_response();
     }
     next.run(req).await
 }
 
+/// Every signed-in person gets `AccountAccess` (their own account); only one who has chosen
+/// their own password also gets `Access` to the tenant, which every other server function needs.
 fn insert_user(
     req: &mut Request,
-    user_id: Uuid,
-    email: &str,
-    name: &str,
+    user: &super::backend::SessionUser,
     tenant: TenantMembership,
     memberships: Vec<TenantMembership>,
     ip: Option<String>,
@@ -251,20 +313,28 @@ fn insert_user(
     let access = Access {
         tenant_id: tenant.tenant_id,
         actor: Actor::User {
-            id: user_id,
-            email: email.to_string(),
+            id: user.id,
+            email: user.email.clone(),
         },
         role: Some(tenant.role),
         scopes: tenant.role.scopes(),
         ip,
     };
-    req.extensions_mut().insert(access);
+    req.extensions_mut().insert(AccountAccess(Access {
+        role: None,
+        scopes: Vec::new(),
+        ..access.clone()
+    }));
+    if !user.must_change_password {
+        req.extensions_mut().insert(access);
+    }
     req.extensions_mut().insert(CurrentUser {
-        user_id,
-        email: email.to_string(),
-        name: name.to_string(),
+        user_id: user.id,
+        email: user.email.clone(),
+        name: user.name.clone(),
         tenant,
         memberships,
+        must_change_password: user.must_change_password,
     });
 }
 

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use app::error::AppError;
-use app::services::{Access, Actor};
+use app::services::{Access, AccountAccess, Actor};
 
 use super::client_ip::client_ip;
 use super::error::ApiError;
@@ -131,17 +131,26 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
 /// throttle, and anonymous page loads only ever reach the sign-in page). Server functions are
 /// all POSTs whatever they do, so console traffic spends the read budget.
 pub async fn limit_signed_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.extensions().get::<Access>().is_none() {
+    if signed_in(&req).is_none() {
         return next.run(req).await;
     }
     limit_as(state, Class::Read, req, next).await
+}
+
+/// The caller's access: to the tenant, or (an account still on its temporary password) only
+/// to its own account; both spend the person's budget.
+fn signed_in(req: &Request) -> Option<&Access> {
+    let extensions = req.extensions();
+    extensions
+        .get::<Access>()
+        .or_else(|| extensions.get::<AccountAccess>().map(|a| &a.0))
 }
 
 async fn limit_as(state: AppState, class: Class, req: Request, next: Next) -> Response {
     if req.extensions().get::<PlatformAdmin>().is_some() {
         return next.run(req).await;
     }
-    let decision = match req.extensions().get::<Access>() {
+    let decision = match signed_in(&req) {
         Some(access) => {
             if let Actor::User { email, .. } = &access.actor {
                 if state.config.is_platform_admin(email) {
@@ -152,7 +161,7 @@ async fn limit_as(state: AppState, class: Class, req: Request, next: Next) -> Re
         }
         None => spend_ip(&state, req.extensions()).await,
     };
-    let label = if req.extensions().get::<Access>().is_some() {
+    let label = if signed_in(&req).is_some() {
         class.name()
     } else {
         "public"

@@ -25,6 +25,7 @@ use crate::config::{CircuitConfig, Config};
 use crate::jobs::{self, JobContext, JobHandler, NewJob, Permanent};
 use crate::outbound::{Breaker, OutboundError};
 use crate::pii;
+use crate::secrets::{aad, KeyRing};
 use crate::store::audit_log::Record;
 
 /// The job kind that delivers one email.
@@ -262,12 +263,40 @@ impl EmailQueue {
     }
 }
 
-/// An `email.send` job's payload.
+/// The key-ring purpose of sealed email bodies.
+const SEALED_BODY: &str = "email.body";
+
+/// Enqueues (in `conn`, so with the caller's transaction) an `email.send` job whose body
+/// carries a secret, such as a single-use link: the body is stored encrypted with the key
+/// ring, so the tenant's Jobs page and API show the recipient and subject but never the body.
+pub async fn enqueue_sealed(
+    conn: &impl sea_orm::ConnectionTrait,
+    keys: &KeyRing,
+    tenant_id: Uuid,
+    email: &OutgoingEmail,
+) -> Result<Uuid, DbErr> {
+    let sealed = keys
+        .encrypt_str(&aad(SEALED_BODY, tenant_id), &email.body)
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    let payload = json!({
+        "to": email.to.to_string(),
+        "subject": email.subject,
+        "sealed_body": sealed,
+    });
+    jobs::enqueue(conn, NewJob::new(Some(tenant_id), SEND, payload))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the email job was not enqueued".into()))
+}
+
+/// An `email.send` job's payload: `body`, or `sealed_body` (see [`enqueue_sealed`]).
 #[derive(Debug, Deserialize)]
 struct EmailJob {
     to: String,
     subject: String,
+    #[serde(default)]
     body: String,
+    #[serde(default)]
+    sealed_body: Option<String>,
     #[serde(default)]
     reply_to: Option<String>,
     #[serde(default)]
@@ -277,13 +306,28 @@ struct EmailJob {
 /// Delivers one `email.send` job and records `email.sent` in the tenant's audit log.
 pub struct SendEmail {
     mailer: Option<Arc<dyn Mailer>>,
+    keys: Option<KeyRing>,
 }
 
 impl SendEmail {
     /// Without a mailer (no `SMTP_URL` on this worker) attempts fail and are retried, so
-    /// fixing the worker's settings delivers what was queued.
-    pub fn new(mailer: Option<Arc<dyn Mailer>>) -> SendEmail {
-        SendEmail { mailer }
+    /// fixing the worker's settings delivers what was queued. `keys` open sealed bodies.
+    pub fn new(mailer: Option<Arc<dyn Mailer>>, keys: Option<KeyRing>) -> SendEmail {
+        SendEmail { mailer, keys }
+    }
+
+    fn body(&self, job: &EmailJob, tenant_id: Option<Uuid>) -> Result<String, Permanent> {
+        let Some(sealed) = &job.sealed_body else {
+            return Ok(job.body.clone());
+        };
+        let (Some(keys), Some(tenant_id)) = (&self.keys, tenant_id) else {
+            return Err(Permanent(
+                "a sealed email needs the key ring and a tenant".into(),
+            ));
+        };
+        keys.decrypt_str(&aad(SEALED_BODY, tenant_id), sealed)
+            .map(|body| body.to_string())
+            .map_err(|e| Permanent(format!("the sealed body cannot be opened: {e}")))
     }
 }
 
@@ -305,7 +349,8 @@ impl JobHandler for SendEmail {
     async fn run(&self, ctx: &mut JobContext) -> anyhow::Result<()> {
         let job: EmailJob = serde_json::from_value(ctx.payload().clone())
             .map_err(|e| Permanent(format!("the payload is not an email: {e}")))?;
-        let mut email = OutgoingEmail::new(&job.to, &job.subject, &job.body)
+        let body = self.body(&job, ctx.tenant_id())?;
+        let mut email = OutgoingEmail::new(&job.to, &job.subject, &body)
             .and_then(|email| email.reply_to(job.reply_to.as_deref()))
             .map_err(|e| Permanent(masked(&e)))?;
         email.message_id = Some(ctx.id());

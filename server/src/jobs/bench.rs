@@ -46,7 +46,11 @@ pub async fn run(config: &Config, count: usize, samples: usize) -> anyhow::Resul
 
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
-    let worker = Worker::new(db.clone(), registry(&knowledge, None), config.jobs.clone());
+    let worker = Worker::new(
+        db.clone(),
+        registry(&knowledge, None, None),
+        config.jobs.clone(),
+    );
     let started = Instant::now();
     let handle = tokio::spawn(worker.run(async move {
         let _ = stopped.changed().await;

@@ -62,14 +62,16 @@ impl JobHandler for Echo {
     }
 }
 
-/// Every kind this build can run; `mailer` delivers `email.send` (`None` without `SMTP_URL`).
+/// Every kind this build can run; `mailer` delivers `email.send` (`None` without `SMTP_URL`),
+/// opening sealed bodies with `keys`.
 pub fn registry(
     knowledge: &std::sync::Arc<crate::rag::Knowledge>,
     mailer: Option<std::sync::Arc<dyn crate::integrations::email::Mailer>>,
+    keys: Option<crate::secrets::KeyRing>,
 ) -> Registry {
     Registry::default()
         .with(Noop)
         .with(Echo)
         .with(crate::rag::ingest::Ingest::new(knowledge.clone()))
-        .with(crate::integrations::email::SendEmail::new(mailer))
+        .with(crate::integrations::email::SendEmail::new(mailer, keys))
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Func, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, Order,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tokio::sync::Semaphore;
@@ -290,6 +290,100 @@ fn due(now: chrono::DateTime<Utc>) -> Condition {
         )
 }
 
+/// Tenants considered per claim: those whose oldest due job waits longest.
+const FAIR_SHARE_TENANTS: u64 = 100;
+
+/// Up to `n` due jobs of `kind`, shared fairly among tenants (platform jobs count as one):
+/// tenants with fewer jobs of this kind running go first, then those waiting longest; their
+/// jobs are then taken round-robin, each tenant's oldest first. One tenant's bulk upload
+/// therefore delays another tenant's job by about one job per worker slot, not by the whole
+/// backlog.
+async fn fair_share(
+    db: &DatabaseConnection,
+    kind: &str,
+    n: usize,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<Uuid>, DbErr> {
+    let waiting: Vec<Option<Uuid>> = jobs::Entity::find()
+        .select_only()
+        .column(Column::TenantId)
+        .filter(Column::Kind.eq(kind))
+        .filter(due(now))
+        .group_by(Column::TenantId)
+        .order_by(
+            SimpleExpr::from(Func::min(Expr::col(Column::RunAt))),
+            Order::Asc,
+        )
+        .limit(FAIR_SHARE_TENANTS)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if waiting.is_empty() {
+        return Ok(Vec::new());
+    }
+    let running: Vec<(Option<Uuid>, i64)> = jobs::Entity::find()
+        .select_only()
+        .column(Column::TenantId)
+        .column_as(Expr::col(Column::Id).count(), "running")
+        .filter(Column::Kind.eq(kind))
+        .filter(Column::State.eq(JobState::Running.as_str()))
+        .filter(Column::LockedUntil.gte(now))
+        .group_by(Column::TenantId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let busy = |t: &Option<Uuid>| {
+        running
+            .iter()
+            .find(|(r, _)| r == t)
+            .map_or(0, |(_, count)| *count)
+    };
+    let mut tenants = waiting;
+    // Stable: among equally busy tenants the longest waiting stays first.
+    tenants.sort_by_key(busy);
+    tenants.truncate(n);
+    let mut queues = Vec::with_capacity(tenants.len());
+    for tenant in tenants {
+        let owner = match tenant {
+            Some(id) => Column::TenantId.eq(id),
+            None => Column::TenantId.is_null(),
+        };
+        let ids: Vec<Uuid> = jobs::Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::Kind.eq(kind))
+            .filter(due(now))
+            .filter(owner)
+            .order_by_asc(Column::RunAt)
+            .limit(n as u64)
+            .into_tuple()
+            .all(db)
+            .await?;
+        queues.push(ids.into_iter());
+    }
+    Ok(round_robin(queues, n))
+}
+
+/// Takes one from each queue in turn until `n` are taken or all are empty.
+fn round_robin<T>(mut queues: Vec<impl Iterator<Item = T>>, n: usize) -> Vec<T> {
+    let mut taken = Vec::with_capacity(n);
+    while taken.len() < n {
+        let before = taken.len();
+        for queue in &mut queues {
+            if taken.len() == n {
+                break;
+            }
+            if let Some(item) = queue.next() {
+                taken.push(item);
+            }
+        }
+        if taken.len() == before {
+            break;
+        }
+    }
+    taken
+}
+
 /// Takes up to `n` due jobs of `kind` (new, retrying, or abandoned by a dead worker). The
 /// update re-checks the condition, so of two workers racing for a job only one gets it.
 async fn claim(
@@ -300,16 +394,7 @@ async fn claim(
     worker: &str,
 ) -> Result<Vec<jobs::Model>, DbErr> {
     let now = Utc::now();
-    let ids: Vec<Uuid> = jobs::Entity::find()
-        .select_only()
-        .column(Column::Id)
-        .filter(Column::Kind.eq(kind))
-        .filter(due(now))
-        .order_by_asc(Column::RunAt)
-        .limit(n as u64)
-        .into_tuple()
-        .all(db)
-        .await?;
+    let ids = fair_share(db, kind, n, now).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -512,4 +597,21 @@ async fn release(db: &DatabaseConnection, worker: &str) -> Result<u64, DbErr> {
         .exec(db)
         .await?;
     Ok(r.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_robin_takes_one_from_each_in_turn() {
+        let queues = vec![
+            vec![1, 2, 3, 4].into_iter(),
+            vec![10].into_iter(),
+            vec![20, 21].into_iter(),
+        ];
+        assert_eq!(super::round_robin(queues, 5), [1, 10, 20, 2, 21]);
+        let queues = vec![vec![1, 2].into_iter(), Vec::new().into_iter()];
+        assert_eq!(super::round_robin(queues, 8), [1, 2]);
+        let none: Vec<std::vec::IntoIter<u8>> = Vec::new();
+        assert!(super::round_robin(none, 3).is_empty());
+    }
 }

@@ -91,6 +91,19 @@ impl KvStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_nx(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, KvError> {
+        let entry = Entry {
+            bytes: std::sync::Arc::new(value),
+            ttl,
+        };
+        Ok(self
+            .values
+            .entry(key.to_string())
+            .or_insert(entry)
+            .await
+            .is_fresh())
+    }
+
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         self.values.invalidate(key).await;
         Ok(())

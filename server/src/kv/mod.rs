@@ -98,6 +98,8 @@ pub trait KvStore: Send + Sync {
     fn backend(&self) -> &'static str;
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), KvError>;
+    /// Sets `key` only when it holds nothing; returns whether it did (atomic across instances).
+    async fn set_nx(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, KvError>;
     async fn delete(&self, key: &str) -> Result<(), KvError>;
     /// Spends one unit of the budget at `key`, atomically for every instance sharing the store.
     async fn spend(&self, key: &str, rate: Rate) -> Result<Decision, KvError>;
@@ -183,6 +185,21 @@ impl Kv {
         let bytes = rmp_serde::to_vec_named(value)?;
         self.store
             .set(&self.key(scope, area, rest), bytes, ttl)
+            .await
+    }
+
+    /// Stores `value` unless the entry holds something already; returns whether it did.
+    pub async fn set_nx<T: Serialize>(
+        &self,
+        scope: Scope,
+        area: &str,
+        rest: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool, KvError> {
+        let bytes = rmp_serde::to_vec_named(value)?;
+        self.store
+            .set_nx(&self.key(scope, area, rest), bytes, ttl)
             .await
     }
 

@@ -81,6 +81,21 @@ impl KvStore for RedisStore {
         Ok(())
     }
 
+    async fn set_nx(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, KvError> {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let set: Option<String> = self
+            .pool
+            .set(
+                key,
+                value,
+                Some(Expiration::PX(ms)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         let _: i64 = self.pool.del(key).await?;
         Ok(())

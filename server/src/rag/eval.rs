@@ -63,7 +63,11 @@ impl Scratch {
         let service = KnowledgeServiceImpl::new(db.clone(), kv, knowledge.clone());
         let access = crate::tenancy::cli_access(tenant.id);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let worker = Worker::new(db.clone(), registry(&knowledge, None), config.jobs.clone());
+        let worker = Worker::new(
+            db.clone(),
+            registry(&knowledge, None, None),
+            config.jobs.clone(),
+        );
         let worker = tokio::spawn(worker.run(async move {
             let _ = stopped.changed().await;
         }));

@@ -81,6 +81,7 @@ fn to_kb(m: knowledge_bases::Model, counts: Counts) -> KnowledgeBase {
         chunk_overlap: u32::try_from(m.chunk_overlap).unwrap_or(0),
         parent_chunk_size: m.parent_chunk_size.and_then(|p| u32::try_from(p).ok()),
         search_defaults: serde_json::from_value(m.search_defaults).unwrap_or_default(),
+        visibility: app::types::Visibility::parse(&m.visibility),
         status: if counts.pending > 0 {
             KnowledgeBaseStatus::Indexing
         } else {
@@ -643,6 +644,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
                     .unwrap_or_default(),
             ),
             version: Set(1),
+            visibility: Set(create.visibility.unwrap_or_default().as_str().to_string()),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -700,6 +702,9 @@ impl KnowledgeService for KnowledgeServiceImpl {
         active.parent_chunk_size = Set(parent.map(|p| p as i32));
         if let Some(defaults) = &update.search_defaults {
             active.search_defaults = Set(serde_json::to_value(defaults).unwrap_or_default());
+        }
+        if let Some(visibility) = update.visibility {
+            active.visibility = Set(visibility.as_str().to_string());
         }
         if let (Some(model), Some(dim)) = (&new_model, dim) {
             active.embedding_model = Set(model.clone());

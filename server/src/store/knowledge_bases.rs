@@ -18,6 +18,8 @@ pub struct Model {
     /// `app::types::SearchDefaults`.
     pub search_defaults: Json,
     pub version: i64,
+    /// `app::types::Visibility`: `agents` or `internal`.
+    pub visibility: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod document_contents;
 pub mod documents;
 pub mod embedding_cache;
+pub mod invitations;
 pub mod job_schedules;
 pub mod jobs;
 pub mod knowledge_bases;

@@ -14,6 +14,8 @@ pub struct Model {
     pub rate_limits: Option<Json>,
     /// Browser origins (JSON list) allowed to call the REST API with this tenant's keys.
     pub allowed_origins: Option<Json>,
+    /// `app::types::AgentPolicy` (its defaults when absent).
+    pub agent_policy: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

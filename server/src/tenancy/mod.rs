@@ -1,20 +1,25 @@
 //! Tenants, members and API keys: the `TenancyService` the console and the REST API share.
 
+pub mod invitations;
 mod service;
 pub mod validate;
 
+pub use invitations::Invites;
 pub use service::TenancyServiceImpl;
 
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryOrder, SqlErr, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, QueryOrder, SqlErr,
+    TransactionTrait,
+};
 
 use app::error::AppError;
 use app::types::{BusinessHours, CreateTenant, Role, Tenant, TenantMembership};
 
 use crate::http::tenant_policy::TenantLimits;
 use crate::store::audit_log::Record;
-use crate::store::{memberships, tenants};
+use crate::store::{memberships, tenants, users};
 
 /// Logs a database failure with its cause and hides the details from the caller.
 pub fn db_error(e: DbErr) -> AppError {
@@ -38,6 +43,10 @@ pub fn to_tenant(m: tenants::Model) -> Tenant {
         business_hours,
         allowed_origins: m
             .allowed_origins
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        agent_policy: m
+            .agent_policy
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
         created_at: m.created_at,
@@ -79,6 +88,7 @@ pub async fn create_tenant(
         business_hours: Set(serde_json::to_value(default_business_hours()).ok()),
         rate_limits: Set(None),
         allowed_origins: Set(None),
+        agent_policy: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -192,4 +202,91 @@ pub async fn set_rate_limits(
     .await
     .map_err(db_error)?;
     txn.commit().await.map_err(db_error)
+}
+
+/// What [`bootstrap_member`] did: `password` is the new account's, `None` when the email
+/// already had an account (its password is unchanged).
+pub struct Bootstrapped {
+    pub member: app::types::Member,
+    pub password: Option<secrecy::SecretString>,
+}
+
+/// The platform operator's way to put a person into a tenant (the CLI's `user create`, the
+/// demo seed): the email's account, made now with a random password when it has none, becomes
+/// a member with `create.role`. A `temporary` password must be replaced at first sign-in, and
+/// the account can do nothing else until it is. Audited as `cli`. Console users and API keys
+/// invite instead.
+pub async fn bootstrap_member(
+    db: &DatabaseConnection,
+    tenant_id: Uuid,
+    create: app::types::CreateUser,
+    temporary: bool,
+) -> Result<Bootstrapped, AppError> {
+    use crate::auth::password;
+    use secrecy::ExposeSecret;
+
+    app::validate::check(&create)?;
+    let email = validate::normal_email(&create.email);
+    let existing = users::Entity::find()
+        .filter(users::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await
+        .map_err(db_error)?;
+    let fresh = match existing {
+        Some(_) => None,
+        None => {
+            let secret = secrecy::SecretString::from(password::temporary());
+            let hash = password::hash(secret.expose_secret().to_string()).await?;
+            Some((secret, hash))
+        }
+    };
+    let now = Utc::now();
+    let txn = db.begin().await.map_err(db_error)?;
+    let (user, action) = match (existing, &fresh) {
+        (Some(user), _) => (user, "member.add"),
+        (None, Some((_, hash))) => {
+            let user = users::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                email: Set(email.clone()),
+                name: Set(create.name.trim().to_string()),
+                password_hash: Set(hash.clone()),
+                must_change_password: Set(temporary),
+                created_at: Set(now),
+            }
+            .insert(&txn)
+            .await
+            .map_err(db_error)?;
+            (user, "member.create_user")
+        }
+        (None, None) => return Err(AppError::Internal("no account".into())),
+    };
+    let membership = memberships::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        user_id: Set(user.id),
+        role: Set(create.role.as_str().to_string()),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| match db_error(e) {
+        AppError::Conflict(_) => AppError::Conflict(format!("{email} is already a member")),
+        other => other,
+    })?;
+    Record::by(&cli_access(tenant_id), action, format!("user:{email}"))
+        .details(serde_json::json!({ "role": create.role }))
+        .write(&txn)
+        .await
+        .map_err(db_error)?;
+    txn.commit().await.map_err(db_error)?;
+    Ok(Bootstrapped {
+        member: app::types::Member {
+            user_id: user.id,
+            email: user.email,
+            name: user.name,
+            role: membership.role(),
+            joined_at: membership.created_at,
+        },
+        password: fresh.map(|(secret, _)| secret),
+    })
 }

@@ -4,7 +4,8 @@
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, QueryOrder, TransactionTrait,
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde_json::json;
 
@@ -13,20 +14,42 @@ use app::services::{Access, Actor, TenancyService};
 use app::types::*;
 use app::validate::{check, normal_origin};
 
+use super::invitations::{self, Invites};
 use super::{db_error, to_tenant, validate};
-use crate::auth::{api_key, password};
+use crate::auth::api_key;
+use crate::integrations::email::{self, OutgoingEmail};
 use crate::kv::Kv;
 use crate::store::audit_log::{self, Record};
+use crate::store::invitations as invitation;
 use crate::store::{api_keys, memberships, tenants, users};
 
 pub struct TenancyServiceImpl {
     db: DatabaseConnection,
     kv: Kv,
+    invites: Invites,
 }
 
+/// The most invitations a list returns (newest first).
+const INVITATIONS_LISTED: u64 = 200;
+
 impl TenancyServiceImpl {
-    pub fn new(db: DatabaseConnection, kv: Kv) -> Self {
-        Self { db, kv }
+    pub fn new(db: DatabaseConnection, kv: Kv, invites: Invites) -> Self {
+        Self { db, kv, invites }
+    }
+
+    /// The member of this tenant with `email`, if any.
+    async fn member_by_email(
+        &self,
+        access: &Access,
+        email: &str,
+    ) -> Result<Option<memberships::Model>, AppError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(access.tenant_id))
+            .inner_join(users::Entity)
+            .filter(users::Column::Email.eq(email))
+            .one(&self.db)
+            .await
+            .map_err(db_error)
     }
 
     /// The member on whose authority a key made by `access` exists: the user, or the owner
@@ -131,26 +154,33 @@ impl TenancyServiceImpl {
             .map_err(db_error)?
             .ok_or_else(|| AppError::not_found("API key"))
     }
+}
 
-    async fn insert_membership(
-        &self,
-        db: &impl ConnectionTrait,
-        access: &Access,
-        user: &users::Model,
-        role: Role,
-    ) -> Result<Member, AppError> {
-        let row = memberships::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(access.tenant_id),
-            user_id: Set(user.id),
-            role: Set(role.as_str().to_string()),
-            created_at: Set(Utc::now()),
-        }
-        .insert(db)
-        .await
-        .map_err(db_error)?;
-        Ok(to_member(row, user.clone()))
-    }
+/// The invitation mail: who invites, to what, and the link (sealed in the job's payload).
+fn invitation_email(
+    to: &str,
+    tenant: &str,
+    access: &Access,
+    role: Role,
+    link: &str,
+) -> Option<OutgoingEmail> {
+    let inviter = match &access.actor {
+        Actor::User { email, .. } => email.clone(),
+        _ => format!("The administrators of {tenant}"),
+    };
+    let body = format!(
+        "{inviter} invited you to join {tenant} on Agent Platform as {role}.\n\n\
+         Accept the invitation here:\n{link}\n\n\
+         The link works once and expires in {days} days. If you did not expect this \
+         invitation, ignore this email.\n",
+        role = role.as_str(),
+        days = invitations::VALID_DAYS,
+    );
+    let subject: String = format!("You are invited to {tenant}")
+        .chars()
+        .take(150)
+        .collect();
+    OutgoingEmail::new(to, &subject, &body).ok()
 }
 
 /// Only an owner (a person, or the operator's CLI) may hand out or take away the owner role;
@@ -215,6 +245,14 @@ impl TenancyService for TenancyServiceImpl {
             normal.dedup();
             row.allowed_origins = Set(serde_json::to_value(normal).ok());
         }
+        if let Some(mut policy) = update.agent_policy.clone() {
+            for r in policy.email_recipients.iter_mut() {
+                *r = r.trim().to_lowercase();
+            }
+            policy.email_recipients.sort();
+            policy.email_recipients.dedup();
+            row.agent_policy = Set(serde_json::to_value(policy).ok());
+        }
         if let Some(mut hours) = update.business_hours {
             hours.sort_by_key(|h| h.weekday);
             row.business_hours = Set(serde_json::to_value(hours).ok());
@@ -227,6 +265,7 @@ impl TenancyService for TenancyServiceImpl {
                 "name": saved.name,
                 "timezone": saved.timezone,
                 "allowed_origins": saved.allowed_origins,
+                "agent_policy": saved.agent_policy,
             }))
             .write(&txn)
             .await
@@ -257,82 +296,127 @@ impl TenancyService for TenancyServiceImpl {
         Ok(to_member(m, u))
     }
 
-    async fn add_member(&self, access: &Access, add: AddMember) -> Result<Member, AppError> {
-        access.require(Area::Members, Level::Write)?;
-        check(&add)?;
-        let email = validate::normal_email(&add.email);
-        guard_owner_role(access, add.role == Role::Owner)?;
-        let user = users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| {
-                AppError::invalid("email", "no user has this email; create a new user instead")
-            })?;
-        if self.membership(access, user.id).await.is_ok() {
-            return Err(AppError::Conflict(format!("{email} is already a member")));
-        }
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let member = self
-            .insert_membership(&txn, access, &user, add.role)
-            .await?;
-        Record::by(access, "member.add", format!("user:{email}"))
-            .details(json!({ "role": add.role }))
-            .write(&txn)
-            .await
-            .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(member)
-    }
-
-    async fn create_user(
+    async fn invite_member(
         &self,
         access: &Access,
-        create: CreateUser,
-    ) -> Result<CreatedUser, AppError> {
+        invite: InviteMember,
+    ) -> Result<CreatedInvitation, AppError> {
         access.require(Area::Members, Level::Write)?;
-        check(&create)?;
-        let email = validate::normal_email(&create.email);
-        let name = create.name.trim().to_string();
-        guard_owner_role(access, create.role == Role::Owner)?;
-        let exists = users::Entity::find()
-            .filter(users::Column::Email.eq(email.as_str()))
-            .count(&self.db)
-            .await
-            .map_err(db_error)?;
-        if exists > 0 {
-            return Err(AppError::Conflict(format!(
-                "a user with email {email} exists; add them as a member instead"
-            )));
+        check(&invite)?;
+        let email = validate::normal_email(&invite.email);
+        guard_owner_role(access, invite.role == Role::Owner)?;
+        if self.member_by_email(access, &email).await?.is_some() {
+            return Err(AppError::Conflict(format!("{email} is already a member")));
         }
-        let temporary_password = password::temporary();
-        let password_hash = password::hash(temporary_password.clone()).await?;
+        let tenant = self.tenant_model(access).await?;
+        let now = Utc::now();
+        let (token, token_hash) = invitations::new_token();
         let txn = self.db.begin().await.map_err(db_error)?;
-        let user = users::ActiveModel {
+        // A new invitation replaces the pending one: its link stops working.
+        let replaced = invitation::Entity::update_many()
+            .col_expr(invitation::Column::RevokedAt, Expr::value(now))
+            .filter(invitation::Column::TenantId.eq(access.tenant_id))
+            .filter(invitation::Column::Email.eq(email.as_str()))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(db_error)?
+            .rows_affected;
+        let row = invitation::ActiveModel {
             id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
             email: Set(email.clone()),
-            name: Set(name),
-            password_hash: Set(password_hash),
-            must_change_password: Set(true),
-            created_at: Set(Utc::now()),
+            role: Set(invite.role.as_str().to_string()),
+            token_hash: Set(token_hash),
+            invited_by: Set(access.actor.label()),
+            created_at: Set(now),
+            expires_at: Set(invitations::expiry(now)),
+            accepted_at: Set(None),
+            accepted_by: Set(None),
+            revoked_at: Set(None),
         }
         .insert(&txn)
         .await
         .map_err(db_error)?;
-        let member = self
-            .insert_membership(&txn, access, &user, create.role)
-            .await?;
-        Record::by(access, "member.create_user", format!("user:{email}"))
-            .details(json!({ "role": create.role }))
+        Record::by(
+            access,
+            "invitation.create",
+            format!("invitation:{}", row.id),
+        )
+        .details(json!({ "email": email, "role": invite.role, "replaced": replaced }))
+        .write(&txn)
+        .await
+        .map_err(db_error)?;
+        let link = invitations::link(&self.invites.console_url, &token);
+        let emailed = match &self.invites.mail {
+            Some(keys) => {
+                let mail = invitation_email(&email, &tenant.name, access, invite.role, &link);
+                match mail {
+                    Some(mail) => {
+                        email::enqueue_sealed(&txn, keys, access.tenant_id, &mail)
+                            .await
+                            .map_err(db_error)?;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            None => false,
+        };
+        txn.commit().await.map_err(db_error)?;
+        Ok(CreatedInvitation {
+            invitation: invitations::to_invitation(row),
+            link,
+            emailed,
+        })
+    }
+
+    async fn list_invitations(&self, access: &Access) -> Result<Vec<Invitation>, AppError> {
+        access.require(Area::Members, Level::Read)?;
+        Ok(invitation::Entity::find()
+            .filter(invitation::Column::TenantId.eq(access.tenant_id))
+            .order_by_desc(invitation::Column::CreatedAt)
+            .limit(INVITATIONS_LISTED)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(invitations::to_invitation)
+            .collect())
+    }
+
+    async fn revoke_invitation(&self, access: &Access, id: Uuid) -> Result<Invitation, AppError> {
+        access.require(Area::Members, Level::Write)?;
+        let current = invitation::Entity::find_by_id(id)
+            .filter(invitation::Column::TenantId.eq(access.tenant_id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("invitation"))?;
+        match invitations::status(&current, Utc::now()) {
+            InvitationStatus::Accepted => {
+                return Err(AppError::Conflict(
+                    "this invitation was accepted; remove the member instead".into(),
+                ))
+            }
+            InvitationStatus::Revoked | InvitationStatus::Expired => {
+                return Ok(invitations::to_invitation(current))
+            }
+            InvitationStatus::Pending => {}
+        }
+        guard_owner_role(access, current.role == Role::Owner.as_str())?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut row: invitation::ActiveModel = current.into();
+        row.revoked_at = Set(Some(Utc::now()));
+        let saved = row.update(&txn).await.map_err(db_error)?;
+        Record::by(access, "invitation.revoke", format!("invitation:{id}"))
+            .details(json!({ "email": saved.email }))
             .write(&txn)
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        Ok(CreatedUser {
-            member,
-            temporary_password,
-        })
+        Ok(invitations::to_invitation(saved))
     }
 
     async fn change_role(

@@ -500,3 +500,438 @@ async fn a_turn_longer_than_its_lease_is_not_joined_by_the_next_message() {
         );
     }
 }
+
+/// Item 1. An admin of tenant A once could create a global account for any email, learn its
+/// temporary password, and wait for tenant B to add that email (as the 409 advised), then
+/// sign in as that person and switch into B. Now people join only through invitations: A's
+/// admin can at most make an account by following A's own link, B's invitation works only
+/// with B's link (which A never sees), the inviting side's answers are the same whether or
+/// not the email has an account, and the old ways in are gone.
+#[tokio::test]
+async fn an_admin_cannot_claim_an_account_in_another_tenant() {
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let a = app.tenant("alpha").await;
+        let b = app.tenant("bravo").await;
+        let victim = "victim@shared.test";
+        let invite = |email: &str| json!({ "email": email, "role": "admin" });
+
+        // The old doors are closed: no creating users, no attaching accounts.
+        let attacker = app.signed_in(&a.owner_email, &a.owner_password).await;
+        for old in ["create_member", "add_existing_member"] {
+            let r = app
+                .server_fn(
+                    &attacker,
+                    old,
+                    &format!("create[email]={victim}&create[name]=V&create[role]=owner"),
+                )
+                .await;
+            assert!(!r.status().is_success(), "{old} still answers");
+        }
+        let r = app
+            .send_json(Method::POST, "/api/v1/members", &a.key, &invite(victim))
+            .await;
+        assert!(r.status().as_u16() == 404 || r.status().as_u16() == 405);
+
+        // A invites the victim's email and follows its own link, choosing the password.
+        let sent = json(
+            app.send_json(Method::POST, "/api/v1/invitations", &a.key, &invite(victim))
+                .await,
+            201,
+        )
+        .await;
+        let own_link = sent["link"].as_str().unwrap();
+        let to = app
+            .accept_invitation(
+                &client(),
+                own_link,
+                &[
+                    ("name", "Victim"),
+                    ("password", "attacker-chosen-pw"),
+                    ("repeat", "attacker-chosen-pw"),
+                ],
+            )
+            .await;
+        assert_eq!(to, "/");
+
+        // B invites the same email: the answer looks exactly like one for an email nobody
+        // has ever used, so B learns nothing about accounts elsewhere.
+        let known = json(
+            app.send_json(Method::POST, "/api/v1/invitations", &b.key, &invite(victim))
+                .await,
+            201,
+        )
+        .await;
+        let unknown = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/invitations",
+                &b.key,
+                &invite("nobody@shared.test"),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let shape = |v: &serde_json::Value| {
+            let mut keys: Vec<String> = v["invitation"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            (
+                keys,
+                v["invitation"]["status"].clone(),
+                v["emailed"].clone(),
+            )
+        };
+        assert_eq!(shape(&known), shape(&unknown));
+
+        // The attacker signs in as the victim: only A is there, B is out of reach.
+        let as_victim = app.signed_in(victim, "attacker-chosen-pw").await;
+        let me: serde_json::Value = app
+            .server_fn(&as_victim, "whoami", "")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let tenants: Vec<&str> = me["memberships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["slug"].as_str().unwrap())
+            .collect();
+        assert_eq!(tenants, ["alpha"]);
+        let switch = as_victim
+            .post(app.url("/auth/switch-tenant"))
+            .header(reqwest::header::ORIGIN, &app.base)
+            .form(&[("tenant", "bravo")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(switch.status(), 404);
+        let members = json(app.get("/api/v1/members", &b.key).await, 200).await;
+        assert!(!members.to_string().contains(victim), "{members}");
+
+        // B's link, in the real person's hands, needs the account's own password: guessing
+        // fails, and nobody learned a password they did not choose.
+        let b_link = known["link"].as_str().unwrap();
+        let to = app
+            .accept_invitation(&client(), b_link, &[("password", "a guess")])
+            .await;
+        assert!(to.contains("error=password"), "{to}");
+        let members = json(app.get("/api/v1/members", &b.key).await, 200).await;
+        assert!(!members.to_string().contains(victim), "{members}");
+    }
+}
+
+/// Item 4. `send_email` was an open relay: any recipient, and a fresh quota with every new
+/// conversation. Now the recipient must be an address the customer wrote in the conversation
+/// or one the tenant allows, and daily budgets per caller and per tenant bound the volume;
+/// every refusal is in the step trace, and passages from documents reach the model fenced as
+/// data.
+#[tokio::test]
+async fn send_email_cannot_be_used_as_a_relay() {
+    use crate::email::{converse, email_jobs, spawn};
+    use crate::fake_smtp::FakeSmtp;
+    use server::llm::fake::{tool, CHAT_MODEL};
+
+    for backend in backends().await {
+        let smtp = FakeSmtp::start().await;
+        let fake = FakeLlm::start().await.unwrap();
+        let app = spawn(backend, &fake, Some(&smtp)).await;
+        let f = app.tenant("acme").await;
+        let policy = json!({ "agent_policy": {
+            "email_recipients": ["@ACME.test", "desk@partner.test"],
+            "emails_per_day": 3, "emails_per_caller_per_day": 2,
+            "bookings_per_conversation": 1, "booking_horizon_days": 30,
+        }});
+        let saved = json(
+            app.send_json(Method::PATCH, "/api/v1/tenant", &f.key, &policy)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            saved["agent_policy"]["email_recipients"],
+            json!(["@acme.test", "desk@partner.test"])
+        );
+        let bad = app
+            .send_json(
+                Method::PATCH,
+                "/api/v1/tenant",
+                &f.key,
+                &json!({ "agent_policy": { "email_recipients": ["nope"], "booking_horizon_days": 0 } }),
+            )
+            .await;
+        let bad = problem(bad, 422, "validation_failed").await.to_string();
+        assert!(
+            bad.contains("email_recipients") && bad.contains("booking_horizon_days"),
+            "{bad}"
+        );
+
+        let mail = |to: &str| {
+            fake.route(text("support"));
+            fake.chat(tool(
+                "send_email",
+                json!({"to": to, "subject": "Hi", "body": "Hello"}),
+            ));
+            fake.chat(text("Done."));
+        };
+        let outcome = |turn: &serde_json::Value| {
+            let call = &turn["steps"][1]["detail"]["tool_calls"][0];
+            (call["ok"].as_bool().unwrap(), call["result"].to_string())
+        };
+
+        // Text planted in a document (or the customer) names a stranger: refused.
+        mail("attacker@evil.test");
+        let turn = converse(&app, &f.key, "What are your opening hours?").await;
+        let (ok, result) = outcome(&turn);
+        assert!(
+            !ok && result.contains("not an address the customer wrote"),
+            "{result}"
+        );
+        assert!(email_jobs(&app).await.is_empty());
+
+        // The customer's own address, and the tenant's allowed ones, are fine.
+        mail("rui@example.com");
+        let turn = converse(&app, &f.key, "Send it to me: Rui@Example.com").await;
+        assert!(outcome(&turn).0, "{}", outcome(&turn).1);
+        mail("billing@acme.test");
+        let turn = converse(&app, &f.key, "Tell billing").await;
+        assert!(outcome(&turn).0, "{}", outcome(&turn).1);
+
+        // New conversations no longer mean new quotas: this key has spent its two.
+        mail("desk@partner.test");
+        let turn = converse(&app, &f.key, "And the partner desk").await;
+        let (ok, result) = outcome(&turn);
+        assert!(
+            !ok && result.contains("as many emails sent today"),
+            "{result}"
+        );
+
+        // Another caller has its own budget, until the tenant's three for the day are spent.
+        let other = app.api_key(&f.key, &["conversations:write"]).await;
+        mail("desk@partner.test");
+        assert!(outcome(&converse(&app, &other, "Partner desk please").await).0);
+        mail("desk@partner.test");
+        let (ok, result) = outcome(&converse(&app, &other, "Once more").await);
+        assert!(
+            !ok && result.contains("the company's agents have sent as many"),
+            "{result}"
+        );
+        assert_eq!(email_jobs(&app).await.len(), 3);
+        assert!(fake.requests_for(CHAT_MODEL).len() >= 12);
+    }
+}
+
+/// Item 11. The booking tool had no limit per conversation and no horizon: one conversation
+/// could fill the calendar for years. Now the tenant's policy bounds both (defaults: 2 per
+/// conversation, 90 days), and business hours still apply.
+#[tokio::test]
+async fn one_conversation_cannot_fill_the_calendar() {
+    use crate::conversations::{open_every_day, say, spawn, start, tomorrow_at};
+    use server::llm::fake::tool;
+
+    for backend in backends().await {
+        let fake = FakeLlm::start().await.unwrap();
+        let app = spawn(backend, Some(&fake), &[]).await;
+        let f = app.tenant("acme").await;
+        open_every_day(&app, &f).await;
+        let tenant = json(app.get("/api/v1/tenant", &f.key).await, 200).await;
+        assert_eq!(tenant["agent_policy"]["bookings_per_conversation"], 2);
+        assert_eq!(tenant["agent_policy"]["booking_horizon_days"], 90);
+        let policy = json!({ "agent_policy": {
+            "bookings_per_conversation": 1, "booking_horizon_days": 30,
+        }});
+        json(
+            app.send_json(Method::PATCH, "/api/v1/tenant", &f.key, &policy)
+                .await,
+            200,
+        )
+        .await;
+        let book = |start: String| {
+            fake.route(text("scheduling"));
+            fake.chat(tool(
+                "create_booking",
+                json!({"start": start, "name": "Rui", "email": "rui@example.com"}),
+            ));
+            fake.chat(text("Done."));
+        };
+        let outcome = |turn: &serde_json::Value| {
+            let call = &turn["steps"][1]["detail"]["tool_calls"][0];
+            (call["ok"].as_bool().unwrap(), call["result"].to_string())
+        };
+        let c = start(&app, &f.key).await;
+
+        // Beyond the horizon: refused.
+        let far = (chrono::Utc::now() + chrono::Duration::days(40))
+            .format("%Y-%m-%d 10:00")
+            .to_string();
+        book(far);
+        let (ok, result) = outcome(&say(&app, &f.key, &c, "Book me in 40 days").await);
+        assert!(!ok && result.contains("at most 30 days ahead"), "{result}");
+
+        // One booking, then the conversation has made as many as it may.
+        book(tomorrow_at(10));
+        let (ok, result) = outcome(&say(&app, &f.key, &c, "Tomorrow at ten").await);
+        assert!(ok, "{result}");
+        book(tomorrow_at(11));
+        let (ok, result) = outcome(&say(&app, &f.key, &c, "And at eleven").await);
+        assert!(!ok && result.contains("as many as it may"), "{result}");
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        assert_eq!(
+            server::store::bookings::Entity::find()
+                .count(&app.db)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+}
+
+/// Item 12. A request that read a key just before its revocation could cache the old record
+/// for a minute after it, and a deleted tenant's keys stayed cached. Now a change leaves a
+/// mark in the cache that records read earlier cannot overwrite (`set_nx`), the tenant's
+/// deletion marks its keys, and the key is refused at once, on both stores.
+#[tokio::test]
+async fn a_revoked_key_cannot_be_cached_again() {
+    use server::kv::Scope;
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let f = app.tenant("acme").await;
+        let created = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/api-keys",
+                &f.key,
+                &json!({ "name": "soon gone", "scopes": ["tenant:read"] }),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let secret = created["secret"].as_str().unwrap();
+        let prefix = created["key"]["prefix"].as_str().unwrap();
+        let id = created["key"]["id"].as_str().unwrap();
+        // In use, so cached.
+        json(app.get("/api/v1/tenant", secret).await, 200).await;
+        json(
+            app.send_json(
+                Method::DELETE,
+                &format!("/api/v1/api-keys/{id}"),
+                &f.key,
+                &json!({}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        // A request that read the key before the revocation now tries to cache it: the slot
+        // is taken by the revocation's mark.
+        let stale_fill = app
+            .kv
+            .set_nx(
+                Scope::Platform,
+                "apikey",
+                prefix,
+                &"the old record",
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !stale_fill,
+            "a record read before the revocation was cached again"
+        );
+        problem(app.get("/api/v1/tenant", secret).await, 401, "unauthorized").await;
+    }
+}
+
+/// Sleeps for the payload's `ms`, two at a time.
+struct Slow;
+
+#[async_trait::async_trait]
+impl server::jobs::JobHandler for Slow {
+    fn kind(&self) -> &'static str {
+        "test.slow"
+    }
+
+    fn concurrency(&self) -> usize {
+        2
+    }
+
+    async fn run(&self, ctx: &mut server::jobs::JobContext) -> anyhow::Result<()> {
+        let ms = ctx.payload()["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+}
+
+/// Item 18. Jobs were claimed oldest first across tenants, so one tenant's bulk upload made
+/// every other tenant's ingestion wait for the whole backlog. Now a tenant with fewer jobs
+/// running goes first: another tenant's job runs while most of the backlog still waits.
+#[tokio::test]
+async fn one_tenants_backlog_does_not_hold_up_another() {
+    use crate::jobs::{start_worker, wait_for, worker_config};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    use server::jobs::{enqueue, NewJob, Registry};
+    use server::store::jobs as job_rows;
+
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &[("JOBS_IN_PROCESS", "false")]).await;
+        let bulk = app.tenant("bulk").await;
+        let small = app.tenant("small").await;
+        for _ in 0..100 {
+            enqueue(
+                &app.db,
+                NewJob::new(Some(bulk.tenant_id), "test.slow", json!({ "ms": 40 })),
+            )
+            .await
+            .unwrap();
+        }
+        let (stop, worker) = start_worker(
+            &app.db,
+            Registry::default().with(Slow),
+            worker_config(Duration::from_millis(10)),
+        );
+        // The backlog is being worked on when the other tenant's job arrives.
+        let state_of = |tenant: uuid::Uuid, state: &'static str| {
+            job_rows::Entity::find()
+                .filter(job_rows::Column::TenantId.eq(tenant))
+                .filter(job_rows::Column::State.eq(state))
+                .count(&app.db)
+        };
+        wait_for(
+            "the backlog to start",
+            Duration::from_secs(20),
+            async || state_of(bulk.tenant_id, "succeeded").await.unwrap() >= 2,
+        )
+        .await;
+        let id = enqueue(
+            &app.db,
+            NewJob::new(Some(small.tenant_id), "test.slow", json!({ "ms": 1 })),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        wait_for(
+            "the other tenant's job",
+            Duration::from_secs(30),
+            async || {
+                let job = job_rows::Entity::find_by_id(id).one(&app.db).await.unwrap();
+                job.is_some_and(|j| j.state == "succeeded")
+            },
+        )
+        .await;
+        let still_queued = state_of(bulk.tenant_id, "queued").await.unwrap();
+        assert!(
+            still_queued >= 50,
+            "the other tenant waited for most of the backlog: {still_queued} of 100 left"
+        );
+        let _ = stop.send(true);
+        let _ = worker.await;
+    }
+}

@@ -298,7 +298,7 @@ async fn offline_mode_answers_from_documents_routes_by_rules_and_hands_off() {
 }
 
 /// The tenant's calendar: Lisbon time, open every day 08:00–20:00.
-async fn open_every_day(app: &TestApp, f: &Fixture) {
+pub(crate) async fn open_every_day(app: &TestApp, f: &Fixture) {
     app.services
         .tenancy
         .update_tenant(
@@ -321,7 +321,7 @@ async fn open_every_day(app: &TestApp, f: &Fixture) {
         .unwrap();
 }
 
-fn tomorrow_at(hour: u32) -> String {
+pub(crate) fn tomorrow_at(hour: u32) -> String {
     let lisbon: chrono_tz::Tz = "Europe/Lisbon".parse().unwrap();
     let day = chrono::Utc::now().with_timezone(&lisbon).date_naive() + chrono::Duration::days(1);
     format!("{day} {hour:02}:00")

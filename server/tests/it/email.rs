@@ -19,7 +19,7 @@ use crate::helpers::*;
 
 const KIND: &str = "email.send";
 
-async fn spawn(backend: Backend, fake: &FakeLlm, smtp: Option<&FakeSmtp>) -> TestApp {
+pub(crate) async fn spawn(backend: Backend, fake: &FakeLlm, smtp: Option<&FakeSmtp>) -> TestApp {
     let owned = fake.config();
     let url = smtp.map(FakeSmtp::url);
     let mut pairs: Vec<(&str, &str)> = vec![
@@ -35,7 +35,7 @@ async fn spawn(backend: Backend, fake: &FakeLlm, smtp: Option<&FakeSmtp>) -> Tes
 }
 
 /// A new conversation and one customer message; returns the turn.
-async fn converse(app: &TestApp, key: &str, content: &str) -> Value {
+pub(crate) async fn converse(app: &TestApp, key: &str, content: &str) -> Value {
     let c = json(
         app.send_json(Method::POST, "/api/v1/conversations", key, &json!({}))
             .await,
@@ -56,7 +56,7 @@ async fn converse(app: &TestApp, key: &str, content: &str) -> Value {
     .await
 }
 
-async fn email_jobs(app: &TestApp) -> Vec<job_rows::Model> {
+pub(crate) async fn email_jobs(app: &TestApp) -> Vec<job_rows::Model> {
     job_rows::Entity::find()
         .filter(job_rows::Column::Kind.eq(KIND))
         .all(&app.db)

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use app::services::Services;
 use app::types::{CreateApiKey, CreateUser, Role, Scope};
+use secrecy::ExposeSecret;
 use server::config::Config;
 use server::startup::Application;
 use server::tenancy;
@@ -106,6 +107,8 @@ pub struct TestApp {
     pub client: Client,
     pub db: DatabaseConnection,
     pub services: Services,
+    /// The app's shared store (in-process, or Redis).
+    pub kv: server::kv::Kv,
     pub dir: PathBuf,
     pub database_url: String,
 }
@@ -162,6 +165,7 @@ impl TestApp {
         let db = app.state().db.clone();
         let services = app.state().services.clone();
         let knowledge = app.state().knowledge.clone();
+        let kv = app.state().kv.clone();
         tokio::spawn(app.run(std::future::pending()));
         TestApp {
             backend,
@@ -170,6 +174,7 @@ impl TestApp {
             client: client(),
             db,
             services,
+            kv,
             dir,
             database_url,
         }
@@ -179,26 +184,25 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// A tenant with an owner (temporary password) and an all-scopes API key.
+    /// A tenant with an owner (with their own password) and an all-scopes API key.
     pub async fn tenant(&self, slug: &str) -> Fixture {
         let t = tenancy::create_tenant(&self.db, slug, &format!("{slug} Inc"))
             .await
             .expect("tenant");
         let access = tenancy::cli_access(t.id);
         let owner_email = format!("owner@{slug}.test");
-        let owner = self
-            .services
-            .tenancy
-            .create_user(
-                &access,
-                CreateUser {
-                    email: owner_email.clone(),
-                    name: format!("{slug} owner"),
-                    role: Role::Owner,
-                },
-            )
-            .await
-            .expect("owner");
+        let owner = tenancy::bootstrap_member(
+            &self.db,
+            t.id,
+            CreateUser {
+                email: owner_email.clone(),
+                name: format!("{slug} owner"),
+                role: Role::Owner,
+            },
+            false,
+        )
+        .await
+        .expect("owner");
         let key = self
             .services
             .tenancy
@@ -217,27 +221,31 @@ impl TestApp {
             key: key.secret,
             owner_id: owner.member.user_id,
             owner_email,
-            owner_password: owner.temporary_password,
+            owner_password: owner
+                .password
+                .expect("a new account")
+                .expose_secret()
+                .to_string(),
         }
     }
 
     /// A user with `role` in the fixture's tenant; returns (email, password).
     pub async fn user(&self, f: &Fixture, name: &str, role: Role) -> (String, String) {
         let email = format!("{name}@{}.test", f.slug);
-        let created = self
-            .services
-            .tenancy
-            .create_user(
-                &tenancy::cli_access(f.tenant_id),
-                CreateUser {
-                    email: email.clone(),
-                    name: name.into(),
-                    role,
-                },
-            )
-            .await
-            .expect("user");
-        (email, created.temporary_password)
+        let created = tenancy::bootstrap_member(
+            &self.db,
+            f.tenant_id,
+            CreateUser {
+                email: email.clone(),
+                name: name.into(),
+                role,
+            },
+            false,
+        )
+        .await
+        .expect("user");
+        let password = created.password.expect("a new account");
+        (email, password.expose_secret().to_string())
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Response {
@@ -266,6 +274,62 @@ impl TestApp {
     }
 
     /// A browser-like client with its own cookie jar, signed in as `email`.
+    /// A new API key with `scopes`, made over REST with `key`; returns its secret.
+    pub async fn api_key(&self, key: &str, scopes: &[&str]) -> String {
+        let created = json(
+            self.send_json(
+                reqwest::Method::POST,
+                "/api/v1/api-keys",
+                key,
+                &serde_json::json!({ "name": "made by a test", "scopes": scopes }),
+            )
+            .await,
+            201,
+        )
+        .await;
+        created["secret"].as_str().expect("secret").to_string()
+    }
+
+    /// A person the operator's CLI added with a temporary password; returns (email, password).
+    pub async fn temporary_user(&self, f: &Fixture, name: &str, role: Role) -> (String, String) {
+        let email = format!("{name}@{}.test", f.slug);
+        let created = tenancy::bootstrap_member(
+            &self.db,
+            f.tenant_id,
+            CreateUser {
+                email: email.clone(),
+                name: name.into(),
+                role,
+            },
+            true,
+        )
+        .await
+        .expect("user");
+        let password = created.password.expect("a new account");
+        (email, password.expose_secret().to_string())
+    }
+
+    /// Posts the invitation page's form as a browser does; returns the redirect's target.
+    pub async fn accept_invitation(
+        &self,
+        browser: &Client,
+        link: &str,
+        fields: &[(&str, &str)],
+    ) -> String {
+        let token = link.split("token=").nth(1).expect("a token in the link");
+        let mut form = vec![("token", token)];
+        form.extend_from_slice(fields);
+        let response = browser
+            .post(self.url("/auth/accept-invitation"))
+            .header(header::ORIGIN, &self.base)
+            .form(&form)
+            .send()
+            .await
+            .expect("accept");
+        assert_eq!(response.status(), 303);
+        location(&response)
+    }
+
     pub async fn signed_in(&self, email: &str, password: &str) -> Client {
         let browser = client();
         let response = self.sign_in(&browser, email, password).await;

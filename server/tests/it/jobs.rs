@@ -35,7 +35,7 @@ impl JobHandler for FailTimes {
     }
 }
 
-fn worker_config(backoff_base: Duration) -> WorkerConfig {
+pub(crate) fn worker_config(backoff_base: Duration) -> WorkerConfig {
     WorkerConfig {
         poll: Duration::from_millis(20),
         lease: Duration::from_secs(30),
@@ -47,7 +47,7 @@ fn worker_config(backoff_base: Duration) -> WorkerConfig {
 }
 
 /// Runs a worker until the returned sender is dropped or sent to.
-fn start_worker(
+pub(crate) fn start_worker(
     db: &DatabaseConnection,
     registry: Registry,
     config: WorkerConfig,
@@ -63,7 +63,7 @@ fn start_worker(
     (stop, handle)
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !done().await {
         assert!(
@@ -280,12 +280,12 @@ async fn a_cron_tick_fires_once_with_two_workers() {
         .unwrap();
         let one = start_worker(
             &app.db,
-            jobs::registry(&app.knowledge, None),
+            jobs::registry(&app.knowledge, None, None),
             worker_config(Duration::ZERO),
         );
         let two = start_worker(
             &app.db,
-            jobs::registry(&app.knowledge, None),
+            jobs::registry(&app.knowledge, None, None),
             worker_config(Duration::ZERO),
         );
         tokio::time::sleep(Duration::from_millis(4500)).await;

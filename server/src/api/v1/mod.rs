@@ -31,6 +31,11 @@ use crate::state::AppState;
         tenant::update_tenant,
         members::list_members,
         members::get_member,
+        members::update_member,
+        members::remove_member,
+        members::list_invitations,
+        members::invite_member,
+        members::revoke_invitation,
         api_keys::list_api_keys,
         api_keys::create_api_key,
         api_keys::get_api_key,
@@ -133,7 +138,20 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             get(tenant::get_tenant).patch(tenant::update_tenant),
         )
         .route("/api/v1/members", get(members::list_members))
-        .route("/api/v1/members/{user_id}", get(members::get_member))
+        .route(
+            "/api/v1/members/{user_id}",
+            get(members::get_member)
+                .patch(members::update_member)
+                .delete(members::remove_member),
+        )
+        .route(
+            "/api/v1/invitations",
+            get(members::list_invitations).post(members::invite_member),
+        )
+        .route(
+            "/api/v1/invitations/{id}",
+            axum::routing::delete(members::revoke_invitation),
+        )
         .route(
             "/api/v1/api-keys",
             get(api_keys::list_api_keys).post(api_keys::create_api_key),
