@@ -1,7 +1,7 @@
 //! A key of tenant A gets 404 (or only its own data) for everything of tenant B.
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -81,5 +81,336 @@ async fn no_resource_crosses_tenants() {
         let r = app.server_fn(&browser, "list_members", "").await;
         let members = r.text().await.unwrap();
         assert!(members.contains(&a.owner_email) && !members.contains(&b.owner_email));
+    }
+}
+
+/// Tenant A's resources, by the collection a path names them with (`/api/v1/<collection>/{…}`).
+struct Owned {
+    by_collection: std::collections::BTreeMap<&'static str, String>,
+    /// Strings only tenant A's data contains.
+    markers: Vec<String>,
+}
+
+impl Owned {
+    async fn make(app: &TestApp, a: &Fixture) -> Owned {
+        use crate::knowledge::{create_kb, file, upload};
+        let kb = create_kb(
+            app,
+            &a.key,
+            json!({ "name": "Alpha secret handbook", "description": "alpha-kb-marker" }),
+        )
+        .await;
+        let kb = kb["id"].as_str().unwrap().to_string();
+        let form = reqwest::multipart::Form::new().part(
+            "files",
+            file(
+                "alpha.md",
+                "text/markdown",
+                "alpha-document-marker: the vault code",
+            ),
+        );
+        let docs = json(upload(app, &a.key, &kb, form).await, 202).await;
+        let doc = docs[0]["id"].as_str().unwrap().to_string();
+        let conversation = json(
+            app.send_json(Method::POST, "/api/v1/conversations", &a.key, &json!({}))
+                .await,
+            201,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let turn = json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/conversations/{conversation}/messages"),
+                &a.key,
+                &json!({ "content": "alpha-message-marker" }),
+            )
+            .await,
+            200,
+        )
+        .await;
+        let message = turn["reply"]["id"].as_str().unwrap().to_string();
+        let agent = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/agents",
+                &a.key,
+                &json!({ "name": "alphaagent", "description": "alpha-agent-marker",
+                         "prompt": "You help alpha.", "tools": [], "knowledge_base_ids": [] }),
+            )
+            .await,
+            201,
+        )
+        .await["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let rule = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/router-rules",
+                &a.key,
+                &json!({ "name": "alpha-rule-marker", "agent": "sales", "kind": "keyword",
+                         "pattern": "alpha" }),
+            )
+            .await,
+            201,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let invitation = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/invitations",
+                &a.key,
+                &json!({ "email": "alpha-invitee@alpha.test", "role": "viewer" }),
+            )
+            .await,
+            201,
+        )
+        .await["invitation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
+        let key = keys[0]["id"].as_str().unwrap().to_string();
+        let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
+        let job = jobs["items"][0]["id"].as_str().unwrap().to_string();
+        let mut by_collection = std::collections::BTreeMap::new();
+        by_collection.insert("knowledge-bases", kb.clone());
+        by_collection.insert("documents", doc.clone());
+        by_collection.insert("conversations", conversation.clone());
+        by_collection.insert("messages", message.clone());
+        by_collection.insert("agents", agent);
+        by_collection.insert("router-rules", rule.clone());
+        by_collection.insert("invitations", invitation.clone());
+        by_collection.insert("api-keys", key.clone());
+        by_collection.insert("jobs", job.clone());
+        by_collection.insert("members", a.owner_id.to_string());
+        let mut markers: Vec<String> = [
+            "alpha-kb-marker",
+            "alpha-document-marker",
+            "alpha-message-marker",
+            "alpha-agent-marker",
+            "alpha-rule-marker",
+            "alpha-invitee@alpha.test",
+            "Alpha secret handbook",
+            &a.owner_email,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        markers.extend([kb, doc, conversation, message, rule, invitation, key, job]);
+        markers.push(a.owner_id.to_string());
+        markers.push(a.tenant_id.to_string());
+        Owned {
+            by_collection,
+            markers,
+        }
+    }
+
+    /// The path with every `{param}` replaced by A's resource of the collection before it.
+    fn fill(&self, path: &str) -> Result<String, String> {
+        let mut filled = Vec::new();
+        let mut previous = "";
+        for segment in path.split('/') {
+            if segment.starts_with('{') {
+                let id = self
+                    .by_collection
+                    .get(previous)
+                    .ok_or_else(|| format!("{path}: no tenant-A resource for `{previous}`"))?;
+                filled.push(id.clone());
+            } else {
+                filled.push(segment.to_string());
+                previous = segment;
+            }
+        }
+        Ok(filled.join("/"))
+    }
+
+    fn leaked(&self, body: &str) -> Option<&str> {
+        self.markers
+            .iter()
+            .find(|m| body.contains(m.as_str()))
+            .map(String::as_str)
+    }
+}
+
+/// A value the schema accepts, made of its required parts: enums take their first value,
+/// uuids are `uuid` (tenant A's knowledge base, to try references across tenants too).
+fn example(schema: &Value, doc: &Value, uuid: &str, depth: usize) -> Value {
+    if depth > 12 {
+        return Value::Null;
+    }
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return example(&doc["components"]["schemas"][name], doc, uuid, depth + 1);
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    if let Some(parts) = schema["allOf"].as_array() {
+        let mut merged = serde_json::Map::new();
+        for part in parts {
+            if let Value::Object(fields) = example(part, doc, uuid, depth + 1) {
+                merged.extend(fields);
+            }
+        }
+        return Value::Object(merged);
+    }
+    for combinator in ["oneOf", "anyOf"] {
+        if let Some(variants) = schema[combinator].as_array() {
+            let chosen = variants
+                .iter()
+                .find(|v| v["type"] != "null")
+                .unwrap_or(&Value::Null);
+            return example(chosen, doc, uuid, depth + 1);
+        }
+    }
+    let kind = match &schema["type"] {
+        Value::Array(types) => types
+            .iter()
+            .find(|t| *t != "null")
+            .and_then(Value::as_str)
+            .unwrap_or("null"),
+        other => other.as_str().unwrap_or("object"),
+    };
+    match kind {
+        "object" => {
+            let mut object = serde_json::Map::new();
+            for name in schema["required"].as_array().into_iter().flatten() {
+                let name = name.as_str().unwrap_or_default();
+                let property = &schema["properties"][name];
+                object.insert(name.to_string(), example(property, doc, uuid, depth + 1));
+            }
+            Value::Object(object)
+        }
+        "array" => {
+            let min = schema["minItems"].as_u64().unwrap_or(0);
+            if min == 0 {
+                json!([])
+            } else {
+                json!([example(&schema["items"], doc, uuid, depth + 1)])
+            }
+        }
+        "string" => match schema["format"].as_str() {
+            Some("uuid") => json!(uuid),
+            Some("date-time") => json!(chrono::Utc::now().to_rfc3339()),
+            Some("email") => json!("probe@bravo.test"),
+            _ => json!("probe"),
+        },
+        "integer" | "number" => json!(schema["minimum"].as_f64().map_or(1, |m| m.max(1.0) as i64)),
+        "boolean" => json!(false),
+        _ => Value::Null,
+    }
+}
+
+/// The cross-tenant probe, generated from the OpenAPI document: every (path, method) is
+/// called with tenant B's key. Where the path names a resource, it names tenant A's, and the
+/// answer must be 403 or 404; every answer, whatever its status, must hold none of A's data;
+/// and A's resources are all still there afterwards. A new endpoint is probed without anyone
+/// editing this test (a path under a collection the probe has no resource for fails it).
+#[tokio::test]
+async fn the_openapi_document_is_probed_across_tenants() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &[("JOB_POLL_MS", "50")]).await;
+        let a = app.tenant("alpha").await;
+        let b = app.tenant("bravo").await;
+        let owned = Owned::make(&app, &a).await;
+        let doc: Value = app
+            .client
+            .get(app.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut probed = 0;
+        let mut failures = Vec::new();
+        let kb = owned.by_collection["knowledge-bases"].clone();
+        for (path, methods) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in methods.as_object().unwrap() {
+                let names_a_resource = path.contains('{');
+                let url = match owned.fill(path) {
+                    Ok(url) => url,
+                    Err(e) => {
+                        failures.push(e);
+                        continue;
+                    }
+                };
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let content = &operation["requestBody"]["content"];
+                let query: Vec<(String, String)> = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query" && p["required"] == true)
+                    .map(|p| {
+                        let value = match example(&p["schema"], &doc, &kb, 0) {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (p["name"].as_str().unwrap_or_default().to_string(), value)
+                    })
+                    .collect();
+                let mut request = app
+                    .client
+                    .request(method.clone(), app.url(&url))
+                    .query(&query)
+                    .bearer_auth(&b.key);
+                if let Some(schema) = content.get("application/json").map(|c| &c["schema"]) {
+                    request = request.json(&example(schema, &doc, &kb, 0));
+                } else if content.get("multipart/form-data").is_some() {
+                    let form = reqwest::multipart::Form::new().part(
+                        "files",
+                        crate::knowledge::file("probe.md", "text/markdown", "probe"),
+                    );
+                    request = request.multipart(form);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap();
+                probed += 1;
+                if names_a_resource && status != 403 && status != 404 {
+                    failures.push(format!(
+                        "{method} {path}: {status} for tenant A's resource: {body}"
+                    ));
+                }
+                if let Some(marker) = owned.leaked(&body) {
+                    failures.push(format!("{method} {path}: answer holds A's `{marker}`"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        println!("cross-tenant probe ({backend:?}): {probed} (path, method) pairs, none crossed");
+        assert!(probed >= 50, "only {probed} operations probed");
+
+        // Nothing of A's was changed or removed by B's attempts.
+        for path in [
+            format!("/api/v1/knowledge-bases/{kb}"),
+            format!(
+                "/api/v1/knowledge-bases/{kb}/documents/{}",
+                owned.by_collection["documents"]
+            ),
+            format!(
+                "/api/v1/conversations/{}",
+                owned.by_collection["conversations"]
+            ),
+            format!("/api/v1/api-keys/{}", owned.by_collection["api-keys"]),
+            format!("/api/v1/jobs/{}", owned.by_collection["jobs"]),
+            format!("/api/v1/members/{}", a.owner_id),
+            format!("/api/v1/agents/{}/prompt", owned.by_collection["agents"]),
+        ] {
+            json(app.get(&path, &a.key).await, 200).await;
+        }
+        let invitations = json(app.get("/api/v1/invitations", &a.key).await, 200).await;
+        assert_eq!(invitations[0]["status"], "pending");
+        let rules = json(app.get("/api/v1/router-rules", &a.key).await, 200).await;
+        assert!(rules.to_string().contains("alpha-rule-marker"));
     }
 }
