@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/frontend/node_modules/.bin:$(PATH)
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build setup models test test-rust test-e2e test-release e2e-setup bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
+.PHONY: run build setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
@@ -42,7 +42,7 @@ e2e-setup:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	@cd end2end && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; }
 
-test: setup models e2e-setup test-rust test-e2e test-release
+test: setup models e2e-setup test-rust test-e2e fuzz test-release
 
 # cargo-leptos builds the debug server with `--cfg erase_components`; the tests use the same
 # flags so both share one set of compiled dependencies instead of building them twice.
@@ -55,6 +55,13 @@ test-rust:
 test-e2e:
 	cargo leptos build
 	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/run.sh
+
+# Schemathesis against the REST API with a real key: no 5xx, no answer outside the documented
+# schema (a bounded number of generated requests per operation; FUZZ_EXAMPLES to change it).
+SCHEMATHESIS_VERSION := 4.32.5
+fuzz:
+	@st --version 2>/dev/null | grep -q "$(SCHEMATHESIS_VERSION)" || pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)"
+	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/fuzz.sh
 
 # What `make run` serves: the release build, started on an empty data dir, used in Chromium.
 test-release: build

@@ -152,6 +152,18 @@ pub struct StreamParam {
     stream: bool,
 }
 
+/// One Server-Sent Event as it travels: `event` names its type, `data` is the event as JSON (a
+/// `StreamEvent` of that `type`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the wire format only
+pub struct SseEvent {
+    /// `message.delta`, `tool.call`, `tool.result`, `sources`, `agent.handoff`,
+    /// `message.done` or `error`.
+    event: String,
+    /// The event as JSON: a `StreamEvent`.
+    data: String,
+}
+
 /// Send the customer's message; the agents answer. With `stream` (body or query) the answer
 /// comes as Server-Sent Events: `message.delta`, `tool.call`, `tool.result`, `agent.handoff`,
 /// `sources`, then `message.done` with the usage. While a person owns the conversation the
@@ -162,7 +174,7 @@ pub struct StreamParam {
     responses(
         (status = 200, description = "The turn, or its events", content(
             (TurnResult = "application/json"),
-            (StreamEvent = "text/event-stream"),
+            (SseEvent = "text/event-stream"),
         )),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -86,6 +86,7 @@ use crate::state::AppState;
     ),
     components(schemas(
         crate::http::error::Problem,
+        app::types::StreamEvent,
         app::types::Page<app::types::AuditEntry>,
         app::types::Page<app::types::Job>,
         app::types::Page<app::types::Document>,
