@@ -53,6 +53,7 @@ fn SettingsForm(
     let per_caller = RwSignal::new(policy.emails_per_caller_per_day.to_string());
     let bookings = RwSignal::new(policy.bookings_per_conversation.to_string());
     let horizon = RwSignal::new(policy.booking_horizon_days.to_string());
+    let redact = RwSignal::new(policy.redact_transcripts);
     let days: Vec<DayRow> = (0..7u8)
         .map(|d| {
             let hours = tenant.business_hours.iter().find(|h| h.weekday == d);
@@ -88,6 +89,7 @@ fn SettingsForm(
                     emails_per_caller_per_day: number(per_caller, policy.emails_per_caller_per_day),
                     bookings_per_conversation: number(bookings, policy.bookings_per_conversation),
                     booking_horizon_days: number(horizon, policy.booking_horizon_days),
+                    redact_transcripts: redact.get_untracked(),
                 }),
             },
         });
@@ -135,6 +137,10 @@ fn SettingsForm(
                 <input id="policy-bookings" type="number" min="0" max="100" bind:value=bookings/>
                 <label for="policy-horizon">"How many days ahead a booking may start"</label>
                 <input id="policy-horizon" type="number" min="1" max="730" bind:value=horizon/>
+                <label class="check">
+                    <input type="checkbox" bind:checked=redact/>
+                    "Store conversations with personal data masked (emails, phone and card numbers)"
+                </label>
             </fieldset>
             <button type="submit" disabled=move || !writable.get() || save.pending().get()>
                 "Save settings"

@@ -241,6 +241,11 @@ pub struct AgentPolicy {
     /// How many days ahead a booking may start.
     #[garde(range(min = 1, max = 730))]
     pub booking_horizon_days: u32,
+    /// Store transcripts with personal data masked (emails, phone numbers, card numbers,
+    /// IBANs, SSNs): messages, titles and the tool calls in the step trace. The live answer is
+    /// not masked. Off by default.
+    #[garde(skip)]
+    pub redact_transcripts: bool,
 }
 
 impl Default for AgentPolicy {
@@ -251,6 +256,7 @@ impl Default for AgentPolicy {
             emails_per_caller_per_day: 10,
             bookings_per_conversation: 2,
             booking_horizon_days: 90,
+            redact_transcripts: false,
         }
     }
 }

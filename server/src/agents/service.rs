@@ -120,6 +120,21 @@ impl ConversationServiceImpl {
         })
     }
 
+    /// Whether the tenant stores its transcripts masked.
+    async fn redacts(&self, access: &Access) -> Result<bool, AppError> {
+        let policy: Option<Option<serde_json::Value>> = tenants::Entity::find_by_id(access.tenant_id)
+            .select_only()
+            .column(tenants::Column::AgentPolicy)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(policy
+            .flatten()
+            .and_then(|v| serde_json::from_value::<app::types::AgentPolicy>(v).ok())
+            .is_some_and(|p| p.redact_transcripts))
+    }
+
     /// The tenant's rules, compiled once per version of them rather than on every turn.
     async fn compiled_rules(&self, tenant: Uuid) -> Result<Arc<Vec<Rule>>, AppError> {
         let (count, newest): (i64, Option<String>) = router_rules::Entity::find()
@@ -264,15 +279,21 @@ impl ConversationServiceImpl {
         if status == ConversationStatus::Closed {
             return Err(AppError::Conflict("the conversation is closed".into()));
         }
-        let user = message_row(&conv, MessageRole::User, None, &content, &[], None)
+        let redact = self.redacts(access).await?;
+        let kept = stored(&content, redact);
+        let user = message_row(&conv, MessageRole::User, None, &kept, &[], None)
             .insert(&self.db)
             .await
             .map_err(db_error)?;
+        let user_message = Message {
+            content: content.clone(),
+            ..to_message(user.clone())
+        };
         let mut checkpoint = checkpoint_of(&conv);
         if status != ConversationStatus::Bot {
             // A person owns the conversation: the bot stays silent.
             super::tools::remember_customer_emails(&mut checkpoint.state, &content);
-            push_history(&mut checkpoint.state, MessageRole::User, &content, None);
+            push_history(&mut checkpoint.state, MessageRole::User, &kept, None);
             let mut active = conv.clone().into_active_model();
             active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
             active.updated_at = Set(Utc::now());
@@ -285,7 +306,7 @@ impl ConversationServiceImpl {
             });
             return Ok(TurnResult {
                 conversation: to_conversation(conv),
-                message: to_message(user),
+                message: user_message,
                 reply: None,
                 steps: Vec::new(),
             });
@@ -303,6 +324,7 @@ impl ConversationServiceImpl {
             db: self.db.clone(),
             conversation: conv.clone(),
             message_id: user.id,
+            redact,
             steps: Mutex::new(Vec::new()),
             usage: Mutex::new(Usage::default()),
         };
@@ -342,11 +364,11 @@ impl ConversationServiceImpl {
             message = %crate::pii::mask(&content),
             "turn answered"
         );
-        push_history(&mut state, MessageRole::User, &content, None);
+        push_history(&mut state, MessageRole::User, &kept, None);
         push_history(
             &mut state,
             MessageRole::Assistant,
-            &reply_text,
+            &stored(&reply_text, redact),
             Some(agent.clone()),
         );
         state.input.clear();
@@ -356,7 +378,7 @@ impl ConversationServiceImpl {
             &conv,
             MessageRole::Assistant,
             Some(agent.clone()),
-            &reply_text,
+            &stored(&reply_text, redact),
             &sources,
             Some(&usage),
         )
@@ -364,7 +386,7 @@ impl ConversationServiceImpl {
         .await
         .map_err(db_error)?;
         let title = if conv.title.is_empty() {
-            content.chars().take(80).collect()
+            kept.chars().take(80).collect()
         } else {
             conv.title.clone()
         };
@@ -392,10 +414,14 @@ impl ConversationServiceImpl {
             status: new_status,
             usage,
         });
+        // The caller gets the answer as given; what is stored may be masked.
         Ok(TurnResult {
             conversation: to_conversation(conv),
-            message: to_message(user),
-            reply: Some(to_message(reply)),
+            message: user_message,
+            reply: Some(Message {
+                content: reply_text,
+                ..to_message(reply)
+            }),
             steps,
         })
     }
@@ -406,7 +432,7 @@ impl ConversationServiceImpl {
         id: Uuid,
         reply: OperatorReply,
     ) -> Result<Message, AppError> {
-        let content = reply.content.trim().to_string();
+        let content = stored(reply.content.trim(), self.redacts(access).await?);
         let model = self.conversation(access, id).await?;
         let mut checkpoint = checkpoint_of(&model);
         push_history(&mut checkpoint.state, MessageRole::Operator, &content, None);
@@ -479,6 +505,25 @@ fn message_row(
         feedback: Set(None),
         feedback_comment: Set(None),
         created_at: Set(Utc::now()),
+    }
+}
+
+/// Masks personal data in every string of a JSON value.
+fn mask_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = crate::pii::mask(s).into_owned(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_strings),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(mask_strings),
+        _ => {}
+    }
+}
+
+/// What is stored of `text`: masked when the tenant redacts its transcripts.
+fn stored(text: &str, redact: bool) -> String {
+    if redact {
+        crate::pii::mask(text).into_owned()
+    } else {
+        text.to_string()
     }
 }
 
@@ -559,6 +604,8 @@ struct DbSink {
     db: DatabaseConnection,
     conversation: conversations::Model,
     message_id: Uuid,
+    /// The tenant stores transcripts masked: so are the tool calls of its steps.
+    redact: bool,
     steps: Mutex<Vec<Step>>,
     /// Tokens and cost of the steps so far (each LLM call priced by its own model).
     usage: Mutex<Usage>,
@@ -567,10 +614,17 @@ struct DbSink {
 #[async_trait::async_trait]
 impl StepSink for DbSink {
     async fn step(&self, r: StepRecord<'_>) -> Result<(), String> {
+        let mut detail = r.output.detail.clone();
+        if self.redact {
+            for call in &mut detail.tool_calls {
+                mask_strings(&mut call.arguments);
+                call.result = crate::pii::mask(&call.result).into_owned();
+            }
+        }
         let step = Step {
             seq: r.seq,
             node: r.node.to_string(),
-            detail: r.output.detail.clone(),
+            detail,
             prompt_tokens: u32::try_from(r.output.usage.prompt_tokens).unwrap_or(u32::MAX),
             completion_tokens: u32::try_from(r.output.usage.completion_tokens).unwrap_or(u32::MAX),
             duration_ms: r.duration_ms,
@@ -624,9 +678,15 @@ impl ConversationService for ConversationServiceImpl {
         access.require(Area::Conversations, Level::Write)?;
         check(&create)?;
         let now = Utc::now();
+        let redact = self.redacts(access).await?;
         let mut checkpoint = Checkpoint::default();
         for m in &create.history {
-            push_history(&mut checkpoint.state, m.role, m.content.trim(), None);
+            push_history(
+                &mut checkpoint.state,
+                m.role,
+                &stored(m.content.trim(), redact),
+                None,
+            );
         }
         let txn = self.db.begin().await.map_err(db_error)?;
         let conv = conversations::ActiveModel {
@@ -653,7 +713,7 @@ impl ConversationService for ConversationServiceImpl {
         .await
         .map_err(db_error)?;
         for m in &create.history {
-            message_row(&conv, m.role, None, m.content.trim(), &[], None)
+            message_row(&conv, m.role, None, &stored(m.content.trim(), redact), &[], None)
                 .insert(&txn)
                 .await
                 .map_err(db_error)?;

@@ -935,3 +935,55 @@ async fn one_tenants_backlog_does_not_hold_up_another() {
         let _ = worker.await;
     }
 }
+
+/// Item 19. Transcripts kept customers' emails and phone numbers in clear for every reader of
+/// the tenant's conversations. A tenant may now store them masked (off by default): messages,
+/// titles and the tool calls of the step trace; the live answer is not masked.
+#[tokio::test]
+async fn a_tenant_can_keep_personal_data_out_of_stored_transcripts() {
+    use crate::conversations::{say, start};
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let f = app.tenant("acme").await;
+        let personal = "I am rui@example.com, call me on +351 912 345 678";
+
+        // Off by default: stored as written.
+        let c = start(&app, &f.key).await;
+        say(&app, &f.key, &c, personal).await;
+        let kept = json(app.get(&format!("/api/v1/conversations/{c}"), &f.key).await, 200).await;
+        assert!(kept.to_string().contains("rui@example.com"));
+
+        json(
+            app.send_json(
+                Method::PATCH,
+                "/api/v1/tenant",
+                &f.key,
+                &json!({ "agent_policy": { "redact_transcripts": true } }),
+            )
+            .await,
+            200,
+        )
+        .await;
+        let c = start(&app, &f.key).await;
+        let turn = say(&app, &f.key, &c, personal).await;
+        assert_eq!(turn["message"]["content"], personal, "the caller's own turn is as sent");
+        let stored = json(app.get(&format!("/api/v1/conversations/{c}"), &f.key).await, 200).await;
+        let text = stored.to_string();
+        assert!(
+            !text.contains("rui@example.com") && !text.contains("912 345 678"),
+            "{text}"
+        );
+        assert!(text.contains("I am"), "{text}");
+        let list = json(app.get("/api/v1/conversations", &f.key).await, 200).await;
+        let listed = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["id"] == c.as_str())
+            .unwrap();
+        assert!(
+            !listed["title"].as_str().unwrap().contains("912 345 678"),
+            "titles are masked too: {listed}"
+        );
+    }
+}
