@@ -122,13 +122,14 @@ impl ConversationServiceImpl {
 
     /// Whether the tenant stores its transcripts masked.
     async fn redacts(&self, access: &Access) -> Result<bool, AppError> {
-        let policy: Option<Option<serde_json::Value>> = tenants::Entity::find_by_id(access.tenant_id)
-            .select_only()
-            .column(tenants::Column::AgentPolicy)
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
+        let policy: Option<Option<serde_json::Value>> =
+            tenants::Entity::find_by_id(access.tenant_id)
+                .select_only()
+                .column(tenants::Column::AgentPolicy)
+                .into_tuple()
+                .one(&self.db)
+                .await
+                .map_err(db_error)?;
         Ok(policy
             .flatten()
             .and_then(|v| serde_json::from_value::<app::types::AgentPolicy>(v).ok())
@@ -713,10 +714,17 @@ impl ConversationService for ConversationServiceImpl {
         .await
         .map_err(db_error)?;
         for m in &create.history {
-            message_row(&conv, m.role, None, &stored(m.content.trim(), redact), &[], None)
-                .insert(&txn)
-                .await
-                .map_err(db_error)?;
+            message_row(
+                &conv,
+                m.role,
+                None,
+                &stored(m.content.trim(), redact),
+                &[],
+                None,
+            )
+            .insert(&txn)
+            .await
+            .map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)?;
         Ok(to_conversation(conv))

@@ -950,7 +950,11 @@ async fn a_tenant_can_keep_personal_data_out_of_stored_transcripts() {
         // Off by default: stored as written.
         let c = start(&app, &f.key).await;
         say(&app, &f.key, &c, personal).await;
-        let kept = json(app.get(&format!("/api/v1/conversations/{c}"), &f.key).await, 200).await;
+        let kept = json(
+            app.get(&format!("/api/v1/conversations/{c}"), &f.key).await,
+            200,
+        )
+        .await;
         assert!(kept.to_string().contains("rui@example.com"));
 
         json(
@@ -966,8 +970,15 @@ async fn a_tenant_can_keep_personal_data_out_of_stored_transcripts() {
         .await;
         let c = start(&app, &f.key).await;
         let turn = say(&app, &f.key, &c, personal).await;
-        assert_eq!(turn["message"]["content"], personal, "the caller's own turn is as sent");
-        let stored = json(app.get(&format!("/api/v1/conversations/{c}"), &f.key).await, 200).await;
+        assert_eq!(
+            turn["message"]["content"], personal,
+            "the caller's own turn is as sent"
+        );
+        let stored = json(
+            app.get(&format!("/api/v1/conversations/{c}"), &f.key).await,
+            200,
+        )
+        .await;
         let text = stored.to_string();
         assert!(
             !text.contains("rui@example.com") && !text.contains("912 345 678"),
