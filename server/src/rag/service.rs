@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -68,6 +68,20 @@ struct Counts {
     documents: u64,
     chunks: u64,
     pending: u64,
+}
+
+/// A LIKE pattern for stored metadata JSON that may hold `"key": "value"`: a prefilter (the
+/// exact match follows), so it allows what databases put between them (PostgreSQL writes a
+/// space after the colon), with LIKE's own characters escaped.
+fn metadata_pattern(key: &str, value: &str) -> String {
+    let like = |text: String| {
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    };
+    let key = like(serde_json::Value::from(key).to_string());
+    let value = like(serde_json::Value::from(value).to_string());
+    format!("%{key}:%{value}%")
 }
 
 fn to_kb(m: knowledge_bases::Model, counts: Counts) -> KnowledgeBase {
@@ -276,13 +290,24 @@ impl KnowledgeServiceImpl {
         let mut ids: Option<HashSet<Uuid>> =
             (!f.document_ids.is_empty()).then(|| f.document_ids.iter().copied().collect());
         if !f.metadata.is_empty() {
-            // Metadata is free-form; match it here and hand LanceDB the documents' ids.
-            let rows: Vec<(Uuid, serde_json::Value)> = documents::Entity::find()
+            // Metadata is free-form JSON: the database narrows the documents to those whose
+            // stored text holds every `"key":"value"` pair, the exact match happens here, and
+            // LanceDB gets the documents' ids.
+            let mut candidates = documents::Entity::find()
                 .select_only()
                 .column(documents::Column::Id)
                 .column(documents::Column::Metadata)
                 .filter(documents::Column::TenantId.eq(access.tenant_id))
-                .filter(documents::Column::KnowledgeBaseId.eq(kb))
+                .filter(documents::Column::KnowledgeBaseId.eq(kb));
+            for (key, value) in &f.metadata {
+                let text = Func::cast_as(
+                    Expr::col(documents::Column::Metadata),
+                    sea_orm::sea_query::Alias::new("TEXT"),
+                );
+                let pattern = LikeExpr::new(metadata_pattern(key, value)).escape('\\');
+                candidates = candidates.filter(Expr::expr(text).like(pattern));
+            }
+            let rows: Vec<(Uuid, serde_json::Value)> = candidates
                 .into_tuple()
                 .all(&self.db)
                 .await
@@ -1127,6 +1152,17 @@ impl KnowledgeService for KnowledgeServiceImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_patterns_match_the_stored_pair_literally() {
+        assert_eq!(metadata_pattern("team", "support"), r#"%"team":"support"%"#);
+        // LIKE's wildcards and JSON's escapes stay literal.
+        assert_eq!(metadata_pattern("a_b", "50%"), r#"%"a\_b":"50\%"%"#);
+        assert_eq!(
+            metadata_pattern("q", "say \"hi\""),
+            r#"%"q":"say \\"hi\\""%"#
+        );
+    }
 
     #[test]
     fn generations_count_up() {

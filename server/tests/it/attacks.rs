@@ -998,3 +998,143 @@ async fn a_tenant_can_keep_personal_data_out_of_stored_transcripts() {
         );
     }
 }
+
+/// Item 6. The specialists searched every knowledge base, and raw passages reached any caller
+/// in steps and `tool.result` events, even a key with only `conversations:write`. Now internal
+/// knowledge bases are never read by the agents (nor can an agent be given one), and callers
+/// without `knowledge:read` get sources as a short snippet and `knowledge_search` results
+/// withheld, in the answer, the stored steps and the stream alike.
+#[tokio::test]
+async fn a_chat_key_cannot_read_the_documents_behind_the_answers() {
+    use crate::conversations::{say, spawn, start};
+    use crate::knowledge::{create_kb, file, settled, upload};
+    use server::llm::fake::tool;
+
+    const HOURS: &str = "Opening hours: the showroom in Porto opens Monday to Friday from nine \
+        to six, and on Saturdays from ten to one. Parking is free in the yard behind the \
+        building, and the entrance for wheelchairs is on the left side of the main door. We \
+        close on public holidays, and in August the showroom closes at four in the afternoon.";
+    const SALARIES: &str =
+        "Internal salary table: the managing director earns internal-salary-marker \
+        a great deal, the opening hours of the payroll office are nine to five.";
+
+    for backend in backends().await {
+        let fake = FakeLlm::start().await.unwrap();
+        let app = spawn(backend, Some(&fake), &[]).await;
+        let f = app.tenant("acme").await;
+        let public = create_kb(&app, &f.key, json!({ "name": "Handbook" })).await;
+        assert_eq!(
+            public["visibility"], "agents",
+            "new knowledge bases serve the agents"
+        );
+        let internal = create_kb(
+            &app,
+            &f.key,
+            json!({ "name": "Payroll", "visibility": "internal" }),
+        )
+        .await;
+        for (kb, name, text) in [
+            (&public, "hours.md", HOURS),
+            (&internal, "pay.md", SALARIES),
+        ] {
+            let kb = kb["id"].as_str().unwrap();
+            let form =
+                reqwest::multipart::Form::new().part("files", file(name, "text/markdown", text));
+            let docs = json(upload(&app, &f.key, kb, form).await, 202).await;
+            let doc = settled(&app, &f.key, kb, docs[0]["id"].as_str().unwrap()).await;
+            assert_eq!(doc["status"], "ready", "{doc}");
+        }
+        // People with knowledge:read still search the internal one.
+        let found = json(
+            app.send_json(
+                Method::POST,
+                &format!(
+                    "/api/v1/knowledge-bases/{}/search",
+                    internal["id"].as_str().unwrap()
+                ),
+                &f.key,
+                &json!({ "query": "salary table" }),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert!(found.to_string().contains("internal-salary-marker"));
+        // No agent may be given it.
+        let given = app
+            .send_json(
+                Method::POST,
+                "/api/v1/agents",
+                &f.key,
+                &json!({ "name": "payroll", "description": "pay", "prompt": "Help.",
+                         "tools": ["knowledge_search"], "knowledge_base_ids": [internal["id"]] }),
+            )
+            .await;
+        let given = problem(given, 422, "validation_failed").await.to_string();
+        assert!(given.contains("internal"), "{given}");
+
+        let search = || {
+            fake.route(text("support"));
+            fake.chat(tool(
+                "knowledge_search",
+                json!({ "query": "opening hours" }),
+            ));
+            fake.chat(text("We open at nine."));
+        };
+        // The full key sees the passages (fenced as data for the model), never the internal KB.
+        search();
+        let c = start(&app, &f.key).await;
+        let turn = say(&app, &f.key, &c, "When do you open?").await;
+        let result = turn["steps"][1]["detail"]["tool_calls"][0]["result"].to_string();
+        assert!(
+            result.contains("Parking is free") && result.contains("untrusted-data"),
+            "{result}"
+        );
+        assert!(
+            !turn.to_string().contains("internal-salary-marker"),
+            "{turn}"
+        );
+
+        // A chat key: snippets and withheld results, in the answer, the steps and the stream.
+        let chat = app.api_key(&f.key, &["conversations:write"]).await;
+        search();
+        let c = start(&app, &chat).await;
+        let turn = say(&app, &chat, &c, "When do you open?").await;
+        let result = turn["steps"][1]["detail"]["tool_calls"][0]["result"]
+            .as_str()
+            .unwrap();
+        assert!(result.contains("passages withheld"), "{result}");
+        let shown = turn.to_string();
+        assert!(!shown.contains("closes at four"), "{shown}");
+        for source in turn["reply"]["sources"].as_array().unwrap() {
+            assert!(
+                source["text"].as_str().unwrap().chars().count() <= 201,
+                "{source}"
+            );
+        }
+        let message = turn["message"]["id"].as_str().unwrap();
+        let steps = app
+            .get(
+                &format!("/api/v1/conversations/{c}/messages/{message}/steps"),
+                &chat,
+            )
+            .await;
+        // conversations:write includes read: the stored steps are withheld the same way.
+        let steps = json(steps, 200).await.to_string();
+        assert!(steps.contains("passages withheld") && !steps.contains("Parking is free"));
+        search();
+        let streamed = app
+            .client
+            .post(app.url(&format!("/api/v1/conversations/{c}/messages?stream=true")))
+            .bearer_auth(&chat)
+            .json(&json!({ "content": "And on Saturdays?" }))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(streamed.contains("event: tool.result"), "{streamed}");
+        assert!(streamed.contains("passages withheld") && !streamed.contains("closes at four"));
+    }
+}
