@@ -548,6 +548,16 @@ async fn send_email(cx: &TurnContext, state: &mut ConvState, args: &Value) -> To
     }
 }
 
+/// The caller as a budget names it: by id, so no email address ends up in a key name.
+fn caller_id(actor: &app::services::Actor) -> String {
+    use app::services::Actor;
+    match actor {
+        Actor::User { id, .. } => format!("user:{id}"),
+        Actor::ApiKey { id, .. } => format!("key:{id}"),
+        Actor::Cli => "cli".into(),
+    }
+}
+
 /// One email from the tenant's daily budget and from the caller's; refused when either is
 /// spent (or the budget store cannot be asked: this fails closed).
 async fn spend_email_budgets(cx: &TurnContext) -> Result<(), &'static str> {
@@ -555,7 +565,7 @@ async fn spend_email_budgets(cx: &TurnContext) -> Result<(), &'static str> {
     let day = std::time::Duration::from_secs(24 * 3600);
     let budgets = [
         (
-            format!("agent-email:caller:{}", cx.access.actor.label()),
+            format!("agent-email:caller:{}", caller_id(&cx.access.actor)),
             cx.policy.emails_per_caller_per_day,
             "you have had as many emails sent today as the company allows; try again tomorrow",
         ),
