@@ -1155,7 +1155,10 @@ mod tests {
 
     #[test]
     fn metadata_patterns_match_the_stored_pair_literally() {
-        assert_eq!(metadata_pattern("team", "support"), r#"%"team":%"support"%"#);
+        assert_eq!(
+            metadata_pattern("team", "support"),
+            r#"%"team":%"support"%"#
+        );
         // LIKE's wildcards and JSON's escapes stay literal.
         assert_eq!(metadata_pattern("a_b", "50%"), r#"%"a\_b":%"50\%"%"#);
         assert_eq!(
