@@ -221,16 +221,10 @@ pub async fn accept(
         .await
         .map_err(db_error)?;
     if member.is_none() {
-        memberships::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(invitation.tenant_id),
-            user_id: Set(user.id),
-            role: Set(invitation.role.clone()),
-            created_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
+        super::new_membership(invitation.tenant_id, user.id, &invitation.role)
+            .insert(&txn)
+            .await
+            .map_err(db_error)?;
     }
     Record {
         tenant_id: Some(invitation.tenant_id),

@@ -204,6 +204,21 @@ pub async fn set_rate_limits(
     txn.commit().await.map_err(db_error)
 }
 
+/// A membership of `user_id` in `tenant_id` with `role`, starting now.
+pub(crate) fn new_membership(
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role: &str,
+) -> memberships::ActiveModel {
+    memberships::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        user_id: Set(user_id),
+        role: Set(role.to_string()),
+        created_at: Set(Utc::now()),
+    }
+}
+
 /// What [`bootstrap_member`] did: `password` is the new account's, `None` when the email
 /// already had an account (its password is unchanged).
 pub struct Bootstrapped {
@@ -260,19 +275,13 @@ pub async fn bootstrap_member(
         }
         (None, None) => return Err(AppError::Internal("no account".into())),
     };
-    let membership = memberships::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(tenant_id),
-        user_id: Set(user.id),
-        role: Set(create.role.as_str().to_string()),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await
-    .map_err(|e| match db_error(e) {
-        AppError::Conflict(_) => AppError::Conflict(format!("{email} is already a member")),
-        other => other,
-    })?;
+    let membership = new_membership(tenant_id, user.id, create.role.as_str())
+        .insert(&txn)
+        .await
+        .map_err(|e| match db_error(e) {
+            AppError::Conflict(_) => AppError::Conflict(format!("{email} is already a member")),
+            other => other,
+        })?;
     Record::by(&cli_access(tenant_id), action, format!("user:{email}"))
         .details(serde_json::json!({ "role": create.role }))
         .write(&txn)
