@@ -11,8 +11,20 @@ use crate::types::*;
 /// Who is acting, seen by the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
-    User { id: Uuid, email: String },
-    ApiKey { id: Uuid, prefix: String },
+    User {
+        id: Uuid,
+        email: String,
+    },
+    ApiKey {
+        id: Uuid,
+        prefix: String,
+    },
+    /// A website visitor chatting through a widget: may reach only their own conversations
+    /// on that widget (`server::widget` checks before calling a service).
+    Visitor {
+        id: Uuid,
+        widget_id: Uuid,
+    },
     Cli,
 }
 
@@ -21,6 +33,7 @@ impl Actor {
         match self {
             Actor::User { email, .. } => format!("user:{email}"),
             Actor::ApiKey { prefix, .. } => format!("key:{prefix}"),
+            Actor::Visitor { id, .. } => format!("visitor:{id}"),
             Actor::Cli => "cli".to_string(),
         }
     }
@@ -125,6 +138,36 @@ pub struct Services {
     pub knowledge: Arc<dyn KnowledgeService>,
     pub conversations: Arc<dyn ConversationService>,
     pub llm: Arc<dyn LlmSettingsService>,
+    pub widgets: Arc<dyn WidgetService>,
+}
+
+/// The tenant's chat widgets (`widgets:read` / `widgets:write`). What visitors do through a
+/// widget is not here: the widget's own endpoints serve them (`server::widget`).
+#[async_trait::async_trait]
+pub trait WidgetService: Send + Sync {
+    async fn list_widgets(&self, access: &Access) -> Result<Vec<Widget>, AppError>;
+    async fn get_widget(&self, access: &Access, id: Uuid) -> Result<Widget, AppError>;
+    /// A new widget with a fresh identity-verification secret (shown once).
+    async fn create_widget(
+        &self,
+        access: &Access,
+        settings: WidgetSettings,
+    ) -> Result<WidgetWithSecret, AppError>;
+    /// Replaces the widget's settings.
+    async fn update_widget(
+        &self,
+        access: &Access,
+        id: Uuid,
+        settings: WidgetSettings,
+    ) -> Result<Widget, AppError>;
+    /// A new identity-verification secret; the old one stops working at once.
+    async fn rotate_widget_secret(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<WidgetWithSecret, AppError>;
+    /// Deletes the widget and its visitors' sessions; their conversations stay.
+    async fn delete_widget(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
 }
 
 /// The tenant's LLM provider: its own OpenAI-compatible endpoint and key, or the platform's.

@@ -250,6 +250,27 @@ pub fn language(value: &str, _: &()) -> garde::Result {
     }
 }
 
+/// `auto` (the visitor's browser decides) or a [`language`] tag.
+pub fn widget_language(value: &str, ctx: &()) -> garde::Result {
+    if value == "auto" {
+        Ok(())
+    } else {
+        language(value, ctx)
+    }
+}
+
+/// A colour as `#rrggbb`.
+pub fn hex_color(value: &str, _: &()) -> garde::Result {
+    let ok = value.len() == 7
+        && value.starts_with('#')
+        && value[1..].chars().all(|c| c.is_ascii_hexdigit());
+    if ok {
+        Ok(())
+    } else {
+        Err(garde::Error::new("must be a colour such as #2563eb"))
+    }
+}
+
 /// Document metadata: keys 1–64 characters of letters, digits, `_`, `-`, `.`; values up to 500.
 pub fn metadata(values: &std::collections::BTreeMap<String, String>, _: &()) -> garde::Result {
     for (key, value) in values {

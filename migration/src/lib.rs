@@ -12,6 +12,7 @@ mod m20261127_000007_llm_settings;
 mod m20261129_000008_api_key_owner;
 mod m20261129_000009_invitations;
 mod m20261129_000010_agent_safety;
+mod m20261203_000011_widgets;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000008_api_key_owner::Migration),
             Box::new(m20261129_000009_invitations::Migration),
             Box::new(m20261129_000010_agent_safety::Migration),
+            Box::new(m20261203_000011_widgets::Migration),
         ]
     }
 }

@@ -128,6 +128,7 @@ struct Raw {
     llm_timeout_secs: u64,
     llm_max_call_secs: u64,
     turn_lease_secs: u64,
+    widget_token_secs: u64,
     llm_retries: u32,
     smtp_url: Option<String>,
     smtp_from: String,
@@ -191,6 +192,7 @@ impl Default for Raw {
             llm_timeout_secs: 60,
             llm_max_call_secs: 300,
             turn_lease_secs: 300,
+            widget_token_secs: 900,
             llm_retries: 2,
             smtp_url: None,
             smtp_from: "Agent Platform <noreply@localhost>".into(),
@@ -222,6 +224,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// A turn's hold on its conversation, renewed while it runs (`TURN_LEASE_SECS`).
     pub turn_lease: std::time::Duration,
+    /// How long a widget visitor's access token works (`WIDGET_TOKEN_SECS`).
+    pub widget_token: std::time::Duration,
     /// Load balancers whose forwarded-for headers name the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Largest request body accepted, in bytes.
@@ -537,6 +541,7 @@ impl Raw {
             cors_allowed_origins,
             trusted_proxies,
             turn_lease: std::time::Duration::from_secs(self.turn_lease_secs.max(1)),
+            widget_token: std::time::Duration::from_secs(self.widget_token_secs.clamp(1, 86_400)),
             max_body_bytes: self.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             metrics_token: self

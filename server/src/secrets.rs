@@ -62,6 +62,8 @@ pub fn aad(purpose: &str, tenant_id: Uuid) -> Vec<u8> {
 struct Key {
     id: String,
     cipher: Aes256Gcm,
+    /// Subkeys for other purposes are derived from it ([`KeyRing::derive`]).
+    material: Zeroizing<Vec<u8>>,
 }
 
 /// The platform's secret keys; the first encrypts. Never prints a key, only the ids.
@@ -141,6 +143,7 @@ impl KeyRing {
             keys.push(Key {
                 id: id.to_string(),
                 cipher,
+                material: bytes,
             });
         }
         if keys.is_empty() {
@@ -273,6 +276,24 @@ impl KeyRing {
         std::str::from_utf8(&bytes)
             .map(|s| Zeroizing::new(s.to_owned()))
             .map_err(|_| SecretsError::Decrypt)
+    }
+
+    /// A 32-byte subkey for `purpose` (HMAC-SHA256 of the purpose under key `id`, the current
+    /// key when `None`) and the id it came from; `None` for an id not in the ring. Signing
+    /// keys made this way rotate with the ring: new signatures use the current key, old ones
+    /// verify while their key stays in the ring.
+    pub fn derive(&self, id: Option<&str>, purpose: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
+        use hmac::{Hmac, Mac};
+        let key = match id {
+            None => self.current(),
+            Some(id) => self.keys.iter().find(|k| k.id == id)?,
+        };
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key.material).ok()?;
+        mac.update(purpose.as_bytes());
+        Some((
+            key.id.clone(),
+            Zeroizing::new(mac.finalize().into_bytes().to_vec()),
+        ))
     }
 
     /// The secret encrypted with the current key, or `None` when it already is.

@@ -27,6 +27,7 @@ use crate::rag::Knowledge;
 use crate::state::AppState;
 use crate::store;
 use crate::tenancy::{self, Invites, TenancyServiceImpl};
+use crate::widget::{live::Live, tokens::Signer, Visitors, WidgetServiceImpl};
 
 pub struct Application {
     listener: TcpListener,
@@ -68,6 +69,7 @@ impl Application {
             secret_keys.clone(),
             config.knowledge.fetch_allow_private,
         );
+        let live = Live::new(kv.clone());
         let agents = Arc::new(agents::Runtime {
             llm: providers.clone(),
             knowledge: knowledge_service.clone(),
@@ -75,7 +77,11 @@ impl Application {
             email: mailer.is_some().then(|| EmailQueue::new(db.clone())),
             turn_lease: config.turn_lease,
             kv: kv.clone(),
+            live: live.clone(),
         });
+        let conversations = Arc::new(
+            ConversationServiceImpl::new(db.clone(), agents).context("building the agent graph")?,
+        );
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(
                 db.clone(),
@@ -88,12 +94,22 @@ impl Application {
             account: Arc::new(AccountServiceImpl::new(db.clone())),
             jobs: Arc::new(JobServiceImpl::new(db.clone())),
             knowledge: knowledge_service,
-            conversations: Arc::new(
-                ConversationServiceImpl::new(db.clone(), agents)
-                    .context("building the agent graph")?,
-            ),
+            conversations: conversations.clone(),
             llm: Arc::new(LlmSettingsServiceImpl::new(db.clone(), providers)),
+            widgets: Arc::new(WidgetServiceImpl::new(
+                db.clone(),
+                secret_keys.clone(),
+                config.console_url(),
+            )),
         };
+        let visitors = Arc::new(Visitors::new(
+            db.clone(),
+            secret_keys.clone(),
+            Signer::new(secret_keys.clone(), config.widget_token),
+            conversations,
+            live,
+            config.console_url(),
+        ));
         if config.demo_tenant {
             seed_demo_tenant(&db, &services, &config).await?;
         }
@@ -115,6 +131,7 @@ impl Application {
             kv,
             knowledge,
             secret_keys,
+            visitors,
         };
         crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);

@@ -23,6 +23,8 @@ pub struct AppState {
     pub knowledge: Arc<crate::rag::Knowledge>,
     /// Encrypts stored secrets (and the sealed bodies of emails that carry one).
     pub secret_keys: crate::secrets::KeyRing,
+    /// What chat-widget visitors reach: their sessions and their own conversations.
+    pub visitors: Arc<crate::widget::Visitors>,
 }
 
 impl AppState {

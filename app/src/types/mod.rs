@@ -10,6 +10,29 @@ use crate::validate as v;
 #[cfg(feature = "ssr")]
 use utoipa::ToSchema;
 
+/// A `snake_case` string enum with `ALL`, `as_str` and `parse`.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ssr", derive(ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
 /// A member's role in one tenant. Ordered from most to least privileged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
@@ -70,10 +93,11 @@ pub enum Area {
     Conversations,
     Jobs,
     Integrations,
+    Widgets,
 }
 
 impl Area {
-    pub const ALL: [Area; 10] = [
+    pub const ALL: [Area; 11] = [
         Area::Tenant,
         Area::Members,
         Area::ApiKeys,
@@ -84,6 +108,7 @@ impl Area {
         Area::Conversations,
         Area::Jobs,
         Area::Integrations,
+        Area::Widgets,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +123,7 @@ impl Area {
             Area::Conversations => "conversations",
             Area::Jobs => "jobs",
             Area::Integrations => "integrations",
+            Area::Widgets => "widgets",
         }
     }
 
@@ -744,3 +770,6 @@ pub use conversations::*;
 
 mod llm;
 pub use llm::*;
+
+mod widgets;
+pub use widgets::*;

@@ -48,6 +48,8 @@ pub struct Runtime {
     pub turn_lease: std::time::Duration,
     /// Budgets of what agents do on their own (emails per tenant and caller per day).
     pub kv: crate::kv::Kv,
+    /// Wakes the event streams of widget conversations when they change.
+    pub live: crate::widget::live::Live,
 }
 
 /// What the nodes of one turn see.

@@ -49,7 +49,9 @@ impl Node<TurnContext> for RouterNode {
     ) -> Result<StepOutput, String> {
         let specialists = &cx.specialists;
         let mut out = StepOutput::default();
-        let decision = match router::by_rules(&state.input, &cx.rules, specialists) {
+        let chosen = router::pinned(&state.input, &state.vars, specialists)
+            .or_else(|| router::by_rules(&state.input, &cx.rules, specialists));
+        let decision = match chosen {
             Some(decision) => decision,
             None => {
                 let (decision, usage, error) =

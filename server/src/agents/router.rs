@@ -107,6 +107,27 @@ fn is_emergency(text: &str) -> bool {
 }
 
 /// The decision without an LLM: emergency words, then rules.
+/// The conversation variable naming the one specialist a widget's conversations go to.
+pub const PINNED_AGENT: &str = "pinned_agent";
+
+/// The specialist a conversation is pinned to, when it still exists; emergencies still go to
+/// the emergency specialist.
+pub fn pinned(
+    text: &str,
+    vars: &std::collections::BTreeMap<String, serde_json::Value>,
+    agents: &[Specialist],
+) -> Option<RouteDecision> {
+    let agent = vars.get(PINNED_AGENT)?.as_str()?;
+    if is_emergency(text) || !agents.iter().any(|a| a.name == agent) {
+        return None;
+    }
+    Some(RouteDecision {
+        agent: agent.to_string(),
+        by: "pinned".into(),
+        rule: None,
+    })
+}
+
 pub fn by_rules(text: &str, rules: &[Rule], agents: &[Specialist]) -> Option<RouteDecision> {
     if is_emergency(text) {
         return Some(RouteDecision {

@@ -19,13 +19,13 @@ use app::types::{
     ConversationDetail, ConversationQuery, ConversationStatus, CreateAgent, CreateConversation,
     CreateRouterRule, Feedback, Level, Message, MessageRole, OperatorReply, Page, PostMessage,
     PromptDiff, PromptDiffQuery, Rating, RouterRule, RuleKind, SavePrompt, Source, Step,
-    StreamEvent, TurnResult, UpdateAgent, Usage, UsageQuery, UsageSummary,
+    StreamEvent, TurnResult, UpdateAgent, Usage, UsageQuery, UsageSummary, Visitor, WidgetOrigin,
 };
 use app::validate::check;
 
 use crate::engine::{Checkpoint, ConvState, EngineError, Graph, StepRecord, StepSink, Turn};
 use crate::store::audit_log::Record;
-use crate::store::{conversations, messages, router_rules, run_steps, tenants};
+use crate::store::{conversations, messages, router_rules, run_steps, tenants, widget_visitors};
 use crate::tenancy::db_error;
 
 use super::catalogue::{self, Catalogue};
@@ -45,6 +45,17 @@ const TURN_WAIT_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_mil
 const TURN_WAIT_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 const FALLBACK: &str =
     "Sorry, something went wrong on our side. Please try again, or ask for a person.";
+
+/// What a widget's conversation starts with besides `CreateConversation`.
+pub struct WidgetLink {
+    pub widget_id: Uuid,
+    pub visitor_id: Uuid,
+    pub page_url: Option<String>,
+    /// The specialist the widget is pinned to.
+    pub agent: Option<String>,
+    /// The visitor's email as the tenant's site vouched for it: `send_email` may write to it.
+    pub verified_email: Option<String>,
+}
 
 pub struct ConversationServiceImpl {
     db: DatabaseConnection,
@@ -267,6 +278,83 @@ impl ConversationServiceImpl {
     }
 
     /// One turn, under the conversation's lease.
+    /// Starts a conversation; a widget's carries its widget, visitor and page.
+    pub async fn create_linked(
+        &self,
+        access: &Access,
+        create: CreateConversation,
+        link: Option<WidgetLink>,
+    ) -> Result<Conversation, AppError> {
+        access.require(Area::Conversations, Level::Write)?;
+        check(&create)?;
+        let now = Utc::now();
+        let redact = self.redacts(access).await?;
+        let mut checkpoint = Checkpoint::default();
+        for m in &create.history {
+            push_history(
+                &mut checkpoint.state,
+                m.role,
+                &stored(m.content.trim(), redact),
+                None,
+            );
+        }
+        if let Some(link) = &link {
+            if let Some(email) = &link.verified_email {
+                super::tools::remember_customer_emails(&mut checkpoint.state, email);
+            }
+            if let Some(agent) = &link.agent {
+                checkpoint
+                    .state
+                    .vars
+                    .insert(super::router::PINNED_AGENT.into(), agent.clone().into());
+            }
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let conv = conversations::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
+            channel: Set(create.channel.unwrap_or(Channel::Api).as_str().into()),
+            status: Set(ConversationStatus::Bot.as_str().into()),
+            agent: Set(String::new()),
+            title: Set(create
+                .title
+                .map(|t| t.trim().to_string())
+                .unwrap_or_default()),
+            checkpoint: Set(serde_json::to_value(checkpoint).unwrap_or_default()),
+            turns: Set(0),
+            prompt_tokens: Set(0),
+            completion_tokens: Set(0),
+            cost_micros: Set(0),
+            llm_calls: Set(0),
+            busy_until: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            widget_id: Set(link.as_ref().map(|l| l.widget_id)),
+            visitor_id: Set(link.as_ref().map(|l| l.visitor_id)),
+            page_url: Set(link.and_then(|l| l.page_url)),
+            csat: Set(None),
+            csat_comment: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        for m in &create.history {
+            message_row(
+                &conv,
+                m.role,
+                None,
+                &stored(m.content.trim(), redact),
+                &[],
+                None,
+            )
+            .insert(&txn)
+            .await
+            .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_conversation(conv))
+    }
+
     async fn run_message(
         &self,
         access: &Access,
@@ -299,6 +387,7 @@ impl ConversationServiceImpl {
             active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
             active.updated_at = Set(Utc::now());
             let conv = active.update(&self.db).await.map_err(db_error)?;
+            self.changed(&conv).await;
             events(StreamEvent::MessageDone {
                 message_id: None,
                 agent: conv.agent.clone(),
@@ -405,6 +494,7 @@ impl ConversationServiceImpl {
         active.updated_at = Set(Utc::now());
         let conv = active.update(&txn).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
+        self.changed(&conv).await;
 
         if !sources.is_empty() {
             events(StreamEvent::Sources { sources });
@@ -445,8 +535,9 @@ impl ConversationServiceImpl {
         let mut active = model.into_active_model();
         active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
         active.updated_at = Set(Utc::now());
-        active.update(&txn).await.map_err(db_error)?;
+        let model = active.update(&txn).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
+        self.changed(&model).await;
         Ok(to_message(message))
     }
 
@@ -481,7 +572,50 @@ impl ConversationServiceImpl {
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
+        self.changed(&conv).await;
         Ok(to_conversation(conv))
+    }
+
+    /// The visitors of widget conversations, as their widgets know them.
+    async fn attach_visitors(
+        &self,
+        access: &Access,
+        conversations: &mut [Conversation],
+    ) -> Result<(), AppError> {
+        let ids: Vec<Uuid> = conversations
+            .iter()
+            .filter_map(|c| Some(c.widget.as_ref()?.visitor.as_ref()?.id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let visitors = widget_visitors::Entity::find()
+            .filter(widget_visitors::Column::TenantId.eq(access.tenant_id))
+            .filter(widget_visitors::Column::Id.is_in(ids))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        for origin in conversations.iter_mut().filter_map(|c| c.widget.as_mut()) {
+            let visitor_id = origin.visitor.as_ref().map(|v| v.id);
+            // Gone with its widget: the conversation stays, the visitor's details do not.
+            origin.visitor = visitors
+                .iter()
+                .find(|v| Some(v.id) == visitor_id)
+                .map(|v| Visitor {
+                    id: v.id,
+                    name: v.name.clone(),
+                    email: v.email.clone(),
+                    verified: v.verified,
+                });
+        }
+        Ok(())
+    }
+
+    /// Wakes the widget's event streams of a widget conversation.
+    async fn changed(&self, conv: &conversations::Model) {
+        if conv.widget_id.is_some() {
+            self.rt.live.changed(conv.tenant_id, conv.id).await;
+        }
     }
 }
 
@@ -558,6 +692,19 @@ pub fn to_conversation(m: conversations::Model) -> Conversation {
         },
         created_at: m.created_at,
         updated_at: m.updated_at,
+        widget: m.widget_id.map(|widget_id| WidgetOrigin {
+            widget_id,
+            // Its id only; `attach_visitors` fills in the rest where it is needed.
+            visitor: m.visitor_id.map(|id| Visitor {
+                id,
+                name: None,
+                email: None,
+                verified: false,
+            }),
+            page_url: m.page_url,
+            csat: m.csat.and_then(|c| u8::try_from(c).ok()),
+            csat_comment: m.csat_comment,
+        }),
     }
 }
 
@@ -676,58 +823,7 @@ impl ConversationService for ConversationServiceImpl {
         access: &Access,
         create: CreateConversation,
     ) -> Result<Conversation, AppError> {
-        access.require(Area::Conversations, Level::Write)?;
-        check(&create)?;
-        let now = Utc::now();
-        let redact = self.redacts(access).await?;
-        let mut checkpoint = Checkpoint::default();
-        for m in &create.history {
-            push_history(
-                &mut checkpoint.state,
-                m.role,
-                &stored(m.content.trim(), redact),
-                None,
-            );
-        }
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let conv = conversations::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(access.tenant_id),
-            channel: Set(create.channel.unwrap_or(Channel::Api).as_str().into()),
-            status: Set(ConversationStatus::Bot.as_str().into()),
-            agent: Set(String::new()),
-            title: Set(create
-                .title
-                .map(|t| t.trim().to_string())
-                .unwrap_or_default()),
-            checkpoint: Set(serde_json::to_value(checkpoint).unwrap_or_default()),
-            turns: Set(0),
-            prompt_tokens: Set(0),
-            completion_tokens: Set(0),
-            cost_micros: Set(0),
-            llm_calls: Set(0),
-            busy_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        for m in &create.history {
-            message_row(
-                &conv,
-                m.role,
-                None,
-                &stored(m.content.trim(), redact),
-                &[],
-                None,
-            )
-            .insert(&txn)
-            .await
-            .map_err(db_error)?;
-        }
-        txn.commit().await.map_err(db_error)?;
-        Ok(to_conversation(conv))
+        self.create_linked(access, create, None).await
     }
 
     async fn list_conversations(
@@ -759,10 +855,9 @@ impl ConversationService for ConversationServiceImpl {
             .await
             .map_err(db_error)?;
         let next_cursor = crate::store::next_cursor(&mut rows, limit, |r| r.id.to_string());
-        Ok(Page {
-            items: rows.into_iter().map(to_conversation).collect(),
-            next_cursor,
-        })
+        let mut items: Vec<Conversation> = rows.into_iter().map(to_conversation).collect();
+        self.attach_visitors(access, &mut items).await?;
+        Ok(Page { items, next_cursor })
     }
 
     async fn get_conversation(
@@ -783,8 +878,11 @@ impl ConversationService for ConversationServiceImpl {
         for m in &mut messages {
             disclosure::message(access, m);
         }
+        let mut conversation = [to_conversation(conv)];
+        self.attach_visitors(access, &mut conversation).await?;
+        let [conversation] = conversation;
         Ok(ConversationDetail {
-            conversation: to_conversation(conv),
+            conversation,
             messages,
         })
     }

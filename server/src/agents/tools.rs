@@ -554,6 +554,7 @@ fn caller_id(actor: &app::services::Actor) -> String {
     match actor {
         Actor::User { id, .. } => format!("user:{id}"),
         Actor::ApiKey { id, .. } => format!("key:{id}"),
+        Actor::Visitor { id, .. } => format!("visitor:{id}"),
         Actor::Cli => "cli".into(),
     }
 }

@@ -86,7 +86,8 @@ async fn spend_access(
     let own = match &access.actor {
         Actor::ApiKey { id, .. } => format!("key:{id}:{}", class.name()),
         Actor::User { id, .. } => format!("user:{id}:{}", class.name()),
-        Actor::Cli => return None,
+        // Visitors spend the widget's budgets (`widget::limits`).
+        Actor::Visitor { .. } | Actor::Cli => return None,
     };
     let defaults = state.config.rate_limits;
     let limits = match known {
@@ -107,10 +108,16 @@ async fn spend_access(
     tighter(own, tenant)
 }
 
-async fn spend_ip(state: &AppState, extensions: &Extensions) -> Option<Decision> {
+/// The public budget of the request's client address.
+pub fn ip_budget(state: &AppState, extensions: &Extensions) -> (Scope, String, Rate) {
     let ip = client_ip(extensions).unwrap_or_else(|| "unknown".into());
     let rate = Rate::per_minute(state.config.rate_limits.public);
-    spend(state, Scope::Platform, &format!("ip:{ip}"), rate).await
+    (Scope::Platform, format!("ip:{ip}"), rate)
+}
+
+async fn spend_ip(state: &AppState, extensions: &Extensions) -> Option<Decision> {
+    let (scope, bucket, rate) = ip_budget(state, extensions);
+    spend(state, scope, &bucket, rate).await
 }
 
 /// Spends the client address's public budget; `Err` is the 429 to send.
@@ -119,6 +126,24 @@ pub async fn spend_public(state: &AppState, extensions: &Extensions) -> Result<(
         Some(d) if !d.allowed => Err(refusal(d, "public")),
         _ => Ok(()),
     }
+}
+
+/// Spends each budget in turn, stopping at the first refusal; `Err` is the 429 to send, `Ok`
+/// the tightest decision (for the headers), `None` when the store could not be asked.
+pub async fn spend_all(
+    state: &AppState,
+    budgets: &[(Scope, String, Rate)],
+    class: &'static str,
+) -> Result<Option<Decision>, Response> {
+    let mut tightest = None;
+    for (scope, bucket, rate) in budgets {
+        let decision = spend(state, *scope, bucket, *rate).await;
+        if let Some(d) = decision.filter(|d| !d.allowed) {
+            return Err(refusal(d, class));
+        }
+        tightest = tighter(tightest, decision);
+    }
+    Ok(tightest)
 }
 
 /// Middleware for the REST API, placed after the key authentication that inserts `Access`.
@@ -185,7 +210,7 @@ fn refusal(d: Decision, class: &'static str) -> Response {
     response
 }
 
-fn write_headers(headers: &mut HeaderMap, d: &Decision) {
+pub fn write_headers(headers: &mut HeaderMap, d: &Decision) {
     let reset = d.reset_after.as_secs_f64().ceil() as u64;
     for (name, value) in [
         ("ratelimit-limit", u64::from(d.limit)),

@@ -25,6 +25,13 @@ pub struct Model {
     pub busy_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Set for conversations held through a chat widget: which one, with whom, from where.
+    pub widget_id: Option<Uuid>,
+    pub visitor_id: Option<Uuid>,
+    pub page_url: Option<String>,
+    /// The visitor's end-of-conversation rating, 1–5.
+    pub csat: Option<i16>,
+    pub csat_comment: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

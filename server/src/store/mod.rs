@@ -21,6 +21,9 @@ pub mod run_steps;
 pub mod tenant_llm_settings;
 pub mod tenants;
 pub mod users;
+pub mod widget_refresh_tokens;
+pub mod widget_visitors;
+pub mod widgets;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;

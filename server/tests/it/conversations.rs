@@ -33,7 +33,7 @@ pub(crate) async fn spawn(
 }
 
 /// A knowledge base holding the handbook, ingested.
-async fn handbook(app: &TestApp, key: &str) {
+pub(crate) async fn handbook(app: &TestApp, key: &str) {
     let kb = create_kb(app, key, json!({ "name": "Handbook" })).await;
     let kb = kb["id"].as_str().unwrap();
     let form = Form::new().part("files", file("handbook.md", "text/markdown", HANDBOOK));
@@ -461,7 +461,7 @@ async fn the_llm_routes_transfers_books_and_refuses_a_double_booking() {
 }
 
 /// `(event, data)` pairs of a Server-Sent Events body.
-fn sse(body: &str) -> Vec<(String, Value)> {
+pub(crate) fn sse(body: &str) -> Vec<(String, Value)> {
     body.split("\n\n")
         .filter_map(|block| {
             let mut event = None;

@@ -23,3 +23,4 @@ mod llm_settings;
 mod outbound;
 mod platform;
 mod scale;
+mod widgets;

@@ -224,6 +224,25 @@ pub async fn spawn_turn(
     id: Uuid,
     message: PostMessage,
 ) -> ApiResult<(StreamEvent, UnboundedReceiver<StreamEvent>)> {
+    spawn_events(move |sink| async move {
+        services
+            .conversations
+            .post_message(&access, id, message, sink)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+/// Runs `run` in a task of its own with a sink for its events: the first event, and a
+/// receiver for the rest (see [`spawn_turn`]).
+pub async fn spawn_events<F, Fut>(
+    run: F,
+) -> ApiResult<(StreamEvent, UnboundedReceiver<StreamEvent>)>
+where
+    F: FnOnce(EventSink) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), AppError>> + Send,
+{
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StreamEvent>();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<AppError>();
     let started = Arc::new(AtomicBool::new(false));
@@ -236,11 +255,7 @@ pub async fn spawn_turn(
         })
     };
     tokio::spawn(async move {
-        let outcome = services
-            .conversations
-            .post_message(&access, id, message, sink)
-            .await;
-        if let Err(e) = outcome {
+        if let Err(e) = run(sink).await {
             if started.load(Ordering::SeqCst) {
                 let _ = tx.send(StreamEvent::Error {
                     code: e.code().into(),

@@ -11,6 +11,7 @@ mod llm_settings;
 mod members;
 pub mod openai;
 mod tenant;
+mod widgets;
 
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -83,6 +84,22 @@ use crate::state::AppState;
         llm_settings::get_llm_settings,
         llm_settings::update_llm_settings,
         llm_settings::reset_llm_settings,
+        widgets::list_widgets,
+        widgets::create_widget,
+        widgets::get_widget,
+        widgets::update_widget,
+        widgets::rotate_widget_secret,
+        widgets::delete_widget,
+        crate::widget::api::start_session,
+        crate::widget::api::refresh_session,
+        crate::widget::api::update_visitor,
+        crate::widget::api::list_conversations,
+        crate::widget::api::start_conversation,
+        crate::widget::api::get_conversation,
+        crate::widget::api::post_message,
+        crate::widget::api::rate_message,
+        crate::widget::api::rate_conversation,
+        crate::widget::api::conversation_events,
     ),
     components(schemas(
         crate::http::error::Problem,
@@ -103,6 +120,8 @@ use crate::state::AppState;
         (name = "knowledge", description = "Knowledge bases, documents and hybrid search"),
         (name = "conversations", description = "Talking to the tenant's agents, human handoff, router rules"),
         (name = "llm", description = "The tenant's own LLM provider, or the platform's"),
+        (name = "widgets", description = "Website chat widgets: settings, snippet, identity secret"),
+        (name = "widget", description = "What the chat widget calls as a visitor (visitor tokens, not API keys)"),
     )
 )]
 pub struct ApiDoc;
@@ -121,6 +140,15 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "visitor",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -131,6 +159,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(conversations::routes())
         .merge(llm_settings::routes())
         .merge(agents::routes())
+        .merge(widgets::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
