@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/frontend/node_modules/.bin:$(PATH)
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
+.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
@@ -22,6 +22,11 @@ run: setup models build
 # Release: every component type-erased, wasm-opt'd WASM, gzip + brotli copies of the static files.
 build:
 	cargo leptos build --release --precompress
+	$(MAKE) widget
+
+# The chat widget's frame (frontend/widget): its own small WASM, built beside the console's.
+widget:
+	frontend/widget/build.sh
 
 setup:
 	@command -v apt-get >/dev/null && { \
@@ -54,6 +59,7 @@ test-rust:
 
 test-e2e:
 	cargo leptos build
+	$(MAKE) widget
 	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/run.sh
 
 # Schemathesis against the REST API with a real key: no 5xx, no answer outside the documented

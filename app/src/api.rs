@@ -437,3 +437,43 @@ pub async fn get_usage() -> Result<UsageSummary, AppError> {
         .usage(&console_access()?, UsageQuery::default())
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_widgets")]
+pub async fn list_widgets() -> Result<Vec<Widget>, AppError> {
+    use_services()?
+        .widgets
+        .list_widgets(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "create_widget")]
+pub async fn create_widget(settings: WidgetSettings) -> Result<WidgetWithSecret, AppError> {
+    use_services()?
+        .widgets
+        .create_widget(&console_access()?, settings)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "update_widget")]
+pub async fn update_widget(id: Uuid, settings: WidgetSettings) -> Result<Widget, AppError> {
+    use_services()?
+        .widgets
+        .update_widget(&console_access()?, id, settings)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "rotate_widget_secret")]
+pub async fn rotate_widget_secret(id: Uuid) -> Result<WidgetWithSecret, AppError> {
+    use_services()?
+        .widgets
+        .rotate_widget_secret(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_widget")]
+pub async fn delete_widget(id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .widgets
+        .delete_widget(&console_access()?, id)
+        .await
+}

@@ -208,6 +208,38 @@ fn ConversationTable(list: Vec<Conversation>, selected: RwSignal<Option<Uuid>>) 
     }
 }
 
+/// Who wrote through a chat widget, from which page, and how they rated the conversation.
+#[component]
+fn WidgetFacts(w: crate::types::WidgetOrigin) -> impl IntoView {
+    let visitor = match &w.visitor {
+        Some(v) => {
+            let name = v.name.clone().unwrap_or_else(|| "Anonymous visitor".into());
+            let email = v
+                .email
+                .clone()
+                .map(|e| format!(" <{e}>"))
+                .unwrap_or_default();
+            let verified = if v.verified {
+                " (verified by the site)"
+            } else {
+                ""
+            };
+            format!("{name}{email}{verified}")
+        }
+        None => "A visitor (the widget was deleted)".into(),
+    };
+    view! {
+        <dl class="facts">
+            <dt>"Visitor"</dt><dd>{visitor}</dd>
+            {w.page_url.map(|url| view! { <dt>"Page"</dt><dd>{url}</dd> })}
+            {w.csat.map(|score| view! {
+                <dt>"Rating"</dt>
+                <dd>{format!("{score} of 5{}", w.csat_comment.map(|c| format!(": {c}")).unwrap_or_default())}</dd>
+            })}
+        </dl>
+    }
+}
+
 #[component]
 fn Transcript(
     detail: ConversationDetail,
@@ -244,6 +276,7 @@ fn Transcript(
                     c.usage.cost_usd
                 )}
             </p>
+            {c.widget.clone().map(|w| view! { <WidgetFacts w/> })}
             <ol class="transcript">
                 {detail
                     .messages

@@ -3,6 +3,7 @@
 mod account;
 mod agents;
 mod audit;
+mod chat_widgets;
 mod conversations;
 mod invite;
 mod jobs;
@@ -17,6 +18,7 @@ mod widgets;
 
 pub use account::AccountPage;
 pub use audit::AuditPage;
+pub use chat_widgets::ChatWidgetsPage;
 pub use conversations::{AgentsPage, ConversationsPage};
 pub use invite::InvitePage;
 pub use jobs::JobsPage;

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::llm::LlmProviderPanel;
-use super::widgets::{can_write, show_error, use_me, ActionMessage, ReadOnlyNote};
+use super::widgets::{can_write, lines, number, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{get_tenant, SaveSettings};
 use crate::types::{AgentPolicy, Area, BusinessHours, Tenant, UpdateTenant, WEEKDAYS};
 
@@ -148,19 +148,4 @@ fn SettingsForm(
             <ActionMessage value=save.value() ok="Settings saved."/>
         </form>
     }
-}
-
-/// The non-empty lines of a text area, trimmed.
-fn lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// A number field's value (the saved one when it does not parse; the browser's `min`/`max`
-/// and the server's validation take care of the range).
-fn number(field: RwSignal<String>, saved: u32) -> u32 {
-    field.get_untracked().trim().parse().unwrap_or(saved)
 }

@@ -70,3 +70,18 @@ pub fn show_error(e: &AppError) -> AnyView {
 pub fn fmt_time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
+
+/// The non-empty lines of a text field, trimmed.
+pub fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// A number field's value (the saved one when it does not parse; the browser's `min`/`max`
+/// and the server's validation take care of the range).
+pub fn number(field: RwSignal<String>, saved: u32) -> u32 {
+    field.get_untracked().trim().parse().unwrap_or(saved)
+}

@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 
 string_enum! {
     /// Which corner the launcher sits in.
+    #[derive(Default)]
     WidgetPosition {
+        #[default]
         Right = "right",
         Left = "left",
     }
@@ -21,8 +23,10 @@ string_enum! {
 
 string_enum! {
     /// Whether visitors must be identified by the tenant's own site.
+    #[derive(Default)]
     IdentityMode {
         /// Every visitor is anonymous.
+        #[default]
         Off = "off",
         /// A visitor whose id the site signed is verified; others chat anonymously.
         Optional = "optional",
@@ -33,7 +37,9 @@ string_enum! {
 
 string_enum! {
     /// The form shown before the first message.
+    #[derive(Default)]
     PrechatForm {
+        #[default]
         Off = "off",
         /// Name and email may be left empty.
         Optional = "optional",
@@ -112,24 +118,6 @@ impl Default for WidgetSettings {
             messages_per_hour: 30,
             max_message_length: 2000,
         }
-    }
-}
-
-impl Default for WidgetPosition {
-    fn default() -> Self {
-        WidgetPosition::Right
-    }
-}
-
-impl Default for IdentityMode {
-    fn default() -> Self {
-        IdentityMode::Off
-    }
-}
-
-impl Default for PrechatForm {
-    fn default() -> Self {
-        PrechatForm::Off
     }
 }
 

@@ -71,6 +71,7 @@ pub fn routes() -> Router<AppState> {
             get(conversation_events),
         )
         .route("/widget-api/{*rest}", axum::routing::any(unknown))
+        .route("/widget/{public_id}", get(super::page::frame))
 }
 
 async fn unknown() -> ApiError {

@@ -29,10 +29,10 @@ impl Live {
         }
     }
 
-    /// Marks `conversation` changed; failures are logged (streams then notice on this
-    /// instance only).
+    /// Marks `conversation` changed: the stamp first, then the local wake-up, so a woken
+    /// stream finds the new stamp. Failures are logged (streams then notice on this instance
+    /// only).
     pub async fn changed(&self, tenant: Uuid, conversation: Uuid) {
-        let _ = self.local.send(conversation);
         let stamp = chrono::Utc::now().timestamp_micros();
         if let Err(e) = self
             .kv
@@ -47,6 +47,7 @@ impl Live {
         {
             tracing::warn!(error = %e, "a conversation change could not be published");
         }
+        let _ = self.local.send(conversation);
     }
 
     /// The stamp of the last change, if any is known.

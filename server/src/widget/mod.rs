@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod live;
+pub mod page;
 mod render;
 pub mod service;
 pub mod tokens;

@@ -210,9 +210,9 @@ impl Visitors {
         })
     }
 
-    /// The origins allowed to frame the widget's page (the console's always).
+    /// The origins allowed to frame the widget's page (the console's always), as CSP sources.
     pub fn frame_ancestors(&self, widget: &widgets::Model) -> Vec<String> {
-        let mut origins = vec![normal_origin(&self.console_origin)];
+        let mut origins = vec!["'self'".to_string(), normal_origin(&self.console_origin)];
         origins.extend(settings_of(widget).allowed_domains);
         origins
     }
@@ -696,19 +696,21 @@ impl Visitors {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let stamp = self.live.stamp(cx.widget.tenant_id, id).await;
-            if stamp != *seen {
+            if stamp.is_some() && stamp != *seen {
                 *seen = stamp;
                 return true;
             }
-            let poll = tokio::time::Instant::now() + super::live::POLL;
-            let until = poll.min(deadline);
-            tokio::select! {
-                changed = local.recv() => {
-                    if matches!(changed, Ok(c) if c == id) || changed.is_err() {
-                        continue;
-                    }
+            let until = (tokio::time::Instant::now() + super::live::POLL).min(deadline);
+            // Until this conversation changes here, the poll is due, or the deadline passes;
+            // other conversations' changes do not cost a look at the store.
+            loop {
+                tokio::select! {
+                    changed = local.recv() => match changed {
+                        Ok(c) if c != id => continue,
+                        _ => break,
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
                 }
-                _ = tokio::time::sleep_until(until) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;

@@ -290,6 +290,55 @@ async fn sessions_hold_the_domain_lock_and_the_identity_rules() {
         let (enforced_id, enforced, secret) =
             widget(&app, &f.key, json!({ "identity": "enforced" })).await;
 
+        // The frame's page may be framed by the allowed sites and the console only.
+        let ancestors = |csp: &str| -> Vec<String> {
+            let directive = csp.split("frame-ancestors ").nth(1).unwrap_or_default();
+            directive
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        let page = app
+            .client
+            .get(app.url(&format!("/widget/{open}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers().get("x-frame-options").is_none());
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let sources = ancestors(&csp);
+        assert_eq!(sources.len(), 3, "'self', the console and the shop: {csp}");
+        assert!(sources.contains(&"'self'".to_string()) && sources.contains(&SHOP.to_string()));
+        let nowhere_page = app
+            .client
+            .get(app.url(&format!("/widget/{nowhere}")))
+            .send()
+            .await
+            .unwrap();
+        let nowhere_csp = nowhere_page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            ancestors(nowhere_csp).len(),
+            2,
+            "the console only: {nowhere_csp}"
+        );
+        let missing = app
+            .client
+            .get(app.url("/widget/wgt_missing"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+
         let ok = json(
             start_session(&app, &open, json!({ "origin": SHOP })).await,
             201,
