@@ -11,7 +11,7 @@
   var id = script.getAttribute("data-widget");
   var base = new URL(script.src).origin;
   var queued = (window.AgentWidget && window.AgentWidget.q) || [];
-  var frame, launcher, badge, ready = false, open = false, unread = 0, identity = null;
+  var frame, launcher, badge, ready = false, open = false, wanted = false, unread = 0, identity = null;
   var listeners = { ready: [], message: [], unread: [] };
   var phone = window.matchMedia("(max-width: 639px)");
 
@@ -51,6 +51,7 @@
     css(launcher, { display: open && full ? "none" : "flex" });
   }
   function setOpen(value) {
+    wanted = value;
     if (!ready || open === value) return;
     open = value;
     launcher.setAttribute("aria-expanded", String(open));
@@ -113,6 +114,7 @@
       if (!ready) {
         ready = true;
         makeLauncher(data);
+        if (wanted) setOpen(true);
       }
       emit("ready");
     } else if (data.type === "message") {

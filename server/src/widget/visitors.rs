@@ -74,7 +74,7 @@ pub fn check_length(cx: &VisitorCx, content: &str) -> Result<(), AppError> {
     if content.trim().chars().count() > max {
         return Err(AppError::invalid(
             "content",
-            &format!("a message may be at most {max} characters"),
+            format!("a message may be at most {max} characters"),
         ));
     }
     Ok(())
