@@ -7,24 +7,32 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { mkdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
+import { createHmac } from "node:crypto";
 import { ADMIN, BASE, hydrationProblems, newContext, openPage, signIn } from "../lib/browser.js";
 
 const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
 const NONCE = "host-nonce-42";
 let host, stranger, publicId;
 
-// A shop's page: only its own nonce'd scripts and our frame may run.
+// A shop's page: only its own nonce'd scripts and our frame may run. `?w=` names another
+// widget; `?id=&hash=&email=` makes the page identify its signed-in customer.
 function hostServer() {
   return new Promise((resolve) => {
     const server = createServer((req, res) => {
+      const query = new URL(req.url, "http://host").searchParams;
+      const widget = query.get("w") || publicId;
+      const identify = query.get("id")
+        ? `<script nonce="${NONCE}">window.AgentWidget = window.AgentWidget || function () { (AgentWidget.q = AgentWidget.q || []).push(arguments); };
+AgentWidget("identify", ${JSON.stringify({ id: query.get("id"), hash: query.get("hash"), name: "Ada", email: query.get("email") })});</script>`
+        : "";
       res.writeHead(200, {
         "content-type": "text/html; charset=utf-8",
         "content-security-policy": `default-src 'none'; script-src 'nonce-${NONCE}'; frame-src ${BASE}`,
       });
       res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>Shop</title></head>
-<body><h1>Garden shop</h1><p>Spades, hoses and seeds.</p>
-<script nonce="${NONCE}" src="${BASE}/widget.js" data-widget="${publicId}" async></script>
+<body><h1>Garden shop</h1><p>Spades, hoses and seeds.</p>${identify}
+<script nonce="${NONCE}" src="${BASE}/widget.js" data-widget="${widget}" async></script>
 </body></html>`);
     });
     server.listen(0, "127.0.0.1", () => resolve(server));
@@ -152,6 +160,45 @@ test("a site that is not allowed gets no working widget", async () => {
   assert.equal(direct.status, 403);
   const frame = await fetch(`${BASE}/widget/${publicId}`);
   assert.match(frame.headers.get("content-security-policy"), new RegExp(`frame-ancestors 'self' ${BASE} ${hostUrl()}`));
+  await page.close();
+});
+
+test("with enforced identity only visitors the site signed for get a widget", async () => {
+  const admin = await openPage(await newContext());
+  await signIn(admin, ADMIN);
+  await admin.goto(`${BASE}/widgets`);
+  await admin.waitForSelector("body[data-hydrated=true]");
+  await admin.getByRole("button", { name: "New widget" }).click();
+  await admin.getByLabel("Name", { exact: true }).fill("Members chat");
+  await admin.getByLabel(/Sites allowed to show it/).fill(hostUrl());
+  await admin.getByLabel("Identity verification").selectOption("enforced");
+  await admin.getByRole("button", { name: "Create widget" }).click();
+  await admin.getByText(/Identity secret of “Members chat”/).waitFor();
+  const secret = (await admin.locator("code.secret").textContent()).trim();
+  const snippets = await admin.locator("textarea.snippet").evaluateAll((areas) => areas.map((a) => a.value));
+  const members = snippets.map((t) => t.match(/data-widget="(wgt_[A-Za-z0-9]+)"/)[1]).find((id) => id !== publicId);
+  const sign = (id) => createHmac("sha256", secret).update(id).digest("hex");
+
+  const page = await openPage(await newContext());
+  const launcher = page.getByRole("button", { name: "Chat with us" });
+  for (const query of [`w=${members}`, `w=${members}&id=customer-7&hash=${sign("customer-8")}`]) {
+    await page.goto(`${hostUrl()}/account?${query}`);
+    await page.waitForTimeout(2500);
+    assert.equal(await launcher.count(), 0, `no widget for ${query}`);
+  }
+  await page.goto(`${hostUrl()}/account?w=${members}&id=customer-7&hash=${sign("customer-7")}&email=ada@customer.test`);
+  await launcher.click();
+  const frame = page.frameLocator('iframe[title="Chat"]');
+  const input = frame.getByLabel("Your message");
+  await input.fill("Is parking free?");
+  await input.press("Enter");
+  await frame.getByText(/automatic answer/i).first().waitFor();
+
+  await admin.goto(`${BASE}/conversations`);
+  await admin.waitForSelector("body[data-hydrated=true]");
+  await admin.getByRole("button", { name: "Open Is parking free?" }).first().click();
+  await admin.getByText("Ada <ada@customer.test> (verified by the site)").waitFor();
+  await admin.close();
   await page.close();
 });
 
