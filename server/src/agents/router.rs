@@ -106,7 +106,6 @@ fn is_emergency(text: &str) -> bool {
         .is_some_and(|re| re.is_match(text))
 }
 
-/// The decision without an LLM: emergency words, then rules.
 /// The conversation variable naming the one specialist a widget's conversations go to.
 pub const PINNED_AGENT: &str = "pinned_agent";
 
@@ -128,6 +127,7 @@ pub fn pinned(
     })
 }
 
+/// The decision without an LLM: emergency words, then rules.
 pub fn by_rules(text: &str, rules: &[Rule], agents: &[Specialist]) -> Option<RouteDecision> {
     if is_emergency(text) {
         return Some(RouteDecision {
