@@ -212,6 +212,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_specialist_answers_except_in_an_emergency() {
+        let agents = super::super::specialists::built_in();
+        let mut vars = std::collections::BTreeMap::new();
+        assert_eq!(pinned("What does it cost?", &vars, &agents), None);
+        vars.insert(PINNED_AGENT.to_string(), serde_json::json!("sales"));
+        let decision = pinned("Can I book a repair?", &vars, &agents).unwrap();
+        assert_eq!(
+            (decision.agent.as_str(), decision.by.as_str()),
+            ("sales", "pinned")
+        );
+        assert_eq!(pinned("I smell gas in the basement", &vars, &agents), None);
+        vars.insert(PINNED_AGENT.to_string(), serde_json::json!("deleted-agent"));
+        assert_eq!(pinned("Can I book a repair?", &vars, &agents), None);
+    }
+
+    #[test]
     fn emergency_words_win_then_rules_by_priority_on_word_boundaries() {
         let agents = super::super::specialists::built_in();
         let rules = Rule::load(vec![
