@@ -309,12 +309,12 @@ fn follow(ui: Ui, id: Uuid) {
                     }
                     match event {
                         "message" => {
-                            if let Ok(m) = serde_json::from_str::<VisitorMessage>(data) {
+                            if let Ok(m) = crate::net::parse::<VisitorMessage>(data) {
                                 ui.arrived(m);
                             }
                         }
                         "status" => {
-                            if let Ok(c) = serde_json::from_str::<VisitorConversation>(data) {
+                            if let Ok(c) = crate::net::parse::<VisitorConversation>(data) {
                                 ui.status.set(c.status);
                             }
                         }
@@ -386,7 +386,7 @@ async fn send(ui: Ui, content: String) {
         }
     });
     ui.busy.set(true);
-    let body = serde_json::to_string(&PostMessage {
+    let body = net::text_of(&PostMessage {
         content,
         stream: true,
     })
@@ -404,24 +404,22 @@ async fn send(ui: Ui, content: String) {
             };
             match event {
                 "message.delta" => {
-                    if let Ok(d) = serde_json::from_str::<Delta>(data) {
+                    if let Ok(d) = crate::net::parse::<Delta>(data) {
                         edit(&mut |i| i.text.push_str(&d.text));
                     }
                 }
                 "sources" => {
-                    if let Ok(s) = serde_json::from_str::<Sources>(data) {
+                    if let Ok(s) = crate::net::parse::<Sources>(data) {
                         edit(&mut |i| i.sources = s.sources.clone());
                     }
                 }
                 "message.done" => {
-                    if let Ok(d) = serde_json::from_str::<Done>(data) {
+                    if let Ok(d) = crate::net::parse::<Done>(data) {
                         ui.status.set(d.status);
                     }
                 }
                 "error" => {
-                    failed = serde_json::from_str::<Problem>(data)
-                        .ok()
-                        .map(|e| e.message);
+                    failed = crate::net::parse::<Problem>(data).ok().map(|e| e.message);
                 }
                 _ => {}
             }
@@ -526,7 +524,7 @@ fn listen(ui: Ui) {
         let data: HostMessage = js_sys::JSON::stringify(&e.data())
             .ok()
             .and_then(|s| s.as_string())
-            .and_then(|s| serde_json::from_str(&s).ok())
+            .and_then(|s| crate::net::parse(&s).ok())
             .unwrap_or_default();
         match data.kind.as_deref() {
             Some("init") => {

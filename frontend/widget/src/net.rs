@@ -13,6 +13,21 @@ use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Respon
 
 use app::types::{RefreshVisitorSession, StartVisitorSession, VisitorIdentity, VisitorSession};
 
+/// JSON text read into `T`: the browser parses, `serde-wasm-bindgen` reads the result (smaller
+/// than a JSON parser in the WASM).
+pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ()> {
+    let value = js_sys::JSON::parse(text).map_err(|_| ())?;
+    serde_wasm_bindgen::from_value(value).map_err(|_| ())
+}
+
+/// `value` as JSON text, written by the browser.
+pub fn text_of<T: Serialize>(value: &T) -> Option<String> {
+    let value = value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .ok()?;
+    js_sys::JSON::stringify(&value).ok()?.as_string()
+}
+
 /// Why a call failed, as the visitor is told.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Failure {
@@ -137,7 +152,7 @@ async fn failure(response: &Response) -> Failure {
         #[serde(default)]
         errors: Vec<Field>,
     }
-    let body: Problem = serde_json::from_str(&text(response).await).unwrap_or_default();
+    let body: Problem = crate::net::parse(&text(response).await).unwrap_or_default();
     let why = body
         .errors
         .into_iter()
@@ -152,13 +167,16 @@ async fn json<T: DeserializeOwned>(response: Response) -> Result<T, Failure> {
     if !response.ok() {
         return Err(failure(&response).await);
     }
-    serde_json::from_str(&text(&response).await).map_err(|_| Failure::Unavailable)
+    crate::net::parse(&text(&response).await).map_err(|_| Failure::Unavailable)
 }
+
+/// Where else a refresh token is kept.
+type Keeper = Box<dyn Fn(&str)>;
 
 thread_local! {
     /// Also keeps the refresh token elsewhere: with the loader, on the host page, where a
     /// frame of another site may not keep storage (browsers block or partition it).
-    static KEEP: RefCell<Option<Box<dyn Fn(&str)>>> = RefCell::new(None);
+    static KEEP: RefCell<Option<Keeper>> = RefCell::new(None);
 }
 
 /// Sets where else refresh tokens are kept.
@@ -195,7 +213,7 @@ pub async fn open(
                 origin: origin.to_string(),
                 identity,
             };
-            let body = serde_json::to_string(&body).map_err(|_| Failure::Unavailable)?;
+            let body = text_of(&body).ok_or(Failure::Unavailable)?;
             let path = format!("/widget-api/v1/widgets/{public_id}/sessions");
             json(send("POST", &path, Some(body), None, None).await?).await?
         }
@@ -215,7 +233,7 @@ async fn renew(public_id: &str, origin: &str, refresh: &str) -> Result<VisitorSe
         refresh_token: refresh.to_string(),
         origin: origin.to_string(),
     };
-    let body = serde_json::to_string(&body).map_err(|_| Failure::Unavailable)?;
+    let body = text_of(&body).ok_or(Failure::Unavailable)?;
     let session: VisitorSession = json(
         send(
             "POST",
@@ -264,7 +282,7 @@ impl Session {
         path: &str,
         body: &B,
     ) -> Result<T, Failure> {
-        let body = serde_json::to_string(body).map_err(|_| Failure::Unavailable)?;
+        let body = text_of(body).ok_or(Failure::Unavailable)?;
         json(self.call(method, path, Some(body), None).await?).await
     }
 
