@@ -146,6 +146,33 @@ test("a visitor chats on another site, comes back, rates, and a person's reply r
   await visitor.close();
 });
 
+test("the widget can be used with the keyboard alone", async () => {
+  const page = await openPage(await newContext({ viewport: { width: 1280, height: 800 } }));
+  await page.goto(`${hostUrl()}/keyboard`);
+  const launcher = page.getByRole("button", { name: "Chat with us" });
+  await launcher.waitFor();
+  // The launcher is the page's only control: Tab reaches it, Enter opens the panel.
+  await page.keyboard.press("Tab");
+  assert.equal(await launcher.evaluate((el) => el === document.activeElement), true);
+  await page.keyboard.press("Enter");
+  const frame = page.frameLocator('iframe[title="Chat"]');
+  await frame.locator("#compose-input:focus").waitFor();
+  await page.keyboard.type("Is parking free?");
+  await page.keyboard.press("Enter");
+  await frame.getByText("Is parking free?", { exact: true }).last().waitFor();
+  await frame.locator("li.msg.bot .rate-answer").last().waitFor();
+  // Shift+Tab walks back to the answer's rating buttons; Space presses one.
+  await frame.locator("#compose-input").focus();
+  for (let i = 0; i < 2; i++) await page.keyboard.press("Shift+Tab");
+  await page.keyboard.press("Space");
+  await frame.locator('li.msg.bot button[aria-pressed="true"]').last().waitFor();
+  await frame.locator("#compose-input").focus();
+  await page.keyboard.press("Escape");
+  await page.locator('button[aria-expanded="false"]').waitFor();
+  assert.equal(await launcher.evaluate((el) => el === document.activeElement), true);
+  await page.close();
+});
+
 test("a site that is not allowed gets no working widget", async () => {
   const page = await openPage(await newContext());
   await page.goto(`${strangerUrl()}/copy`);
