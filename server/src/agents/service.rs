@@ -601,12 +601,7 @@ impl ConversationServiceImpl {
             origin.visitor = visitors
                 .iter()
                 .find(|v| Some(v.id) == visitor_id)
-                .map(|v| Visitor {
-                    id: v.id,
-                    name: v.name.clone(),
-                    email: v.email.clone(),
-                    verified: v.verified,
-                });
+                .map(widget_visitors::Model::to_visitor);
         }
         Ok(())
     }

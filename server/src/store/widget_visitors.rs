@@ -21,3 +21,15 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The visitor as the widget and the console show them.
+    pub fn to_visitor(&self) -> app::types::Visitor {
+        app::types::Visitor {
+            id: self.id,
+            name: self.name.clone(),
+            email: self.email.clone(),
+            verified: self.verified,
+        }
+    }
+}

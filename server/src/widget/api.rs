@@ -92,14 +92,6 @@ impl FromRequestParts<AppState> for VisitorAuth {
     }
 }
 
-/// Spends the budgets, or answers 429.
-async fn limited(
-    state: &AppState,
-    budgets: &[(Scope, String, Rate)],
-) -> Result<Option<crate::kv::Decision>, Response> {
-    spend_all(state, budgets, "widget").await
-}
-
 fn with_headers(mut response: Response, decision: Option<crate::kv::Decision>) -> Response {
     if let Some(d) = decision {
         write_headers(response.headers_mut(), &d);
@@ -135,7 +127,7 @@ pub async fn start_session(
             Rate::per_minute(SESSIONS_PER_WIDGET_MINUTE),
         ),
     ];
-    let decision = limited(&s, &budgets).await?;
+    let decision = spend_all(&s, &budgets, "widget").await?;
     let session = s
         .visitors
         .start(&public_id, start)
@@ -164,7 +156,7 @@ pub async fn refresh_session(
     extensions: Extensions,
     ApiJson(request): ApiJson<RefreshVisitorSession>,
 ) -> Result<Response, Response> {
-    let decision = limited(&s, &[ip_budget(&s, &extensions)]).await?;
+    let decision = spend_all(&s, &[ip_budget(&s, &extensions)], "widget").await?;
     let session = s
         .visitors
         .refresh(request)
@@ -306,7 +298,7 @@ pub async fn post_message(
         ),
         ip_budget(&s, &extensions),
     ];
-    let decision = limited(&s, &budgets).await?;
+    let decision = spend_all(&s, &budgets, "widget").await?;
     let visitors = s.visitors.clone();
     let (first, rx) = spawn_events(move |sink| async move {
         visitors

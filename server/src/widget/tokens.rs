@@ -110,7 +110,7 @@ pub fn new_identity_secret() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex(&bytes)
+    api_key::hex(&bytes)
 }
 
 /// What a tenant's backend computes for a visitor: the hex HMAC-SHA256 of the visitor's id
@@ -120,17 +120,13 @@ pub fn identity_hash(secret: &str, id: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
     mac.update(id.as_bytes());
-    hex(&mac.finalize().into_bytes())
+    api_key::hex(&mac.finalize().into_bytes())
 }
 
 /// Whether `hash` is [`identity_hash`] of `id` under `secret` (compared in constant time).
 pub fn identity_matches(secret: &str, id: &str, hash: &str) -> bool {
     let expected = identity_hash(secret, id);
     api_key::constant_time_eq(expected.as_bytes(), hash.trim().to_lowercase().as_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

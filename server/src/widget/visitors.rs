@@ -58,10 +58,6 @@ pub struct Visitors {
     console_origin: String,
 }
 
-fn unauthorized() -> AppError {
-    AppError::Unauthorized
-}
-
 /// Whether a page at `origin` may use the widget.
 pub fn origin_allowed(settings: &WidgetSettings, origin: &str, console_origin: &str) -> bool {
     let origin = normal_origin(origin);
@@ -94,15 +90,6 @@ pub fn open_now(timezone: &str, hours: &[BusinessHours], now: DateTime<Utc>) -> 
         h.weekday == weekday
             && matches!((parse(&h.open), parse(&h.close)), (Some(o), Some(c)) if o <= time && time < c)
     })
-}
-
-fn to_visitor(m: &widget_visitors::Model) -> Visitor {
-    Visitor {
-        id: m.id,
-        name: m.name.clone(),
-        email: m.email.clone(),
-        verified: m.verified,
-    }
 }
 
 fn to_visitor_conversation(m: &conversations::Model) -> VisitorConversation {
@@ -360,7 +347,7 @@ impl Visitors {
             access_token,
             expires_in: self.signer.ttl.as_secs(),
             refresh_token: refresh,
-            visitor: to_visitor(visitor),
+            visitor: visitor.to_visitor(),
             widget: self.public(widget).await?,
         })
     }
@@ -390,16 +377,17 @@ impl Visitors {
         request: RefreshVisitorSession,
     ) -> Result<VisitorSession, AppError> {
         check(&request)?;
-        let digest = tokens::refresh_digest(&request.refresh_token).ok_or_else(unauthorized)?;
+        let digest =
+            tokens::refresh_digest(&request.refresh_token).ok_or(AppError::Unauthorized)?;
         let token = widget_refresh_tokens::Entity::find()
             .filter(widget_refresh_tokens::Column::TokenHash.eq(digest))
             .one(&self.db)
             .await
             .map_err(db_error)?
-            .ok_or_else(unauthorized)?;
+            .ok_or(AppError::Unauthorized)?;
         let now = Utc::now();
         if token.revoked_at.is_some() || token.expires_at <= now {
-            return Err(unauthorized());
+            return Err(AppError::Unauthorized);
         }
         let txn = self.db.begin().await.map_err(db_error)?;
         // Conditional, so two requests racing with one token cannot both win.
@@ -415,14 +403,14 @@ impl Visitors {
             self.revoke_family(token.family_id).await?;
             metrics::counter!("widget_refresh_reuse_total").increment(1);
             tracing::warn!(family = %token.family_id, "a used refresh token came back; its family is revoked");
-            return Err(unauthorized());
+            return Err(AppError::Unauthorized);
         }
         let widget = widgets::Entity::find_by_id(token.widget_id)
             .filter(widgets::Column::TenantId.eq(token.tenant_id))
             .one(&txn)
             .await
             .map_err(db_error)?
-            .ok_or_else(unauthorized)?;
+            .ok_or(AppError::Unauthorized)?;
         let settings = settings_of(&widget);
         self.check_origin(&settings, &request.origin)?;
         let visitor = widget_visitors::Entity::find_by_id(token.visitor_id)
@@ -430,7 +418,7 @@ impl Visitors {
             .one(&txn)
             .await
             .map_err(db_error)?
-            .ok_or_else(unauthorized)?;
+            .ok_or(AppError::Unauthorized)?;
         if settings.identity == IdentityMode::Enforced && !visitor.verified {
             return Err(AppError::Forbidden(
                 "this widget is for signed-in customers of the site only".into(),
@@ -459,20 +447,20 @@ impl Visitors {
 
     /// The visitor an access token names, while their widget and row exist.
     pub async fn authenticate(&self, token: &str) -> Result<VisitorCx, AppError> {
-        let claims = self.signer.verify(token).ok_or_else(unauthorized)?;
+        let claims = self.signer.verify(token).ok_or(AppError::Unauthorized)?;
         let widget = widgets::Entity::find_by_id(claims.wid)
             .filter(widgets::Column::TenantId.eq(claims.tid))
             .one(&self.db)
             .await
             .map_err(db_error)?
-            .ok_or_else(unauthorized)?;
+            .ok_or(AppError::Unauthorized)?;
         let visitor = widget_visitors::Entity::find_by_id(claims.sub)
             .filter(widget_visitors::Column::WidgetId.eq(widget.id))
             .filter(widget_visitors::Column::TenantId.eq(claims.tid))
             .one(&self.db)
             .await
             .map_err(db_error)?
-            .ok_or_else(unauthorized)?;
+            .ok_or(AppError::Unauthorized)?;
         let access = Access {
             tenant_id: widget.tenant_id,
             actor: Actor::Visitor {
@@ -507,7 +495,7 @@ impl Visitors {
         active.email = Set(update.email.map(|e| e.trim().to_lowercase()));
         active.last_seen_at = Set(Utc::now());
         let row = active.update(&self.db).await.map_err(db_error)?;
-        Ok(to_visitor(&row))
+        Ok(row.to_visitor())
     }
 
     /// The visitor's conversations on this widget, newest first (verified visitors: from
