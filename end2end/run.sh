@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 SERVER_BIN="${SERVER_BIN:-target/debug/server}"
 PORT="${E2E_PORT:-3917}"
 DATA_DIR="$(mktemp -d)"
-export DATA_DIR LEPTOS_SITE_ADDR="127.0.0.1:$PORT" DATABASE_URL="" LOGIN_ATTEMPTS_PER_MINUTE=100
+# The widget test's fake LLM provider listens on loopback, which tenants' endpoints may not use
+# unless FETCH_ALLOW_PRIVATE is set.
+export DATA_DIR LEPTOS_SITE_ADDR="127.0.0.1:$PORT" DATABASE_URL="" LOGIN_ATTEMPTS_PER_MINUTE=100 FETCH_ALLOW_PRIVATE=true
 # The model `make models` fetched, as `make run` uses it (the scratch data dir has none).
 export EMBEDDING_MODEL_DIR="${EMBEDDING_MODEL_DIR:-$PWD/data/models/all-MiniLM-L6-v2}"
 "$SERVER_BIN" serve > "$DATA_DIR/server.log" 2>&1 &

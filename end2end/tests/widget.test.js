@@ -5,38 +5,112 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { createServer as createTcpServer, connect } from "node:net";
 import { mkdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { createHmac } from "node:crypto";
 import { ADMIN, BASE, hydrationProblems, newContext, openPage, signIn } from "../lib/browser.js";
 
 const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
+// What the widget loads before a visitor can type, gzip -9, may not grow past this.
+const CEILING = 160 * 1024;
 const NONCE = "host-nonce-42";
 let host, stranger, publicId;
 
 // A shop's page: only its own nonce'd scripts and our frame may run. `?w=` names another
-// widget; `?id=&hash=&email=` makes the page identify its signed-in customer.
+// widget; `?id=&hash=&email=` makes the page identify its signed-in customer; `?via=` loads
+// the widget through another address of the platform (the cuttable proxy below).
 function hostServer() {
   return new Promise((resolve) => {
     const server = createServer((req, res) => {
       const query = new URL(req.url, "http://host").searchParams;
       const widget = query.get("w") || publicId;
+      const base = query.get("via") || BASE;
       const identify = query.get("id")
         ? `<script nonce="${NONCE}">window.AgentWidget = window.AgentWidget || function () { (AgentWidget.q = AgentWidget.q || []).push(arguments); };
 AgentWidget("identify", ${JSON.stringify({ id: query.get("id"), hash: query.get("hash"), name: "Ada", email: query.get("email") })});</script>`
         : "";
       res.writeHead(200, {
         "content-type": "text/html; charset=utf-8",
-        "content-security-policy": `default-src 'none'; script-src 'nonce-${NONCE}'; frame-src ${BASE}`,
+        "content-security-policy": `default-src 'none'; script-src 'nonce-${NONCE}'; frame-src ${base}`,
       });
       res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>Shop</title></head>
 <body><h1>Garden shop</h1><p>Spades, hoses and seeds.</p>${identify}
-<script nonce="${NONCE}" src="${BASE}/widget.js" data-widget="${widget}" async></script>
+<script nonce="${NONCE}" src="${base}/widget.js" data-widget="${widget}" async></script>
 </body></html>`);
     });
     server.listen(0, "127.0.0.1", () => resolve(server));
   });
+}
+
+// A TCP proxy in front of the platform whose network can be cut: `cut()` drops every open
+// connection and refuses new ones until `restore()`.
+function cuttableProxy() {
+  const target = new URL(BASE);
+  const sockets = new Set();
+  let down = false;
+  const server = createTcpServer((client) => {
+    if (down) return client.destroy();
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      sockets.add(a);
+      a.on("close", () => { sockets.delete(a); b.destroy(); });
+      a.on("error", () => b.destroy());
+      a.pipe(b);
+    }
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() { down = true; for (const s of sockets) s.destroy(); },
+    restore() { down = false; },
+    close() { for (const s of sockets) s.destroy(); server.close(); },
+  })));
+}
+
+// An OpenAI-compatible provider on loopback that answers at once (or a word every `gap` ms),
+// streamed as the real one streams: role chunk, content chunks, finish, usage, [DONE].
+const ANSWER = ["Parking ", "is ", "free ", "after ", "six ", "in ", "the ", "evening."];
+let llmGap = 0;
+function fakeLlm() {
+  const server = createServer(async (req, res) => {
+    let text = "";
+    for await (const chunk of req) text += chunk;
+    const request = JSON.parse(text || "{}");
+    const words = request.model === "fake-router" ? ["support"] : ANSWER;
+    const usage = { prompt_tokens: 10, completion_tokens: words.length, total_tokens: 10 + words.length };
+    const head = { id: "chatcmpl-fake", created: 1, model: request.model };
+    if (!request.stream) {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ ...head, object: "chat.completion", usage,
+        choices: [{ index: 0, message: { role: "assistant", content: words.join("") }, finish_reason: "stop" }] }));
+    }
+    const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ ...head, object: "chat.completion.chunk", choices, ...extra })}\n\n`;
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    res.write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
+    for (const word of words) {
+      res.write(chunk([{ index: 0, delta: { content: word }, finish_reason: null }]));
+      if (llmGap) await new Promise((r) => setTimeout(r, llmGap));
+    }
+    res.write(chunk([{ index: 0, delta: {}, finish_reason: "stop" }]));
+    res.write(chunk([], { usage }));
+    res.end("data: [DONE]\n\n");
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+// Opens the conversation titled `title` in the console and replies to it as a person.
+async function replyAsPerson(admin, title, text) {
+  if (!admin.url().endsWith("/conversations")) {
+    await admin.goto(`${BASE}/conversations`);
+    await admin.waitForSelector("body[data-hydrated=true]");
+    const open = admin.getByRole("button", { name: `Open ${title}` }).first();
+    await open.waitFor({ timeout: 15000 });
+    await open.click();
+  }
+  await admin.getByLabel("Reply as a person (takes the conversation)").fill(text);
+  await admin.getByRole("button", { name: "Send reply" }).click();
+  await admin.locator("ol.transcript").getByText(text).first().waitFor();
 }
 
 before(async () => {
@@ -229,6 +303,50 @@ test("with enforced identity only visitors the site signed for get a widget", as
   await page.close();
 });
 
+test("with the language on auto, the widget speaks the visitor's browser language", async () => {
+  const page = await openPage(await newContext({ viewport: { width: 1280, height: 800 }, locale: "de-DE" }));
+  await page.goto(`${hostUrl()}/german`);
+  await page.getByRole("button", { name: "Chat with us" }).click();
+  const frame = page.frameLocator('iframe[title="Chat"]');
+  await frame.getByLabel("Ihre Nachricht").waitFor();
+  await frame.getByRole("button", { name: "Senden" }).waitFor();
+  assert.equal(await frame.locator("html").getAttribute("lang"), "de");
+  await page.close();
+});
+
+test("after the network drops, the widget reconnects and gets what it missed, once", async () => {
+  const proxy = await cuttableProxy();
+  const page = await openPage(await newContext({ viewport: { width: 1280, height: 800 } }));
+  await page.goto(`${hostUrl()}/reconnect?via=${encodeURIComponent(proxy.url)}`);
+  await page.getByRole("button", { name: "Chat with us" }).click();
+  const frame = page.frameLocator('iframe[title="Chat"]');
+  const input = frame.getByLabel("Your message");
+  await frame.getByRole("button", { name: "New" }).click();
+  const title = "Can you repair a garden hose?";
+  await input.fill(title);
+  await input.press("Enter");
+  await frame.locator("li.msg.bot .rate-answer").last().waitFor();
+
+  const admin = await openPage();
+  await signIn(admin, ADMIN);
+  await replyAsPerson(admin, title, "Yes, bring it by.");
+  await frame.getByText("Yes, bring it by.").waitFor({ timeout: 10000 });
+
+  // The visitor's network drops; the person writes twice; the network comes back.
+  proxy.cut();
+  await replyAsPerson(admin, title, "We are open until six.");
+  await replyAsPerson(admin, title, "Ask for Sam.");
+  await new Promise((r) => setTimeout(r, 1500));
+  proxy.restore();
+  await frame.getByText("Ask for Sam.").waitFor({ timeout: 15000 });
+  for (const text of ["Yes, bring it by.", "We are open until six.", "Ask for Sam."]) {
+    assert.equal(await frame.getByText(text, { exact: true }).count(), 1, text);
+  }
+  await admin.close();
+  await page.close();
+  proxy.close();
+});
+
 test("the widget's size, open time and first-token time", async () => {
   const parts = [
     ["loader /widget.js", "/widget.js"],
@@ -251,6 +369,8 @@ test("the widget's size, open time and first-token time", async () => {
   console.log(`widget sizes\n${rows.join("\n")}\n${"total".padEnd(18)} ${String(total).padStart(25)} B gzip -9 (goal ≤ 100 KB; loader ≤ 3 KB)`);
   const loader = gzipSync(Buffer.from(await (await fetch(`${BASE}/widget.js`)).arrayBuffer()), { level: 9 }).length;
   assert.ok(loader <= 3 * 1024, `the loader is ${loader} B gzipped`);
+  // The goal (100 KB) is not met yet; this ceiling keeps it from growing meanwhile.
+  assert.ok(total <= CEILING, `the widget loads ${total} B gzipped before a visitor can type (ceiling ${CEILING} B)`);
 
   const page = await openPage(await newContext({ viewport: { width: 1280, height: 800 } }));
   await page.goto(`${hostUrl()}/timing`);
@@ -266,20 +386,53 @@ test("the widget's size, open time and first-token time", async () => {
     await frame.getByLabel("Your message").press("Escape");
     await page.locator('button[aria-expanded="false"]').waitFor();
   }
-  const firsts = [];
-  await launcher.click();
-  await frame.getByRole("button", { name: "New" }).click();
-  for (let i = 0; i < 5; i++) {
-    const answers = await frame.locator("li.msg.bot .body").count();
+
+  // The tenant's provider is a fake on loopback that answers at once.
+  const llm = await fakeLlm();
+  const admin = await openPage();
+  await signIn(admin, ADMIN);
+  await admin.goto(`${BASE}/settings`);
+  await admin.waitForSelector("body[data-hydrated=true]");
+  await admin.getByLabel("Endpoint (base URL)").fill(`http://127.0.0.1:${llm.address().port}/v1`);
+  await admin.getByLabel("Chat model", { exact: true }).fill("fake-chat");
+  await admin.getByLabel(/^Router model/).fill("fake-router");
+  await admin.getByLabel("API key", { exact: true }).fill("sk-fake-widget-test");
+  await admin.getByRole("button", { name: "Save provider" }).click();
+  await admin.getByText("Provider saved; it answers from the next message.").waitFor();
+  try {
+    const firsts = [];
+    await launcher.click();
+    await frame.getByRole("button", { name: "New" }).click();
     const input = frame.getByLabel("Your message");
-    await input.fill(`Is parking free? (${i})`);
-    const started = Date.now();
+    const answer = (n) => frame.locator("li.msg.bot .body").nth(n);
+    for (let i = 0; i < 10; i++) {
+      const answers = await frame.locator("li.msg.bot .body").count();
+      const rated = await frame.locator("li.msg.bot .rate-answer").count();
+      await input.fill(`Is parking free? (${i})`);
+      const started = Date.now();
+      await input.press("Enter");
+      await answer(answers).filter({ hasText: /\S/ }).waitFor();
+      firsts.push(Date.now() - started);
+      await frame.locator("li.msg.bot .rate-answer").nth(rated).waitFor();
+      assert.equal((await answer(answers).textContent()).trim(), ANSWER.join(""));
+    }
+    console.log(`widget open (click → input focused) p50 ${median(opens)} ms over ${opens.length}; first streamed token p50 ${median(firsts)} ms over ${firsts.length} (fake LLM answering at once)`);
+
+    // Word by word: the first words show while the rest is still being written.
+    llmGap = 400;
+    const answers = await frame.locator("li.msg.bot .body").count();
+    await input.fill("Is parking free at night?");
     await input.press("Enter");
-    await frame.locator("li.msg.bot .body").nth(answers).filter({ hasText: /\S/ }).waitFor();
-    firsts.push(Date.now() - started);
-    await frame.locator("li.msg.bot .rate-answer").nth(i).waitFor();
+    await answer(answers).filter({ hasText: /^Parking/ }).waitFor();
+    assert.notEqual((await answer(answers).textContent()).trim(), ANSWER.join(""));
+    await answer(answers).filter({ hasText: "the evening." }).waitFor({ timeout: 10000 });
+  } finally {
+    llmGap = 0;
+    await admin.getByRole("button", { name: "Use the platform default" }).click();
+    await admin.getByText("Back to the platform's provider.").waitFor();
+    await admin.close();
+    llm.close();
   }
-  console.log(`widget open (click → input focused) p50 ${median(opens)} ms over ${opens.length}; first answer text p50 ${median(firsts)} ms over ${firsts.length} (offline answers, no LLM)`);
   await page.close();
 });
 

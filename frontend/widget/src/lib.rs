@@ -4,7 +4,9 @@
 //! shows the visitor's latest conversation, streams answers, and follows the conversation for
 //! an operator's replies.
 
+mod json;
 mod net;
+mod text;
 
 use std::rc::Rc;
 
@@ -21,6 +23,7 @@ use app::types::{
     VisitorConversation, VisitorIdentity, VisitorMessage, VisitorSource, VisitorTranscript,
 };
 use net::{Failure, Session};
+use text::Text;
 
 /// What the loader sends: `init` (with the page and any identity), `open`, `reset`.
 #[derive(Default, Deserialize)]
@@ -75,6 +78,8 @@ struct Ui {
     conversation: RwSignal<Option<Uuid>>,
     status: RwSignal<ConversationStatus>,
     widget: RwSignal<Option<PublicWidget>>,
+    /// The widget's own words, in the frame page's language (see `text::chosen`).
+    t: &'static Text,
     error: RwSignal<Option<String>>,
     busy: RwSignal<bool>,
     needs_details: RwSignal<bool>,
@@ -122,7 +127,7 @@ impl Ui {
     }
 
     fn fail(&self, f: Failure) {
-        self.error.set(Some(f.text()));
+        self.error.set(Some(f.text(self.t)));
     }
 
     /// A message from the event stream: updates the line it confirms, or adds it.
@@ -309,12 +314,12 @@ fn follow(ui: Ui, id: Uuid) {
                     }
                     match event {
                         "message" => {
-                            if let Ok(m) = crate::net::parse::<VisitorMessage>(data) {
+                            if let Ok(m) = json::parse::<VisitorMessage>(data) {
                                 ui.arrived(m);
                             }
                         }
                         "status" => {
-                            if let Ok(c) = crate::net::parse::<VisitorConversation>(data) {
+                            if let Ok(c) = json::parse::<VisitorConversation>(data) {
                                 ui.status.set(c.status);
                             }
                         }
@@ -322,11 +327,19 @@ fn follow(ui: Ui, id: Uuid) {
                     }
                 })
                 .await;
-            if outcome == Err(Failure::SignedOut) {
-                return;
+            match outcome {
+                Err(Failure::SignedOut) => return,
+                // The server ended the stream: follow again soon.
+                Ok(()) => {
+                    delay = 500;
+                    sleep(delay).await;
+                }
+                // No answer: wait longer each time, up to 10 s.
+                Err(_) => {
+                    sleep(delay).await;
+                    delay = (delay * 2).min(10_000);
+                }
             }
-            sleep(delay).await;
-            delay = (delay * 2).min(10_000);
         }
     });
 }
@@ -404,22 +417,22 @@ async fn send(ui: Ui, content: String) {
             };
             match event {
                 "message.delta" => {
-                    if let Ok(d) = crate::net::parse::<Delta>(data) {
+                    if let Ok(d) = json::parse::<Delta>(data) {
                         edit(&mut |i| i.text.push_str(&d.text));
                     }
                 }
                 "sources" => {
-                    if let Ok(s) = crate::net::parse::<Sources>(data) {
+                    if let Ok(s) = json::parse::<Sources>(data) {
                         edit(&mut |i| i.sources = s.sources.clone());
                     }
                 }
                 "message.done" => {
-                    if let Ok(d) = crate::net::parse::<Done>(data) {
+                    if let Ok(d) = json::parse::<Done>(data) {
                         ui.status.set(d.status);
                     }
                 }
                 "error" => {
-                    failed = crate::net::parse::<Problem>(data).ok().map(|e| e.message);
+                    failed = json::parse::<Problem>(data).ok().map(|e| e.message);
                 }
                 _ => {}
             }
@@ -427,7 +440,7 @@ async fn send(ui: Ui, content: String) {
         .await;
     ui.busy.set(false);
     let failed = match outcome {
-        Err(f) => Some(f.text()),
+        Err(f) => Some(f.text(ui.t)),
         Ok(()) => failed,
     };
     if let Some(why) = failed {
@@ -521,11 +534,7 @@ fn listen(ui: Ui) {
         if e.origin() != ui.host.get_value() {
             return;
         }
-        let data: HostMessage = js_sys::JSON::stringify(&e.data())
-            .ok()
-            .and_then(|s| s.as_string())
-            .and_then(|s| crate::net::parse(&s).ok())
-            .unwrap_or_default();
+        let data = HostMessage::deserialize(json::Value(e.data())).unwrap_or_default();
         match data.kind.as_deref() {
             Some("init") => {
                 ui.page_url.set_value(data.page_url);
@@ -550,16 +559,17 @@ fn listen(ui: Ui) {
 
 #[component]
 fn Line(item: Item, ui: Ui) -> impl IntoView {
+    let t = ui.t;
     let who = match item.role {
-        MessageRole::User => "You",
-        MessageRole::Assistant => "Assistant",
-        MessageRole::Operator => "Team",
+        MessageRole::User => t.you,
+        MessageRole::Assistant => t.assistant,
+        MessageRole::Operator => t.team,
     };
     let class = format!("msg {}", item.role_class());
     let pending = item.id.is_none() && item.role != MessageRole::User && item.text.is_empty();
     let body = match (&item.html, pending) {
         (_, true) => {
-            view! { <span class="typing" aria-label="Typing"><i></i><i></i><i></i></span> }
+            view! { <span class="typing" aria-label=t.typing><i></i><i></i><i></i></span> }
                 .into_any()
         }
         (Some(html), false) if item.id.is_some() => {
@@ -570,7 +580,7 @@ fn Line(item: Item, ui: Ui) -> impl IntoView {
     };
     let sources = (!item.sources.is_empty()).then(|| {
         view! {
-            <ul class="sources" aria-label="Sources">
+            <ul class="sources" aria-label=t.sources>
                 {item.sources.iter().map(|s| match &s.url {
                     Some(url) => view! { <li><a href=url.clone() target="_blank" rel="noopener noreferrer">{s.title.clone()}</a></li> }.into_any(),
                     None => view! { <li>{s.title.clone()}</li> }.into_any(),
@@ -583,10 +593,10 @@ fn Line(item: Item, ui: Ui) -> impl IntoView {
         let down = item.feedback == Some(Rating::Down);
         view! {
             <div class="rate-answer">
-                <button type="button" aria-label="Helpful" aria-pressed=up.to_string()
-                    on:click=move |_| spawn_local(rate_answer(ui, id, Rating::Up)) title="Helpful">"▲"</button>
-                <button type="button" aria-label="Not helpful" aria-pressed=down.to_string()
-                    on:click=move |_| spawn_local(rate_answer(ui, id, Rating::Down)) title="Not helpful">"▼"</button>
+                <button type="button" aria-label=t.helpful aria-pressed=up.to_string()
+                    on:click=move |_| spawn_local(rate_answer(ui, id, Rating::Up)) title=t.helpful>"▲"</button>
+                <button type="button" aria-label=t.not_helpful aria-pressed=down.to_string()
+                    on:click=move |_| spawn_local(rate_answer(ui, id, Rating::Down)) title=t.not_helpful>"▼"</button>
             </div>
         }
     });
@@ -612,6 +622,7 @@ impl Item {
 
 #[component]
 fn Details(ui: Ui) -> impl IntoView {
+    let t = ui.t;
     let name = RwSignal::new(String::new());
     let email = RwSignal::new(String::new());
     view! {
@@ -619,25 +630,26 @@ fn Details(ui: Ui) -> impl IntoView {
             e.prevent_default();
             spawn_local(save_details(ui, name.get_untracked(), email.get_untracked()));
         }>
-            <p>"Before we start, tell us who you are."</p>
-            <label>"Name"<input required autocomplete="name" bind:value=name/></label>
-            <label>"Email"<input required type="email" autocomplete="email" bind:value=email/></label>
-            <button type="submit">"Start chatting"</button>
+            <p>{t.details_intro}</p>
+            <label>{t.name}<input required autocomplete="name" bind:value=name/></label>
+            <label>{t.email}<input required type="email" autocomplete="email" bind:value=email/></label>
+            <button type="submit">{t.start_chatting}</button>
         </form>
     }
 }
 
 #[component]
 fn Csat(ui: Ui) -> impl IntoView {
+    let t = ui.t;
     view! {
-        <div class="csat" role="group" aria-label="Rate this conversation">
+        <div class="csat" role="group" aria-label=t.rate_conversation>
             {move || match ui.rating.get() {
-                Some(score) => view! { <p>{format!("Thank you! You rated this conversation {score} of 5.")}</p> }.into_any(),
+                Some(score) => view! { <p>{t.rated}{score}{t.rated_after}</p> }.into_any(),
                 None => view! {
-                    <p>"How was this conversation?"</p>
+                    <p>{t.how_was_it}</p>
                     <div class="stars">
                         {(1..=5u8).map(|s| view! {
-                            <button type="button" aria-label=format!("{s} of 5")
+                            <button type="button" aria-label=[&s.to_string(), t.of_five].concat()
                                 on:click=move |_| spawn_local(rate_conversation(ui, s))>{s}</button>
                         }).collect_view()}
                     </div>
@@ -659,9 +671,6 @@ fn Widget(ui: Ui) -> impl IntoView {
                 let style = root.style();
                 let _ = style.set_property("--accent", &w.color);
                 let _ = style.set_property("--on-accent", text_on(&w.color));
-                if w.language != "auto" {
-                    let _ = root.set_attribute("lang", &w.language);
-                }
             }
         }
     });
@@ -685,11 +694,10 @@ fn Widget(ui: Ui) -> impl IntoView {
     let max = move || widget().map_or(2000, |w| w.max_message_length);
     let notice = move || {
         let w = widget()?;
+        let t = ui.t;
         match ui.status.get() {
-            ConversationStatus::WaitingHuman => {
-                Some("We are getting a person from our team for you.".to_string())
-            }
-            ConversationStatus::Human => Some("A person from our team has joined.".to_string()),
+            ConversationStatus::WaitingHuman => Some(t.getting_person.to_string()),
+            ConversationStatus::Human => Some(t.person_joined.to_string()),
             _ if !w.open && !w.offline_message.is_empty() => Some(w.offline_message.clone()),
             _ => None,
         }
@@ -703,22 +711,23 @@ fn Widget(ui: Ui) -> impl IntoView {
         ui.ending.set(false);
         focus_input();
     };
+    let t = ui.t;
     view! {
         <header>
             {move || widget().and_then(|w| w.avatar_url).map(|src| view! { <img class="avatar" src=src alt=""/> })}
             <h1>{move || widget().map(|w| w.name).unwrap_or_default()}</h1>
             <button type="button" class="ghost" on:click=new_conversation
-                title="Start a new conversation">"New"</button>
+                title=t.new_title>{t.new}</button>
             <button type="button" class="ghost" on:click=move |_| ui.ending.update(|e| *e = !*e)
                 disabled=move || ui.conversation.get().is_none()
-                title="Rate this conversation">"Rate"</button>
-            <button type="button" class="ghost" aria-label="Close chat"
+                title=t.rate_conversation>{t.rate}</button>
+            <button type="button" class="ghost" aria-label=t.close
                 on:click=move |_| tell_host(&ui, "close", &[])>"✕"</button>
         </header>
         {move || notice().map(|n| view! { <p class="notice" role="status">{n}</p> })}
-        <ol class="log" aria-live="polite" aria-label="Conversation">
+        <ol class="log" aria-live="polite" aria-label=t.conversation>
             {move || widget().filter(|w| !w.greeting.is_empty()).map(|w| view! {
-                <li class="msg bot"><span class="who">"Assistant"</span><div class="body">{w.greeting}</div></li>
+                <li class="msg bot"><span class="who">{t.assistant}</span><div class="body">{w.greeting}</div></li>
             })}
             <For each=move || ui.items.get() key=|i| (i.key, i.id, i.text.len(), i.html.is_some(), i.feedback, i.sources.len())
                 children=move |item| view! { <Line item=item ui=ui/> }/>
@@ -739,8 +748,8 @@ fn Widget(ui: Ui) -> impl IntoView {
         } else {
             view! {
                 <form class="compose" on:submit=move |e| { e.prevent_default(); submit(); }>
-                    <label class="sr" for="compose-input">"Your message"</label>
-                    <textarea id="compose-input" rows="1" placeholder="Write a message…"
+                    <label class="sr" for="compose-input">{t.your_message}</label>
+                    <textarea id="compose-input" rows="1" placeholder=t.placeholder
                         maxlength=move || max().to_string()
                         prop:value=move || draft.get()
                         on:input=move |e| draft.set(event_target_value(&e))
@@ -748,7 +757,7 @@ fn Widget(ui: Ui) -> impl IntoView {
                             if e.key() == "Enter" && !e.shift_key() { e.prevent_default(); submit(); }
                             if e.key() == "Escape" { tell_host(&ui, "close", &[]); }
                         }></textarea>
-                    <button type="submit" disabled=move || ui.busy.get() || ui.session.with_value(Option::is_none)>"Send"</button>
+                    <button type="submit" disabled=move || ui.busy.get() || ui.session.with_value(Option::is_none)>{t.send}</button>
                 </form>
             }.into_any()
         }}
@@ -763,6 +772,7 @@ pub fn main() {
         conversation: RwSignal::new(None),
         status: RwSignal::new(ConversationStatus::Bot),
         widget: RwSignal::new(None),
+        t: text::chosen(),
         error: RwSignal::new(None),
         busy: RwSignal::new(false),
         needs_details: RwSignal::new(false),

@@ -13,13 +13,6 @@ use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Respon
 
 use app::types::{RefreshVisitorSession, StartVisitorSession, VisitorIdentity, VisitorSession};
 
-/// JSON text read into `T`: the browser parses, `serde-wasm-bindgen` reads the result (smaller
-/// than a JSON parser in the WASM).
-pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ()> {
-    let value = js_sys::JSON::parse(text).map_err(|_| ())?;
-    serde_wasm_bindgen::from_value(value).map_err(|_| ())
-}
-
 /// `value` as JSON text, written by the browser.
 pub fn text_of<T: Serialize>(value: &T) -> Option<String> {
     let value = value
@@ -42,14 +35,13 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn text(&self) -> String {
+    pub fn text(&self, t: &crate::text::Text) -> String {
         match self {
-            Failure::Busy(s) => format!("You are sending messages quickly. Please wait {s} s."),
+            Failure::Busy(s) => [t.busy, &s.to_string(), " s."].concat(),
+            Failure::Refused(why) if why.is_empty() => t.refused.to_string(),
             Failure::Refused(why) => why.clone(),
-            Failure::SignedOut => "Your chat session ended. Reload the page to start again.".into(),
-            Failure::Unavailable => {
-                "We cannot reach the chat service right now. Please try again in a moment.".into()
-            }
+            Failure::SignedOut => t.signed_out.to_string(),
+            Failure::Unavailable => t.unavailable.to_string(),
         }
     }
 }
@@ -152,22 +144,32 @@ async fn failure(response: &Response) -> Failure {
         #[serde(default)]
         errors: Vec<Field>,
     }
-    let body: Problem = crate::net::parse(&text(response).await).unwrap_or_default();
+    let body: Problem = crate::json::parse(&text(response).await).unwrap_or_default();
     let why = body
         .errors
         .into_iter()
         .next()
         .map(|f| f.message)
         .or(body.detail)
-        .unwrap_or_else(|| "The request was refused.".into());
+        .unwrap_or_default();
     Failure::Refused(why)
 }
 
-async fn json<T: DeserializeOwned>(response: Response) -> Result<T, Failure> {
+/// The JSON value of a 2xx answer (parsed by the browser), or the failure it stands for. Not
+/// generic, so each answer type adds only its deserialiser to the WASM.
+async fn value(response: Response) -> Result<JsValue, Failure> {
     if !response.ok() {
         return Err(failure(&response).await);
     }
-    crate::net::parse(&text(&response).await).map_err(|_| Failure::Unavailable)
+    let parsed = response.json().map_err(|_| Failure::Unavailable)?;
+    JsFuture::from(parsed)
+        .await
+        .map_err(|_| Failure::Unavailable)
+}
+
+/// `value` read into `T`.
+fn read<T: DeserializeOwned>(value: JsValue) -> Result<T, Failure> {
+    T::deserialize(crate::json::Value(value)).map_err(|_| Failure::Unavailable)
 }
 
 /// Where else a refresh token is kept.
@@ -215,7 +217,7 @@ pub async fn open(
             };
             let body = text_of(&body).ok_or(Failure::Unavailable)?;
             let path = format!("/widget-api/v1/widgets/{public_id}/sessions");
-            json(send("POST", &path, Some(body), None, None).await?).await?
+            read(value(send("POST", &path, Some(body), None, None).await?).await?)?
         }
     };
     store(&session, public_id);
@@ -234,17 +236,15 @@ async fn renew(public_id: &str, origin: &str, refresh: &str) -> Result<VisitorSe
         origin: origin.to_string(),
     };
     let body = text_of(&body).ok_or(Failure::Unavailable)?;
-    let session: VisitorSession = json(
-        send(
-            "POST",
-            "/widget-api/v1/sessions/refresh",
-            Some(body),
-            None,
-            None,
-        )
-        .await?,
+    let response = send(
+        "POST",
+        "/widget-api/v1/sessions/refresh",
+        Some(body),
+        None,
+        None,
     )
     .await?;
+    let session: VisitorSession = read(value(response).await?)?;
     store(&session, public_id);
     Ok(session)
 }
@@ -273,7 +273,7 @@ impl Session {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
-        json(self.call("GET", path, None, None).await?).await
+        read(value(self.call("GET", path, None, None).await?).await?)
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -283,7 +283,7 @@ impl Session {
         body: &B,
     ) -> Result<T, Failure> {
         let body = text_of(body).ok_or(Failure::Unavailable)?;
-        json(self.call(method, path, Some(body), None).await?).await
+        read(value(self.call(method, path, Some(body), None).await?).await?)
     }
 
     /// Calls `path` and hands each Server-Sent Event (`event`, its JSON data) to `on_event`

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::service::settings_of;
 use crate::http::error::ApiPath;
 use crate::state::AppState;
 
@@ -18,9 +19,15 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn page(title: &str) -> String {
+/// The page in the widget's language (`auto`: none, so the frame takes the browser's).
+fn page(title: &str, language: &str) -> String {
+    let lang = if language == "auto" {
+        String::new()
+    } else {
+        format!(" lang=\"{}\"", escape(language))
+    };
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html{}><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{}</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/widget/pkg/widget.css\">\
@@ -28,6 +35,7 @@ fn page(title: &str) -> String {
          <link rel=\"preload\" href=\"/widget/pkg/widget_bg.wasm\" as=\"fetch\" type=\"application/wasm\" crossorigin>\
          <script type=\"module\" src=\"/widget/pkg/boot.js\"></script>\
          </head><body></body></html>",
+        lang,
         escape(title)
     )
 }
@@ -50,7 +58,7 @@ pub async fn frame(State(s): State<AppState>, ApiPath(public_id): ApiPath<String
          connect-src 'self'; img-src 'self' https: data:; base-uri 'none'; form-action 'none'; \
          frame-ancestors {ancestors}"
     );
-    let mut response = Html(page(&widget.name)).into_response();
+    let mut response = Html(page(&widget.name, &settings_of(&widget).language)).into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
@@ -66,7 +74,13 @@ pub async fn frame(State(s): State<AppState>, ApiPath(public_id): ApiPath<String
 mod tests {
     #[test]
     fn the_title_is_escaped() {
-        let page = super::page("<script>alert(1)</script> & co");
+        let page = super::page("<script>alert(1)</script> & co", "auto");
         assert!(page.contains("<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; co</title>"));
+        assert!(page.starts_with("<!doctype html><html><head>"));
+    }
+
+    #[test]
+    fn the_page_is_in_the_widgets_language() {
+        assert!(super::page("Shop", "de").starts_with("<!doctype html><html lang=\"de\"><head>"));
     }
 }
