@@ -27,7 +27,7 @@ fn page(title: &str, language: &str) -> String {
         format!(" lang=\"{}\"", escape(language))
     };
     format!(
-        "<!doctype html><html{}><head><meta charset=\"utf-8\">\
+        "<!doctype html><html{lang}><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{}</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/widget/pkg/widget.css\">\
@@ -35,7 +35,6 @@ fn page(title: &str, language: &str) -> String {
          <link rel=\"preload\" href=\"/widget/pkg/widget_bg.wasm\" as=\"fetch\" type=\"application/wasm\" crossorigin>\
          <script type=\"module\" src=\"/widget/pkg/boot.js\"></script>\
          </head><body></body></html>",
-        lang,
         escape(title)
     )
 }
