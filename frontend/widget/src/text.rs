@@ -182,7 +182,10 @@ pub fn chosen() -> &'static Text {
         .and_then(|w| w.document())
         .and_then(|d| d.document_element());
     let set = root.as_ref().and_then(|r| r.get_attribute("lang"));
-    let t = for_language(set.as_deref().unwrap_or(&browser_language()));
+    let t = match &set {
+        Some(code) => for_language(code),
+        None => for_language(&browser_language()),
+    };
     if let (None, Some(root)) = (set, root) {
         let _ = root.set_attribute("lang", t.code);
     }

@@ -51,13 +51,14 @@ pub async fn frame(State(s): State<AppState>, ApiPath(public_id): ApiPath<String
                 .into_response()
         }
     };
-    let ancestors = s.visitors.frame_ancestors(&widget).join(" ");
+    let settings = settings_of(&widget);
+    let ancestors = s.visitors.frame_ancestors(&settings).join(" ");
     let csp = format!(
         "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
          connect-src 'self'; img-src 'self' https: data:; base-uri 'none'; form-action 'none'; \
          frame-ancestors {ancestors}"
     );
-    let mut response = Html(page(&widget.name, &settings_of(&widget).language)).into_response();
+    let mut response = Html(page(&settings.name, &settings.language)).into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);

@@ -198,9 +198,9 @@ impl Visitors {
     }
 
     /// The origins allowed to frame the widget's page (the console's always), as CSP sources.
-    pub fn frame_ancestors(&self, widget: &widgets::Model) -> Vec<String> {
+    pub fn frame_ancestors(&self, settings: &WidgetSettings) -> Vec<String> {
         let mut origins = vec!["'self'".to_string(), normal_origin(&self.console_origin)];
-        origins.extend(settings_of(widget).allowed_domains);
+        origins.extend(settings.allowed_domains.iter().cloned());
         origins
     }
 
