@@ -1,194 +1,220 @@
-//! A lean JSON reader for the shared `app` types: the browser parses the text (`JSON.parse`)
-//! and serde walks the JavaScript value it made. Its error says only that the value did not
-//! fit, so none of the messages serde's errors would format (nor `core::fmt`'s number
-//! formatting they need) is compiled into the WASM, which serde-wasm-bindgen's error did.
+//! JSON without serde: the browser parses and writes the text (`JSON.parse`,
+//! `Response.json`, `JSON.stringify`) and these traits move the shared `app` types in and out
+//! of the JavaScript values, field by field. serde's visitors, its error messages and chrono's
+//! date parser were a sixth of the frame's code (gzipped WASM: serde_json 175 KB,
+//! serde-wasm-bindgen 160, a serde deserializer over JS values 146, this 130).
+//!
+//! A field's name is the Rust field's name, as serde writes it for these types (none is
+//! renamed); a missing or `null` field reads as `None` for an `Option`; anything else that
+//! does not fit makes the whole value `None`. Struct literals name every field, so a field
+//! added to an `app` type does not compile here until it is read.
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess};
-use serde::forward_to_deserialize_any;
-use wasm_bindgen::{JsCast, JsValue};
+use chrono::{DateTime, Utc};
+use js_sys::{Array, Object, Reflect, JSON};
+use uuid::Uuid;
+use wasm_bindgen::JsValue;
 
-/// The value did not fit the type; no more is said.
-#[derive(Debug)]
-pub struct Invalid;
+use app::types::{
+    ConversationStatus, Feedback, IdentityMode, MessageRole, PostMessage, PrechatForm,
+    PublicWidget, RateConversation, Rating, RefreshVisitorSession, StartVisitorConversation,
+    StartVisitorSession, UpdateVisitor, Visitor, VisitorConversation, VisitorIdentity,
+    VisitorMessage, VisitorSession, VisitorSource, VisitorTranscript, WidgetPosition,
+};
 
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("invalid JSON")
+/// A type read from a JavaScript value.
+pub trait Read: Sized {
+    fn read(value: JsValue) -> Option<Self>;
+}
+
+/// A type written as a JavaScript value.
+pub trait Write {
+    fn write(&self) -> JsValue;
+}
+
+/// `text` parsed by the browser and read into `T`.
+pub fn parse<T: Read>(text: &str) -> Option<T> {
+    T::read(JSON::parse(text).ok()?)
+}
+
+/// `value` as JSON text, written by the browser.
+pub fn text<T: Write>(value: &T) -> Option<String> {
+    JSON::stringify(&value.write()).ok()?.as_string()
+}
+
+/// `object[name]` read into `T` (`undefined` where `object` is no object).
+pub fn field<T: Read>(object: &JsValue, name: &str) -> Option<T> {
+    T::read(Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED))
+}
+
+impl Read for String {
+    fn read(value: JsValue) -> Option<Self> {
+        value.as_string()
     }
 }
 
-impl std::error::Error for Invalid {}
-
-/// Every constructor drops its details: formatting them is what costs.
-impl de::Error for Invalid {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        Invalid
-    }
-    fn invalid_type(_: de::Unexpected, _: &dyn de::Expected) -> Self {
-        Invalid
-    }
-    fn invalid_value(_: de::Unexpected, _: &dyn de::Expected) -> Self {
-        Invalid
-    }
-    fn invalid_length(_: usize, _: &dyn de::Expected) -> Self {
-        Invalid
-    }
-    fn unknown_variant(_: &str, _: &'static [&'static str]) -> Self {
-        Invalid
-    }
-    fn unknown_field(_: &str, _: &'static [&'static str]) -> Self {
-        Invalid
-    }
-    fn missing_field(_: &'static str) -> Self {
-        Invalid
-    }
-    fn duplicate_field(_: &'static str) -> Self {
-        Invalid
+impl Read for bool {
+    fn read(value: JsValue) -> Option<Self> {
+        value.as_bool()
     }
 }
 
-/// JSON text read into `T`.
-pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Invalid> {
-    let value = js_sys::JSON::parse(text).map_err(|_| Invalid)?;
-    T::deserialize(Value(value))
+macro_rules! read_integers {
+    ($($t:ty),*) => {$(
+        impl Read for $t {
+            fn read(value: JsValue) -> Option<Self> {
+                let n = value.as_f64()?;
+                (n.fract() == 0.0 && n >= 0.0 && n <= <$t>::MAX as f64).then_some(n as $t)
+            }
+        }
+    )*};
+}
+read_integers!(u8, u32, u64);
+
+impl Read for Uuid {
+    fn read(value: JsValue) -> Option<Self> {
+        Uuid::try_parse(&value.as_string()?).ok()
+    }
 }
 
-/// A value `JSON.parse` made (or a message the loader posted, which is one too).
-pub struct Value(pub JsValue);
+/// RFC 3339 as the server writes it (`2026-12-03T10:09:00.123456789Z`), read by the browser's
+/// `Date.parse` after cutting the fraction to milliseconds (all that `Date` keeps; more digits
+/// are not part of the format it must accept).
+impl Read for DateTime<Utc> {
+    fn read(value: JsValue) -> Option<Self> {
+        let text = value.as_string()?;
+        let text = match text.find('.') {
+            Some(dot) => {
+                let digits = text[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+                let zone = &text[dot + 1 + digits..];
+                let mut fraction = text[dot + 1..dot + 1 + digits].to_string();
+                fraction.truncate(3);
+                while fraction.len() < 3 {
+                    fraction.push('0');
+                }
+                [&text[..dot], ".", &fraction, zone].concat()
+            }
+            None => text,
+        };
+        let ms = js_sys::Date::parse(&text);
+        if ms.is_nan() {
+            return None;
+        }
+        DateTime::from_timestamp_millis(ms as i64)
+    }
+}
 
-/// Integers JavaScript numbers hold exactly (±2^53 − 1).
-const EXACT: f64 = 9_007_199_254_740_991.0;
-
-impl<'de> de::Deserializer<'de> for Value {
-    type Error = Invalid;
-
-    fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        let value = self.0;
+impl<T: Read> Read for Option<T> {
+    fn read(value: JsValue) -> Option<Self> {
         if value.is_null() || value.is_undefined() {
-            return visitor.visit_unit();
+            return Some(None);
         }
-        if let Some(b) = value.as_bool() {
-            return visitor.visit_bool(b);
-        }
-        if let Some(n) = value.as_f64() {
-            return if n.fract() == 0.0 && (0.0..=EXACT).contains(&n) {
-                visitor.visit_u64(n as u64)
-            } else if n.fract() == 0.0 && (-EXACT..0.0).contains(&n) {
-                visitor.visit_i64(n as i64)
-            } else {
-                visitor.visit_f64(n)
-            };
-        }
-        if let Some(s) = value.as_string() {
-            return visitor.visit_string(s);
-        }
-        if js_sys::Array::is_array(&value) {
-            let items: js_sys::Array = value.unchecked_into();
-            return visitor.visit_seq(Items {
-                len: items.length(),
-                items,
-                next: 0,
-            });
-        }
-        if value.is_object() {
-            let items = js_sys::Object::entries(value.unchecked_ref());
-            return visitor.visit_map(Entries {
-                len: items.length(),
-                items,
-                next: 0,
-                value: None,
-            });
-        }
-        Err(Invalid)
-    }
-
-    fn deserialize_option<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Invalid> {
-        if self.0.is_null() || self.0.is_undefined() {
-            visitor.visit_none()
-        } else {
-            visitor.visit_some(self)
-        }
-    }
-
-    /// Enums travel as their variants' names (the `app` types' unit enums).
-    fn deserialize_enum<V: de::Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Invalid> {
-        let name = self.0.as_string().ok_or(Invalid)?;
-        visitor.visit_enum(IntoDeserializer::<Invalid>::into_deserializer(name))
-    }
-
-    fn deserialize_newtype_struct<V: de::Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Invalid> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        T::read(value).map(Some)
     }
 }
 
-/// An array's items, in order.
-struct Items {
-    items: js_sys::Array,
-    len: u32,
-    next: u32,
-}
-
-impl<'de> SeqAccess<'de> for Items {
-    type Error = Invalid;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Invalid> {
-        if self.next == self.len {
-            return Ok(None);
+impl<T: Read> Read for Vec<T> {
+    fn read(value: JsValue) -> Option<Self> {
+        if !Array::is_array(&value) {
+            return None;
         }
-        let item = self.items.get(self.next);
-        self.next += 1;
-        seed.deserialize(Value(item)).map(Some)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some((self.len - self.next) as usize)
+        Array::from(&value).iter().map(T::read).collect()
     }
 }
 
-/// An object's `[key, value]` pairs (`Object.entries`).
-struct Entries {
-    items: js_sys::Array,
-    len: u32,
-    next: u32,
-    value: Option<JsValue>,
+impl Write for String {
+    fn write(&self) -> JsValue {
+        JsValue::from_str(self)
+    }
 }
 
-impl<'de> MapAccess<'de> for Entries {
-    type Error = Invalid;
+impl Write for bool {
+    fn write(&self) -> JsValue {
+        JsValue::from_bool(*self)
+    }
+}
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Invalid> {
-        if self.next == self.len {
-            return Ok(None);
+impl Write for u8 {
+    fn write(&self) -> JsValue {
+        JsValue::from_f64(f64::from(*self))
+    }
+}
+
+impl<T: Write> Write for Option<T> {
+    fn write(&self) -> JsValue {
+        self.as_ref().map_or(JsValue::NULL, T::write)
+    }
+}
+
+/// The `app` string enums, by their `as_str`/`parse` names (serde's `snake_case` names).
+macro_rules! string_enums {
+    ($($t:ty),*) => {$(
+        impl Read for $t {
+            fn read(value: JsValue) -> Option<Self> {
+                <$t>::parse(&value.as_string()?)
+            }
         }
-        let pair: js_sys::Array = self.items.get(self.next).unchecked_into();
-        self.next += 1;
-        self.value = Some(pair.get(1));
-        let key = pair.get(0).as_string().ok_or(Invalid)?;
-        seed.deserialize(IntoDeserializer::<Invalid>::into_deserializer(key))
-            .map(Some)
-    }
+        impl Write for $t {
+            fn write(&self) -> JsValue {
+                JsValue::from_str(self.as_str())
+            }
+        }
+    )*};
+}
+string_enums!(
+    ConversationStatus,
+    IdentityMode,
+    MessageRole,
+    PrechatForm,
+    Rating,
+    WidgetPosition
+);
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Invalid> {
-        seed.deserialize(Value(self.value.take().ok_or(Invalid)?))
+/// Structs read field by field under their own names.
+macro_rules! read_structs {
+    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+        impl $crate::json::Read for $t {
+            fn read(value: ::wasm_bindgen::JsValue) -> Option<Self> {
+                Some($t { $($f: $crate::json::field(&value, stringify!($f))?),* })
+            }
+        }
+    )*};
+}
+pub(crate) use read_structs;
+
+/// Structs written field by field under their own names.
+macro_rules! write_structs {
+    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+        impl Write for $t {
+            fn write(&self) -> JsValue {
+                let object = Object::new();
+                $(let _ = Reflect::set(&object, &JsValue::from_str(stringify!($f)), &self.$f.write());)*
+                object.into()
+            }
+        }
+    )*};
+}
+
+read_structs! {
+    PublicWidget {
+        public_id, name, greeting, starter_prompts, color, position, launcher_label,
+        avatar_url, language, prechat, identity, max_message_length, open, offline_message,
     }
+    Visitor { id, name, email, verified }
+    VisitorSession { access_token, expires_in, refresh_token, visitor, widget }
+    VisitorConversation { id, status, title, csat, created_at, updated_at }
+    VisitorSource { title, url }
+    VisitorMessage { id, role, content, html, sources, feedback, created_at }
+    VisitorTranscript { conversation, messages }
+    VisitorIdentity { id, hash, name, email }
+}
+
+write_structs! {
+    VisitorIdentity { id, hash, name, email }
+    StartVisitorSession { origin, identity }
+    RefreshVisitorSession { refresh_token, origin }
+    StartVisitorConversation { page_url }
+    PostMessage { content, stream }
+    Feedback { rating, comment }
+    RateConversation { score, comment }
+    UpdateVisitor { name, email }
 }

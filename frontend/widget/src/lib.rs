@@ -12,7 +12,6 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde::Deserialize;
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -26,37 +25,49 @@ use net::{Failure, Session};
 use text::Text;
 
 /// What the loader sends: `init` (with the page and any identity), `open`, `reset`.
-#[derive(Default, Deserialize)]
+#[derive(Default)]
 struct HostMessage {
-    #[serde(rename = "type")]
+    /// The message's `type`.
     kind: Option<String>,
-    #[serde(default)]
     page_url: Option<String>,
-    #[serde(default)]
     identity: Option<VisitorIdentity>,
     /// The refresh token the loader kept for this site (see `net::keep_with`).
-    #[serde(default)]
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+impl json::Read for HostMessage {
+    fn read(value: JsValue) -> Option<Self> {
+        Some(HostMessage {
+            kind: json::field(&value, "type")?,
+            page_url: json::field(&value, "page_url")?,
+            identity: json::field(&value, "identity")?,
+            refresh_token: json::field(&value, "refresh_token")?,
+        })
+    }
+}
+
+/// Event data of a streamed answer.
 struct Delta {
     text: String,
 }
 
-#[derive(Deserialize)]
 struct Sources {
     sources: Vec<VisitorSource>,
 }
 
-#[derive(Deserialize)]
 struct Done {
     status: ConversationStatus,
 }
 
-#[derive(Deserialize)]
 struct Problem {
     message: String,
+}
+
+json::read_structs! {
+    Delta { text }
+    Sources { sources }
+    Done { status }
+    Problem { message }
 }
 
 /// One line of the transcript; `id` is unknown until the server has it.
@@ -314,12 +325,12 @@ fn follow(ui: Ui, id: Uuid) {
                     }
                     match event {
                         "message" => {
-                            if let Ok(m) = json::parse::<VisitorMessage>(data) {
+                            if let Some(m) = json::parse::<VisitorMessage>(data) {
                                 ui.arrived(m);
                             }
                         }
                         "status" => {
-                            if let Ok(c) = json::parse::<VisitorConversation>(data) {
+                            if let Some(c) = json::parse::<VisitorConversation>(data) {
                                 ui.status.set(c.status);
                             }
                         }
@@ -399,7 +410,7 @@ async fn send(ui: Ui, content: String) {
         }
     });
     ui.busy.set(true);
-    let body = net::text_of(&PostMessage {
+    let body = json::text(&PostMessage {
         content,
         stream: true,
     })
@@ -417,22 +428,22 @@ async fn send(ui: Ui, content: String) {
             };
             match event {
                 "message.delta" => {
-                    if let Ok(d) = json::parse::<Delta>(data) {
+                    if let Some(d) = json::parse::<Delta>(data) {
                         edit(&mut |i| i.text.push_str(&d.text));
                     }
                 }
                 "sources" => {
-                    if let Ok(s) = json::parse::<Sources>(data) {
+                    if let Some(s) = json::parse::<Sources>(data) {
                         edit(&mut |i| i.sources = s.sources.clone());
                     }
                 }
                 "message.done" => {
-                    if let Ok(d) = json::parse::<Done>(data) {
+                    if let Some(d) = json::parse::<Done>(data) {
                         ui.status.set(d.status);
                     }
                 }
                 "error" => {
-                    failed = json::parse::<Problem>(data).ok().map(|e| e.message);
+                    failed = json::parse::<Problem>(data).map(|e| e.message);
                 }
                 _ => {}
             }
@@ -534,7 +545,7 @@ fn listen(ui: Ui) {
         if e.origin() != ui.host.get_value() {
             return;
         }
-        let data = HostMessage::deserialize(json::Value(e.data())).unwrap_or_default();
+        let data: HostMessage = json::Read::read(e.data()).unwrap_or_default();
         match data.kind.as_deref() {
             Some("init") => {
                 ui.page_url.set_value(data.page_url);

@@ -5,21 +5,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
 use app::types::{RefreshVisitorSession, StartVisitorSession, VisitorIdentity, VisitorSession};
 
-/// `value` as JSON text, written by the browser.
-pub fn text_of<T: Serialize>(value: &T) -> Option<String> {
-    let value = value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .ok()?;
-    js_sys::JSON::stringify(&value).ok()?.as_string()
-}
+use crate::json::{self, Read, Write};
 
 /// Why a call failed, as the visitor is told.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,26 +125,22 @@ async fn failure(response: &Response) -> Failure {
     if status >= 500 {
         return Failure::Unavailable;
     }
-    #[derive(serde::Deserialize, Default)]
     struct Field {
         message: String,
     }
-    #[derive(serde::Deserialize, Default)]
     struct Problem {
-        #[serde(default)]
         detail: Option<String>,
-        #[serde(default)]
-        errors: Vec<Field>,
+        errors: Option<Vec<Field>>,
     }
-    let body: Problem = crate::json::parse(&text(response).await).unwrap_or_default();
-    let why = body
-        .errors
-        .into_iter()
-        .next()
-        .map(|f| f.message)
-        .or(body.detail)
-        .unwrap_or_default();
-    Failure::Refused(why)
+    json::read_structs! {
+        Field { message }
+        Problem { detail, errors }
+    }
+    let why = json::parse::<Problem>(&text(response).await).and_then(|body| {
+        let first = body.errors.unwrap_or_default().into_iter().next();
+        first.map(|f| f.message).or(body.detail)
+    });
+    Failure::Refused(why.unwrap_or_default())
 }
 
 /// The JSON value of a 2xx answer (parsed by the browser), or the failure it stands for. Not
@@ -168,8 +156,8 @@ async fn value(response: Response) -> Result<JsValue, Failure> {
 }
 
 /// `value` read into `T`.
-fn read<T: DeserializeOwned>(value: JsValue) -> Result<T, Failure> {
-    T::deserialize(crate::json::Value(value)).map_err(|_| Failure::Unavailable)
+fn read<T: Read>(value: JsValue) -> Result<T, Failure> {
+    T::read(value).ok_or(Failure::Unavailable)
 }
 
 /// Where else a refresh token is kept.
@@ -215,7 +203,7 @@ pub async fn open(
                 origin: origin.to_string(),
                 identity,
             };
-            let body = text_of(&body).ok_or(Failure::Unavailable)?;
+            let body = json::text(&body).ok_or(Failure::Unavailable)?;
             let path = format!("/widget-api/v1/widgets/{public_id}/sessions");
             read(value(send("POST", &path, Some(body), None, None).await?).await?)?
         }
@@ -235,7 +223,7 @@ async fn renew(public_id: &str, origin: &str, refresh: &str) -> Result<VisitorSe
         refresh_token: refresh.to_string(),
         origin: origin.to_string(),
     };
-    let body = text_of(&body).ok_or(Failure::Unavailable)?;
+    let body = json::text(&body).ok_or(Failure::Unavailable)?;
     let response = send(
         "POST",
         "/widget-api/v1/sessions/refresh",
@@ -272,17 +260,17 @@ impl Session {
         send(method, path, body, Some(&token), abort).await
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+    pub async fn get<T: Read>(&self, path: &str) -> Result<T, Failure> {
         read(value(self.call("GET", path, None, None).await?).await?)
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
+    pub async fn post<B: Write, T: Read>(
         &self,
         method: &str,
         path: &str,
         body: &B,
     ) -> Result<T, Failure> {
-        let body = text_of(body).ok_or(Failure::Unavailable)?;
+        let body = json::text(body).ok_or(Failure::Unavailable)?;
         read(value(self.call(method, path, Some(body), None).await?).await?)
     }
 
