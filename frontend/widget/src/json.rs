@@ -84,7 +84,10 @@ impl Read for DateTime<Utc> {
         let text = value.as_string()?;
         let text = match text.find('.') {
             Some(dot) => {
-                let digits = text[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+                let digits = text[dot + 1..]
+                    .bytes()
+                    .take_while(u8::is_ascii_digit)
+                    .count();
                 let zone = &text[dot + 1 + digits..];
                 let mut fraction = text[dot + 1..dot + 1 + digits].to_string();
                 fraction.truncate(3);
