@@ -45,6 +45,9 @@ impl Application {
             .await
             .context("connecting to the database")?;
         store::migrate(&db).await.context("running migrations")?;
+        crate::widget::sweep::ensure_schedule(&db)
+            .await
+            .context("scheduling the widget sweep")?;
         let (kv, redis) = Kv::from_config(&config)
             .await
             .context("connecting to Redis (REDIS_URL)")?;

@@ -18,8 +18,8 @@ use crate::api::{
 };
 use crate::error::{AppError, FieldError};
 use crate::types::{
-    Area, Document, DocumentStatus, KnowledgeBase, KnowledgeBaseStatus, LegScore, Page, SearchHit,
-    SearchMode, SearchResponse, Visibility,
+    Area, Document, DocumentStatus, KnowledgeBase, KnowledgeBaseStatus, LegScore, Page, QueryCut,
+    SearchHit, SearchMode, SearchResponse, Visibility, MAX_FULLTEXT_WORDS, MAX_QUERY_CHARS,
 };
 
 type KnowledgeBases = Resource<Result<Vec<KnowledgeBase>, AppError>>;
@@ -958,7 +958,7 @@ fn SearchPanel(kb: Uuid, kbs: KnowledgeBases) -> impl IntoView {
             <form class="filters" on:submit=submit aria-label="Search this knowledge base">
                 <label class="grow">
                     "Query"
-                    <input type="search" required maxlength="1000" bind:value=query/>
+                    <input type="search" required maxlength=MAX_QUERY_CHARS bind:value=query/>
                 </label>
                 <label>
                     "Mode"
@@ -1009,6 +1009,23 @@ fn leg(score: Option<LegScore>) -> String {
     )
 }
 
+/// What a long query lost, in words.
+fn cut_note(cut: &QueryCut) -> String {
+    let mut parts = Vec::new();
+    if let Some(read) = cut.embedded_chars {
+        parts.push(format!(
+            "the vector search read its first {read} of {} characters",
+            cut.query_chars
+        ));
+    }
+    if let Some(dropped) = cut.dropped_words {
+        parts.push(format!(
+            "the full-text search matched its first {MAX_FULLTEXT_WORDS} distinct words and left out {dropped}"
+        ));
+    }
+    format!("A long query: {}.", parts.join("; "))
+}
+
 #[component]
 fn SearchResults(response: SearchResponse, query: String) -> impl IntoView {
     let terms = query_terms(&query);
@@ -1029,6 +1046,7 @@ fn SearchResults(response: SearchResponse, query: String) -> impl IntoView {
             {response.cached.then(|| view! { " " <span class="badge">"cached"</span> })}
             {response.reranked.then(|| view! { " " <span class="badge">"reranked"</span> })}
         </p>
+        {response.cut.map(|cut| view! { <p class="muted">{cut_note(&cut)}</p> })}
         {if response.hits.is_empty() {
             view! { <p class="empty">"No chunks matched."</p> }.into_any()
         } else {

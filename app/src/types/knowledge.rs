@@ -331,10 +331,20 @@ impl SearchFilter {
     }
 }
 
+/// The longest search query, in characters: a whole email pasted into a chat fits. What the
+/// legs cannot take is left out and the response's `cut` says what.
+pub const MAX_QUERY_CHARS: usize = 16_000;
+
+/// Distinct words the full-text leg matches at most; a longer query keeps its first ones.
+pub const MAX_FULLTEXT_WORDS: usize = 128;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct SearchRequest {
-    #[garde(custom(v::name::<1000>))]
+    /// 1–16000 characters. The vector leg embeds as much of it as the embedding model reads
+    /// (256 word pieces for the local model); past 128 words the full-text leg matches each
+    /// distinct word once, the first 128.
+    #[garde(custom(v::name::<MAX_QUERY_CHARS>))]
     pub query: String,
     /// The knowledge base's default when absent.
     #[serde(default)]
@@ -405,4 +415,21 @@ pub struct SearchResponse {
     /// Served from the search cache.
     pub cached: bool,
     pub took_ms: u64,
+    /// What a long query lost; `null` when every leg read all of it.
+    #[serde(default)]
+    pub cut: Option<QueryCut>,
+}
+
+/// What the legs of a search left out of a long query.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct QueryCut {
+    /// Characters in the query (runs of white space count once).
+    pub query_chars: u32,
+    /// The vector leg embedded only the query's first this many characters (the model's
+    /// input limit); `null` when it read them all or did not run.
+    pub embedded_chars: Option<u32>,
+    /// The full-text leg left out this many distinct words after the first 128; `null` when
+    /// it matched them all or did not run.
+    pub dropped_words: Option<u32>,
 }

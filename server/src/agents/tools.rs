@@ -4,7 +4,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, 
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use app::types::{BusinessHours, SearchMode, SearchRequest, Source};
+use app::types::{BusinessHours, SearchMode, SearchRequest, Source, MAX_QUERY_CHARS};
 
 use crate::engine::ConvState;
 use crate::llm;
@@ -278,7 +278,7 @@ pub async fn search_all(
     });
     let searches = searches.map(|kb| {
         let request = SearchRequest {
-            query: query.chars().take(1000).collect(),
+            query: query.chars().take(MAX_QUERY_CHARS).collect(),
             mode: Some(SearchMode::Hybrid),
             top_k: Some(top_k as u32),
             ..Default::default()

@@ -74,4 +74,5 @@ pub fn registry(
         .with(Echo)
         .with(crate::rag::ingest::Ingest::new(knowledge.clone()))
         .with(crate::integrations::email::SendEmail::new(mailer, keys))
+        .with(crate::widget::sweep::Sweep)
 }

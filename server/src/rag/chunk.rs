@@ -51,6 +51,29 @@ impl TokenCounter {
     }
 }
 
+impl TokenCounter {
+    /// The longest start of `text` of at most `tokens` tokens, cut between two tokens.
+    pub fn prefix<'t>(&self, text: &'t str, tokens: usize) -> &'t str {
+        let estimate = || match text.char_indices().nth(tokens * 4) {
+            Some((at, _)) => &text[..at],
+            None => text,
+        };
+        match self {
+            TokenCounter::Model(tokenizer) => match tokenizer.encode(text, false) {
+                // Offsets are bytes of `text`: the first token left out starts the cut.
+                Ok(e) if e.len() > tokens => e
+                    .get_offsets()
+                    .get(tokens)
+                    .and_then(|(start, _)| text.get(..*start))
+                    .map_or_else(estimate, str::trim_end),
+                Ok(_) => text,
+                Err(_) => estimate(),
+            },
+            TokenCounter::Estimate => estimate(),
+        }
+    }
+}
+
 impl ChunkSizer for TokenCounter {
     fn size(&self, chunk: &str) -> usize {
         match self {

@@ -21,6 +21,16 @@ const LOCAL_DIM: usize = 384;
 /// all-MiniLM-L6-v2 was trained on sequences of at most 256 word pieces.
 const LOCAL_MAX_TOKENS: usize = 256;
 
+/// Word pieces a model reads of one text, [CLS] and [SEP] left out: the rest of a longer
+/// text does not shape its vector (the local model truncates; OpenAI's refuse past 8,191).
+pub fn max_input_tokens(model: &str) -> usize {
+    if model == LOCAL_MODEL {
+        LOCAL_MAX_TOKENS - 2
+    } else {
+        8_000
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
     /// The model cannot be used at all (weights missing, endpoint not configured).

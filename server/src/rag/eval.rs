@@ -333,28 +333,37 @@ pub async fn run(
         });
     }
     println!();
-    println!("| mode | nDCG@10 | Recall@100 | MRR@10 | mean ms/query |");
-    println!("|---|---|---|---|---|");
+    println!("| mode | nDCG@10 | Recall@100 | MRR@10 | mean ms/query | failed |");
+    println!("|---|---|---|---|---|---|");
+    let mut failures = Vec::new();
+    let mut cuts = 0;
     for v in variants {
         let (mut n, mut r, mut m) = (0.0, 0.0, 0.0);
+        let mut failed = 0;
         let started = Instant::now();
         for q in &queries {
-            let response = scratch
+            let request = SearchRequest {
+                query: q.text.clone(),
+                mode: Some(v.mode),
+                top_k: Some(200),
+                adaptive: Some(v.adaptive),
+                rerank: Some(v.rerank),
+                ..Default::default()
+            };
+            // A query that fails scores 0 (it stays in the means) and the run goes on.
+            let response = match scratch
                 .service
-                .search(
-                    &scratch.access,
-                    kb.id,
-                    SearchRequest {
-                        query: q.text.clone(),
-                        mode: Some(v.mode),
-                        top_k: Some(200),
-                        adaptive: Some(v.adaptive),
-                        rerank: Some(v.rerank),
-                        ..Default::default()
-                    },
-                )
+                .search(&scratch.access, kb.id, request)
                 .await
-                .map_err(|e| anyhow::anyhow!("query {}: {e}", q.id))?;
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    failed += 1;
+                    failures.push(format!("{}: query {}: {e}", v.label, q.id));
+                    continue;
+                }
+            };
+            cuts += usize::from(response.cut.is_some());
             // Chunks to documents, each at its best chunk's rank.
             let mut seen = HashSet::new();
             let ranked: Vec<String> = response
@@ -370,13 +379,22 @@ pub async fn run(
         }
         let count = queries.len().max(1) as f64;
         println!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.1} |",
+            "| {} | {:.4} | {:.4} | {:.4} | {:.1} | {failed} |",
             v.label,
             n / count,
             r / count,
             m / count,
             started.elapsed().as_secs_f64() * 1000.0 / count
         );
+    }
+    if cuts > 0 {
+        println!("\n{cuts} searches read only part of a long query (see `cut` in the API).");
+    }
+    if !failures.is_empty() {
+        println!("\n{} searches failed:", failures.len());
+        for f in &failures {
+            println!("- {f}");
+        }
     }
     scratch.finish().await;
     Ok(())

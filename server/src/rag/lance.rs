@@ -25,7 +25,7 @@ use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
 use lancedb::index::vector::IvfHnswSqIndexBuilder;
 use lancedb::index::Index;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
-use lancedb::table::{OptimizeAction, OptimizeOptions};
+use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions};
 use lancedb::{Connection, DistanceType, Table};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -250,6 +250,14 @@ fn candidates(
 /// until then, which costs little at this size).
 const UNINDEXED_ROWS: usize = 2_000;
 
+/// Compaction merges fragments smaller than this (and leaves larger ones alone, so folding a
+/// few new documents into a large table does not rewrite it).
+const FRAGMENT_ROWS: usize = 20_000;
+
+/// Fragments a table may have beyond one per [`FRAGMENT_ROWS`] before they are merged: each
+/// document written makes one, and every search opens them all.
+const EXTRA_FRAGMENTS: usize = 16;
+
 /// A literal for a LanceDB (DataFusion) SQL filter.
 pub fn sql_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -414,11 +422,21 @@ impl VectorStore {
         }
     }
 
+    /// The files (fragments) a table is stored in: every search opens each of them.
+    pub async fn fragments(&self, tenant: Uuid, name: &str) -> Result<usize, LanceError> {
+        match self.table(tenant, name).await? {
+            Some(table) => Ok(table.stats().await?.fragment_stats.num_fragments),
+            None => Ok(0),
+        }
+    }
+
     /// Keeps the indexes current after a write: the BM25 index exists from the first row;
     /// the vector index is built once the table passes the threshold (below it an exact scan
     /// is both faster and exact). New rows are searched unindexed (flat) until there are
-    /// enough of them to be worth folding in ([`needs_folding`]), so a stream of small
-    /// documents costs one index update per batch, not one per document. Failures are
+    /// enough of them to be worth folding in ([`needs_folding`]), or until the documents
+    /// written one at a time have left more than [`EXTRA_FRAGMENTS`] extra fragments, so a
+    /// stream of small documents costs one compaction and index update per batch, not one
+    /// per document, and a search never opens hundreds of files. Failures are
     /// logged, not returned: searches still see unindexed rows, and the next write tries again.
     async fn maintain(&self, table: &Table) {
         if let Err(e) = self.try_maintain(table, false).await {
@@ -434,7 +452,10 @@ impl VectorStore {
                 .find(|i| i.columns.iter().any(|c| c == column))
                 .map(|i| i.name.clone())
         };
-        let mut fold = force;
+        let stats = table.stats().await?;
+        let mut fold = force
+            || stats.fragment_stats.num_fragments
+                > EXTRA_FRAGMENTS + stats.num_rows / FRAGMENT_ROWS;
         match index_on("search_text") {
             Some(name) => fold |= self.needs_folding(table, &name).await?,
             None => {
@@ -464,7 +485,10 @@ impl VectorStore {
             // versions older than an hour (no reader holds one that long).
             table
                 .optimize(OptimizeAction::Compact {
-                    options: Default::default(),
+                    options: CompactionOptions {
+                        target_rows_per_fragment: FRAGMENT_ROWS,
+                        ..Default::default()
+                    },
                     remap_options: None,
                 })
                 .await?;

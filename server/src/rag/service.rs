@@ -19,12 +19,13 @@ use app::error::AppError;
 use app::services::{Access, KnowledgeService, Upload};
 use app::types::{
     Area, CreateKnowledgeBase, Document, DocumentMeta, DocumentQuery, DocumentStatus,
-    FetchDocument, KnowledgeBase, KnowledgeBaseStatus, Level, Page, SearchDefaults, SearchHit,
-    SearchMode, SearchRequest, SearchResponse, UpdateKnowledgeBase,
+    FetchDocument, KnowledgeBase, KnowledgeBaseStatus, Level, Page, QueryCut, SearchDefaults,
+    SearchHit, SearchMode, SearchRequest, SearchResponse, UpdateKnowledgeBase, MAX_FULLTEXT_WORDS,
 };
 use app::validate::check;
 
-use super::embed::{EmbedError, LOCAL_MODEL};
+use super::chunk::TokenCounter;
+use super::embed::{max_input_tokens, EmbedError, LOCAL_MODEL};
 use super::extract::Format;
 use super::fusion::{self, Fused};
 use super::lance::{sql_string, LanceError};
@@ -186,6 +187,58 @@ async fn lock_kb(txn: &impl ConnectionTrait, kb: Uuid) -> Result<(), sea_orm::Db
 
 fn normal_query(query: &str) -> String {
     query.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A (normalised) query as each leg reads it.
+struct Legs {
+    /// All of it: what adaptive weights look at.
+    text: String,
+    /// What the embedding model (and the reranker) read: the start that fits the model.
+    embedded: String,
+    /// What BM25 matches: the words (quotes only shape the weighting), past
+    /// `MAX_FULLTEXT_WORDS` each distinct one once, the first ones.
+    words: String,
+    cut: Option<QueryCut>,
+}
+
+impl Legs {
+    fn of(text: String, mode: SearchMode, counter: &TokenCounter, model: &str) -> Legs {
+        let chars = text.chars().count();
+        let limit = max_input_tokens(model);
+        // A word piece is at least one character: a query no longer than the limit fits.
+        let embedded = if chars > limit {
+            counter.prefix(&text, limit).to_string()
+        } else {
+            text.clone()
+        };
+        let unquoted = text.replace('"', " ");
+        let all: Vec<&str> = unquoted.split_whitespace().collect();
+        let (words, dropped) = if all.len() > MAX_FULLTEXT_WORDS {
+            let mut seen = HashSet::new();
+            let distinct: Vec<&str> = all
+                .into_iter()
+                .filter(|w| seen.insert(w.to_lowercase()))
+                .collect();
+            let dropped = distinct.len().saturating_sub(MAX_FULLTEXT_WORDS);
+            (distinct[..distinct.len() - dropped].join(" "), dropped)
+        } else {
+            (all.join(" "), 0)
+        };
+        let vector = mode != SearchMode::Fulltext;
+        let fulltext = mode != SearchMode::Vector;
+        let embedded_chars = embedded.chars().count();
+        let cut = QueryCut {
+            query_chars: chars as u32,
+            embedded_chars: (vector && embedded_chars < chars).then_some(embedded_chars as u32),
+            dropped_words: (fulltext && dropped > 0).then_some(dropped as u32),
+        };
+        Legs {
+            text,
+            embedded,
+            words,
+            cut: (cut.embedded_chars.is_some() || cut.dropped_words.is_some()).then_some(cut),
+        }
+    }
 }
 
 impl KnowledgeServiceImpl {
@@ -378,15 +431,13 @@ impl KnowledgeServiceImpl {
         &self,
         tenant: Uuid,
         kb: &knowledge_bases::Model,
-        query: &str,
+        words: &str,
         depth: usize,
         filter: Option<&str>,
     ) -> Result<Vec<super::lance::Candidate>, AppError> {
-        // Quotes only shape the weighting; BM25 matches the words.
-        let words = query.replace('"', " ");
         self.rt
             .vectors
-            .fulltext_search(tenant, &kb.table_name, &words, depth, filter)
+            .fulltext_search(tenant, &kb.table_name, words, depth, filter)
             .await
             .map_err(lance_error)
     }
@@ -395,7 +446,7 @@ impl KnowledgeServiceImpl {
         &self,
         access: &Access,
         kb: &knowledge_bases::Model,
-        query: &str,
+        query: &Legs,
         p: &Resolved,
         filter: Option<&str>,
     ) -> Result<(Vec<Fused>, Option<(f32, f32)>), AppError> {
@@ -410,27 +461,29 @@ impl KnowledgeServiceImpl {
         Ok(match p.mode {
             SearchMode::Vector => (
                 fusion::single(
-                    self.vector_leg(tenant, kb, query, depth, filter).await?,
+                    self.vector_leg(tenant, kb, &query.embedded, depth, filter)
+                        .await?,
                     true,
                 ),
                 None,
             ),
             SearchMode::Fulltext => (
                 fusion::single(
-                    self.fulltext_leg(tenant, kb, query, depth, filter).await?,
+                    self.fulltext_leg(tenant, kb, &query.words, depth, filter)
+                        .await?,
                     false,
                 ),
                 None,
             ),
             SearchMode::Hybrid => {
                 let weights = if p.adaptive {
-                    fusion::weights_for(query)
+                    fusion::weights_for(&query.text)
                 } else {
                     (1.0, 1.0)
                 };
                 let (vector, fulltext) = tokio::join!(
-                    self.vector_leg(tenant, kb, query, depth, filter),
-                    self.fulltext_leg(tenant, kb, query, depth, filter)
+                    self.vector_leg(tenant, kb, &query.embedded, depth, filter),
+                    self.fulltext_leg(tenant, kb, &query.words, depth, filter)
                 );
                 let fulltext = fulltext?;
                 match vector {
@@ -1071,12 +1124,17 @@ impl KnowledgeService for KnowledgeServiceImpl {
             score_threshold: request.score_threshold.or(defaults.score_threshold),
             rerank: wants_rerank && reranker_ready,
         };
-        let query = normal_query(&request.query);
+        let query = Legs::of(
+            normal_query(&request.query),
+            p.mode,
+            self.rt.token_counter(),
+            &knowledge_base.embedding_model,
+        );
         let key = format!(
             "{kb}:{}:{}",
             knowledge_base.version,
             sha256_hex(
-                serde_json::to_string(&(&query, &p, &request.filter))
+                serde_json::to_string(&(&query.text, &p, &request.filter))
                     .unwrap_or_default()
                     .as_bytes()
             )
@@ -1109,7 +1167,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
                 .ok_or_else(|| AppError::Internal("reranker missing".into()))?;
             let texts: Vec<String> = fused.iter().map(|f| f.candidate.text.clone()).collect();
             let scores = reranker
-                .scores(&query, &texts)
+                .scores(&query.embedded, &texts)
                 .await
                 .map_err(|e| AppError::Unavailable(e.to_string()))?;
             let mut scored: Vec<(Fused, f32)> = fused.into_iter().zip(scores).collect();
@@ -1139,6 +1197,7 @@ impl KnowledgeService for KnowledgeServiceImpl {
             reranked,
             cached: false,
             took_ms: started.elapsed().as_millis() as u64,
+            cut: query.cut,
         };
         if !ttl.is_zero() {
             if let Err(e) = self.kv.set(scope, "search", &key, &response, ttl).await {
@@ -1152,6 +1211,68 @@ impl KnowledgeService for KnowledgeServiceImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_query_reaches_every_leg_whole() {
+        let q = Legs::of(
+            "tax \"due date\" tax".into(),
+            SearchMode::Hybrid,
+            &TokenCounter::Estimate,
+            LOCAL_MODEL,
+        );
+        assert_eq!(q.embedded, "tax \"due date\" tax");
+        assert_eq!(
+            q.words, "tax due date tax",
+            "quotes only shape the weighting"
+        );
+        assert_eq!(q.cut, None);
+    }
+
+    #[test]
+    fn a_long_query_is_cut_per_leg_and_says_so() {
+        // 300 words, 150 distinct: BM25 keeps the first 128 distinct ones.
+        let words: Vec<String> = (0..300).map(|i| format!("w{}", i % 150)).collect();
+        let text = words.join(" ");
+        let q = Legs::of(
+            text.clone(),
+            SearchMode::Hybrid,
+            &TokenCounter::Estimate,
+            LOCAL_MODEL,
+        );
+        assert_eq!(q.words.split(' ').count(), MAX_FULLTEXT_WORDS);
+        assert!(q.words.starts_with("w0 w1 ") && q.words.ends_with(" w127"));
+        // The estimate is four characters a token: the model's 254 tokens.
+        assert_eq!(q.embedded.chars().count(), 254 * 4);
+        assert!(text.starts_with(&q.embedded));
+        let cut = q.cut.unwrap();
+        assert_eq!(cut.query_chars as usize, text.chars().count());
+        assert_eq!(cut.embedded_chars, Some(254 * 4));
+        assert_eq!(cut.dropped_words, Some(150 - 128));
+
+        // Only the legs that run report their cut.
+        let q = Legs::of(
+            text.clone(),
+            SearchMode::Fulltext,
+            &TokenCounter::Estimate,
+            LOCAL_MODEL,
+        );
+        assert_eq!(q.cut.unwrap().embedded_chars, None);
+        let q = Legs::of(
+            text.clone(),
+            SearchMode::Vector,
+            &TokenCounter::Estimate,
+            LOCAL_MODEL,
+        );
+        assert_eq!(q.cut.unwrap().dropped_words, None);
+        // An OpenAI model reads 8,000 tokens: all of this.
+        let q = Legs::of(
+            text,
+            SearchMode::Vector,
+            &TokenCounter::Estimate,
+            "openai/x",
+        );
+        assert_eq!(q.cut, None);
+    }
 
     #[test]
     fn metadata_patterns_match_the_stored_pair_literally() {

@@ -180,6 +180,74 @@ async fn documents_are_ingested_and_found_in_every_mode() {
         .await;
         assert_eq!(sources(&r), ["pumps.md"], "{r}");
 
+        // A whole email pasted as the query: each leg reads what it can, and says what not.
+        let mut email = String::from("Hello, when does the showroom open on saturday? ");
+        for i in 0..400 {
+            email.push_str(&format!("zq{i:03}x "));
+        }
+        let chars = email.trim().chars().count() as u64;
+        let r = search(
+            &app,
+            &f.key,
+            &kb,
+            json!({ "query": email, "mode": "fulltext" }),
+        )
+        .await;
+        assert_eq!(sources(&r)[0], "hours.html", "{r}");
+        assert_eq!(r["cut"]["query_chars"], chars, "{}", r["cut"]);
+        assert!(r["cut"]["embedded_chars"].is_null(), "no vector leg ran");
+        let dropped = r["cut"]["dropped_words"].as_u64().unwrap();
+        assert_eq!(
+            dropped,
+            408 - 128,
+            "408 distinct words, the first 128 matched"
+        );
+        let r = search(
+            &app,
+            &f.key,
+            &kb,
+            json!({ "query": email, "mode": "vector" }),
+        )
+        .await;
+        let read = r["cut"]["embedded_chars"].as_u64().unwrap();
+        assert!(
+            read > 40 && read < chars,
+            "the model read the start: {read} of {chars}"
+        );
+        assert!(r["cut"]["dropped_words"].is_null());
+        let r = search(
+            &app,
+            &f.key,
+            &kb,
+            json!({ "query": email, "mode": "hybrid" }),
+        )
+        .await;
+        assert!(r["cut"]["embedded_chars"].is_u64() && r["cut"]["dropped_words"].is_u64());
+        assert!(sources(&r)[..3].contains(&"hours.html".to_string()), "{r}");
+        let r = search(&app, &f.key, &kb, json!({ "query": "pump" })).await;
+        assert!(r["cut"].is_null(), "a short query loses nothing");
+        let too_long = "word ".repeat(3_201);
+        let bad = problem(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/knowledge-bases/{kb}/search"),
+                &f.key,
+                &json!({ "query": too_long }),
+            )
+            .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(bad["errors"][0]["field"], "query", "{bad}");
+        assert!(
+            bad["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("16000"),
+            "{bad}"
+        );
+
         // Filters: metadata, tags, documents; a filter nothing matches gives nothing.
         let r = search(&app, &f.key, &kb, json!({ "query": "pump", "filter": { "metadata": { "team": "support" }, "tags": ["manual"] } })).await;
         assert!(!r["hits"].as_array().unwrap().is_empty());
@@ -243,6 +311,39 @@ async fn documents_are_ingested_and_found_in_every_mode() {
         .await;
         assert_eq!(rest["items"].as_array().unwrap().len(), 1);
         assert!(rest["next_cursor"].is_null());
+    }
+}
+
+/// Each document is written on its own (one fragment each); upkeep merges them before a
+/// search has to open one file per document.
+#[tokio::test]
+async fn documents_written_one_at_a_time_are_merged_into_few_fragments() {
+    for backend in backends().await {
+        let app = spawn(backend, &[]).await;
+        let f = app.tenant("acme").await;
+        let kb = create_kb(&app, &f.key, json!({ "name": "Notes" })).await;
+        let kb = kb["id"].as_str().unwrap().to_string();
+        let mut form = Form::new();
+        for i in 0..30 {
+            let text = format!("Note {i}: parcel {i} goes out with courier number c{i}x.");
+            form = form.part("files", file(&format!("note{i}.txt"), "text/plain", text));
+        }
+        let docs = json(upload(&app, &f.key, &kb, form).await, 202).await;
+        for d in docs.as_array().unwrap() {
+            let d = settled(&app, &f.key, &kb, d["id"].as_str().unwrap()).await;
+            assert_eq!(d["status"], "ready", "{d}");
+        }
+        wait_jobs_idle(&app, f.tenant_id).await;
+        let table = table_of(&app, &kb).await;
+        let vectors = &app.knowledge.vectors;
+        assert_eq!(vectors.count(f.tenant_id, &table).await.unwrap(), 30);
+        let fragments = vectors.fragments(f.tenant_id, &table).await.unwrap();
+        assert!(fragments <= 17, "30 documents left {fragments} fragments");
+        for i in [0, 17, 29] {
+            let q = json!({ "query": format!("c{i}x"), "mode": "fulltext" });
+            let r = search(&app, &f.key, &kb, q).await;
+            assert_eq!(sources(&r), [format!("note{i}.txt")], "{r}");
+        }
     }
 }
 

@@ -538,6 +538,118 @@ async fn visitor_tokens_expire_and_refresh_tokens_rotate_once() {
     }
 }
 
+/// The hourly sweep: refresh tokens a day past expiry go; anonymous visitors idle for 30 days
+/// without a conversation go with their tokens; identified visitors and visitors with a
+/// conversation stay, whatever their age, in every tenant.
+#[tokio::test]
+async fn spent_tokens_and_idle_anonymous_visitors_are_swept() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    use server::store::{job_schedules, widget_refresh_tokens as tokens, widget_visitors};
+    use server::widget::sweep::{self, Swept};
+
+    for backend in backends().await {
+        let app = TestApp::spawn(backend).await;
+        let schedules = job_schedules::Entity::find()
+            .filter(job_schedules::Column::Name.eq(sweep::SCHEDULE))
+            .filter(job_schedules::Column::TenantId.is_null())
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            schedules.len(),
+            1,
+            "the sweep is on the platform's schedule"
+        );
+        assert_eq!(schedules[0].kind, sweep::KIND);
+
+        let mut ids = Vec::new();
+        for name in ["acme", "bravo"] {
+            let f = app.tenant(name).await;
+            let (_, public_id, _) = widget(&app, &f.key, json!({})).await;
+            let idle = visitor(&app, &public_id).await.2;
+            let (talker_token, _, talker) = visitor(&app, &public_id).await;
+            conversation(&app, &talker_token).await;
+            let known = visitor(&app, &public_id).await.2;
+            let (_, fresh_refresh, fresh) = visitor(&app, &public_id).await;
+            ids.push((idle, talker, known, fresh, fresh_refresh));
+        }
+        let uuid = |s: &str| s.parse::<uuid::Uuid>().unwrap();
+        let long_ago = chrono::Utc::now() - chrono::Duration::days(sweep::IDLE_DAYS + 1);
+        for (idle, talker, known, _, _) in &ids {
+            widget_visitors::Entity::update_many()
+                .col_expr(widget_visitors::Column::LastSeenAt, Expr::value(long_ago))
+                .filter(widget_visitors::Column::Id.is_in([uuid(idle), uuid(talker), uuid(known)]))
+                .exec(&app.db)
+                .await
+                .unwrap();
+            widget_visitors::Entity::update_many()
+                .col_expr(
+                    widget_visitors::Column::ExternalId,
+                    Expr::value("customer-7"),
+                )
+                .filter(widget_visitors::Column::Id.eq(uuid(known)))
+                .exec(&app.db)
+                .await
+                .unwrap();
+        }
+        // The fresh visitors' first refresh tokens: used, and expired two days ago.
+        let (_, _, _, fresh, fresh_refresh) = &ids[0];
+        let next = json(refresh(&app, fresh_refresh).await, 200).await;
+        tokens::Entity::update_many()
+            .col_expr(
+                tokens::Column::ExpiresAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::days(2)),
+            )
+            .filter(tokens::Column::VisitorId.eq(uuid(fresh)))
+            .filter(tokens::Column::UsedAt.is_not_null())
+            .exec(&app.db)
+            .await
+            .unwrap();
+
+        let swept = sweep::sweep(&app.db).await.unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                refresh_tokens: 3,
+                visitors: 2
+            },
+            "two idle visitors' tokens and one expired token"
+        );
+        for (idle, talker, known, fresh, _) in &ids {
+            let left = |id: &str| {
+                let id = uuid(id);
+                let db = app.db.clone();
+                async move {
+                    widget_visitors::Entity::find_by_id(id)
+                        .one(&db)
+                        .await
+                        .unwrap()
+                        .is_some()
+                }
+            };
+            assert!(!left(idle).await, "the idle anonymous visitor is gone");
+            assert!(left(talker).await, "a visitor with a conversation stays");
+            assert!(left(known).await, "an identified visitor stays");
+            assert!(left(fresh).await);
+            let tokens_left = tokens::Entity::find()
+                .filter(tokens::Column::VisitorId.eq(uuid(idle)))
+                .count(&app.db)
+                .await
+                .unwrap();
+            assert_eq!(tokens_left, 0);
+        }
+        // The fresh visitor's current token still works; the swept one is unknown now.
+        json(
+            refresh(&app, next["refresh_token"].as_str().unwrap()).await,
+            200,
+        )
+        .await;
+        problem(refresh(&app, fresh_refresh).await, 401, "unauthorized").await;
+        assert_eq!(sweep::sweep(&app.db).await.unwrap(), Swept::default());
+    }
+}
+
 #[tokio::test]
 async fn a_visitor_reaches_only_their_own_conversations() {
     for backend in backends().await {

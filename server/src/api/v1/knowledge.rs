@@ -332,7 +332,8 @@ pub async fn delete_document(
 /// Search the knowledge base: `vector`, `fulltext` (BM25) or `hybrid` (both, fused by
 /// reciprocal rank fusion), optionally reranked. Every hit carries its citation (document,
 /// chunk, byte offsets) and its rank and score in each leg. Results are cached briefly per
-/// knowledge-base version.
+/// knowledge-base version. A long query (a pasted email, up to 16,000 characters) is searched
+/// as far as each leg can read it, and `cut` says what was left out.
 #[utoipa::path(post, path = "/api/v1/knowledge-bases/{kb}/search", tag = "knowledge",
     params(("kb" = Uuid, Path, description = "The knowledge base's id")),
     request_body = SearchRequest,
