@@ -1,7 +1,10 @@
 // Browser tests: Debian's Chromium driven by playwright-core against the real server.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
 import { ADMIN, BASE, CONSOLE_PAGES, api, hydrationProblems, newContext, openPage, signIn } from "../lib/browser.js";
+
+const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
 
 test("console pages hydrate under their Content Security Policy", async () => {
   const page = await openPage();
@@ -121,6 +124,29 @@ test("settings are saved and the audit log can be filtered", async () => {
   });
   const actions = await page.locator("tbody td:nth-child(3)").allTextContents();
   assert.ok(actions.length >= 1 && actions.every((a) => a === "tenant.update"), actions.join(","));
+  await page.close();
+});
+
+test("a whole email pasted into the retrieval test is searched, and the page says what was cut", async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  const page = await openPage(await newContext({ viewport: { width: 1280, height: 900 } }));
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/knowledge`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByRole("link", { name: "Customer handbook" }).click();
+  await page.getByRole("heading", { name: "Retrieval test" }).waitFor();
+  const email = "Hello, how do I reset my password? " + Array.from({ length: 300 }, (_, i) => `item${i}`).join(" ");
+  await page.getByLabel("Query").fill(email);
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  const note = page.getByText(/^A long query: the vector search read its first \d+ of \d+ characters; the full-text search matched its first 128 distinct words and left out \d+\.$/);
+  await note.waitFor();
+  await page.getByRole("status").filter({ hasText: "hybrid" }).waitFor();
+  await page.screenshot({ path: `${SHOTS}/knowledge-long-query-1280.png`, fullPage: true });
+  await page.setViewportSize({ width: 375, height: 800 });
+  await note.scrollIntoViewIfNeeded();
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `the page is ${width} px wide on a 375 px phone`);
+  await page.screenshot({ path: `${SHOTS}/knowledge-long-query-375.png`, fullPage: true });
   await page.close();
 });
 

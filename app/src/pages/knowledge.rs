@@ -1046,7 +1046,7 @@ fn SearchResults(response: SearchResponse, query: String) -> impl IntoView {
             {response.cached.then(|| view! { " " <span class="badge">"cached"</span> })}
             {response.reranked.then(|| view! { " " <span class="badge">"reranked"</span> })}
         </p>
-        {response.cut.map(|cut| view! { <p class="muted">{cut_note(&cut)}</p> })}
+        {response.cut.map(|cut| view! { <p class="small muted">{cut_note(&cut)}</p> })}
         {if response.hits.is_empty() {
             view! { <p class="empty">"No chunks matched."</p> }.into_any()
         } else {
