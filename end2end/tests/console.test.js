@@ -68,12 +68,16 @@ test("an invited viewer joins through the link and cannot create a key", async (
   const page = await openPage(context);
   await page.goto(link.replace(/^https?:\/\/[^/]+/, BASE));
   await page.getByText("You are invited to join").waitFor();
+  await page.waitForSelector("body[data-hydrated=true]");
   const password = "vera-chooses-her-own";
   await page.getByLabel("Your name (new accounts)").fill("Vera Viewer");
   await page.getByLabel("Password", { exact: true }).fill(password);
   await page.getByLabel("Repeat the password (new accounts)").fill("a different one");
   await page.getByRole("button", { name: "Accept the invitation" }).click();
   await page.getByText("The passwords differ.").waitFor();
+  // Fill only once the page has hydrated: hydration would otherwise reset what was typed,
+  // and the browser would refuse to submit the emptied required fields.
+  await page.waitForSelector("body[data-hydrated=true]");
   await page.getByLabel("Your name (new accounts)").fill("Vera Viewer");
   await page.getByLabel("Password", { exact: true }).fill(password);
   await page.getByLabel("Repeat the password (new accounts)").fill(password);
