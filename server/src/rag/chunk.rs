@@ -49,9 +49,7 @@ impl TokenCounter {
             Err(_) => TokenCounter::Estimate,
         }
     }
-}
 
-impl TokenCounter {
     /// The longest start of `text` of at most `tokens` tokens, cut between two tokens.
     pub fn prefix<'t>(&self, text: &'t str, tokens: usize) -> &'t str {
         let estimate = || match text.char_indices().nth(tokens * 4) {

@@ -467,7 +467,7 @@ impl VectorStore {
         }
         match index_on("vector") {
             Some(name) => fold |= self.needs_folding(table, &name).await?,
-            None if table.count_rows(None).await? >= self.vector_index_threshold => {
+            None if stats.num_rows >= self.vector_index_threshold => {
                 table
                     .create_index(
                         &["vector"],
