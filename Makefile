@@ -53,8 +53,11 @@ test: setup models e2e-setup test-rust test-e2e fuzz test-release
 # flags so both share one set of compiled dependencies instead of building them twice.
 LEPTOS_DEV_RUSTFLAGS := --cfg erase_components
 
+# moto: the S3-compatible server the object-storage test runs on loopback.
+MOTO_VERSION := 5.2.1
 test-rust:
 	cargo fmt --all -- --check
+	@python3 -c "import moto; assert moto.__version__ == '$(MOTO_VERSION)'" 2>/dev/null || pip install -q "moto[server]==$(MOTO_VERSION)"
 	RUSTFLAGS="$(LEPTOS_DEV_RUSTFLAGS)" cargo test -p server -p app -p migration
 
 test-e2e:

@@ -1,5 +1,6 @@
 //! The command line: serve, migrate, and the operator's admin commands on the same database.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
@@ -219,6 +220,11 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let db = store::connect(&config).await?;
             store::migrate(&db).await?;
             let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
+            knowledge
+                .vectors
+                .check()
+                .await
+                .context("reaching the knowledge store (LANCEDB_URI, S3_*)")?;
             let worker = crate::jobs::Worker::new(
                 db,
                 crate::jobs::registry(

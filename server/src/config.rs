@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 51] = [
+const KEYS: [&str; 56] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -41,6 +41,11 @@ const KEYS: [&str; 51] = [
     "JOB_BACKOFF_BASE_SECS",
     "JOB_BACKOFF_CAP_SECS",
     "LANCEDB_URI",
+    "S3_ENDPOINT",
+    "S3_REGION",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "S3_ALLOW_HTTP",
     "EMBEDDING_MODEL_DIR",
     "EMBEDDINGS_URL",
     "EMBEDDINGS_API_KEY",
@@ -105,6 +110,11 @@ struct Raw {
     job_backoff_base_secs: u64,
     job_backoff_cap_secs: u64,
     lancedb_uri: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_allow_http: bool,
     embedding_model_dir: Option<PathBuf>,
     embeddings_url: Option<String>,
     embeddings_api_key: Option<String>,
@@ -169,6 +179,11 @@ impl Default for Raw {
             job_backoff_base_secs: 5,
             job_backoff_cap_secs: 3600,
             lancedb_uri: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
             embedding_model_dir: None,
             embeddings_url: None,
             embeddings_api_key: None,
@@ -485,9 +500,40 @@ impl Raw {
                     .map_err(|e| ConfigError(format!("invalid value for SECRETS_KEYS: {e}")))
             })
             .transpose()?;
+        let lancedb_uri = non_empty(self.lancedb_uri)
+            .unwrap_or_else(|| self.data_dir.join("lancedb").to_string_lossy().into_owned());
+        if let Some((scheme, rest)) = lancedb_uri.split_once("://") {
+            if scheme != "s3" {
+                return Err(ConfigError(format!(
+                    "invalid value for LANCEDB_URI: {scheme}:// is not supported; use a folder or s3://bucket/prefix"
+                )));
+            }
+            if rest.split('/').next().unwrap_or_default().is_empty() {
+                return Err(ConfigError(
+                    "invalid value for LANCEDB_URI: s3:// needs a bucket (s3://bucket/prefix)"
+                        .into(),
+                ));
+            }
+        }
+        let s3_endpoint = non_empty(self.s3_endpoint);
+        if let Some(endpoint) = &s3_endpoint {
+            if !(endpoint.starts_with("https://")
+                || self.s3_allow_http && endpoint.starts_with("http://"))
+            {
+                return Err(ConfigError(
+                    "invalid value for S3_ENDPOINT: must start with https:// (or http:// with S3_ALLOW_HTTP=true)".into(),
+                ));
+            }
+        }
         let knowledge = crate::rag::KnowledgeConfig {
-            lancedb_uri: non_empty(self.lancedb_uri)
-                .unwrap_or_else(|| self.data_dir.join("lancedb").to_string_lossy().into_owned()),
+            lancedb_uri,
+            s3: crate::rag::lance::S3Settings {
+                endpoint: s3_endpoint,
+                region: non_empty(self.s3_region),
+                access_key_id: non_empty(self.s3_access_key_id),
+                secret_access_key: non_empty(self.s3_secret_access_key).map(SecretString::from),
+                allow_http: self.s3_allow_http,
+            },
             model_dir: self
                 .embedding_model_dir
                 .clone()
@@ -668,6 +714,27 @@ mod tests {
         .unwrap();
         let smtp = config.smtp.as_ref().unwrap();
         assert_eq!(smtp.from.email.to_string(), "bot@acme.example");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn lancedb_is_a_folder_or_an_s3_bucket() {
+        let config = Config::from_pairs(&[("DATA_DIR", "/tmp/x")]).unwrap();
+        assert_eq!(config.knowledge.lancedb_uri, "/tmp/x/lancedb");
+        for uri in ["gs://bucket/kb", "s3+ddb://bucket/kb", "s3:///kb"] {
+            let err = Config::from_pairs(&[("LANCEDB_URI", uri)]).unwrap_err();
+            assert!(err.to_string().contains("LANCEDB_URI"), "{uri}: {err}");
+        }
+        let err = Config::from_pairs(&[("S3_ENDPOINT", "http://127.0.0.1:9000")]).unwrap_err();
+        assert!(err.to_string().contains("S3_ENDPOINT"), "{err}");
+        let config = Config::from_pairs(&[
+            ("LANCEDB_URI", "s3://kb-bucket/prod"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("S3_ALLOW_HTTP", "true"),
+            ("S3_SECRET_ACCESS_KEY", "hunter2"),
+        ])
+        .unwrap();
+        assert!(config.knowledge.s3.allow_http);
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -60,6 +60,11 @@ impl Application {
                 .continuously_delete_expired(Duration::from_secs(3600)),
         );
         let knowledge = Knowledge::new(config.knowledge.clone(), config.circuit);
+        knowledge
+            .vectors
+            .check()
+            .await
+            .context("reaching the knowledge store (LANCEDB_URI, S3_*)")?;
         let knowledge_service: Arc<dyn app::services::KnowledgeService> = Arc::new(
             KnowledgeServiceImpl::new(db.clone(), kv.clone(), knowledge.clone()),
         );

@@ -12,6 +12,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -23,7 +24,7 @@ use super::extract::{self, Format};
 use super::fetch::{self, FetchError};
 use super::lance::ChunkRow;
 use super::sandbox;
-use super::service::{bump_version, sha256_hex, INGEST};
+use super::service::{bump_version, lock_kb, sha256_hex, INGEST};
 use super::Knowledge;
 use crate::jobs::{JobContext, JobHandler};
 use crate::store::{document_contents, documents, embedding_cache, knowledge_bases};
@@ -400,6 +401,17 @@ impl JobHandler for Ingest {
         };
         let count = rows.len();
         let dim = kb.embedding_dim.max(1) as usize;
+        if !self.rt.vectors.exists(tenant, &kb.table_name).await? {
+            // The first document creates the table, one worker at a time across processes:
+            // Lance would commit a second concurrent creation over the first, losing its rows.
+            let txn = db.begin().await?;
+            lock_kb(&txn, kb.id).await?;
+            self.rt
+                .vectors
+                .ensure_table(tenant, &kb.table_name, dim)
+                .await?;
+            txn.commit().await?;
+        }
         self.rt
             .vectors
             .replace_document(tenant, &kb.table_name, dim, doc.id, revision, rows)

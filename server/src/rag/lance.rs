@@ -11,6 +11,13 @@
 //!   skew another's scores.
 //!
 //! The cost is many small tables; LanceDB opens them lazily and they need no server.
+//!
+//! `LANCEDB_URI` is a folder, or `s3://bucket/prefix` on S3 or any S3-compatible store
+//! ([`S3Settings`]) so that every server and worker of an installation shares the tables.
+//! Lance commits a new table version by writing its manifest with put-if-absent (S3's
+//! `If-None-Match: *`), so of two processes committing the same version one fails and retries
+//! on top of the other; the store must support conditional writes (AWS S3 since 2024, MinIO,
+//! Ceph RGW, R2).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +34,7 @@ use lancedb::index::Index;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions};
 use lancedb::{Connection, DistanceType, Table};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -263,11 +271,49 @@ pub fn sql_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// How to reach the bucket when `LANCEDB_URI` is `s3://…` (`S3_ENDPOINT`, `S3_REGION`,
+/// `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`, `S3_ALLOW_HTTP`). What is not set comes from the
+/// standard AWS sources (`AWS_*` variables, profile, instance or pod role).
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    /// An S3-compatible server (MinIO, Ceph, R2…); unset for AWS itself.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+    /// Allows an `http://` endpoint (a store on a private network or loopback).
+    pub allow_http: bool,
+}
+
+impl S3Settings {
+    /// As Lance's storage options: path-style requests, which every S3-compatible server takes.
+    fn storage_options(&self) -> Vec<(&'static str, String)> {
+        let mut options = Vec::new();
+        if let Some(endpoint) = &self.endpoint {
+            options.push(("aws_endpoint", endpoint.clone()));
+        }
+        if let Some(region) = &self.region {
+            options.push(("aws_region", region.clone()));
+        }
+        if let Some(id) = &self.access_key_id {
+            options.push(("aws_access_key_id", id.clone()));
+        }
+        if let Some(secret) = &self.secret_access_key {
+            options.push(("aws_secret_access_key", secret.expose_secret().to_string()));
+        }
+        if self.allow_http {
+            options.push(("aws_allow_http", "true".to_string()));
+        }
+        options
+    }
+}
+
 /// The LanceDB side of the knowledge feature: where a tenant's tables live, how chunks are
 /// written, replaced and searched.
 #[derive(Clone)]
 pub struct VectorStore {
     root: String,
+    s3: S3Settings,
     vector_index_threshold: usize,
     connections: Arc<Mutex<HashMap<Uuid, Connection>>>,
     /// Serialises this process's writes per table (other processes are handled by Lance's
@@ -276,9 +322,10 @@ pub struct VectorStore {
 }
 
 impl VectorStore {
-    pub fn new(root: &str, vector_index_threshold: usize) -> VectorStore {
+    pub fn new(root: &str, s3: S3Settings, vector_index_threshold: usize) -> VectorStore {
         VectorStore {
             root: root.trim_end_matches('/').to_string(),
+            s3,
             vector_index_threshold,
             connections: Arc::default(),
             writers: Arc::default(),
@@ -289,14 +336,39 @@ impl VectorStore {
         format!("{}/t_{}", self.root, tenant.simple())
     }
 
+    fn on_object_store(&self) -> bool {
+        self.root.contains("://")
+    }
+
+    async fn connect(&self, uri: &str) -> Result<Connection, LanceError> {
+        let mut connect = lancedb::connect(uri);
+        if self.on_object_store() {
+            connect = connect.storage_options(self.s3.storage_options());
+        }
+        Ok(connect.execute().await?)
+    }
+
     async fn connection(&self, tenant: Uuid) -> Result<Connection, LanceError> {
         let mut connections = self.connections.lock().await;
         if let Some(conn) = connections.get(&tenant) {
             return Ok(conn.clone());
         }
-        let conn = lancedb::connect(&self.tenant_uri(tenant)).execute().await?;
+        let conn = self.connect(&self.tenant_uri(tenant)).await?;
         connections.insert(tenant, conn.clone());
         Ok(conn)
+    }
+
+    /// Reaches the store once at start-up, so a wrong bucket, endpoint or credential stops
+    /// the process with the store's own message instead of failing the first upload.
+    pub async fn check(&self) -> Result<(), LanceError> {
+        if self.on_object_store() {
+            self.connect(&self.root)
+                .await?
+                .table_names()
+                .execute()
+                .await?;
+        }
+        Ok(())
     }
 
     async fn table(&self, tenant: Uuid, name: &str) -> Result<Option<Table>, LanceError> {
@@ -340,23 +412,7 @@ impl VectorStore {
         let writer = self.writer(tenant, name);
         let _guard = writer.lock().await;
         let batch = to_batch(&rows, dim)?;
-        let table = match self.table(tenant, name).await? {
-            Some(table) => table,
-            None => {
-                let conn = self.connection(tenant).await?;
-                match conn.create_table(name, batch.clone()).execute().await {
-                    Ok(table) => {
-                        self.maintain(&table).await;
-                        return Ok(());
-                    }
-                    // Another process created it first: fall through to the merge.
-                    Err(lancedb::Error::TableAlreadyExists { .. }) => {
-                        conn.open_table(name).execute().await?
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
+        let table = self.ensure_table(tenant, name, dim).await?;
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema(dim));
         let mut merge = table.merge_insert(&["chunk_id"]);
         merge
@@ -369,6 +425,35 @@ impl VectorStore {
         merge.execute(Box::new(reader)).await?;
         self.maintain(&table).await;
         Ok(())
+    }
+
+    /// Whether the table exists.
+    pub async fn exists(&self, tenant: Uuid, name: &str) -> Result<bool, LanceError> {
+        Ok(self.table(tenant, name).await?.is_some())
+    }
+
+    /// Opens the table, creating it empty if it does not exist. Lance commits a creation that
+    /// lost a race as an overwrite of the table the winner created, rows and all, so
+    /// processes must not create one table concurrently: ingestion calls this first holding
+    /// the knowledge base's database row (within a process the per-table writer lock
+    /// serialises).
+    pub async fn ensure_table(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        dim: usize,
+    ) -> Result<Table, LanceError> {
+        if let Some(table) = self.table(tenant, name).await? {
+            return Ok(table);
+        }
+        let conn = self.connection(tenant).await?;
+        match conn.create_empty_table(name, schema(dim)).execute().await {
+            Ok(table) => Ok(table),
+            Err(lancedb::Error::TableAlreadyExists { .. }) => {
+                Ok(conn.open_table(name).execute().await?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes a document's rows (of one revision, or all).
@@ -402,8 +487,8 @@ impl VectorStore {
     /// Removes every table of the tenant.
     pub async fn drop_tenant(&self, tenant: Uuid) -> Result<(), LanceError> {
         self.connections.lock().await.remove(&tenant);
-        if self.root.contains("://") {
-            let conn = lancedb::connect(&self.tenant_uri(tenant)).execute().await?;
+        if self.on_object_store() {
+            let conn = self.connect(&self.tenant_uri(tenant)).await?;
             conn.drop_all_tables(&[]).await?;
         } else {
             match tokio::fs::remove_dir_all(self.tenant_uri(tenant)).await {

@@ -35,8 +35,10 @@ use rerank::Reranker;
 /// Settings of the knowledge feature (part of [`crate::config::Config`]).
 #[derive(Clone, Debug)]
 pub struct KnowledgeConfig {
-    /// Where LanceDB keeps its tables (`LANCEDB_URI`): a folder, or an object-store URI.
+    /// Where LanceDB keeps its tables (`LANCEDB_URI`): a folder, or `s3://bucket/prefix`.
     pub lancedb_uri: String,
+    /// How to reach the bucket when it is on S3 (`S3_*`).
+    pub s3: lance::S3Settings,
     /// all-MiniLM-L6-v2's files (`EMBEDDING_MODEL_DIR`, fetched by `make models`).
     pub model_dir: PathBuf,
     /// OpenAI-compatible embeddings endpoint (`EMBEDDINGS_URL`, `EMBEDDINGS_API_KEY`).
@@ -94,7 +96,11 @@ impl Knowledge {
         });
         Arc::new(Knowledge {
             embedders: Embedders::new(config.model_dir.clone(), openai, circuit),
-            vectors: VectorStore::new(&config.lancedb_uri, config.vector_index_threshold),
+            vectors: VectorStore::new(
+                &config.lancedb_uri,
+                config.s3.clone(),
+                config.vector_index_threshold,
+            ),
             reranker,
             counter: OnceLock::new(),
             config,

@@ -176,7 +176,7 @@ pub async fn bump_version(db: &impl ConnectionTrait, kb: Uuid) -> Result<(), sea
 /// document of the same name, and on SQLite the transaction becomes a writer while it can
 /// still wait for the lock (a deferred transaction that read first gets `SQLITE_BUSY` at
 /// once when another connection committed in between).
-async fn lock_kb(txn: &impl ConnectionTrait, kb: Uuid) -> Result<(), sea_orm::DbErr> {
+pub(crate) async fn lock_kb(txn: &impl ConnectionTrait, kb: Uuid) -> Result<(), sea_orm::DbErr> {
     knowledge_bases::Entity::update_many()
         .col_expr(knowledge_bases::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(knowledge_bases::Column::Id.eq(kb))
@@ -1093,7 +1093,10 @@ impl KnowledgeService for KnowledgeServiceImpl {
             .vectors
             .delete_document(access.tenant_id, &knowledge_base.table_name, id, None)
             .await
-            .map_err(lance_error)
+            .map_err(lance_error)?;
+        // Once more now the rows are gone: a search on any instance between the commit and
+        // the delete still found them and may have cached that under the first bump.
+        bump_version(&self.db, kb).await.map_err(db_error)
     }
 
     async fn search(

@@ -545,7 +545,7 @@ async fn replacing_and_deleting_documents_swaps_their_chunks_and_drops_cached_re
     }
 }
 
-async fn table_of(app: &TestApp, kb: &str) -> String {
+pub(crate) async fn table_of(app: &TestApp, kb: &str) -> String {
     use sea_orm::EntityTrait;
     server::store::knowledge_bases::Entity::find_by_id(kb.parse::<uuid::Uuid>().unwrap())
         .one(&app.db)
