@@ -17,7 +17,7 @@
 //! Lance commits a new table version by writing its manifest with put-if-absent (S3's
 //! `If-None-Match: *`), so of two processes committing the same version one fails and retries
 //! on top of the other; the store must support conditional writes (AWS S3 since 2024, MinIO,
-//! Ceph RGW, R2).
+//! Ceph RGW, R2). Creating a table is the exception: see [`VectorStore::ensure_table`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -317,7 +317,8 @@ pub struct VectorStore {
     vector_index_threshold: usize,
     connections: Arc<Mutex<HashMap<Uuid, Connection>>>,
     /// Serialises this process's writes per table (other processes are handled by Lance's
-    /// optimistic commits, which retry on conflict).
+    /// optimistic commits, which retry on conflict; creation by the caller, see
+    /// [`VectorStore::ensure_table`]).
     writers: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
