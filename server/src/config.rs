@@ -503,12 +503,12 @@ impl Raw {
         let lancedb_uri = non_empty(self.lancedb_uri)
             .unwrap_or_else(|| self.data_dir.join("lancedb").to_string_lossy().into_owned());
         if let Some((scheme, rest)) = lancedb_uri.split_once("://") {
-            if scheme != "s3" {
+            if scheme != "s3" && scheme != "file" {
                 return Err(ConfigError(format!(
                     "invalid value for LANCEDB_URI: {scheme}:// is not supported; use a folder or s3://bucket/prefix"
                 )));
             }
-            if rest.split('/').next().unwrap_or_default().is_empty() {
+            if scheme == "s3" && rest.split('/').next().unwrap_or_default().is_empty() {
                 return Err(ConfigError(
                     "invalid value for LANCEDB_URI: s3:// needs a bucket (s3://bucket/prefix)"
                         .into(),
@@ -721,6 +721,7 @@ mod tests {
     fn lancedb_is_a_folder_or_an_s3_bucket() {
         let config = Config::from_pairs(&[("DATA_DIR", "/tmp/x")]).unwrap();
         assert_eq!(config.knowledge.lancedb_uri, "/tmp/x/lancedb");
+        assert!(Config::from_pairs(&[("LANCEDB_URI", "file:///srv/kb")]).is_ok());
         for uri in ["gs://bucket/kb", "s3+ddb://bucket/kb", "s3:///kb"] {
             let err = Config::from_pairs(&[("LANCEDB_URI", uri)]).unwrap_err();
             assert!(err.to_string().contains("LANCEDB_URI"), "{uri}: {err}");
