@@ -401,20 +401,22 @@ impl JobHandler for Ingest {
         };
         let count = rows.len();
         let dim = kb.embedding_dim.max(1) as usize;
-        if !self.rt.vectors.exists(tenant, &kb.table_name).await? {
-            // The first document creates the table, one worker at a time across processes:
-            // Lance would commit a second concurrent creation over the first, losing its rows.
-            let txn = db.begin().await?;
-            lock_kb(&txn, kb.id).await?;
-            self.rt
-                .vectors
-                .ensure_table(tenant, &kb.table_name, dim)
-                .await?;
-            txn.commit().await?;
-        }
-        self.rt
-            .vectors
-            .replace_document(tenant, &kb.table_name, dim, doc.id, revision, rows)
+        let vectors = &self.rt.vectors;
+        let table = match vectors.table(tenant, &kb.table_name).await? {
+            Some(table) => table,
+            None => {
+                // The first document creates the table, one worker at a time across
+                // processes: Lance would commit a second concurrent creation over the first,
+                // losing its rows.
+                let txn = db.begin().await?;
+                lock_kb(&txn, kb.id).await?;
+                let table = vectors.ensure_table(tenant, &kb.table_name, dim).await?;
+                txn.commit().await?;
+                table
+            }
+        };
+        vectors
+            .replace_document(tenant, &table, dim, doc.id, revision, rows)
             .await?;
         let txn = ctx.transaction().await?;
         let marked = documents::Entity::update_many()

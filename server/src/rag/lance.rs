@@ -317,7 +317,7 @@ pub struct VectorStore {
     vector_index_threshold: usize,
     connections: Arc<Mutex<HashMap<Uuid, Connection>>>,
     /// Serialises this process's writes per table (other processes are handled by Lance's
-    /// optimistic commits, which retry on conflict; creation by the caller, see
+    /// optimistic commits, which retry on conflict; creation is serialised by the caller, see
     /// [`VectorStore::ensure_table`]).
     writers: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
@@ -372,7 +372,8 @@ impl VectorStore {
         Ok(())
     }
 
-    async fn table(&self, tenant: Uuid, name: &str) -> Result<Option<Table>, LanceError> {
+    /// The table, if it exists (opened at its newest version).
+    pub async fn table(&self, tenant: Uuid, name: &str) -> Result<Option<Table>, LanceError> {
         match self
             .connection(tenant)
             .await?
@@ -400,20 +401,20 @@ impl VectorStore {
     /// Makes `rows` the document's chunks in one commit: they are inserted and every row of
     /// an older revision of the document is deleted together, so a search sees either the
     /// old chunks or the new ones. Rows of a newer revision (a later upload that finished
-    /// first) are left alone.
+    /// first) are left alone. `table` comes from [`VectorStore::table`] or
+    /// [`VectorStore::ensure_table`].
     pub async fn replace_document(
         &self,
         tenant: Uuid,
-        name: &str,
+        table: &Table,
         dim: usize,
         document_id: Uuid,
         revision: i64,
         rows: Vec<ChunkRow>,
     ) -> Result<(), LanceError> {
-        let writer = self.writer(tenant, name);
+        let writer = self.writer(tenant, table.name());
         let _guard = writer.lock().await;
         let batch = to_batch(&rows, dim)?;
-        let table = self.ensure_table(tenant, name, dim).await?;
         let reader = RecordBatchIterator::new(vec![Ok(batch)], schema(dim));
         let mut merge = table.merge_insert(&["chunk_id"]);
         merge
@@ -424,20 +425,14 @@ impl VectorStore {
                 sql_string(&document_id.to_string())
             )));
         merge.execute(Box::new(reader)).await?;
-        self.maintain(&table).await;
+        self.maintain(table).await;
         Ok(())
-    }
-
-    /// Whether the table exists.
-    pub async fn exists(&self, tenant: Uuid, name: &str) -> Result<bool, LanceError> {
-        Ok(self.table(tenant, name).await?.is_some())
     }
 
     /// Opens the table, creating it empty if it does not exist. Lance commits a creation that
     /// lost a race as an overwrite of the table the winner created, rows and all, so
-    /// processes must not create one table concurrently: ingestion calls this first holding
-    /// the knowledge base's database row (within a process the per-table writer lock
-    /// serialises).
+    /// processes must not create one table concurrently: ingestion calls this holding the
+    /// knowledge base's database row.
     pub async fn ensure_table(
         &self,
         tenant: Uuid,
