@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/frontend/node_modules/.bin:$(PATH)
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat eval fmt lint clean
+.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat bench-chat-profile eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
@@ -28,14 +28,18 @@ build:
 widget:
 	frontend/widget/build.sh
 
+# The build tools are installed without their own release profile's fat LTO and single codegen
+# unit: they run for seconds per build, and compiling them that way took most of a first run.
+TOOL_INSTALL := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo install
+
 setup:
 	@command -v apt-get >/dev/null && { \
 	  missing=""; \
 	  command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	  [ -z "$$missing" ] || { echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; }; } || true
 	@rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked
-	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked
+	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || $(TOOL_INSTALL) cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked
+	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || $(TOOL_INSTALL) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked
 	@cd frontend && { [ -x node_modules/.bin/wasm-opt ] || npm ci --no-audit --no-fund; }
 
 models: $(MODEL_DIR)/model.safetensors
@@ -101,6 +105,11 @@ bench-knowledge: models
 bench-chat:
 	cargo build --release -p server --bin server
 	server/bench/chat.sh $(TARGET_DIR)/release/server
+
+# The server's CPU per chat turn split by stage (perf record of `bench chat` on SQLite).
+bench-chat-profile:
+	cargo build --release -p server --bin server
+	server/bench/chat-profile.sh $(TARGET_DIR)/release/server
 
 # nDCG@10, Recall@100 and MRR@10 per search mode on the Cranfield collection.
 DATASET ?= ../shared/data/cranfield

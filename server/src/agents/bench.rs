@@ -2,6 +2,8 @@
 //! a scratch database against the fake LLM (answering at once); N conversations talk over real
 //! HTTP at the same time. Prints turn latency (JSON answers) and the time to the first streamed
 //! token, next to the fake's own time to first token, so the difference is our overhead.
+//! The fake and the load generator run on a runtime of their own (threads named
+//! [`LOAD_THREADS`]), so the server's own CPU per turn is the process's minus theirs.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,35 @@ use crate::startup::Application;
 
 const ANSWER: &str =
     "Thanks for asking. Our team can help with that today, and here is what you need to know.";
+
+/// The name of the load generator's and the fake LLM's threads.
+const LOAD_THREADS: &str = "bench-load";
+
+/// CPU seconds used so far by the whole process (threads that ended included) and by its
+/// threads named `prefix`, from `/proc` (Linux; `None` elsewhere).
+fn cpu_seconds(prefix: &str) -> Option<(f64, f64)> {
+    // utime and stime, in USER_HZ ticks (100 per second in Linux's ABI), after "(comm)".
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let used = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some((stat[open + 1..close].to_string(), used))
+    }
+    let (_, process) = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut load = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        if let Some((name, used)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| ticks(&s))
+        {
+            if name.starts_with(prefix) {
+                load += used;
+            }
+        }
+    }
+    Some((process as f64 / 100.0, load as f64 / 100.0))
+}
 
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -48,7 +79,23 @@ async fn first_token(request: reqwest::RequestBuilder, marker: &str) -> anyhow::
 }
 
 pub async fn run(config: &Config, conversations: usize, turns: usize) -> anyhow::Result<()> {
-    let fake = FakeLlm::start().await?;
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(LOAD_THREADS)
+        .enable_all()
+        .build()?;
+    let outcome = measure(config, conversations, turns, load.handle()).await;
+    load.shutdown_background();
+    outcome
+}
+
+async fn measure(
+    config: &Config,
+    conversations: usize,
+    turns: usize,
+    load: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let fake = load.spawn(FakeLlm::start()).await??;
     let folder =
         std::env::temp_dir().join(format!("agent-platform-chat-{}", Uuid::now_v7().simple()));
     std::fs::create_dir_all(&folder)?;
@@ -108,12 +155,13 @@ pub async fn run(config: &Config, conversations: usize, turns: usize) -> anyhow:
         fake.chat(text(ANSWER));
     }
 
+    let cpu_before = cpu_seconds(LOAD_THREADS);
     let started = Instant::now();
     let tasks = (0..conversations).map(|_| {
         let http = http.clone();
         let base = base.clone();
         let key = key.clone();
-        tokio::spawn(async move {
+        load.spawn(async move {
             let created: serde_json::Value = http
                 .post(format!("{base}/api/v1/conversations"))
                 .bearer_auth(&key)
@@ -156,6 +204,7 @@ pub async fn run(config: &Config, conversations: usize, turns: usize) -> anyhow:
         streamed.push(first);
     }
     let took = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_seconds(LOAD_THREADS);
 
     // The fake's own time to its first chunk, asked directly, as often and as concurrently.
     let direct = futures::future::join_all((0..conversations).map(|_| {
@@ -172,6 +221,7 @@ pub async fn run(config: &Config, conversations: usize, turns: usize) -> anyhow:
     .into_iter()
     .collect::<Result<Vec<_>, _>>()?;
 
+    let json_turns_count = json_turns.len();
     println!(
         "chat turns on {backend}: {conversations} concurrent conversations × {turns} turns, fake LLM answering at once ({} turns in {took:.1} s = {:.0} turns/s)",
         json_turns.len(),
@@ -180,6 +230,18 @@ pub async fn run(config: &Config, conversations: usize, turns: usize) -> anyhow:
     summary("turn (JSON), router + specialist, 2 LLM calls", json_turns);
     summary("first streamed token through the platform", streamed);
     summary("first token from the fake directly", direct);
+    if let (Some((p0, l0)), Some((p1, l1))) = (cpu_before, cpu_after) {
+        // Every turn, JSON and streamed; creating the conversations is charged to them.
+        let requests = (json_turns_count + conversations) as f64;
+        let server = (p1 - p0) - (l1 - l0);
+        println!(
+            "  server CPU: {:.2} ms per turn ({server:.1} s for {} JSON + {conversations} streamed turns, creating the {conversations} conversations included; the process used {:.1} s, the load generator and the fake LLM {:.1} s)",
+            server * 1000.0 / requests,
+            json_turns_count,
+            p1 - p0,
+            l1 - l0,
+        );
+    }
     let _ = std::fs::remove_dir_all(&folder);
     Ok(())
 }

@@ -70,9 +70,9 @@ pub struct TurnContext {
     /// The tenant's router rules, compiled (cached per tenant until they change).
     pub rules: Arc<Vec<Rule>>,
     /// The tenant's specialists ([`catalogue::load`]).
-    pub specialists: Vec<Specialist>,
+    pub specialists: Arc<Vec<Specialist>>,
     /// The tenant's own prompts by agent (the built-in ones otherwise).
-    pub prompts: std::collections::HashMap<String, String>,
+    pub prompts: Arc<std::collections::HashMap<String, String>>,
 }
 
 impl TurnContext {

@@ -1,14 +1,16 @@
 //! `ConversationService`: conversations of one tenant at a time, each customer message run
 //! through the tenant's agent graph with every step recorded and the state checkpointed.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::Datelike;
 use chrono::Utc;
 use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, TransactionTrait, TryIntoModel,
 };
 use uuid::Uuid;
 
@@ -61,25 +63,45 @@ pub struct ConversationServiceImpl {
     db: DatabaseConnection,
     rt: Arc<Runtime>,
     graph: Graph<TurnContext>,
-    /// Compiled router rules per tenant, with the version they were compiled from.
-    rules: moka::future::Cache<Uuid, (RulesVersion, Arc<Vec<Rule>>)>,
+    /// What the agents of each tenant are configured with, as of the version read with it.
+    configs: moka::future::Cache<Uuid, Arc<TenantConfig>>,
 }
 
-/// What changes whenever a tenant's rules do: their count and latest change.
-type RulesVersion = (u64, Option<String>);
+/// What a turn reads of its tenant's agent configuration: read again only when its
+/// [`ConfigVersion`] changes, not on every turn.
+struct TenantConfig {
+    version: ConfigVersion,
+    /// The router rules, compiled.
+    rules: Arc<Vec<Rule>>,
+    specialists: Arc<Vec<Specialist>>,
+    prompts: Arc<HashMap<String, String>>,
+    llm: Arc<crate::llm::Llm>,
+}
 
-/// Tenants whose compiled rules are kept.
-const RULE_CACHE_TENANTS: u64 = 10_000;
+/// Fingerprints of a tenant's router rules, specialists, prompts and LLM settings, read with
+/// the tenant's row in one query: each table's row count and newest change (a row added,
+/// changed or deleted changes one of them), the LLM settings' change time (`None`: the
+/// platform's provider).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ConfigVersion {
+    rules: String,
+    agents: String,
+    prompts: String,
+    llm: Option<String>,
+}
+
+/// Tenants whose agent configuration is kept.
+const CONFIG_CACHE_TENANTS: u64 = 10_000;
 
 impl ConversationServiceImpl {
     pub fn new(db: DatabaseConnection, rt: Arc<Runtime>) -> Result<Self, EngineError> {
         let graph = Graph::build(&super::default_graph(), &nodes::registry())?;
-        let rules = moka::future::Cache::new(RULE_CACHE_TENANTS);
+        let configs = moka::future::Cache::new(CONFIG_CACHE_TENANTS);
         Ok(ConversationServiceImpl {
             db,
             rt,
             graph,
-            rules,
+            configs,
         })
     }
 
@@ -96,38 +118,99 @@ impl ConversationServiceImpl {
             .ok_or_else(|| AppError::not_found("conversation"))
     }
 
+    /// The tenant's row and the version of its agent configuration, in one query.
+    async fn tenant_for_turn(
+        &self,
+        tenant: Uuid,
+    ) -> Result<(tenants::Model, ConfigVersion), AppError> {
+        let fingerprint = |table: &str, changed: &str| {
+            Expr::cust(format!(
+                "(SELECT CAST(COUNT(*) AS TEXT) || '/' || COALESCE(CAST(MAX(x.{changed}) AS TEXT), '') \
+                 FROM {table} x WHERE x.tenant_id = tenants.id)"
+            ))
+        };
+        let statement = tenants::Entity::find_by_id(tenant)
+            .column_as(fingerprint("router_rules", "updated_at"), "rules_version")
+            .column_as(fingerprint("agents", "updated_at"), "agents_version")
+            .column_as(fingerprint("prompts", "created_at"), "prompts_version")
+            .column_as(
+                Expr::cust(
+                    "(SELECT CAST(s.updated_at AS TEXT) FROM tenant_llm_settings s \
+                     WHERE s.tenant_id = tenants.id)",
+                ),
+                "llm_version",
+            )
+            .build(self.db.get_database_backend());
+        let row = self
+            .db
+            .query_one(statement)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("tenant"))?;
+        let version = ConfigVersion {
+            rules: row.try_get("", "rules_version").map_err(db_error)?,
+            agents: row.try_get("", "agents_version").map_err(db_error)?,
+            prompts: row.try_get("", "prompts_version").map_err(db_error)?,
+            llm: row.try_get("", "llm_version").map_err(db_error)?,
+        };
+        let tenant = tenants::Model::from_query_result(&row, "").map_err(db_error)?;
+        Ok((tenant, version))
+    }
+
+    /// The tenant's agent configuration at `version`, read from the database only when the
+    /// cached one is of another version. Rows are read after the version, so they are never
+    /// older than it: a change in between is read again on the next turn.
+    async fn tenant_config(
+        &self,
+        tenant: Uuid,
+        version: ConfigVersion,
+    ) -> Result<Arc<TenantConfig>, AppError> {
+        if let Some(cached) = self.configs.get(&tenant).await {
+            if cached.version == version {
+                return Ok(cached);
+            }
+        }
+        let rules = router_rules::Entity::find()
+            .filter(router_rules::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let config = Arc::new(TenantConfig {
+            version,
+            rules: Arc::new(Rule::load(rules)),
+            specialists: Arc::new(catalogue::load(&self.db, tenant).await?),
+            prompts: Arc::new(prompts::current(&self.db, tenant).await?),
+            llm: self.rt.llm.for_tenant(&self.db, tenant).await?,
+        });
+        self.configs.insert(tenant, config.clone()).await;
+        Ok(config)
+    }
+
     async fn context(
         &self,
         access: &Access,
         conversation_id: Uuid,
+        tenant: tenants::Model,
+        version: ConfigVersion,
     ) -> Result<TurnContext, AppError> {
-        let tenant = tenants::Entity::find_by_id(access.tenant_id)
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| AppError::not_found("tenant"))?;
-        let rules = self.compiled_rules(access.tenant_id).await?;
+        let config = self.tenant_config(access.tenant_id, version).await?;
         let business_hours: Vec<BusinessHours> = tenant
             .business_hours
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
-        let policy = tenant
-            .agent_policy
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
         Ok(TurnContext {
             rt: self.rt.clone(),
-            llm: self.rt.llm.for_tenant(&self.db, access.tenant_id).await?,
+            llm: config.llm.clone(),
             access: access.clone(),
             knowledge_access: super::knowledge_reader(access),
             conversation_id,
             company: tenant.name,
             timezone: tenant.timezone,
             business_hours,
-            policy,
-            rules,
-            specialists: catalogue::load(&self.db, access.tenant_id).await?,
-            prompts: prompts::current(&self.db, access.tenant_id).await?,
+            policy: agent_policy(tenant.agent_policy),
+            rules: config.rules.clone(),
+            specialists: config.specialists.clone(),
+            prompts: config.prompts.clone(),
         })
     }
 
@@ -141,38 +224,7 @@ impl ConversationServiceImpl {
                 .one(&self.db)
                 .await
                 .map_err(db_error)?;
-        Ok(policy
-            .flatten()
-            .and_then(|v| serde_json::from_value::<app::types::AgentPolicy>(v).ok())
-            .is_some_and(|p| p.redact_transcripts))
-    }
-
-    /// The tenant's rules, compiled once per version of them rather than on every turn.
-    async fn compiled_rules(&self, tenant: Uuid) -> Result<Arc<Vec<Rule>>, AppError> {
-        let (count, newest): (i64, Option<String>) = router_rules::Entity::find()
-            .select_only()
-            .column_as(Expr::col(router_rules::Column::Id).count(), "count")
-            .column_as(Expr::cust("CAST(MAX(updated_at) AS TEXT)"), "newest")
-            .filter(router_rules::Column::TenantId.eq(tenant))
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .unwrap_or((0, None));
-        let version = (u64::try_from(count).unwrap_or(0), newest);
-        if let Some((cached, rules)) = self.rules.get(&tenant).await {
-            if cached == version {
-                return Ok(rules);
-            }
-        }
-        let rows = router_rules::Entity::find()
-            .filter(router_rules::Column::TenantId.eq(tenant))
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        let rules = Arc::new(Rule::load(rows));
-        self.rules.insert(tenant, (version, rules.clone())).await;
-        Ok(rules)
+        Ok(agent_policy(policy.flatten()).redact_transcripts)
     }
 
     async fn specialist(&self, access: &Access, agent: &str) -> Result<Specialist, AppError> {
@@ -191,8 +243,9 @@ impl ConversationServiceImpl {
             .unwrap_or_else(|_| chrono::Duration::minutes(5))
     }
 
-    /// Takes the conversation for one turn, waiting for the turn before it to finish.
-    async fn lease(&self, access: &Access, id: Uuid) -> Result<(), AppError> {
+    /// Takes the conversation for one turn, waiting for the turn before it to finish; the
+    /// conversation as taken.
+    async fn lease(&self, access: &Access, id: Uuid) -> Result<conversations::Model, AppError> {
         let deadline = tokio::time::Instant::now() + TURN_WAIT;
         let mut pause = TURN_WAIT_FIRST_PAUSE;
         loop {
@@ -209,11 +262,11 @@ impl ConversationServiceImpl {
                         .add(conversations::Column::BusyUntil.is_null())
                         .add(conversations::Column::BusyUntil.lt(now)),
                 )
-                .exec(&self.db)
+                .exec_with_returning(&self.db)
                 .await
                 .map_err(db_error)?;
-            if taken.rows_affected == 1 {
-                return Ok(());
+            if let Some(conversation) = taken.into_iter().next() {
+                return Ok(conversation);
             }
             // Not found, or busy.
             self.conversation(access, id).await?;
@@ -245,8 +298,7 @@ impl ConversationServiceImpl {
             tokio::select! {
                 out = &mut work => return out,
                 _ = renew.tick() => {
-                    let until = self.lease_until(Utc::now());
-                    if let Err(e) = self.set_lease(access, id, Some(until)).await {
+                    if let Err(e) = self.renew(access, id).await {
                         tracing::warn!(error = %e, conversation = %id, "turn lease not renewed");
                     }
                 }
@@ -254,24 +306,34 @@ impl ConversationServiceImpl {
         }
     }
 
-    /// Sets (or with `None` ends) the conversation's lease, whoever holds it.
-    async fn set_lease(
-        &self,
-        access: &Access,
-        id: Uuid,
-        until: Option<chrono::DateTime<Utc>>,
-    ) -> Result<(), sea_orm::DbErr> {
+    /// Extends the conversation's lease unless the turn already released it (its answer's
+    /// transaction does: the renewal may come just after).
+    async fn renew(&self, access: &Access, id: Uuid) -> Result<(), sea_orm::DbErr> {
         conversations::Entity::update_many()
-            .col_expr(conversations::Column::BusyUntil, Expr::value(until))
+            .col_expr(
+                conversations::Column::BusyUntil,
+                Expr::value(self.lease_until(Utc::now())),
+            )
             .filter(conversations::Column::Id.eq(id))
             .filter(conversations::Column::TenantId.eq(access.tenant_id))
+            .filter(conversations::Column::BusyUntil.is_not_null())
             .exec(&self.db)
             .await
             .map(|_| ())
     }
 
+    /// Ends the conversation's lease, after a turn that failed before its answer was saved.
     async fn release(&self, access: &Access, id: Uuid) {
-        if let Err(e) = self.set_lease(access, id, None).await {
+        let released = conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::BusyUntil,
+                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+            )
+            .filter(conversations::Column::Id.eq(id))
+            .filter(conversations::Column::TenantId.eq(access.tenant_id))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = released {
             // The lease runs out by itself.
             tracing::warn!(error = %e, conversation = %id, "turn lease not released");
         }
@@ -355,20 +417,23 @@ impl ConversationServiceImpl {
         Ok(to_conversation(conv))
     }
 
+    /// One turn on the leased conversation `conv`; the transaction that saves the answer also
+    /// ends the lease.
     async fn run_message(
         &self,
         access: &Access,
-        id: Uuid,
+        conv: conversations::Model,
         message: PostMessage,
         events: EventSink,
     ) -> Result<TurnResult, AppError> {
+        let id = conv.id;
         let content = message.content.trim().to_string();
-        let conv = self.conversation(access, id).await?;
         let status = ConversationStatus::parse(&conv.status).unwrap_or(ConversationStatus::Bot);
         if status == ConversationStatus::Closed {
             return Err(AppError::Conflict("the conversation is closed".into()));
         }
-        let redact = self.redacts(access).await?;
+        let (tenant, version) = self.tenant_for_turn(access.tenant_id).await?;
+        let redact = agent_policy(tenant.agent_policy.clone()).redact_transcripts;
         let kept = stored(&content, redact);
         let user = message_row(&conv, MessageRole::User, None, &kept, &[], None)
             .insert(&self.db)
@@ -386,7 +451,8 @@ impl ConversationServiceImpl {
             let mut active = conv.clone().into_active_model();
             active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
             active.updated_at = Set(Utc::now());
-            let conv = active.update(&self.db).await.map_err(db_error)?;
+            active.busy_until = Set(None);
+            let conv = save(&self.db, id, active).await.map_err(db_error)?;
             self.changed(&conv).await;
             events(StreamEvent::MessageDone {
                 message_id: None,
@@ -409,7 +475,7 @@ impl ConversationServiceImpl {
         state.transfer = None;
         state.handoff = None;
         state.route = None;
-        let cx = self.context(access, id).await?;
+        let cx = self.context(access, id, tenant, version).await?;
         let sink = DbSink {
             db: self.db.clone(),
             conversation: conv.clone(),
@@ -417,6 +483,7 @@ impl ConversationServiceImpl {
             redact,
             steps: Mutex::new(Vec::new()),
             usage: Mutex::new(Usage::default()),
+            last: Mutex::new(None),
         };
         let outcome = self
             .graph
@@ -424,6 +491,7 @@ impl ConversationServiceImpl {
             .await;
         let steps = sink.steps.into_inner().unwrap_or_default();
         let usage = sink.usage.into_inner().unwrap_or_default();
+        let last_step = sink.last.into_inner().unwrap_or_default();
         if let Err(e) = outcome {
             tracing::error!(conversation = %id, error = %e, "the turn failed");
             if let EngineError::Persist(_) = e {
@@ -464,6 +532,12 @@ impl ConversationServiceImpl {
         state.input.clear();
 
         let txn = self.db.begin().await.map_err(db_error)?;
+        if let Some(row) = last_step {
+            run_steps::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(db_error)?;
+        }
         let reply = message_row(
             &conv,
             MessageRole::Assistant,
@@ -492,7 +566,8 @@ impl ConversationServiceImpl {
         active.checkpoint =
             Set(serde_json::to_value(Checkpoint { state, next: None }).unwrap_or_default());
         active.updated_at = Set(Utc::now());
-        let conv = active.update(&txn).await.map_err(db_error)?;
+        active.busy_until = Set(None);
+        let conv = save(&txn, id, active).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&conv).await;
 
@@ -614,6 +689,21 @@ impl ConversationServiceImpl {
     }
 }
 
+/// Writes the changed columns of a conversation and gives it back without reading the row
+/// again (the checkpoint is the largest thing a turn would otherwise parse twice).
+async fn save(
+    db: &impl ConnectionTrait,
+    conversation: Uuid,
+    active: conversations::ActiveModel,
+) -> Result<conversations::Model, sea_orm::DbErr> {
+    conversations::Entity::update_many()
+        .set(active.clone())
+        .filter(conversations::Column::Id.eq(conversation))
+        .exec(db)
+        .await?;
+    active.try_into_model()
+}
+
 /// A message row of `conv`, ready to insert.
 fn message_row(
     conv: &conversations::Model,
@@ -655,6 +745,13 @@ fn stored(text: &str, redact: bool) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// A tenant's agent policy as stored (the defaults when unset or unreadable).
+fn agent_policy(stored: Option<serde_json::Value>) -> app::types::AgentPolicy {
+    stored
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
 }
 
 fn checkpoint_of(conv: &conversations::Model) -> Checkpoint {
@@ -752,6 +849,9 @@ struct DbSink {
     steps: Mutex<Vec<Step>>,
     /// Tokens and cost of the steps so far (each LLM call priced by its own model).
     usage: Mutex<Usage>,
+    /// The turn's last step, saved with the answer in the turn's final transaction (which
+    /// writes the checkpoint after it too) rather than in one of its own.
+    last: Mutex<Option<run_steps::ActiveModel>>,
 }
 
 #[async_trait::async_trait]
@@ -772,35 +872,42 @@ impl StepSink for DbSink {
             completion_tokens: u32::try_from(r.output.usage.completion_tokens).unwrap_or(u32::MAX),
             duration_ms: r.duration_ms,
         };
-        let save = async {
-            let txn = self.db.begin().await?;
-            run_steps::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                tenant_id: Set(self.conversation.tenant_id),
-                conversation_id: Set(self.conversation.id),
-                message_id: Set(self.message_id),
-                seq: Set(step.seq as i32),
-                node: Set(step.node.clone()),
-                detail: Set(serde_json::to_value(&step.detail).unwrap_or_default()),
-                prompt_tokens: Set(step.prompt_tokens as i32),
-                completion_tokens: Set(step.completion_tokens as i32),
-                duration_ms: Set(step.duration_ms as i32),
-                created_at: Set(Utc::now()),
-            }
-            .insert(&txn)
-            .await?;
-            conversations::Entity::update_many()
-                .col_expr(
-                    conversations::Column::Checkpoint,
-                    Expr::value(serde_json::to_value(r.checkpoint).unwrap_or_default()),
-                )
-                .filter(conversations::Column::TenantId.eq(self.conversation.tenant_id))
-                .filter(conversations::Column::Id.eq(self.conversation.id))
-                .exec(&txn)
-                .await?;
-            txn.commit().await
+        let row = run_steps::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(self.conversation.tenant_id),
+            conversation_id: Set(self.conversation.id),
+            message_id: Set(self.message_id),
+            seq: Set(step.seq as i32),
+            node: Set(step.node.clone()),
+            detail: Set(serde_json::to_value(&step.detail).unwrap_or_default()),
+            prompt_tokens: Set(step.prompt_tokens as i32),
+            completion_tokens: Set(step.completion_tokens as i32),
+            duration_ms: Set(step.duration_ms as i32),
+            created_at: Set(Utc::now()),
         };
-        save.await.map_err(|e| e.to_string())?;
+        if r.checkpoint.next.is_none() {
+            if let Ok(mut last) = self.last.lock() {
+                *last = Some(row);
+            }
+        } else {
+            let save = async {
+                let txn = self.db.begin().await?;
+                run_steps::Entity::insert(row)
+                    .exec_without_returning(&txn)
+                    .await?;
+                conversations::Entity::update_many()
+                    .col_expr(
+                        conversations::Column::Checkpoint,
+                        Expr::value(serde_json::to_value(r.checkpoint).unwrap_or_default()),
+                    )
+                    .filter(conversations::Column::TenantId.eq(self.conversation.tenant_id))
+                    .filter(conversations::Column::Id.eq(self.conversation.id))
+                    .exec(&txn)
+                    .await?;
+                txn.commit().await
+            };
+            save.await.map_err(|e| e.to_string())?;
+        }
         if let Ok(mut steps) = self.steps.lock() {
             steps.push(step);
         }
@@ -891,12 +998,14 @@ impl ConversationService for ConversationServiceImpl {
     ) -> Result<TurnResult, AppError> {
         access.require(Area::Conversations, Level::Write)?;
         check(&message)?;
-        self.lease(access, id).await?;
+        let conv = self.lease(access, id).await?;
         let events = disclosure::events(access, events);
         let result = self
-            .holding(access, id, self.run_message(access, id, message, events))
+            .holding(access, id, self.run_message(access, conv, message, events))
             .await;
-        self.release(access, id).await;
+        if result.is_err() {
+            self.release(access, id).await;
+        }
         let mut result = result?;
         disclosure::turn(access, &mut result);
         Ok(result)
