@@ -483,7 +483,7 @@ impl ConversationServiceImpl {
             redact,
             steps: Mutex::new(Vec::new()),
             usage: Mutex::new(Usage::default()),
-            last: Mutex::new(None),
+            pending: Mutex::new(Vec::new()),
         };
         let outcome = self
             .graph
@@ -491,7 +491,7 @@ impl ConversationServiceImpl {
             .await;
         let steps = sink.steps.into_inner().unwrap_or_default();
         let usage = sink.usage.into_inner().unwrap_or_default();
-        let last_step = sink.last.into_inner().unwrap_or_default();
+        let unsaved_steps = sink.pending.into_inner().unwrap_or_default();
         if let Err(e) = outcome {
             tracing::error!(conversation = %id, error = %e, "the turn failed");
             if let EngineError::Persist(_) = e {
@@ -532,8 +532,8 @@ impl ConversationServiceImpl {
         state.input.clear();
 
         let txn = self.db.begin().await.map_err(db_error)?;
-        if let Some(row) = last_step {
-            run_steps::Entity::insert(row)
+        if !unsaved_steps.is_empty() {
+            run_steps::Entity::insert_many(unsaved_steps)
                 .exec_without_returning(&txn)
                 .await
                 .map_err(db_error)?;
@@ -849,9 +849,12 @@ struct DbSink {
     steps: Mutex<Vec<Step>>,
     /// Tokens and cost of the steps so far (each LLM call priced by its own model).
     usage: Mutex<Usage>,
-    /// The turn's last step, saved with the answer in the turn's final transaction (which
-    /// writes the checkpoint after it too) rather than in one of its own.
-    last: Mutex<Option<run_steps::ActiveModel>>,
+    /// Steps not saved yet. A step that called tools (booked, emailed, handed off: effects
+    /// outside the turn) is saved at once with the checkpoint after it, together with the
+    /// steps before it; the others wait for the answer's transaction, which writes the final
+    /// checkpoint anyway (a new turn starts at the start node, so nothing resumes from an
+    /// intermediate one).
+    pending: Mutex<Vec<run_steps::ActiveModel>>,
 }
 
 #[async_trait::async_trait]
@@ -885,14 +888,19 @@ impl StepSink for DbSink {
             duration_ms: Set(step.duration_ms as i32),
             created_at: Set(Utc::now()),
         };
-        if r.checkpoint.next.is_none() {
-            if let Ok(mut last) = self.last.lock() {
-                *last = Some(row);
+        let rows = {
+            let mut pending = self.pending.lock().map_err(|e| e.to_string())?;
+            pending.push(row);
+            if r.checkpoint.next.is_none() || step.detail.tool_calls.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut *pending)
             }
-        } else {
+        };
+        if !rows.is_empty() {
             let save = async {
                 let txn = self.db.begin().await?;
-                run_steps::Entity::insert(row)
+                run_steps::Entity::insert_many(rows)
                     .exec_without_returning(&txn)
                     .await?;
                 conversations::Entity::update_many()
