@@ -80,6 +80,9 @@ fuzz:
 test-release: build
 	SERVER_BIN=$(TARGET_DIR)/release/server end2end/run.sh release/
 
+# The benchmarks measure the binary `make build` makes (the same flags; a plain `cargo build
+# --release` has other RUSTFLAGS and would compile every dependency again).
+
 # Start-up time, idle memory and WASM size of the release build.
 bench: build
 	server/bench/startup.sh $(TARGET_DIR)/release/server
@@ -87,34 +90,29 @@ bench: build
 # Requests/s and p99 of GET /api/v1/tenant: full stack vs a bare axum handler (wrk, 50 connections).
 bench-load:
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-	cargo build --release -p server --bin server --example bare_axum
+	RUSTFLAGS="$(LEPTOS_DEV_RUSTFLAGS)" cargo build --release -p server --bin server --example bare_axum
 	server/bench/load.sh
 
 # No-op jobs per second and idle enqueue-to-start latency, on SQLite and PostgreSQL.
-bench-jobs:
-	cargo build --release -p server --bin server
+bench-jobs: build
 	server/bench/jobs.sh $(TARGET_DIR)/release/server
 
 # Ingestion chunks/s with the local model; search p50/p95/p99 per mode at 10k and 100k chunks.
-bench-knowledge: models
-	cargo build --release -p server --bin server
+bench-knowledge: models build
 	$(TARGET_DIR)/release/server bench knowledge
 
 # Server-side overhead per chat turn and added time to the first streamed token (fake LLM
 # answering at once, 50 concurrent conversations), on SQLite and on PostgreSQL.
-bench-chat:
-	cargo build --release -p server --bin server
+bench-chat: build
 	server/bench/chat.sh $(TARGET_DIR)/release/server
 
 # The server's CPU per chat turn split by stage (perf record of `bench chat` on SQLite).
-bench-chat-profile:
-	cargo build --release -p server --bin server
+bench-chat-profile: build
 	server/bench/chat-profile.sh $(TARGET_DIR)/release/server
 
 # nDCG@10, Recall@100 and MRR@10 per search mode on the Cranfield collection.
 DATASET ?= ../shared/data/cranfield
-eval: models
-	cargo build --release -p server --bin server
+eval: models build
 	$(TARGET_DIR)/release/server eval retrieval --dataset $(DATASET)
 
 fmt:
