@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
 
 use app::error::AppError;
-use app::types::{CreateApiKey, CreateUser, Role, Scope};
+use app::types::{CreateApiKey, CreateUser, Role, Scope, SearchMode};
 
 use crate::config::Config;
 use crate::http::tenant_policy::TenantLimits;
@@ -128,6 +128,9 @@ pub enum BenchCommand {
         /// Queries per mode and size
         #[arg(long, default_value_t = 400)]
         queries: usize,
+        /// Search modes to time, of fulltext, vector, hybrid
+        #[arg(long, value_delimiter = ',', default_value = "fulltext,vector,hybrid")]
+        modes: Vec<String>,
     },
 }
 
@@ -253,7 +256,28 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             chunks,
             concurrency,
             queries,
-        }) => crate::rag::bench::run(&config, documents, &chunks, concurrency, queries).await,
+            modes,
+        }) => {
+            let modes = modes
+                .iter()
+                .map(|m| {
+                    SearchMode::ALL
+                        .into_iter()
+                        .find(|mode| mode.as_str() == m.as_str())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("unknown mode {m}: fulltext, vector or hybrid")
+                        })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let plan = crate::rag::bench::Plan {
+                documents,
+                sizes: chunks,
+                concurrency,
+                queries,
+                modes,
+            };
+            crate::rag::bench::run(&config, &plan).await
+        }
         Command::Eval(EvalCommand::Retrieval {
             dataset,
             chunk_size,

@@ -15,7 +15,7 @@ use app::types::{CreateApiKey, Scope};
 
 use crate::config::{Config, RateLimitConfig};
 use crate::llm::fake::{text, FakeLlm};
-use crate::rag::bench::percentile;
+use crate::rag::bench::{cpu_seconds, percentile};
 use crate::startup::Application;
 
 const ANSWER: &str =
@@ -23,32 +23,6 @@ const ANSWER: &str =
 
 /// The name of the load generator's and the fake LLM's threads.
 const LOAD_THREADS: &str = "bench-load";
-
-/// CPU seconds used so far by the whole process (threads that ended included) and by its
-/// threads named `prefix`, from `/proc` (Linux; `None` elsewhere).
-fn cpu_seconds(prefix: &str) -> Option<(f64, f64)> {
-    // utime and stime, in USER_HZ ticks (100 per second in Linux's ABI), after "(comm)".
-    fn ticks(stat: &str) -> Option<(String, u64)> {
-        let open = stat.find('(')?;
-        let close = stat.rfind(')')?;
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let used = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some((stat[open + 1..close].to_string(), used))
-    }
-    let (_, process) = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-    let mut load = 0;
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        if let Some((name, used)) = std::fs::read_to_string(task.path().join("stat"))
-            .ok()
-            .and_then(|s| ticks(&s))
-        {
-            if name.starts_with(prefix) {
-                load += used;
-            }
-        }
-    }
-    Some((process as f64 / 100.0, load as f64 / 100.0))
-}
 
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();

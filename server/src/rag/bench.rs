@@ -12,8 +12,10 @@ use uuid::Uuid;
 use app::services::{KnowledgeService, Upload};
 use app::types::{CreateKnowledgeBase, DocumentMeta, SearchMode, SearchRequest};
 
+use super::embed::{local_model_flops, matmul_gflops, LocalMiniLm, LOCAL_MODEL};
 use super::eval::Scratch;
 use super::lance::ChunkRow;
+use super::Knowledge;
 use crate::config::Config;
 
 /// A fixed vocabulary of pronounceable words, drawn with a Zipf-like skew like real text.
@@ -58,6 +60,74 @@ fn unit_vector(rng: &mut StdRng, dim: usize) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
+/// What the machine allows for ingestion: the local model's arithmetic on the ingested chunks
+/// against this machine's f32 matrix-multiply throughput, and how close the model alone and
+/// the whole pipeline (`ingested` chunks/s, upload to searchable) come to it.
+async fn model_limit(
+    config: &Config,
+    knowledge: &Knowledge,
+    texts: Vec<String>,
+    ingested: f64,
+) -> anyhow::Result<()> {
+    let tokenizer = LocalMiniLm::tokenizer(&config.knowledge.model_dir)?;
+    let tokens = texts
+        .iter()
+        .map(|t| tokenizer.encode(t.as_str(), true).map(|e| e.len()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let per_chunk = tokens.iter().map(|&t| local_model_flops(t)).sum::<f64>() / tokens.len() as f64;
+    let gflops = tokio::task::spawn_blocking(|| matmul_gflops(Duration::from_secs(3))).await??;
+    let limit = gflops * 1e9 / per_chunk;
+    // The model alone on a sample of the same chunks, in the pipeline's batches.
+    let sample: Vec<String> = texts.into_iter().take(256).collect();
+    let embedder = knowledge.embedders.get(LOCAL_MODEL)?;
+    let started = Instant::now();
+    for batch in sample.chunks(config.knowledge.embed_batch.max(1)) {
+        embedder.embed(batch.to_vec()).await?;
+    }
+    let alone = sample.len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "limit: {:.2} GFLOP a chunk (mean {:.0} word pieces) at {gflops:.1} GFLOP/s f32 \
+         matmul (candle, {} threads) = {limit:.1} chunks/s; the model alone {alone:.1} \
+         chunks/s ({:.0} %), ingestion end to end {ingested:.1} chunks/s ({:.0} %)",
+        per_chunk / 1e9,
+        tokens.iter().sum::<usize>() as f64 / tokens.len() as f64,
+        std::thread::available_parallelism().map_or(1, usize::from),
+        100.0 * alone / limit,
+        100.0 * ingested / limit,
+    );
+    Ok(())
+}
+
+/// CPU seconds used so far by the whole process (threads that ended included) and by its
+/// threads named `prefix`, from `/proc` (Linux; `None` elsewhere).
+pub fn cpu_seconds(prefix: &str) -> Option<(f64, f64)> {
+    // utime and stime, in USER_HZ ticks (100 per second in Linux's ABI), after "(comm)".
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let used = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some((stat[open + 1..close].to_string(), used))
+    }
+    let (_, process) = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let mut load = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        if let Some((name, used)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| ticks(&s))
+        {
+            if name.starts_with(prefix) {
+                load += used;
+            }
+        }
+    }
+    Some((process as f64 / 100.0, load as f64 / 100.0))
+}
+
 /// The `p` quantile (0–1) of sorted durations, in milliseconds.
 pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -67,18 +137,15 @@ pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub async fn run(
+/// Ingestion: real files through upload → job → extract → chunk → embed → LanceDB, then how
+/// close that came to what the machine allows.
+async fn ingestion(
     config: &Config,
+    scratch: &Scratch,
+    words: &Words,
+    rng: &mut StdRng,
     documents: usize,
-    sizes: &[usize],
-    concurrency: usize,
-    queries: usize,
 ) -> anyhow::Result<()> {
-    let scratch = Scratch::start(config, "bench").await?;
-    let mut rng = StdRng::seed_from_u64(7);
-    let words = Words::new(5000, &mut rng);
-
-    // Ingestion: real files through upload → job → extract → chunk → embed → LanceDB.
     let kb = scratch
         .service
         .create_knowledge_base(
@@ -95,7 +162,7 @@ pub async fn run(
             let paragraphs: Vec<String> = (0..8)
                 .map(|_| {
                     (0..5)
-                        .map(|_| format!("{}.", words.sentence(&mut rng, 14)))
+                        .map(|_| format!("{}.", words.sentence(rng, 14)))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
@@ -105,7 +172,7 @@ pub async fn run(
                 content_type: Some("text/markdown".into()),
                 bytes: format!(
                     "# {}\n\n{}",
-                    words.sentence(&mut rng, 4),
+                    words.sentence(rng, 4),
                     paragraphs.join("\n\n")
                 )
                 .into_bytes(),
@@ -129,10 +196,55 @@ pub async fn run(
         kb.embedding_model
     );
 
+    if kb.embedding_model == LOCAL_MODEL {
+        let table = scratch
+            .service
+            .table_of(&scratch.access, kb.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let texts = scratch
+            .knowledge
+            .vectors
+            .search_texts(scratch.access.tenant_id, &table)
+            .await?;
+        model_limit(config, &scratch.knowledge, texts, chunks as f64 / took).await?;
+    }
+    Ok(())
+}
+
+/// What `server bench knowledge` measures.
+pub struct Plan {
+    /// Documents ingested for the throughput figure (none: no ingestion figure).
+    pub documents: usize,
+    /// Corpus sizes in chunks for the search figures.
+    pub sizes: Vec<usize>,
+    pub concurrency: usize,
+    /// Queries per mode and size.
+    pub queries: usize,
+    pub modes: Vec<SearchMode>,
+}
+
+pub async fn run(config: &Config, plan: &Plan) -> anyhow::Result<()> {
+    let scratch = Scratch::start(config, "bench").await?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let words = Words::new(5000, &mut rng);
+    let Plan {
+        documents,
+        concurrency,
+        queries,
+        ..
+    } = *plan;
+
+    if documents > 0 {
+        // Its own stream, so the search corpora are the same with or without ingestion.
+        let mut rng = StdRng::seed_from_u64(8);
+        ingestion(config, &scratch, &words, &mut rng, documents).await?;
+    }
+
     // Search latency: a corpus of `size` chunks written straight into the knowledge base's
     // table (random unit vectors, Zipf-ish text), then concurrent queries through the service.
     let service = Arc::new(scratch.service.clone());
-    for &size in sizes {
+    for &size in &plan.sizes {
         let kb = scratch
             .service
             .create_knowledge_base(
@@ -197,17 +309,20 @@ pub async fn run(
                 "none: exact scan"
             }
         );
-        println!("| mode | queries | concurrency | p50 ms | p95 ms | p99 ms | queries/s |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| mode | queries | concurrency | p50 ms | p95 ms | p99 ms | queries/s | CPU ms a query |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         let texts: Vec<String> = (0..queries)
             .map(|_| {
                 let len = rng.gen_range(2..=8);
                 words.sentence(&mut rng, len)
             })
             .collect();
-        for mode in [SearchMode::Fulltext, SearchMode::Vector, SearchMode::Hybrid] {
+        for &mode in &plan.modes {
             let texts = Arc::new(texts.clone());
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let cpu_before = cpu_seconds("");
             let started = Instant::now();
             let mut tasks = tokio::task::JoinSet::new();
             for _ in 0..concurrency {
@@ -244,9 +359,19 @@ pub async fn run(
                 times.extend(done??);
             }
             let wall = started.elapsed().as_secs_f64();
+            // The whole process's CPU: the searches are all it does meanwhile.
+            let cpu = match (cpu_before, cpu_seconds("")) {
+                (Some((before, _)), Some((after, _))) => {
+                    format!(
+                        "{:.2}",
+                        (after - before) * 1000.0 / times.len().max(1) as f64
+                    )
+                }
+                _ => "n/a".into(),
+            };
             times.sort();
             println!(
-                "| {} | {} | {concurrency} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | {concurrency} | {:.1} | {:.1} | {:.1} | {:.1} | {cpu} |",
                 mode.as_str(),
                 times.len(),
                 percentile(&times, 0.50),

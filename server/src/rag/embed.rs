@@ -10,7 +10,7 @@ use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 use tokio::sync::OnceCell;
 
 use crate::config::CircuitConfig;
@@ -51,10 +51,29 @@ pub trait Embedder: Send + Sync {
 
 /// all-MiniLM-L6-v2 on the CPU: BERT, mean pooling over the attention mask, L2 norm. Loaded on
 /// first use (about 90 MB), then shared.
+///
+/// Calls from all tasks go to one thread that runs the model (candle spreads each forward
+/// pass over the cores): it takes every call waiting when it becomes free, sorts their texts
+/// by length and runs them in batches of similar length. Concurrent searches then share a
+/// forward pass (a query's embedding is the largest part of a hybrid search's CPU), and a
+/// document's short last chunk does not pad to the long ones.
 pub struct LocalMiniLm {
     dir: PathBuf,
-    loaded: OnceCell<Arc<Loaded>>,
+    queue: OnceCell<std::sync::mpsc::Sender<Request>>,
 }
+
+/// One `embed` call waiting for the model thread.
+struct Request {
+    texts: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+}
+
+/// Word pieces in one forward pass: 8 texts of the model's full length. Keeps every tensor of
+/// a pass (the attention scores are texts × 12 heads × length² floats, 25 MB here) below
+/// glibc's largest mmap threshold (32 MB), so they are reused from the heap; a pass of 32
+/// texts allocated 100 MB per layer with fresh pages each time, and page faults took a tenth
+/// of the model's time.
+const BATCH_TOKENS: usize = 8 * LOCAL_MAX_TOKENS;
 
 struct Loaded {
     model: BertModel,
@@ -65,7 +84,7 @@ impl LocalMiniLm {
     pub fn new(dir: PathBuf) -> LocalMiniLm {
         LocalMiniLm {
             dir,
-            loaded: OnceCell::new(),
+            queue: OnceCell::new(),
         }
     }
 
@@ -82,11 +101,9 @@ impl LocalMiniLm {
                 path.display()
             ))
         })?;
-        // The published file pads and truncates to 128; pad per batch and allow 256.
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // The published file pads and truncates to 128: no padding (batches are formed and
+        // padded by length on the model thread) and 256.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: LOCAL_MAX_TOKENS,
@@ -96,17 +113,104 @@ impl LocalMiniLm {
         Ok(tokenizer)
     }
 
-    async fn loaded(&self) -> Result<Arc<Loaded>, EmbedError> {
+    /// The model thread's queue, loading the model and starting the thread on first use.
+    async fn queue(&self) -> Result<&std::sync::mpsc::Sender<Request>, EmbedError> {
         let dir = self.dir.clone();
-        self.loaded
+        self.queue
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || load(&dir).map(Arc::new))
+                let loaded = tokio::task::spawn_blocking(move || load(&dir))
                     .await
-                    .map_err(|e| EmbedError::Unavailable(e.to_string()))?
+                    .map_err(|e| EmbedError::Unavailable(e.to_string()))??;
+                let (queue, requests) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name("embed".into())
+                    .spawn(move || serve(&loaded, &requests))
+                    .map_err(|e| EmbedError::Unavailable(e.to_string()))?;
+                Ok(queue)
             })
             .await
-            .cloned()
     }
+}
+
+/// The model thread: until the last sender is gone, takes the calls waiting, runs their texts
+/// in batches of similar length and answers each call.
+fn serve(loaded: &Loaded, requests: &std::sync::mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(requests.try_iter());
+        let mut vectors: Vec<Vec<Option<Vec<f32>>>> =
+            waiting.iter().map(|r| vec![None; r.texts.len()]).collect();
+        let mut failed: Vec<Option<String>> = vec![None; waiting.len()];
+        // (call, text, encoding), shortest first.
+        let mut rows = Vec::new();
+        for (call, request) in waiting.iter_mut().enumerate() {
+            match loaded
+                .tokenizer
+                .encode_batch(std::mem::take(&mut request.texts), true)
+            {
+                Ok(encodings) => rows.extend(
+                    encodings
+                        .into_iter()
+                        .enumerate()
+                        .map(|(text, e)| (call, text, e)),
+                ),
+                Err(e) => failed[call] = Some(e.to_string()),
+            }
+        }
+        rows.sort_by_key(|(_, _, e)| e.len());
+        for batch in length_batches(&rows, |(_, _, e)| e.len()) {
+            let encodings: Vec<&tokenizers::Encoding> = batch.iter().map(|(_, _, e)| e).collect();
+            // A panic inside candle fails this pass's calls, not the thread and every call after.
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                forward(loaded, &encodings).map_err(|e| e.to_string())
+            }))
+            .unwrap_or_else(|_| Err("the model panicked".into()));
+            match pass {
+                Ok(out) => {
+                    for ((call, text, _), vector) in batch.iter().zip(out) {
+                        vectors[*call][*text] = Some(vector);
+                    }
+                }
+                Err(e) => {
+                    for (call, _, _) in batch {
+                        failed[*call] = Some(e.clone());
+                    }
+                }
+            }
+        }
+        for ((request, vectors), failed) in waiting.into_iter().zip(vectors).zip(failed) {
+            let answer = match failed {
+                Some(e) => Err(e),
+                None => vectors
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| "a text got no vector".to_string()),
+            };
+            // The caller may have gone (a cancelled search): nothing to do.
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+/// Cuts rows sorted by `len` into forward passes: at most [`BATCH_TOKENS`] word pieces each
+/// once padded, and no text more than a quarter (or 8 pieces) longer than the batch's
+/// shortest, so padding wastes little.
+fn length_batches<T>(rows: &[T], len: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    for i in 0..rows.len() {
+        let shortest = len(&rows[start]);
+        let longest = len(&rows[i]);
+        let padded = (i - start + 1) * longest;
+        if i > start && (padded > BATCH_TOKENS || longest > shortest + (shortest / 4).max(8)) {
+            batches.push(&rows[start..i]);
+            start = i;
+        }
+    }
+    if start < rows.len() {
+        batches.push(&rows[start..]);
+    }
+    batches
 }
 
 fn load(dir: &Path) -> Result<Loaded, EmbedError> {
@@ -131,22 +235,25 @@ fn load(dir: &Path) -> Result<Loaded, EmbedError> {
     })
 }
 
-fn embed_batch(loaded: &Loaded, texts: Vec<String>) -> Result<Vec<Vec<f32>>, candle_core::Error> {
-    let encodings = loaded
-        .tokenizer
-        .encode_batch(texts, true)
-        .map_err(candle_core::Error::msg)?;
+/// One forward pass over texts already tokenised (unpadded): each is padded to the longest
+/// with the pad id 0 and masked out of the mean.
+fn forward(
+    loaded: &Loaded,
+    encodings: &[&tokenizers::Encoding],
+) -> Result<Vec<Vec<f32>>, candle_core::Error> {
     let device = Device::Cpu;
-    let ids = encodings
-        .iter()
-        .map(|e| Tensor::new(e.get_ids(), &device))
-        .collect::<Result<Vec<_>, _>>()?;
-    let masks = encodings
-        .iter()
-        .map(|e| Tensor::new(e.get_attention_mask(), &device))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ids = Tensor::stack(&ids, 0)?;
-    let mask = Tensor::stack(&masks, 0)?;
+    let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(encodings.len() * longest);
+    let mut masks = Vec::with_capacity(encodings.len() * longest);
+    for e in encodings {
+        let pad = longest - e.len();
+        ids.extend_from_slice(e.get_ids());
+        ids.extend(std::iter::repeat_n(0u32, pad));
+        masks.extend_from_slice(e.get_attention_mask());
+        masks.extend(std::iter::repeat_n(0u32, pad));
+    }
+    let ids = Tensor::from_vec(ids, (encodings.len(), longest), &device)?;
+    let mask = Tensor::from_vec(masks, (encodings.len(), longest), &device)?;
     let types = ids.zeros_like()?;
     let hidden = loaded.model.forward(&ids, &types, Some(&mask))?;
     // Mean of the token vectors the mask keeps, then unit length.
@@ -155,6 +262,46 @@ fn embed_batch(loaded: &Loaded, texts: Vec<String>) -> Result<Vec<Vec<f32>>, can
     let mean = summed.broadcast_div(&mask.sum(1)?)?;
     let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
     mean.broadcast_div(&norm)?.to_vec2::<f32>()
+}
+
+/// candle asks for its thread count on every matrix multiply and, unless `RAYON_NUM_THREADS`
+/// is set, works it out from `/proc/cpuinfo` each time (a query's embedding does dozens of
+/// multiplies). Called once at the start of `main`, before any other thread exists, it fixes
+/// the count candle would find.
+pub fn fix_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var(
+            "RAYON_NUM_THREADS",
+            candle_core::utils::get_num_threads().to_string(),
+        );
+    }
+}
+
+/// Floating-point operations all-MiniLM-L6-v2 spends on one text of `tokens` word pieces
+/// ([CLS] and [SEP] included), per layer: the query, key, value and output projections
+/// (8·L·h²), the attention scores and their weighted sum (4·L²·h) and the feed-forward pair
+/// (16·L·h²); six layers, h = 384. Look-ups, norms, softmax and pooling are left out.
+pub fn local_model_flops(tokens: usize) -> f64 {
+    let (l, h) = (tokens as f64, LOCAL_DIM as f64);
+    6.0 * (24.0 * l * h * h + 4.0 * l * l * h)
+}
+
+/// This machine's f32 matrix-multiply throughput in GFLOP/s through the kernels the local
+/// model runs on (candle's CPU backend, all cores), on the shape of the model's feed-forward
+/// layer for a batch of eight full-length texts, measured for `window`.
+pub fn matmul_gflops(window: std::time::Duration) -> Result<f64, candle_core::Error> {
+    let rows = 8 * LOCAL_MAX_TOKENS;
+    let a = Tensor::randn(0f32, 1.0, (rows, LOCAL_DIM), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (LOCAL_DIM, 4 * LOCAL_DIM), &Device::Cpu)?;
+    a.matmul(&b)?;
+    let started = std::time::Instant::now();
+    let mut calls = 0u32;
+    while started.elapsed() < window {
+        a.matmul(&b)?;
+        calls += 1;
+    }
+    let flops = 2.0 * rows as f64 * LOCAL_DIM as f64 * (4 * LOCAL_DIM) as f64;
+    Ok(flops * f64::from(calls) / started.elapsed().as_secs_f64() / 1e9)
 }
 
 #[async_trait::async_trait]
@@ -171,11 +318,15 @@ impl Embedder for LocalMiniLm {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let loaded = self.loaded().await?;
-        tokio::task::spawn_blocking(move || embed_batch(&loaded, texts))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue()
+            .await?
+            .send(Request { texts, reply })
+            .map_err(|_| EmbedError::Unavailable("the model thread has stopped".into()))?;
+        answer
             .await
-            .map_err(|e| EmbedError::Failed(e.to_string()))?
-            .map_err(|e| EmbedError::Failed(e.to_string()))
+            .map_err(|_| EmbedError::Unavailable("the model thread has stopped".into()))?
+            .map_err(EmbedError::Failed)
     }
 }
 
@@ -384,6 +535,27 @@ mod tests {
         let v = normalise(vec![3.0, 4.0]);
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
         assert_eq!(normalise(vec![0.0, 0.0]), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn texts_are_batched_by_length_within_the_token_budget() {
+        let lens = |batches: Vec<&[usize]>| -> Vec<Vec<usize>> {
+            batches.into_iter().map(<[usize]>::to_vec).collect()
+        };
+        // Queries of similar length share one pass; a long text starts its own.
+        let rows = [8, 9, 12, 15, 40, 45];
+        assert_eq!(
+            lens(length_batches(&rows, |&l| l)),
+            vec![vec![8, 9, 12, 15], vec![40, 45]]
+        );
+        // Full-length chunks: 8 to a pass, the rest in the next.
+        let rows = vec![256; 20];
+        let batches = length_batches(&rows, |&l| l);
+        assert_eq!(
+            batches.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![8, 8, 4]
+        );
+        assert!(length_batches(&[] as &[usize], |&l| l).is_empty());
     }
 
     #[test]

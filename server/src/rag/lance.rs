@@ -503,6 +503,30 @@ impl VectorStore {
         }
     }
 
+    /// Every row's `search_text`, the text its vector was made from (benchmarks).
+    pub async fn search_texts(&self, tenant: Uuid, name: &str) -> Result<Vec<String>, LanceError> {
+        let Some(table) = self.table(tenant, name).await? else {
+            return Ok(Vec::new());
+        };
+        let batches: Vec<RecordBatch> = table
+            .query()
+            .select(Select::columns(&["search_text"]))
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
+        let mut texts = Vec::new();
+        for batch in &batches {
+            texts.extend(
+                strings(batch, "search_text")?
+                    .iter()
+                    .flatten()
+                    .map(String::from),
+            );
+        }
+        Ok(texts)
+    }
+
     /// The files (fragments) a table is stored in: every search opens each of them.
     pub async fn fragments(&self, tenant: Uuid, name: &str) -> Result<usize, LanceError> {
         match self.table(tenant, name).await? {
