@@ -558,6 +558,41 @@ mod tests {
         assert!(length_batches(&[] as &[usize], |&l| l).is_empty());
     }
 
+    /// Calls that the model thread takes together, sorts by length and cuts into passes get
+    /// back their own vectors, in their order: the same as each text embedded alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_get_their_own_vectors() {
+        let model = LocalMiniLm::new(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/models/all-MiniLM-L6-v2"
+        )));
+        let texts: Vec<String> = (0..12)
+            .map(|i| {
+                format!(
+                    "question {i}: {}",
+                    "how do I reset my password ".repeat(i % 5 + 1)
+                )
+            })
+            .collect();
+        let mut alone = Vec::new();
+        for text in &texts {
+            alone.push(model.embed(vec![text.clone()]).await.unwrap().remove(0));
+        }
+        let calls = texts.chunks(3).map(|c| model.embed(c.to_vec()));
+        let together: Vec<Vec<f32>> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flat_map(Result::unwrap)
+            .collect();
+        let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        assert_eq!(together.len(), texts.len());
+        for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+            assert!(cosine(a, b) > 0.9999, "text {i}: {}", cosine(a, b));
+        }
+        // The texts differ enough that a vector handed to the wrong call would show.
+        assert!(cosine(&alone[0], &alone[4]) < 0.99);
+    }
+
     #[test]
     fn unknown_and_unconfigured_models_are_refused() {
         let circuit = CircuitConfig {
