@@ -95,7 +95,7 @@ async fn model_limit(
          chunks/s ({:.0} %), ingestion end to end {ingested:.1} chunks/s ({:.0} %)",
         per_chunk / 1e9,
         tokens.iter().sum::<usize>() as f64 / tokens.len() as f64,
-        std::thread::available_parallelism().map_or(1, usize::from),
+        candle_core::utils::get_num_threads(),
         100.0 * alone / limit,
         100.0 * ingested / limit,
     );
