@@ -477,3 +477,73 @@ pub async fn delete_widget(id: Uuid) -> Result<(), AppError> {
         .delete_widget(&console_access()?, id)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_webhooks")]
+pub async fn list_webhooks() -> Result<Vec<Webhook>, AppError> {
+    use_services()?
+        .webhooks
+        .list_webhooks(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "create_webhook")]
+pub async fn create_webhook(settings: WebhookSettings) -> Result<WebhookWithSecret, AppError> {
+    use_services()?
+        .webhooks
+        .create_webhook(&console_access()?, settings)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "update_webhook")]
+pub async fn update_webhook(id: Uuid, settings: WebhookSettings) -> Result<Webhook, AppError> {
+    use_services()?
+        .webhooks
+        .update_webhook(&console_access()?, id, settings)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "rotate_webhook_secret")]
+pub async fn rotate_webhook_secret(id: Uuid) -> Result<WebhookWithSecret, AppError> {
+    use_services()?
+        .webhooks
+        .rotate_webhook_secret(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_webhook")]
+pub async fn delete_webhook(id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .webhooks
+        .delete_webhook(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "test_webhook")]
+pub async fn test_webhook(id: Uuid) -> Result<WebhookDelivery, AppError> {
+    use_services()?
+        .webhooks
+        .test_webhook(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_webhook_deliveries")]
+pub async fn list_webhook_deliveries(
+    id: Uuid,
+    query: DeliveryQuery,
+) -> Result<Page<WebhookDelivery>, AppError> {
+    use_services()?
+        .webhooks
+        .list_deliveries(&console_access()?, id, query)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "replay_webhook_delivery")]
+pub async fn replay_webhook_delivery(
+    id: Uuid,
+    delivery: Uuid,
+) -> Result<WebhookDelivery, AppError> {
+    use_services()?
+        .webhooks
+        .replay_delivery(&console_access()?, id, delivery)
+        .await
+}

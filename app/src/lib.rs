@@ -106,10 +106,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("conversations") view=ConversationsPage/>
                     <Route path=path!("widgets") view=ChatWidgetsPage/>
                     <Route path=path!("jobs") view=JobsPage/>
-                    <Route
-                        path=path!("integrations")
-                        view=|| view! { <Coming title="Integrations"/> }
-                    />
+                    <Route path=path!("integrations") view=IntegrationsPage/>
                 </ParentRoute>
             </Routes>
         </Router>

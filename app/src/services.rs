@@ -139,6 +139,7 @@ pub struct Services {
     pub conversations: Arc<dyn ConversationService>,
     pub llm: Arc<dyn LlmSettingsService>,
     pub widgets: Arc<dyn WidgetService>,
+    pub webhooks: Arc<dyn WebhookService>,
 }
 
 /// The tenant's chat widgets (`widgets:read` / `widgets:write`). What visitors do through a
@@ -168,6 +169,51 @@ pub trait WidgetService: Send + Sync {
     ) -> Result<WidgetWithSecret, AppError>;
     /// Deletes the widget and its visitors' sessions; their conversations stay.
     async fn delete_widget(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
+}
+
+/// The tenant's outgoing webhooks (`integrations:read` / `integrations:write`): endpoints, the
+/// events they take, and the log of deliveries.
+#[async_trait::async_trait]
+pub trait WebhookService: Send + Sync {
+    async fn list_webhooks(&self, access: &Access) -> Result<Vec<Webhook>, AppError>;
+    async fn get_webhook(&self, access: &Access, id: Uuid) -> Result<Webhook, AppError>;
+    /// A new endpoint with a fresh signing secret (shown once).
+    async fn create_webhook(
+        &self,
+        access: &Access,
+        settings: WebhookSettings,
+    ) -> Result<WebhookWithSecret, AppError>;
+    /// Replaces the endpoint's settings; deliveries already queued keep their body.
+    async fn update_webhook(
+        &self,
+        access: &Access,
+        id: Uuid,
+        settings: WebhookSettings,
+    ) -> Result<Webhook, AppError>;
+    /// A new signing secret; the old one stops being used at once.
+    async fn rotate_webhook_secret(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<WebhookWithSecret, AppError>;
+    /// Deletes the endpoint and its delivery log.
+    async fn delete_webhook(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
+    /// Queues a `webhook.test` event to the endpoint, whatever it subscribes to.
+    async fn test_webhook(&self, access: &Access, id: Uuid) -> Result<WebhookDelivery, AppError>;
+    /// The endpoint's deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        access: &Access,
+        id: Uuid,
+        query: DeliveryQuery,
+    ) -> Result<Page<WebhookDelivery>, AppError>;
+    /// Sends a past delivery's event again, as a new delivery with the same event id and body.
+    async fn replay_delivery(
+        &self,
+        access: &Access,
+        id: Uuid,
+        delivery: Uuid,
+    ) -> Result<WebhookDelivery, AppError>;
 }
 
 /// The tenant's LLM provider: its own OpenAI-compatible endpoint and key, or the platform's.

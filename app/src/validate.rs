@@ -3,7 +3,7 @@
 //! API and the server functions refuse the same input with the same 422 field list.
 
 use crate::error::{AppError, FieldError};
-use crate::types::{BusinessHours, Scope};
+use crate::types::{BusinessHours, Scope, WebhookEvent};
 
 /// Every failing field, as the 422 body lists them.
 impl From<garde::Report> for AppError {
@@ -286,6 +286,27 @@ pub fn metadata(values: &std::collections::BTreeMap<String, String>, _: &()) -> 
         if value.chars().count() > 500 {
             return Err(garde::Error::new(format!(
                 "the value of {key:?} must be at most 500 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The events of a webhook endpoint: at least one, each once, none that cannot be subscribed to.
+pub fn webhook_events(events: &[WebhookEvent], _: &()) -> garde::Result {
+    if events.is_empty() {
+        return Err(garde::Error::new("choose at least one event"));
+    }
+    if events.contains(&WebhookEvent::Test) {
+        return Err(garde::Error::new(
+            "webhook.test is sent on request only and cannot be subscribed to",
+        ));
+    }
+    for (i, event) in events.iter().enumerate() {
+        if events[..i].contains(event) {
+            return Err(garde::Error::new(format!(
+                "{} is listed twice",
+                event.as_str()
             )));
         }
     }

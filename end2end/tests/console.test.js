@@ -2,6 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import { createHmac } from "node:crypto";
 import { ADMIN, BASE, CONSOLE_PAGES, api, hydrationProblems, newContext, openPage, signIn } from "../lib/browser.js";
 
 const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
@@ -242,6 +244,49 @@ test("a tenant defines its own agent, routes to it and deletes it", async () => 
   await page.getByRole("button", { name: "Delete agent billing" }).click();
   await page.getByText(/the agent is deleted/).waitFor();
   await agents.getByRole("cell", { name: "billing", exact: true }).waitFor({ state: "detached" });
+  await page.close();
+});
+
+test("a webhook endpoint gets a signed test event, shown in its delivery log", async () => {
+  const received = [];
+  const receiver = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      received.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${receiver.address().port}/hooks`;
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/integrations`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByText("No endpoints yet.").waitFor();
+  await page.getByRole("button", { name: "Add endpoint" }).click();
+  await page.getByLabel("Endpoint URL (https://)").fill(url);
+  await page.getByLabel(/^message\.created/).check();
+  await page.getByLabel(/^handoff\.requested/).check();
+  await page.getByRole("button", { name: "Add endpoint" }).click();
+  await page.getByText("Endpoint added.").waitFor();
+  const secret = (await page.getByTestId("webhook-secret").textContent()).trim();
+  assert.match(secret, /^whsec_[A-Za-z0-9]{43}$/);
+  await page.getByText("message.created, handoff.requested").waitFor();
+  await page.getByRole("button", { name: "Send test event" }).click();
+  await page.getByRole("cell", { name: "delivered" }).waitFor({ timeout: 20000 });
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: `${SHOTS}/integrations-${width}.png`, fullPage: true });
+  }
+  assert.equal(received.length, 1);
+  const { headers, body } = received[0];
+  assert.equal(headers["x-webhook-event"], "webhook.test");
+  const digest = createHmac("sha256", secret).update(`${headers["x-webhook-timestamp"]}.`).update(body).digest("hex");
+  assert.equal(headers["x-webhook-signature"], `sha256=${digest}`);
+  assert.equal(JSON.parse(body).id, headers["x-webhook-id"]);
+  receiver.close();
   await page.close();
 });
 

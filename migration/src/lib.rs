@@ -13,6 +13,7 @@ mod m20261129_000008_api_key_owner;
 mod m20261129_000009_invitations;
 mod m20261129_000010_agent_safety;
 mod m20261203_000011_widgets;
+mod m20261206_000012_webhooks;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000009_invitations::Migration),
             Box::new(m20261129_000010_agent_safety::Migration),
             Box::new(m20261203_000011_widgets::Migration),
+            Box::new(m20261206_000012_webhooks::Migration),
         ]
     }
 }

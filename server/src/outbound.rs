@@ -8,6 +8,8 @@
 //! [`OutboundClient`] pairs a breaker with an HTTP client for services spoken to over plain
 //! HTTP; SDK clients (async-openai) wrap their futures in [`Breaker::call`] directly.
 
+pub mod guard;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -342,6 +342,56 @@ pub async fn rotate_all(
 ) -> Result<Rotation, sea_orm::DbErr> {
     let mut rotation = Rotation::default();
     rotation.add(crate::llm::settings::rotate(db, keys).await?);
+    rotation.add(crate::widget::service::rotate(db, keys).await?);
+    rotation.add(crate::integrations::webhooks::rotate(db, keys).await?);
+    Ok(rotation)
+}
+
+/// Re-encrypts the sealed column of `E` not yet under the current key: `columns` are the
+/// row's key, its tenant (bound into the ciphertext with `purpose`) and the sealed text. A row
+/// changed meanwhile is left as it is and reported (the compare-and-set never overwrites a
+/// newer secret).
+pub async fn rotate_column<E: sea_orm::EntityTrait>(
+    db: &sea_orm::DatabaseConnection,
+    keys: &KeyRing,
+    what: &str,
+    purpose: &str,
+    columns: (E::Column, E::Column, E::Column),
+) -> Result<Rotation, sea_orm::DbErr> {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    let (key, tenant, sealed) = columns;
+    let rows: Vec<(Uuid, Uuid, String)> = E::find()
+        .select_only()
+        .column(key)
+        .column(tenant)
+        .column(sealed)
+        .filter(sealed.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut rotation = Rotation::default();
+    for (id, tenant_id, text) in rows {
+        match keys.reencrypt(&aad(purpose, tenant_id), &text) {
+            Ok(None) => rotation.current += 1,
+            Ok(Some(again)) => {
+                let updated = E::update_many()
+                    .col_expr(sealed, Expr::value(again))
+                    .filter(key.eq(id))
+                    .filter(sealed.eq(text.as_str()))
+                    .exec(db)
+                    .await?;
+                if updated.rows_affected > 0 {
+                    rotation.rewritten += 1;
+                } else {
+                    rotation.failed.push(format!(
+                        "{what} {id}: changed during the rotation; run it again"
+                    ));
+                }
+            }
+            Err(e) => rotation.failed.push(format!("{what} {id}: {e}")),
+        }
+    }
     Ok(rotation)
 }
 

@@ -19,6 +19,7 @@ use crate::agents::{self, calendar::BuiltInCalendar, service::ConversationServic
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
 use crate::integrations::email::{self, EmailQueue, Mailer};
+use crate::integrations::webhooks::service::WebhookServiceImpl;
 use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
 use crate::llm::{settings::LlmSettingsServiceImpl, Providers};
@@ -48,6 +49,9 @@ impl Application {
         crate::widget::sweep::ensure_schedule(&db)
             .await
             .context("scheduling the widget sweep")?;
+        crate::integrations::webhooks::sweep::ensure_schedule(&db)
+            .await
+            .context("scheduling the webhook sweep")?;
         let (kv, redis) = Kv::from_config(&config)
             .await
             .context("connecting to Redis (REDIS_URL)")?;
@@ -108,6 +112,11 @@ impl Application {
                 db.clone(),
                 secret_keys.clone(),
                 config.console_url(),
+            )),
+            webhooks: Arc::new(WebhookServiceImpl::new(
+                db.clone(),
+                secret_keys.clone(),
+                config.knowledge.fetch_allow_private,
             )),
         };
         let visitors = Arc::new(Visitors::new(

@@ -8,6 +8,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use app::types::WebhookEvent;
+
+use crate::integrations::webhooks::{self, Event};
 use crate::store::bookings;
 
 #[derive(Clone, Debug)]
@@ -106,9 +109,9 @@ impl Calendar for BuiltInCalendar {
             conversation_id: Set(booking.conversation_id),
             starts_at: Set(booking.starts_at),
             ends_at: Set(booking.ends_at),
-            name: Set(booking.name),
-            email: Set(booking.email),
-            note: Set(booking.note),
+            name: Set(booking.name.clone()),
+            email: Set(booking.email.clone()),
+            note: Set(booking.note.clone()),
             created_at: Set(Utc::now()),
         }
         .insert(&txn)
@@ -123,6 +126,21 @@ impl Calendar for BuiltInCalendar {
             txn.rollback().await.map_err(failed)?;
             return Err(CalendarError::Conflict);
         }
+        let event = Event::new(
+            WebhookEvent::BookingCreated,
+            serde_json::json!({ "booking": {
+                "id": id,
+                "conversation_id": booking.conversation_id,
+                "starts_at": booking.starts_at,
+                "ends_at": booking.ends_at,
+                "name": booking.name,
+                "email": booking.email,
+                "note": booking.note,
+            }}),
+        );
+        webhooks::emit(&txn, tenant, &[event])
+            .await
+            .map_err(failed)?;
         txn.commit().await.map_err(failed)?;
         Ok(id)
     }

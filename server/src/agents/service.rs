@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Datelike;
 use chrono::Utc;
 use sea_orm::sea_query::{Alias, Expr, Func, SimpleExpr};
+use sea_orm::Order;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder,
@@ -21,11 +22,13 @@ use app::types::{
     ConversationDetail, ConversationQuery, ConversationStatus, CreateAgent, CreateConversation,
     CreateRouterRule, Feedback, Level, Message, MessageRole, OperatorReply, Page, PostMessage,
     PromptDiff, PromptDiffQuery, Rating, RouterRule, RuleKind, SavePrompt, Source, Step,
-    StreamEvent, TurnResult, UpdateAgent, Usage, UsageQuery, UsageSummary, Visitor, WidgetOrigin,
+    StreamEvent, TurnResult, UpdateAgent, Usage, UsageQuery, UsageSummary, Visitor, WebhookEvent,
+    WidgetOrigin,
 };
 use app::validate::check;
 
 use crate::engine::{Checkpoint, ConvState, EngineError, Graph, StepRecord, StepSink, Turn};
+use crate::integrations::webhooks::{self, Event, Subscriptions};
 use crate::store::audit_log::Record;
 use crate::store::{conversations, messages, router_rules, run_steps, tenants, widget_visitors};
 use crate::tenancy::db_error;
@@ -76,18 +79,21 @@ struct TenantConfig {
     specialists: Arc<Vec<Specialist>>,
     prompts: Arc<HashMap<String, String>>,
     llm: Arc<crate::llm::Llm>,
+    /// The webhook endpoints that take its events.
+    hooks: Subscriptions,
 }
 
-/// Fingerprints of a tenant's router rules, specialists, prompts and LLM settings, read with
-/// the tenant's row in one query: each table's row count and newest change (a row added,
-/// changed or deleted changes one of them), the LLM settings' change time (`None`: the
-/// platform's provider).
+/// Fingerprints of a tenant's router rules, specialists, prompts, LLM settings and webhook
+/// endpoints, read with the tenant's row in one query: each table's row count and newest
+/// change (a row added, changed or deleted changes one of them), the LLM settings' change time
+/// (`None`: the platform's provider).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ConfigVersion {
     rules: String,
     agents: String,
     prompts: String,
     llm: Option<String>,
+    webhooks: String,
 }
 
 /// Tenants whose agent configuration is kept.
@@ -140,6 +146,7 @@ impl ConversationServiceImpl {
                 ),
                 "llm_version",
             )
+            .column_as(Expr::cust(webhooks::FINGERPRINT), "webhooks_version")
             .build(self.db.get_database_backend());
         let row = self
             .db
@@ -152,6 +159,7 @@ impl ConversationServiceImpl {
             agents: row.try_get("", "agents_version").map_err(db_error)?,
             prompts: row.try_get("", "prompts_version").map_err(db_error)?,
             llm: row.try_get("", "llm_version").map_err(db_error)?,
+            webhooks: row.try_get("", "webhooks_version").map_err(db_error)?,
         };
         let tenant = tenants::Model::from_query_result(&row, "").map_err(db_error)?;
         Ok((tenant, version))
@@ -181,24 +189,26 @@ impl ConversationServiceImpl {
             specialists: Arc::new(catalogue::load(&self.db, tenant).await?),
             prompts: Arc::new(prompts::current(&self.db, tenant).await?),
             llm: self.rt.llm.for_tenant(&self.db, tenant).await?,
+            hooks: Subscriptions::load(&self.db, tenant)
+                .await
+                .map_err(db_error)?,
         });
         self.configs.insert(tenant, config.clone()).await;
         Ok(config)
     }
 
-    async fn context(
+    fn context(
         &self,
         access: &Access,
         conversation_id: Uuid,
         tenant: tenants::Model,
-        version: ConfigVersion,
-    ) -> Result<TurnContext, AppError> {
-        let config = self.tenant_config(access.tenant_id, version).await?;
+        config: &TenantConfig,
+    ) -> TurnContext {
         let business_hours: Vec<BusinessHours> = tenant
             .business_hours
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
-        Ok(TurnContext {
+        TurnContext {
             rt: self.rt.clone(),
             llm: config.llm.clone(),
             access: access.clone(),
@@ -211,7 +221,7 @@ impl ConversationServiceImpl {
             rules: config.rules.clone(),
             specialists: config.specialists.clone(),
             prompts: config.prompts.clone(),
-        })
+        }
     }
 
     /// Whether the tenant stores its transcripts masked.
@@ -413,8 +423,16 @@ impl ConversationServiceImpl {
             .await
             .map_err(db_error)?;
         }
+        let created = to_conversation(conv);
+        webhooks::emit(
+            &txn,
+            access.tenant_id,
+            &[Event::new(WebhookEvent::ConversationCreated, &created)],
+        )
+        .await
+        .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        Ok(to_conversation(conv))
+        Ok(created)
     }
 
     /// One turn on the leased conversation `conv`; the transaction that saves the answer also
@@ -433,12 +451,25 @@ impl ConversationServiceImpl {
             return Err(AppError::Conflict("the conversation is closed".into()));
         }
         let (tenant, version) = self.tenant_for_turn(access.tenant_id).await?;
+        let config = self.tenant_config(access.tenant_id, version).await?;
         let redact = agent_policy(tenant.agent_policy.clone()).redact_transcripts;
         let kept = stored(&content, redact);
-        let user = message_row(&conv, MessageRole::User, None, &kept, &[], None)
-            .insert(&self.db)
-            .await
-            .map_err(db_error)?;
+        let user = message_row(&conv, MessageRole::User, None, &kept, &[], None);
+        let user = if config.hooks.wants(WebhookEvent::MessageCreated) {
+            // The message and its event commit together.
+            let txn = self.db.begin().await.map_err(db_error)?;
+            let user = user.insert(&txn).await.map_err(db_error)?;
+            let created = message_event(&conv, &user);
+            config
+                .hooks
+                .emit(&txn, access.tenant_id, &[created])
+                .await
+                .map_err(db_error)?;
+            txn.commit().await.map_err(db_error)?;
+            user
+        } else {
+            user.insert(&self.db).await.map_err(db_error)?
+        };
         let user_message = Message {
             content: content.clone(),
             ..to_message(user.clone())
@@ -475,7 +506,7 @@ impl ConversationServiceImpl {
         state.transfer = None;
         state.handoff = None;
         state.route = None;
-        let cx = self.context(access, id, tenant, version).await?;
+        let cx = self.context(access, id, tenant, &config);
         let sink = DbSink {
             db: self.db.clone(),
             conversation: conv.clone(),
@@ -507,6 +538,7 @@ impl ConversationServiceImpl {
         let reply_text = state.reply.take().unwrap_or_else(|| FALLBACK.into());
         let agent = state.agent.clone().unwrap_or_else(|| "support".into());
         let sources = std::mem::take(&mut state.sources);
+        let handoff_reason = state.handoff.clone();
         let new_status = if state.handoff.is_some() {
             ConversationStatus::WaitingHuman
         } else {
@@ -568,6 +600,22 @@ impl ConversationServiceImpl {
         active.updated_at = Set(Utc::now());
         active.busy_until = Set(None);
         let conv = save(&txn, id, active).await.map_err(db_error)?;
+        let mut happened = vec![message_event(&conv, &reply)];
+        if new_status == ConversationStatus::WaitingHuman {
+            happened.push(Event::new(
+                WebhookEvent::HandoffRequested,
+                serde_json::json!({
+                    "conversation": to_conversation(conv.clone()),
+                    "agent": agent,
+                    "reason": handoff_reason.map(|r| stored(&r, redact)),
+                }),
+            ));
+        }
+        config
+            .hooks
+            .emit(&txn, access.tenant_id, &happened)
+            .await
+            .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&conv).await;
 
@@ -607,10 +655,14 @@ impl ConversationServiceImpl {
             .insert(&txn)
             .await
             .map_err(db_error)?;
+        let created = message_event(&model, &message);
         let mut active = model.into_active_model();
         active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
         active.updated_at = Set(Utc::now());
         let model = active.update(&txn).await.map_err(db_error)?;
+        webhooks::emit(&txn, access.tenant_id, &[created])
+            .await
+            .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         self.changed(&model).await;
         Ok(to_message(message))
@@ -702,6 +754,18 @@ async fn save(
         .exec(db)
         .await?;
     active.try_into_model()
+}
+
+/// `message.created` for `message` of `conv`.
+fn message_event(conv: &conversations::Model, message: &messages::Model) -> Event {
+    Event::new(
+        WebhookEvent::MessageCreated,
+        serde_json::json!({
+            "conversation_id": conv.id,
+            "channel": conv.channel,
+            "message": to_message(message.clone()),
+        }),
+    )
 }
 
 /// A message row of `conv`, ready to insert.
@@ -952,22 +1016,18 @@ impl ConversationService for ConversationServiceImpl {
         if let Some(channel) = query.channel {
             select = select.filter(conversations::Column::Channel.eq(channel.as_str()));
         }
-        if let Some(cursor) = &query.cursor {
-            let before: Uuid = cursor
-                .parse()
-                .map_err(|_| AppError::invalid("cursor", "is not a cursor from a previous page"))?;
-            select = select.filter(conversations::Column::Id.lt(before));
-        }
-        let mut rows = select
-            .order_by_desc(conversations::Column::Id)
-            .limit(u64::from(limit) + 1)
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        let next_cursor = crate::store::next_cursor(&mut rows, limit, |r| r.id.to_string());
-        let mut items: Vec<Conversation> = rows.into_iter().map(to_conversation).collect();
-        self.attach_visitors(access, &mut items).await?;
-        Ok(Page { items, next_cursor })
+        let mut page = crate::store::page_by_id(
+            &self.db,
+            select,
+            (conversations::Column::Id, Order::Desc),
+            query.cursor.as_deref(),
+            limit,
+            |r| r.id,
+        )
+        .await?
+        .map(to_conversation);
+        self.attach_visitors(access, &mut page.items).await?;
+        Ok(page)
     }
 
     async fn get_conversation(

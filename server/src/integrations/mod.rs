@@ -1,5 +1,7 @@
 //! External systems the platform talks to, each behind a trait with a fake for tests.
 //!
 //! - [`email`]: outgoing mail over SMTP (the agents' `send_email` tool, delivered by a job).
+//! - [`webhooks`]: signed POSTs of the tenant's events to the endpoints it subscribed.
 
 pub mod email;
+pub mod webhooks;

@@ -63,16 +63,28 @@ impl JobHandler for Echo {
 }
 
 /// Every kind this build can run; `mailer` delivers `email.send` (`None` without `SMTP_URL`),
-/// opening sealed bodies with `keys`.
+/// opening sealed bodies with `keys`, which also open webhook secrets (`webhook.deliver` runs
+/// only with them).
 pub fn registry(
     knowledge: &std::sync::Arc<crate::rag::Knowledge>,
     mailer: Option<std::sync::Arc<dyn crate::integrations::email::Mailer>>,
     keys: Option<crate::secrets::KeyRing>,
 ) -> Registry {
-    Registry::default()
+    use crate::integrations::webhooks::deliver::Deliver;
+    let webhooks = keys.clone().and_then(|keys| {
+        Deliver::new(keys, knowledge.config.fetch_allow_private)
+            .map_err(|e| tracing::error!(error = %e, "webhooks cannot be delivered"))
+            .ok()
+    });
+    let registry = Registry::default()
         .with(Noop)
         .with(Echo)
         .with(crate::rag::ingest::Ingest::new(knowledge.clone()))
         .with(crate::integrations::email::SendEmail::new(mailer, keys))
         .with(crate::widget::sweep::Sweep)
+        .with(crate::integrations::webhooks::sweep::Sweep);
+    match webhooks {
+        Some(deliver) => registry.with(deliver),
+        None => registry,
+    }
 }

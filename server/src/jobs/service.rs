@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
+use sea_orm::Order;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
@@ -114,23 +115,16 @@ impl JobService for JobServiceImpl {
         if let Some(kind) = &query.kind {
             select = select.filter(Column::Kind.eq(kind.as_str()));
         }
-        if let Some(cursor) = &query.cursor {
-            let before: Uuid = cursor
-                .parse()
-                .map_err(|_| AppError::invalid("cursor", "is not a cursor from a previous page"))?;
-            select = select.filter(Column::Id.lt(before));
-        }
-        let mut rows = select
-            .order_by_desc(Column::Id)
-            .limit(u64::from(limit) + 1)
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        let next_cursor = crate::store::next_cursor(&mut rows, limit, |r| r.id.to_string());
-        Ok(Page {
-            items: rows.into_iter().map(to_job).collect(),
-            next_cursor,
-        })
+        let page = crate::store::page_by_id(
+            &self.db,
+            select,
+            (Column::Id, Order::Desc),
+            query.cursor.as_deref(),
+            limit,
+            |r| r.id,
+        )
+        .await?;
+        Ok(page.map(to_job))
     }
 
     async fn get_job(&self, access: &Access, id: Uuid) -> Result<Job, AppError> {

@@ -8,7 +8,6 @@
 //! link-local addresses (resolved names too, and redirects are not followed) unless
 //! `FETCH_ALLOW_PRIVATE` allows internal targets.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,8 @@ use uuid::Uuid;
 use app::error::AppError;
 
 use crate::config::CircuitConfig;
-use crate::rag::fetch::is_public;
+use crate::outbound::guard;
+pub use crate::outbound::guard::check_target;
 use crate::secrets::{self, KeyRing};
 use crate::store::tenant_llm_settings;
 use crate::tenancy::db_error;
@@ -141,7 +141,7 @@ impl Providers {
                 .unwrap_or_else(|| row.chat_model.clone()),
             ..self.config.clone()
         };
-        let http = tenant_client(self.allow_private)
+        let http = guard::guarded(super::http_client(), self.allow_private)
             .map_err(|e| AppError::Internal(format!("building the LLM client: {e}")))?;
         Ok(Llm::with_client(
             &format!("llm:tenant:{}", row.tenant_id),
@@ -149,96 +149,5 @@ impl Providers {
             self.circuit,
             http,
         ))
-    }
-}
-
-/// An IP literal host (`127.0.0.1`, `[::1]`).
-fn literal_ip(host: &str) -> Option<IpAddr> {
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
-    }
-    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
-}
-
-/// Refuses a URL whose host is an internal address (names are checked when resolved).
-pub fn check_target(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| format!("is not a URL ({e})"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("must be an http:// or https:// URL".into());
-    }
-    let host = parsed.host_str().ok_or("has no host")?;
-    if allow_private {
-        return Ok(());
-    }
-    let internal = match literal_ip(host) {
-        Some(ip) => !is_public(ip),
-        None => host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost"),
-    };
-    if internal {
-        return Err(format!(
-            "{host} is a private or loopback address, which tenants' providers may not use"
-        ));
-    }
-    Ok(())
-}
-
-/// Resolves names to public addresses only.
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let public: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| is_public(a.ip()))
-                .collect();
-            if public.is_empty() {
-                return Err(format!(
-                    "{host} resolves to no public address; tenants' providers may not use \
-                     internal ones"
-                )
-                .into());
-            }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The HTTP client of a tenant's provider: no redirects, and (unless internal targets are
-/// allowed) no proxy and public addresses only.
-fn tenant_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
-    let mut builder = super::http_client().redirect(reqwest::redirect::Policy::none());
-    if !allow_private {
-        builder = builder.no_proxy().dns_resolver(Arc::new(PublicOnly));
-    }
-    builder.build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_targets_are_refused_unless_allowed() {
-        for bad in [
-            "http://127.0.0.1:11434/v1",
-            "http://localhost:11434/v1",
-            "http://169.254.169.254/latest",
-            "http://[::1]/v1",
-            "http://10.0.0.5/v1",
-        ] {
-            assert!(check_target(bad, false).is_err(), "{bad}");
-            assert!(check_target(bad, true).is_ok(), "{bad}");
-        }
-        assert!(check_target("https://api.openai.com/v1", false).is_ok());
-        assert!(check_target("ftp://example.com", true).is_err());
-    }
-
-    #[tokio::test]
-    async fn names_resolving_to_internal_addresses_are_refused() {
-        use reqwest::dns::Resolve;
-        let name: reqwest::dns::Name = "localhost".parse().unwrap();
-        assert!(PublicOnly.resolve(name).await.is_err());
     }
 }

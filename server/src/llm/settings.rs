@@ -5,10 +5,7 @@
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -227,40 +224,14 @@ impl LlmSettingsService for LlmSettingsServiceImpl {
     }
 }
 
-/// Re-encrypts every stored API key not yet under the current key. A row changed meanwhile is
-/// left as it is and reported (the compare-and-set never overwrites a newer key).
+/// Re-encrypts every stored API key not yet under the current key.
 pub async fn rotate(db: &DatabaseConnection, keys: &KeyRing) -> Result<Rotation, DbErr> {
-    let rows = settings::Entity::find()
-        .filter(Column::ApiKeyEncrypted.is_not_null())
-        .all(db)
-        .await?;
-    let mut rotation = Rotation::default();
-    for row in rows {
-        let Some(sealed) = row.api_key_encrypted else {
-            continue;
-        };
-        match keys.reencrypt(&api_key_aad(row.tenant_id), &sealed) {
-            Ok(None) => rotation.current += 1,
-            Ok(Some(again)) => {
-                let updated = settings::Entity::update_many()
-                    .col_expr(Column::ApiKeyEncrypted, Expr::value(again))
-                    .filter(Column::TenantId.eq(row.tenant_id))
-                    .filter(Column::ApiKeyEncrypted.eq(sealed.as_str()))
-                    .exec(db)
-                    .await?;
-                if updated.rows_affected > 0 {
-                    rotation.rewritten += 1;
-                } else {
-                    rotation.failed.push(format!(
-                        "LLM API key of tenant {}: changed during the rotation; run it again",
-                        row.tenant_id
-                    ));
-                }
-            }
-            Err(e) => rotation
-                .failed
-                .push(format!("LLM API key of tenant {}: {e}", row.tenant_id)),
-        }
-    }
-    Ok(rotation)
+    crate::secrets::rotate_column::<settings::Entity>(
+        db,
+        keys,
+        "LLM API key of tenant",
+        super::providers::API_KEY_PURPOSE,
+        (Column::TenantId, Column::TenantId, Column::ApiKeyEncrypted),
+    )
+    .await
 }

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use app::types::{DocumentMeta, DocumentStatus};
+use app::types::{DocumentMeta, DocumentStatus, WebhookEvent};
 
 use super::chunk::{self, ChunkPlan};
 use super::embed::EmbedError;
@@ -26,6 +26,7 @@ use super::lance::ChunkRow;
 use super::sandbox;
 use super::service::{bump_version, lock_kb, sha256_hex, INGEST};
 use super::Knowledge;
+use crate::integrations::webhooks::{self, Event};
 use crate::jobs::{JobContext, JobHandler};
 use crate::store::{document_contents, documents, embedding_cache, knowledge_bases};
 
@@ -446,6 +447,21 @@ impl JobHandler for Ingest {
             return Ok(());
         }
         bump_version(txn, kb.id).await?;
+        let event = Event::new(
+            WebhookEvent::DocumentIngested,
+            serde_json::json!({
+                "knowledge_base_id": kb.id,
+                "document": {
+                    "id": doc.id,
+                    "title": doc.title,
+                    "source": doc.source,
+                    "format": doc.format,
+                    "revision": doc.revision,
+                    "chunk_count": count,
+                },
+            }),
+        );
+        webhooks::emit(txn, tenant, &[event]).await?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, Func, LikeExpr};
+use sea_orm::Order;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -877,23 +878,16 @@ impl KnowledgeService for KnowledgeServiceImpl {
         if let Some(status) = query.status {
             select = select.filter(documents::Column::Status.eq(status.as_str()));
         }
-        if let Some(cursor) = &query.cursor {
-            let after: Uuid = cursor
-                .parse()
-                .map_err(|_| AppError::invalid("cursor", "is not a cursor from a previous page"))?;
-            select = select.filter(documents::Column::Id.gt(after));
-        }
-        let mut rows = select
-            .order_by_asc(documents::Column::Id)
-            .limit(u64::from(limit) + 1)
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        let next_cursor = crate::store::next_cursor(&mut rows, limit, |r| r.id.to_string());
-        Ok(Page {
-            items: rows.into_iter().map(to_document).collect(),
-            next_cursor,
-        })
+        let page = crate::store::page_by_id(
+            &self.db,
+            select,
+            (documents::Column::Id, Order::Asc),
+            query.cursor.as_deref(),
+            limit,
+            |r| r.id,
+        )
+        .await?;
+        Ok(page.map(to_document))
     }
 
     async fn get_document(

@@ -1,7 +1,8 @@
 //! The audit trail: who did what, when, from where. Written by the services, read per tenant.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, QueryOrder, QuerySelect};
+use sea_orm::Order;
+use sea_orm::{ActiveValue::Set, ConnectionTrait};
 
 use app::error::AppError;
 use app::services::Access;
@@ -84,12 +85,6 @@ pub async fn list(
     app::validate::check(query)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     let mut select = Entity::find().filter(Column::TenantId.eq(tenant_id));
-    if let Some(cursor) = &query.cursor {
-        let before: i64 = cursor
-            .parse()
-            .map_err(|_| AppError::invalid("cursor", "is not a cursor this API returned"))?;
-        select = select.filter(Column::Id.lt(before));
-    }
     if let Some(actor) = &query.actor {
         select = select.filter(Column::Actor.eq(actor.as_str()));
     }
@@ -102,24 +97,22 @@ pub async fn list(
     if let Some(until) = query.until {
         select = select.filter(Column::CreatedAt.lt(until));
     }
-    let mut rows = select
-        .order_by_desc(Column::Id)
-        .limit(u64::from(limit) + 1)
-        .all(db)
-        .await
-        .map_err(crate::tenancy::db_error)?;
-    let next_cursor = super::next_cursor(&mut rows, limit, |r| r.id.to_string());
-    let items = rows
-        .into_iter()
-        .map(|r| AuditEntry {
-            id: r.id,
-            actor: r.actor,
-            action: r.action,
-            target: r.target,
-            ip: r.ip,
-            details: r.details,
-            created_at: r.created_at,
-        })
-        .collect();
-    Ok(Page { items, next_cursor })
+    let page = super::page_by_id(
+        db,
+        select,
+        (Column::Id, Order::Desc),
+        query.cursor.as_deref(),
+        limit,
+        |r| r.id,
+    )
+    .await?;
+    Ok(page.map(|r| AuditEntry {
+        id: r.id,
+        actor: r.actor,
+        action: r.action,
+        target: r.target,
+        ip: r.ip,
+        details: r.details,
+        created_at: r.created_at,
+    }))
 }

@@ -21,11 +21,19 @@ pub mod run_steps;
 pub mod tenant_llm_settings;
 pub mod tenants;
 pub mod users;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 pub mod widget_refresh_tokens;
 pub mod widget_visitors;
 pub mod widgets;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,
+    Order, QueryFilter, QueryOrder, QuerySelect, Select,
+};
+
+use app::error::AppError;
+use app::types::Page;
 use sea_orm_migration::MigratorTrait;
 
 use crate::config::Config;
@@ -53,19 +61,48 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
-/// Cursor paging: `rows` were fetched with `limit + 1`. The extra row only tells that there is
-/// a next page; it is dropped, and the last kept row's cursor is returned.
-pub fn next_cursor<R>(
-    rows: &mut Vec<R>,
+/// One page of `select` in `order` of the key column `id` (ids are UUIDv7 or sequences, so
+/// that is the order of creation), continuing after `cursor`: the last key of the page before,
+/// as the previous page's `next_cursor` gave it. One row more than `limit` is read only to tell
+/// whether a next page exists.
+pub async fn page_by_id<E, K>(
+    db: &impl ConnectionTrait,
+    select: Select<E>,
+    (id, order): (E::Column, Order),
+    cursor: Option<&str>,
     limit: u32,
-    cursor_of: impl Fn(&R) -> String,
-) -> Option<String> {
-    if rows.len() > limit as usize {
+    id_of: impl Fn(&E::Model) -> K,
+) -> Result<Page<E::Model>, AppError>
+where
+    E: EntityTrait,
+    K: std::str::FromStr + Into<sea_orm::Value> + ToString,
+{
+    let mut select = select;
+    if let Some(cursor) = cursor {
+        let after: K = cursor
+            .parse()
+            .map_err(|_| AppError::invalid("cursor", "is not a cursor from a previous page"))?;
+        select = select.filter(match order {
+            Order::Asc => id.gt(after),
+            _ => id.lt(after),
+        });
+    }
+    let mut rows = select
+        .order_by(id, order)
+        .limit(u64::from(limit) + 1)
+        .all(db)
+        .await
+        .map_err(crate::tenancy::db_error)?;
+    let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(cursor_of)
+        rows.last().map(|r| id_of(r).to_string())
     } else {
         None
-    }
+    };
+    Ok(Page {
+        items: rows,
+        next_cursor,
+    })
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {

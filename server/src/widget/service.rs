@@ -68,6 +68,25 @@ pub fn snippet(console_url: &str, public_id: &str) -> String {
     )
 }
 
+/// Re-encrypts every widget's identity secret not yet under the current key.
+pub async fn rotate(
+    db: &DatabaseConnection,
+    keys: &KeyRing,
+) -> Result<secrets::Rotation, sea_orm::DbErr> {
+    secrets::rotate_column::<widgets::Entity>(
+        db,
+        keys,
+        "widget secret",
+        SECRET_PURPOSE,
+        (
+            widgets::Column::Id,
+            widgets::Column::TenantId,
+            widgets::Column::Secret,
+        ),
+    )
+    .await
+}
+
 /// The sealed identity secret of a widget, opened.
 pub fn identity_secret(keys: &KeyRing, m: &widgets::Model) -> Option<String> {
     let sealed = m.secret.as_deref()?;

@@ -189,6 +189,35 @@ impl Owned {
         .await;
         let widget_public_id = widget["widget"]["public_id"].as_str().unwrap().to_string();
         let widget = widget["widget"]["id"].as_str().unwrap().to_string();
+        let webhook = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/webhooks",
+                &a.key,
+                &json!({ "url": "https://alpha-webhook-marker.example/in",
+                         "events": ["message.created"] }),
+            )
+            .await,
+            201,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let delivery = json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/webhooks/{webhook}/test"),
+                &a.key,
+                &json!({}),
+            )
+            .await,
+            202,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -205,6 +234,8 @@ impl Owned {
         by_collection.insert("jobs", job.clone());
         by_collection.insert("members", a.owner_id.to_string());
         by_collection.insert("widgets", widget.clone());
+        by_collection.insert("webhooks", webhook.clone());
+        by_collection.insert("deliveries", delivery.clone());
         let mut markers: Vec<String> = [
             "alpha-kb-marker",
             "alpha-document-marker",
@@ -214,6 +245,7 @@ impl Owned {
             "alpha-invitee@alpha.test",
             "Alpha secret handbook",
             "alpha-widget-marker",
+            "alpha-webhook-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -230,6 +262,8 @@ impl Owned {
             key,
             job,
             widget,
+            webhook,
+            delivery,
         ]);
         markers.push(a.owner_id.to_string());
         markers.push(a.tenant_id.to_string());
@@ -437,6 +471,7 @@ async fn the_openapi_document_is_probed_across_tenants() {
             format!("/api/v1/members/{}", a.owner_id),
             format!("/api/v1/agents/{}/prompt", owned.by_collection["agents"]),
             format!("/api/v1/widgets/{}", owned.by_collection["widgets"]),
+            format!("/api/v1/webhooks/{}", owned.by_collection["webhooks"]),
         ] {
             json(app.get(&path, &a.key).await, 200).await;
         }

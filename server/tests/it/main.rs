@@ -23,4 +23,5 @@ mod llm_settings;
 mod outbound;
 mod platform;
 mod scale;
+mod webhooks;
 mod widgets;

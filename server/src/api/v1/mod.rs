@@ -11,6 +11,7 @@ mod llm_settings;
 mod members;
 pub mod openai;
 mod tenant;
+mod webhooks;
 mod widgets;
 
 use axum::routing::{any, get, post};
@@ -90,6 +91,15 @@ use crate::state::AppState;
         widgets::update_widget,
         widgets::rotate_widget_secret,
         widgets::delete_widget,
+        webhooks::list_webhooks,
+        webhooks::create_webhook,
+        webhooks::get_webhook,
+        webhooks::update_webhook,
+        webhooks::rotate_webhook_secret,
+        webhooks::delete_webhook,
+        webhooks::test_webhook,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
         crate::widget::api::start_session,
         crate::widget::api::refresh_session,
         crate::widget::api::update_visitor,
@@ -108,6 +118,7 @@ use crate::state::AppState;
         app::types::Page<app::types::Job>,
         app::types::Page<app::types::Document>,
         app::types::Page<app::types::Conversation>,
+        app::types::Page<app::types::WebhookDelivery>,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -122,6 +133,7 @@ use crate::state::AppState;
         (name = "llm", description = "The tenant's own LLM provider, or the platform's"),
         (name = "widgets", description = "Website chat widgets: settings, snippet, identity secret"),
         (name = "widget", description = "What the chat widget calls as a visitor (visitor tokens, not API keys)"),
+        (name = "webhooks", description = "Signed POSTs of the tenant's events to its endpoints, with a delivery log and replay"),
     )
 )]
 pub struct ApiDoc;
@@ -160,6 +172,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(llm_settings::routes())
         .merge(agents::routes())
         .merge(widgets::routes())
+        .merge(webhooks::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
