@@ -547,3 +547,35 @@ pub async fn replay_webhook_delivery(
         .replay_delivery(&console_access()?, id, delivery)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "get_email_settings")]
+pub async fn get_email_settings() -> Result<EmailSettings, AppError> {
+    use_services()?
+        .email
+        .get_email_settings(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "save_email_settings")]
+pub async fn save_email_settings(update: UpdateEmailSettings) -> Result<EmailSettings, AppError> {
+    use_services()?
+        .email
+        .update_email_settings(&console_access()?, update)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "reset_email_settings")]
+pub async fn reset_email_settings() -> Result<EmailSettings, AppError> {
+    use_services()?
+        .email
+        .reset_email_settings(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "send_test_email")]
+pub async fn send_test_email(test: TestEmail) -> Result<Job, AppError> {
+    use_services()?
+        .email
+        .send_test_email(&console_access()?, test)
+        .await
+}

@@ -140,6 +140,7 @@ pub struct Services {
     pub llm: Arc<dyn LlmSettingsService>,
     pub widgets: Arc<dyn WidgetService>,
     pub webhooks: Arc<dyn WebhookService>,
+    pub email: Arc<dyn EmailSettingsService>,
 }
 
 /// The tenant's chat widgets (`widgets:read` / `widgets:write`). What visitors do through a
@@ -214,6 +215,23 @@ pub trait WebhookService: Send + Sync {
         id: Uuid,
         delivery: Uuid,
     ) -> Result<WebhookDelivery, AppError>;
+}
+
+/// Which service sends the tenant's email (`integrations:read` / `integrations:write`): the
+/// platform's SMTP relay, or the tenant's own SendGrid or Mailgun account.
+#[async_trait::async_trait]
+pub trait EmailSettingsService: Send + Sync {
+    async fn get_email_settings(&self, access: &Access) -> Result<EmailSettings, AppError>;
+    /// Sends through the tenant's own provider from now on.
+    async fn update_email_settings(
+        &self,
+        access: &Access,
+        update: UpdateEmailSettings,
+    ) -> Result<EmailSettings, AppError>;
+    /// Back to the platform's relay; the stored key is deleted.
+    async fn reset_email_settings(&self, access: &Access) -> Result<EmailSettings, AppError>;
+    /// Queues a short message to `to` through the provider in use; returns its job.
+    async fn send_test_email(&self, access: &Access, test: TestEmail) -> Result<Job, AppError>;
 }
 
 /// The tenant's LLM provider: its own OpenAI-compatible endpoint and key, or the platform's.

@@ -3,7 +3,7 @@
 //! API and the server functions refuse the same input with the same 422 field list.
 
 use crate::error::{AppError, FieldError};
-use crate::types::{BusinessHours, Scope, WebhookEvent};
+use crate::types::{BusinessHours, EmailProvider, Scope, WebhookEvent};
 
 /// Every failing field, as the 422 body lists them.
 impl From<garde::Report> for AppError {
@@ -290,6 +290,61 @@ pub fn metadata(values: &std::collections::BTreeMap<String, String>, _: &()) -> 
         }
     }
     Ok(())
+}
+
+/// A sender: `Name <address>` or a bare address, one line, at most 320 characters.
+pub fn mailbox(value: &str, ctx: &()) -> garde::Result {
+    let value = value.trim();
+    if value.len() > 320 || value.chars().any(char::is_control) {
+        return Err(garde::Error::new(
+            "must be one line of at most 320 characters",
+        ));
+    }
+    let address = match value.rsplit_once('<') {
+        Some((name, rest)) => {
+            if name.contains(['<', '>', '"']) {
+                return Err(garde::Error::new(
+                    "the name before <address> may not hold <, > or quotes",
+                ));
+            }
+            rest.strip_suffix('>').unwrap_or("")
+        }
+        None => value,
+    };
+    email(address, ctx).map_err(|_| {
+        garde::Error::new("must be an address like hello@shop.example or Shop <hello@shop.example>")
+    })
+}
+
+/// A DNS name with at least two labels, e.g. `mg.shop.example`.
+pub fn domain(value: &str, _: &()) -> garde::Result {
+    let value = value.trim().trim_end_matches('.');
+    let labels_ok = value.split('.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    if value.len() > 253 || !value.contains('.') || !labels_ok {
+        Err(garde::Error::new(
+            "must be a domain name such as mg.shop.example",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A provider a tenant configures itself (not the platform's relay).
+pub fn own_email_provider(value: &EmailProvider, _: &()) -> garde::Result {
+    if *value == EmailProvider::Platform {
+        Err(garde::Error::new(
+            "must be sendgrid or mailgun; delete the settings to use the platform's email",
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// The events of a webhook endpoint: at least one, each once, none that cannot be subscribed to.

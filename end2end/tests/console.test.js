@@ -275,11 +275,24 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
   await page.getByText("message.created, handoff.requested").waitFor();
   await page.getByRole("button", { name: "Send test event" }).click();
   await page.getByRole("cell", { name: "delivered" }).waitFor({ timeout: 20000 });
+  // The tenant's own email provider: Mailgun needs its domain; SendGrid is saved with its key.
+  await page.getByLabel("Provider").selectOption("mailgun");
+  await page.getByLabel("Sender (e.g. Shop <hello@shop.example>)").fill("Demo Dental <desk@demo.test>");
+  await page.getByLabel("API key").fill("key-e2e-12345678");
+  await page.getByRole("button", { name: "Save email settings" }).click();
+  await page.getByText("Mailgun needs the sending domain").waitFor();
+  await page.getByLabel("Provider").selectOption("sendgrid");
+  await page.getByLabel("API key").fill("SG.e2e-key-87654321");
+  await page.getByRole("button", { name: "Save email settings" }).click();
+  await page.getByText("Email settings saved.").waitFor();
+  await page.getByText("stored, ends in …4321").waitFor();
   for (const width of [375, 1280]) {
     await page.setViewportSize({ width, height: 900 });
     mkdirSync(SHOTS, { recursive: true });
     await page.screenshot({ path: `${SHOTS}/integrations-${width}.png`, fullPage: true });
   }
+  await page.getByRole("button", { name: "Use the platform's mail server" }).click();
+  await page.getByText("Back to the platform's mail server.").waitFor();
   assert.equal(received.length, 1);
   const { headers, body } = received[0];
   assert.equal(headers["x-webhook-event"], "webhook.test");

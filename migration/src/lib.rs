@@ -14,6 +14,7 @@ mod m20261129_000009_invitations;
 mod m20261129_000010_agent_safety;
 mod m20261203_000011_widgets;
 mod m20261206_000012_webhooks;
+mod m20261206_000013_email_settings;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000010_agent_safety::Migration),
             Box::new(m20261203_000011_widgets::Migration),
             Box::new(m20261206_000012_webhooks::Migration),
+            Box::new(m20261206_000013_email_settings::Migration),
         ]
     }
 }

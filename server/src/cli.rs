@@ -228,12 +228,19 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .check()
                 .await
                 .context("reaching the knowledge store (LANCEDB_URI, S3_*)")?;
+            let keys = crate::secrets::KeyRing::load(&config)?;
+            let providers = crate::integrations::email_providers::EmailProviders::new(
+                config.email_apis.clone(),
+                config.circuit,
+                keys.clone(),
+            )?;
             let worker = crate::jobs::Worker::new(
                 db,
                 crate::jobs::registry(
                     &knowledge,
                     crate::integrations::email::mailer(&config)?,
-                    Some(crate::secrets::KeyRing::load(&config)?),
+                    Some(keys),
+                    Some(providers),
                 ),
                 config.jobs.clone(),
             );

@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 56] = [
+const KEYS: [&str; 67] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -67,6 +67,17 @@ const KEYS: [&str; 56] = [
     "SMTP_URL",
     "SMTP_FROM",
     "SECRETS_KEYS",
+    "LLM_MAX_CALL_SECS",
+    "TURN_LEASE_SECS",
+    "WIDGET_TOKEN_SECS",
+    "SENDGRID_API_URL",
+    "MAILGUN_API_URL",
+    "MAILGUN_EU_API_URL",
+    "TRUSTED_PROXIES",
+    "MAX_EXTRACTED_BYTES",
+    "EXTRACT_PROGRAM",
+    "EXTRACT_MEMORY_MB",
+    "EXTRACT_TIMEOUT_SECS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +154,9 @@ struct Raw {
     smtp_url: Option<String>,
     smtp_from: String,
     secrets_keys: Option<String>,
+    sendgrid_api_url: String,
+    mailgun_api_url: String,
+    mailgun_eu_api_url: String,
 }
 
 impl Default for Raw {
@@ -211,6 +225,9 @@ impl Default for Raw {
             llm_retries: 2,
             smtp_url: None,
             smtp_from: "Agent Platform <noreply@localhost>".into(),
+            sendgrid_api_url: "https://api.sendgrid.com".into(),
+            mailgun_api_url: "https://api.mailgun.net".into(),
+            mailgun_eu_api_url: "https://api.eu.mailgun.net".into(),
             secrets_keys: None,
         }
     }
@@ -266,6 +283,9 @@ pub struct Config {
     pub llm: crate::llm::LlmConfig,
     /// Outgoing email (`SMTP_URL`, `SMTP_FROM`); the agents' `send_email` tool needs it.
     pub smtp: Option<crate::integrations::email::SmtpConfig>,
+    /// Where tenants' own email providers are reached (`SENDGRID_API_URL`, `MAILGUN_API_URL`,
+    /// `MAILGUN_EU_API_URL`); tests point them at fakes on loopback.
+    pub email_apis: crate::integrations::email_providers::ProviderUrls,
     /// Keys encrypting stored secrets (`SECRETS_KEYS`: `id:base64,…`, the first encrypts);
     /// `DATA_DIR/secrets.key` when unset ([`crate::secrets::KeyRing::load`]).
     pub secrets_keys: Option<crate::secrets::KeyRing>,
@@ -494,6 +514,16 @@ impl Raw {
             }
             None => None,
         };
+        let api_url = |key: &str, value: String| {
+            app::validate::http_url(&value, &())
+                .map(|()| value.trim().trim_end_matches('/').to_string())
+                .map_err(|e| ConfigError(format!("invalid value for {key}: {e}")))
+        };
+        let email_apis = crate::integrations::email_providers::ProviderUrls {
+            sendgrid: api_url("SENDGRID_API_URL", self.sendgrid_api_url)?,
+            mailgun: api_url("MAILGUN_API_URL", self.mailgun_api_url)?,
+            mailgun_eu: api_url("MAILGUN_EU_API_URL", self.mailgun_eu_api_url)?,
+        };
         let secrets_keys = non_empty(self.secrets_keys)
             .map(|text| {
                 crate::secrets::KeyRing::parse(&text)
@@ -628,6 +658,7 @@ impl Raw {
             knowledge,
             llm,
             smtp,
+            email_apis,
             secrets_keys,
         })
     }
@@ -701,6 +732,16 @@ mod tests {
         );
         let config = Config::from_pairs(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn every_setting_is_read_from_the_environment() {
+        let defaults = serde_json::to_value(Raw::default()).unwrap();
+        for key in defaults.as_object().unwrap().keys() {
+            let name = key.to_uppercase();
+            assert!(KEYS.contains(&name.as_str()), "{name} is missing from KEYS");
+        }
+        assert_eq!(KEYS.len(), defaults.as_object().unwrap().len());
     }
 
     #[test]

@@ -344,6 +344,7 @@ pub async fn rotate_all(
     rotation.add(crate::llm::settings::rotate(db, keys).await?);
     rotation.add(crate::widget::service::rotate(db, keys).await?);
     rotation.add(crate::integrations::webhooks::rotate(db, keys).await?);
+    rotation.add(crate::integrations::email_providers::rotate(db, keys).await?);
     Ok(rotation)
 }
 

@@ -19,6 +19,7 @@ use crate::agents::{self, calendar::BuiltInCalendar, service::ConversationServic
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
 use crate::integrations::email::{self, EmailQueue, Mailer};
+use crate::integrations::email_providers::{EmailProviders, EmailSettingsServiceImpl};
 use crate::integrations::webhooks::service::WebhookServiceImpl;
 use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
@@ -36,6 +37,8 @@ pub struct Application {
     state: AppState,
     /// Delivers `email.send` jobs in the in-process worker (`SMTP_URL`).
     mailer: Option<Arc<dyn Mailer>>,
+    /// Tenants' own email providers, for the same worker.
+    email_providers: EmailProviders,
 }
 
 impl Application {
@@ -75,6 +78,12 @@ impl Application {
         let mailer = email::mailer(&config).context("preparing SMTP (SMTP_URL)")?;
         let secret_keys = crate::secrets::KeyRing::load(&config)
             .context("loading the secret keys (SECRETS_KEYS)")?;
+        let email_providers = EmailProviders::new(
+            config.email_apis.clone(),
+            config.circuit,
+            secret_keys.clone(),
+        )
+        .context("preparing the email providers' clients")?;
         let providers = Providers::new(
             config.llm.clone(),
             config.circuit,
@@ -112,6 +121,11 @@ impl Application {
                 db.clone(),
                 secret_keys.clone(),
                 config.console_url(),
+            )),
+            email: Arc::new(EmailSettingsServiceImpl::new(
+                db.clone(),
+                secret_keys.clone(),
+                mailer.is_some(),
             )),
             webhooks: Arc::new(WebhookServiceImpl::new(
                 db.clone(),
@@ -157,6 +171,7 @@ impl Application {
             router,
             state,
             mailer,
+            email_providers,
         })
     }
 
@@ -182,6 +197,7 @@ impl Application {
                     &self.state.knowledge,
                     self.mailer.clone(),
                     Some(self.state.secret_keys.clone()),
+                    Some(self.email_providers.clone()),
                 ),
                 self.state.config.jobs.clone(),
             );

@@ -1,10 +1,12 @@
 //! Integrations: outgoing webhooks (endpoints, their events and signing secrets, a delivery log
-//! with replay), the same as `/api/v1/webhooks`. The other integrations are listed as coming.
+//! with replay), the same as `/api/v1/webhooks`; who sends email ([`EmailPanel`]). The other
+//! integrations are listed as coming.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use uuid::Uuid;
 
+use super::email::EmailPanel;
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{
     list_webhook_deliveries, list_webhooks, CreateWebhook, DeleteWebhook, ReplayWebhookDelivery,
@@ -105,11 +107,11 @@ pub fn IntegrationsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <EmailPanel/>
         <h2>"Coming next"</h2>
         <ul class="muted">
             <li>"Google Calendar: agents book into your own calendar."</li>
             <li>"Chatwoot: your agents answer in your helpdesk's inbox."</li>
-            <li>"SendGrid and Mailgun: send email through your own provider."</li>
         </ul>
     }
 }
@@ -158,7 +160,7 @@ fn WebhookCard(
         .join(", ");
     let initial = settings.clone();
     view! {
-        <section class="card stack">
+        <section class="card stack webhook-card">
             <h3 class="wrap">
                 {settings.url.clone()}
                 {(!settings.enabled).then(|| view! { <span class="badge">" disabled"</span> })}
@@ -242,20 +244,23 @@ fn DeliveryLog(id: Uuid, writable: Signal<bool>, actions: Actions) -> impl IntoV
             )
         },
     );
-    let filter_id = format!("deliveries-state-{id}");
     view! {
         <div class="stack">
-            <label for=filter_id.clone()>"Show"</label>
-            <select id=filter_id on:change=move |ev| {
-                state.set(event_target_value(&ev));
-                cursors.set(Vec::new());
-                cursor.set(None);
-            }>
-                <option value="">"All deliveries"</option>
-                <option value="pending">"Pending"</option>
-                <option value="delivered">"Delivered"</option>
-                <option value="failed">"Failed"</option>
-            </select>
+            <div class="filters">
+                <label>
+                    "Show"
+                    <select on:change=move |ev| {
+                        state.set(event_target_value(&ev));
+                        cursors.set(Vec::new());
+                        cursor.set(None);
+                    }>
+                        <option value="">"All deliveries"</option>
+                        <option value="pending">"Pending"</option>
+                        <option value="delivered">"Delivered"</option>
+                        <option value="failed">"Failed"</option>
+                    </select>
+                </label>
+            </div>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match page.await {

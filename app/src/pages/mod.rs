@@ -5,6 +5,7 @@ mod agents;
 mod audit;
 mod chat_widgets;
 mod conversations;
+mod email;
 mod integrations;
 mod invite;
 mod jobs;

@@ -786,3 +786,6 @@ pub use widgets::*;
 
 mod webhooks;
 pub use webhooks::*;
+
+mod email;
+pub use email::*;

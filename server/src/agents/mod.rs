@@ -73,6 +73,9 @@ pub struct TurnContext {
     pub specialists: Arc<Vec<Specialist>>,
     /// The tenant's own prompts by agent (the built-in ones otherwise).
     pub prompts: Arc<std::collections::HashMap<String, String>>,
+    /// Where `send_email` queues mail: set when the tenant has its own provider or the
+    /// platform an SMTP relay (the tool is not offered otherwise).
+    pub email: Option<crate::integrations::email::EmailQueue>,
 }
 
 impl TurnContext {

@@ -165,7 +165,7 @@ async fn with_llm(
     let definitions: Vec<_> = specialist
         .tools
         .iter()
-        .filter(|t| t.is_offered(&cx.rt))
+        .filter(|t| t.is_offered(cx))
         .map(|t| t.definition(&names))
         .collect();
     for _ in 0..MAX_LLM_CALLS {
@@ -199,7 +199,7 @@ async fn with_llm(
                 arguments: arguments.clone(),
             });
             let outcome = match ToolName::parse(&call.name)
-                .filter(|t| specialist.tools.contains(t) && t.is_offered(&cx.rt))
+                .filter(|t| specialist.tools.contains(t) && t.is_offered(cx))
             {
                 Some(tool) => tools::execute(cx, state, tool, &arguments).await,
                 None => tools::ToolOutcome {

@@ -28,6 +28,7 @@ use app::types::{
 use app::validate::check;
 
 use crate::engine::{Checkpoint, ConvState, EngineError, Graph, StepRecord, StepSink, Turn};
+use crate::integrations::email::EmailQueue;
 use crate::integrations::webhooks::{self, Event, Subscriptions};
 use crate::store::audit_log::Record;
 use crate::store::{conversations, messages, router_rules, run_steps, tenants, widget_visitors};
@@ -94,6 +95,8 @@ struct ConfigVersion {
     prompts: String,
     llm: Option<String>,
     webhooks: String,
+    /// When the tenant's own email provider was set (`None`: the platform's relay).
+    email: Option<String>,
 }
 
 /// Tenants whose agent configuration is kept.
@@ -147,6 +150,13 @@ impl ConversationServiceImpl {
                 "llm_version",
             )
             .column_as(Expr::cust(webhooks::FINGERPRINT), "webhooks_version")
+            .column_as(
+                Expr::cust(
+                    "(SELECT CAST(e.updated_at AS TEXT) FROM tenant_email_settings e \
+                     WHERE e.tenant_id = tenants.id)",
+                ),
+                "email_version",
+            )
             .build(self.db.get_database_backend());
         let row = self
             .db
@@ -160,6 +170,7 @@ impl ConversationServiceImpl {
             prompts: row.try_get("", "prompts_version").map_err(db_error)?,
             llm: row.try_get("", "llm_version").map_err(db_error)?,
             webhooks: row.try_get("", "webhooks_version").map_err(db_error)?,
+            email: row.try_get("", "email_version").map_err(db_error)?,
         };
         let tenant = tenants::Model::from_query_result(&row, "").map_err(db_error)?;
         Ok((tenant, version))
@@ -221,6 +232,8 @@ impl ConversationServiceImpl {
             rules: config.rules.clone(),
             specialists: config.specialists.clone(),
             prompts: config.prompts.clone(),
+            email: (self.rt.email.is_some() || config.version.email.is_some())
+                .then(|| EmailQueue::new(self.db.clone())),
         }
     }
 

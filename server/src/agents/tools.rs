@@ -46,10 +46,10 @@ impl ToolName {
         }
     }
 
-    /// Whether the platform can run the tool; the model is not offered it otherwise.
-    pub fn is_offered(self, rt: &super::Runtime) -> bool {
+    /// Whether the tool can run for this tenant; the model is not offered it otherwise.
+    pub fn is_offered(self, cx: &TurnContext) -> bool {
         match self {
-            ToolName::SendEmail => rt.email.is_some(),
+            ToolName::SendEmail => cx.email.is_some(),
             _ => true,
         }
     }
@@ -505,7 +505,7 @@ const EMAILS_SENT: &str = "emails_sent";
 
 async fn send_email(cx: &TurnContext, state: &mut ConvState, args: &Value) -> ToolOutcome {
     let failed = |error: &str| refused(json!({"queued": false, "error": error}).to_string());
-    let Some(queue) = &cx.rt.email else {
+    let Some(queue) = &cx.email else {
         return failed("email is not set up for this company");
     };
     let sent = state

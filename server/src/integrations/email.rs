@@ -307,13 +307,40 @@ struct EmailJob {
 pub struct SendEmail {
     mailer: Option<Arc<dyn Mailer>>,
     keys: Option<KeyRing>,
+    providers: Option<super::email_providers::EmailProviders>,
 }
 
 impl SendEmail {
     /// Without a mailer (no `SMTP_URL` on this worker) attempts fail and are retried, so
-    /// fixing the worker's settings delivers what was queued. `keys` open sealed bodies.
-    pub fn new(mailer: Option<Arc<dyn Mailer>>, keys: Option<KeyRing>) -> SendEmail {
-        SendEmail { mailer, keys }
+    /// fixing the worker's settings delivers what was queued. `keys` open sealed bodies;
+    /// `providers` send for tenants that have their own (SendGrid, Mailgun).
+    pub fn new(
+        mailer: Option<Arc<dyn Mailer>>,
+        keys: Option<KeyRing>,
+        providers: Option<super::email_providers::EmailProviders>,
+    ) -> SendEmail {
+        SendEmail {
+            mailer,
+            keys,
+            providers,
+        }
+    }
+
+    /// The tenant's own provider, else the platform's relay.
+    async fn mailer_for(&self, ctx: &JobContext) -> anyhow::Result<Arc<dyn Mailer>> {
+        if let (Some(providers), Some(tenant)) = (&self.providers, ctx.tenant_id()) {
+            match providers.for_tenant(ctx.db(), tenant).await {
+                Ok(Some(mailer)) => return Ok(mailer),
+                Ok(None) => {}
+                Err(e) => anyhow::bail!(masked(&e)),
+            }
+        }
+        self.mailer.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no email service: SMTP is not configured on this worker (SMTP_URL) and the \
+                 tenant has no provider of its own"
+            )
+        })
     }
 
     fn body(&self, job: &EmailJob, tenant_id: Option<Uuid>) -> Result<String, Permanent> {
@@ -354,9 +381,7 @@ impl JobHandler for SendEmail {
             .and_then(|email| email.reply_to(job.reply_to.as_deref()))
             .map_err(|e| Permanent(masked(&e)))?;
         email.message_id = Some(ctx.id());
-        let Some(mailer) = &self.mailer else {
-            anyhow::bail!("SMTP is not configured on this worker (SMTP_URL)");
-        };
+        let mailer = self.mailer_for(ctx).await?;
         if let Err(e) = mailer.send(&email).await {
             if e.is_permanent() {
                 return Err(Permanent(masked(&e)).into());

@@ -1,7 +1,9 @@
 //! External systems the platform talks to, each behind a trait with a fake for tests.
 //!
 //! - [`email`]: outgoing mail over SMTP (the agents' `send_email` tool, delivered by a job).
+//! - [`email_providers`]: tenants' own SendGrid or Mailgun accounts, over HTTP.
 //! - [`webhooks`]: signed POSTs of the tenant's events to the endpoints it subscribed.
 
 pub mod email;
+pub mod email_providers;
 pub mod webhooks;

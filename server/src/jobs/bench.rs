@@ -48,7 +48,7 @@ pub async fn run(config: &Config, count: usize, samples: usize) -> anyhow::Resul
     let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
     let worker = Worker::new(
         db.clone(),
-        registry(&knowledge, None, None),
+        registry(&knowledge, None, None, None),
         config.jobs.clone(),
     );
     let started = Instant::now();

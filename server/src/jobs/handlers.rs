@@ -62,13 +62,15 @@ impl JobHandler for Echo {
     }
 }
 
-/// Every kind this build can run; `mailer` delivers `email.send` (`None` without `SMTP_URL`),
+/// Every kind this build can run; `mailer` delivers `email.send` (`None` without `SMTP_URL`)
+/// unless the tenant has its own provider (`providers`),
 /// opening sealed bodies with `keys`, which also open webhook secrets (`webhook.deliver` runs
 /// only with them).
 pub fn registry(
     knowledge: &std::sync::Arc<crate::rag::Knowledge>,
     mailer: Option<std::sync::Arc<dyn crate::integrations::email::Mailer>>,
     keys: Option<crate::secrets::KeyRing>,
+    providers: Option<crate::integrations::email_providers::EmailProviders>,
 ) -> Registry {
     use crate::integrations::webhooks::deliver::Deliver;
     let webhooks = keys.clone().and_then(|keys| {
@@ -80,7 +82,9 @@ pub fn registry(
         .with(Noop)
         .with(Echo)
         .with(crate::rag::ingest::Ingest::new(knowledge.clone()))
-        .with(crate::integrations::email::SendEmail::new(mailer, keys))
+        .with(crate::integrations::email::SendEmail::new(
+            mailer, keys, providers,
+        ))
         .with(crate::widget::sweep::Sweep)
         .with(crate::integrations::webhooks::sweep::Sweep);
     match webhooks {

@@ -23,6 +23,20 @@ use crate::tenancy::db_error;
 
 const DEFAULT_PAGE: u32 = 50;
 
+/// The tenant's job `id`.
+pub async fn find(
+    db: &impl sea_orm::ConnectionTrait,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<jobs::Model, AppError> {
+    jobs::Entity::find_by_id(id)
+        .filter(Column::TenantId.eq(tenant))
+        .one(db)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| AppError::not_found("job"))
+}
+
 pub struct JobServiceImpl {
     db: DatabaseConnection,
 }
@@ -33,12 +47,7 @@ impl JobServiceImpl {
     }
 
     async fn model(&self, access: &Access, id: Uuid) -> Result<jobs::Model, AppError> {
-        jobs::Entity::find_by_id(id)
-            .filter(Column::TenantId.eq(access.tenant_id))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| AppError::not_found("job"))
+        find(&self.db, access.tenant_id, id).await
     }
 
     /// Moves a job from one of `from` to `to`, audited as `action`. Back to `Queued` is a retry

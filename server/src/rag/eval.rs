@@ -65,7 +65,7 @@ impl Scratch {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let worker = Worker::new(
             db.clone(),
-            registry(&knowledge, None, None),
+            registry(&knowledge, None, None, None),
             config.jobs.clone(),
         );
         let worker = tokio::spawn(worker.run(async move {

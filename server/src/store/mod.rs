@@ -18,6 +18,7 @@ pub mod messages;
 pub mod prompts;
 pub mod router_rules;
 pub mod run_steps;
+pub mod tenant_email_settings;
 pub mod tenant_llm_settings;
 pub mod tenants;
 pub mod users;

@@ -65,7 +65,7 @@ pub(crate) async fn email_jobs(app: &TestApp) -> Vec<job_rows::Model> {
 }
 
 /// The job once it left the queue for good (succeeded, or dead).
-async fn finished(app: &TestApp, id: Uuid) -> job_rows::Model {
+pub(crate) async fn finished(app: &TestApp, id: Uuid) -> job_rows::Model {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let job = job_rows::Entity::find_by_id(id)

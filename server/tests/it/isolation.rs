@@ -218,6 +218,18 @@ impl Owned {
             .as_str()
             .unwrap()
             .to_string();
+        json(
+            app.send_json(
+                Method::PUT,
+                "/api/v1/email-settings",
+                &a.key,
+                &json!({ "provider": "sendgrid", "from": "Alpha <alpha-mail-marker@alpha.test>",
+                         "api_key": "SG.alpha-key-marker" }),
+            )
+            .await,
+            200,
+        )
+        .await;
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -246,6 +258,8 @@ impl Owned {
             "Alpha secret handbook",
             "alpha-widget-marker",
             "alpha-webhook-marker",
+            "alpha-mail-marker",
+            "alpha-key-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -479,5 +493,7 @@ async fn the_openapi_document_is_probed_across_tenants() {
         assert_eq!(invitations[0]["status"], "pending");
         let rules = json(app.get("/api/v1/router-rules", &a.key).await, 200).await;
         assert!(rules.to_string().contains("alpha-rule-marker"));
+        let email = json(app.get("/api/v1/email-settings", &a.key).await, 200).await;
+        assert_eq!(email["provider"], "sendgrid");
     }
 }

@@ -280,12 +280,12 @@ async fn a_cron_tick_fires_once_with_two_workers() {
         .unwrap();
         let one = start_worker(
             &app.db,
-            jobs::registry(&app.knowledge, None, None),
+            jobs::registry(&app.knowledge, None, None, None),
             worker_config(Duration::ZERO),
         );
         let two = start_worker(
             &app.db,
-            jobs::registry(&app.knowledge, None, None),
+            jobs::registry(&app.knowledge, None, None, None),
             worker_config(Duration::ZERO),
         );
         tokio::time::sleep(Duration::from_millis(4500)).await;

@@ -14,6 +14,7 @@ mod cli;
 mod console;
 mod conversations;
 mod email;
+mod email_providers;
 mod invitations;
 mod isolation;
 mod jobs;

@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 pub mod conversations;
 mod docs;
+mod email_settings;
 mod jobs;
 pub mod knowledge;
 mod llm_settings;
@@ -85,6 +86,10 @@ use crate::state::AppState;
         llm_settings::get_llm_settings,
         llm_settings::update_llm_settings,
         llm_settings::reset_llm_settings,
+        email_settings::get_email_settings,
+        email_settings::update_email_settings,
+        email_settings::reset_email_settings,
+        email_settings::send_test_email,
         widgets::list_widgets,
         widgets::create_widget,
         widgets::get_widget,
@@ -133,6 +138,7 @@ use crate::state::AppState;
         (name = "llm", description = "The tenant's own LLM provider, or the platform's"),
         (name = "widgets", description = "Website chat widgets: settings, snippet, identity secret"),
         (name = "widget", description = "What the chat widget calls as a visitor (visitor tokens, not API keys)"),
+        (name = "email", description = "Who sends the tenant's email: the platform's relay, or its own SendGrid or Mailgun"),
         (name = "webhooks", description = "Signed POSTs of the tenant's events to its endpoints, with a delivery log and replay"),
     )
 )]
@@ -170,6 +176,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(knowledge::routes(upload_limit))
         .merge(conversations::routes())
         .merge(llm_settings::routes())
+        .merge(email_settings::routes())
         .merge(agents::routes())
         .merge(widgets::routes())
         .merge(webhooks::routes())
