@@ -247,7 +247,7 @@ test("a tenant defines its own agent, routes to it and deletes it", async () => 
   await page.close();
 });
 
-test("a webhook endpoint gets a signed test event, shown in its delivery log", async () => {
+test("a webhook endpoint gets a signed test event, shown in its delivery log", async (t) => {
   const received = [];
   const receiver = createServer((req, res) => {
     const chunks = [];
@@ -258,6 +258,9 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
     });
   });
   await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  // Never keeps the test process alive, whether or not the test gets to close it.
+  receiver.unref();
+  t.after(() => receiver.close());
   const url = `http://127.0.0.1:${receiver.address().port}/hooks`;
   const page = await openPage();
   await signIn(page, ADMIN);
@@ -276,13 +279,13 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
   await page.getByRole("button", { name: "Send test event" }).click();
   await page.getByRole("cell", { name: "delivered" }).waitFor({ timeout: 20000 });
   // The tenant's own email provider: Mailgun needs its domain; SendGrid is saved with its key.
-  await page.getByLabel("Provider").selectOption("mailgun");
+  await page.getByLabel("Provider", { exact: true }).selectOption("mailgun");
   await page.getByLabel("Sender (e.g. Shop <hello@shop.example>)").fill("Demo Dental <desk@demo.test>");
-  await page.getByLabel("API key").fill("key-e2e-12345678");
+  await page.getByLabel("API key", { exact: true }).fill("key-e2e-12345678");
   await page.getByRole("button", { name: "Save email settings" }).click();
   await page.getByText("Mailgun needs the sending domain").waitFor();
-  await page.getByLabel("Provider").selectOption("sendgrid");
-  await page.getByLabel("API key").fill("SG.e2e-key-87654321");
+  await page.getByLabel("Provider", { exact: true }).selectOption("sendgrid");
+  await page.getByLabel("API key", { exact: true }).fill("SG.e2e-key-87654321");
   await page.getByRole("button", { name: "Save email settings" }).click();
   await page.getByText("Email settings saved.").waitFor();
   await page.getByText("stored, ends in …4321").waitFor();
@@ -299,7 +302,6 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
   const digest = createHmac("sha256", secret).update(`${headers["x-webhook-timestamp"]}.`).update(body).digest("hex");
   assert.equal(headers["x-webhook-signature"], `sha256=${digest}`);
   assert.equal(JSON.parse(body).id, headers["x-webhook-id"]);
-  receiver.close();
   await page.close();
 });
 

@@ -15,8 +15,15 @@ pub fn EmailPanel() -> impl IntoView {
     let save = ServerAction::<SaveEmailSettings>::new();
     let reset = ServerAction::<ResetEmailSettings>::new();
     let test = ServerAction::<SendTestEmail>::new();
+    // Read again after a successful save only: a refused one keeps the form as typed.
+    let saved = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if matches!(save.value().get(), Some(Ok(_))) {
+            saved.update(|n| *n += 1);
+        }
+    });
     let settings = Resource::new(
-        move || (save.version().get(), reset.version().get()),
+        move || (saved.get(), reset.version().get()),
         |_| get_email_settings(),
     );
     view! {

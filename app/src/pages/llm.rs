@@ -13,8 +13,15 @@ pub fn LlmProviderPanel() -> impl IntoView {
     let writable = can_write(use_me(), Area::Tenant);
     let save = ServerAction::<SaveLlmSettings>::new();
     let reset = ServerAction::<ResetLlmSettings>::new();
+    // Read again after a successful save only: a refused one keeps the form as typed.
+    let saved = RwSignal::new(0u32);
+    Effect::new(move |_| {
+        if matches!(save.value().get(), Some(Ok(_))) {
+            saved.update(|n| *n += 1);
+        }
+    });
     let settings = Resource::new(
-        move || (save.version().get(), reset.version().get()),
+        move || (saved.get(), reset.version().get()),
         |_| get_llm_settings(),
     );
     view! {
