@@ -504,6 +504,43 @@ async fn failing_endpoints_are_retried_then_failed_and_replayed_with_the_same_ev
         assert_eq!(log.len(), 1);
         assert_eq!(log[0]["replay_of"], id);
 
+        // Disabled on purpose: the delivery fails at once, with no request and no dead letter.
+        let mut settings = json(
+            app.get(&format!("/api/v1/webhooks/{down}"), &f.key).await,
+            200,
+        )
+        .await;
+        settings["enabled"] = json!(false);
+        json(
+            app.send_json(
+                Method::PUT,
+                &format!("/api/v1/webhooks/{down}"),
+                &f.key,
+                &settings,
+            )
+            .await,
+            200,
+        )
+        .await;
+        app.send_json(
+            Method::POST,
+            &format!("/api/v1/webhooks/{down}/test"),
+            &f.key,
+            &json!({}),
+        )
+        .await;
+        let log = settled_deliveries(&app, &f.key, &down, 2).await;
+        assert_eq!(log[0]["state"], "failed");
+        assert_eq!(log[0]["last_error"], "the endpoint is disabled");
+        assert_eq!(hooks.at("down").len(), 13);
+        let dead = json(
+            app.get("/api/v1/jobs?state=dead&kind=webhook.deliver", &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(dead["items"].as_array().unwrap().len(), 1);
+
         // A pending delivery cannot be replayed; a deleted endpoint takes its log with it.
         hooks.slow_down("flaky");
         let pending = json(

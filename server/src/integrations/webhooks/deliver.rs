@@ -133,13 +133,16 @@ impl JobHandler for Deliver {
             record(txn, &delivery, &attempt, state).await?;
             return Ok(());
         }
+        if !endpoint.enabled {
+            // Disabled on purpose: the delivery is failed, the job is not (no dead letter).
+            let txn = ctx.transaction().await?;
+            record(txn, &delivery, &attempt, state).await?;
+            return Ok(());
+        }
         record(ctx.db(), &delivery, &attempt, state).await?;
         let error = attempt.error.unwrap_or_default();
         tracing::info!(delivery = %delivery.id, endpoint = %endpoint.id, %error, "webhook delivery failed");
-        if endpoint.enabled {
-            anyhow::bail!(error)
-        }
-        Err(Permanent(error).into())
+        anyhow::bail!(error)
     }
 }
 
