@@ -180,6 +180,14 @@ async fn create(app: &TestApp, key: &str, url: &str, events: &[&str]) -> (String
     )
 }
 
+/// Turns the endpoint off, keeping its other settings.
+async fn disable(app: &TestApp, key: &str, webhook: &str) {
+    let path = format!("/api/v1/webhooks/{webhook}");
+    let mut settings = json(app.get(&path, key).await, 200).await;
+    settings["enabled"] = json!(false);
+    json(app.send_json(Method::PUT, &path, key, &settings).await, 200).await;
+}
+
 async fn deliveries(app: &TestApp, key: &str, webhook: &str) -> Vec<Value> {
     json(
         app.get(&format!("/api/v1/webhooks/{webhook}/deliveries"), key)
@@ -233,23 +241,7 @@ async fn events_reach_the_endpoints_that_subscribe_signed_and_once() {
         let (_, all_secret) = create(&app, &f.key, &hooks.url("all"), &ALL).await;
         create(&app, &f.key, &hooks.url("handoffs"), &["handoff.requested"]).await;
         let (off, _) = create(&app, &f.key, &hooks.url("off"), &ALL).await;
-        let mut disabled = json(
-            app.get(&format!("/api/v1/webhooks/{off}"), &f.key).await,
-            200,
-        )
-        .await;
-        disabled["enabled"] = json!(false);
-        json(
-            app.send_json(
-                Method::PUT,
-                &format!("/api/v1/webhooks/{off}"),
-                &f.key,
-                &disabled,
-            )
-            .await,
-            200,
-        )
-        .await;
+        disable(&app, &f.key, &off).await;
 
         // A conversation with a booking, then a handoff.
         fake.route(text("scheduling"));
@@ -505,23 +497,7 @@ async fn failing_endpoints_are_retried_then_failed_and_replayed_with_the_same_ev
         assert_eq!(log[0]["replay_of"], id);
 
         // Disabled on purpose: the delivery fails at once, with no request and no dead letter.
-        let mut settings = json(
-            app.get(&format!("/api/v1/webhooks/{down}"), &f.key).await,
-            200,
-        )
-        .await;
-        settings["enabled"] = json!(false);
-        json(
-            app.send_json(
-                Method::PUT,
-                &format!("/api/v1/webhooks/{down}"),
-                &f.key,
-                &settings,
-            )
-            .await,
-            200,
-        )
-        .await;
+        disable(&app, &f.key, &down).await;
         app.send_json(
             Method::POST,
             &format!("/api/v1/webhooks/{down}/test"),
