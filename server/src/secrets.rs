@@ -278,6 +278,22 @@ impl KeyRing {
             .map_err(|_| SecretsError::Decrypt)
     }
 
+    /// The last four characters of a sealed API key, for people to recognise it; none for
+    /// keys shorter than eight (the hint would give too much away) or one that does not open
+    /// (logged with `what`).
+    pub fn hint(&self, aad: &[u8], sealed: &str, what: &str) -> Option<String> {
+        match self.decrypt_str(aad, sealed) {
+            Ok(key) => {
+                let n = key.chars().count();
+                (n >= 8).then(|| key.chars().skip(n - 4).collect())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored {what}");
+                None
+            }
+        }
+    }
+
     /// A 32-byte subkey for `purpose` (HMAC-SHA256 of the purpose under key `id`, the current
     /// key when `None`) and the id it came from; `None` for an id not in the ring. Signing
     /// keys made this way rotate with the ring: new signatures use the current key, old ones

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage};
+use super::widgets::{can_write, fmt_time, show_error, successes, use_me, ActionMessage};
 use crate::api::{get_email_settings, ResetEmailSettings, SaveEmailSettings, SendTestEmail};
 use crate::types::{
     Area, EmailProvider, EmailSettings, MailgunRegion, TestEmail, UpdateEmailSettings,
@@ -16,12 +16,7 @@ pub fn EmailPanel() -> impl IntoView {
     let reset = ServerAction::<ResetEmailSettings>::new();
     let test = ServerAction::<SendTestEmail>::new();
     // Read again after a successful save only: a refused one keeps the form as typed.
-    let saved = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(save.value().get(), Some(Ok(_))) {
-            saved.update(|n| *n += 1);
-        }
-    });
+    let saved = successes(save);
     let settings = Resource::new(
         move || (saved.get(), reset.version().get()),
         |_| get_email_settings(),

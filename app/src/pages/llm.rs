@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage};
+use super::widgets::{can_write, fmt_time, show_error, successes, use_me, ActionMessage};
 use crate::api::{get_llm_settings, ResetLlmSettings, SaveLlmSettings};
 use crate::types::{Area, LlmSettings, LlmSource, UpdateLlmSettings};
 
@@ -14,12 +14,7 @@ pub fn LlmProviderPanel() -> impl IntoView {
     let save = ServerAction::<SaveLlmSettings>::new();
     let reset = ServerAction::<ResetLlmSettings>::new();
     // Read again after a successful save only: a refused one keeps the form as typed.
-    let saved = RwSignal::new(0u32);
-    Effect::new(move |_| {
-        if matches!(save.value().get(), Some(Ok(_))) {
-            saved.update(|n| *n += 1);
-        }
-    });
+    let saved = successes(save);
     let settings = Resource::new(
         move || (saved.get(), reset.version().get()),
         |_| get_llm_settings(),

@@ -62,6 +62,23 @@ pub fn ReadOnlyNote(area: Area) -> impl IntoView {
     }
 }
 
+/// How many times `action` has succeeded: a resource keyed on it is read again after a
+/// successful submission only, so a refused one leaves the form as it was typed.
+pub fn successes<S>(action: ServerAction<S>) -> ReadSignal<u32>
+where
+    S: leptos::server_fn::ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    let (count, set_count) = signal(0u32);
+    Effect::new(move |_| {
+        if action.value().with(|v| matches!(v, Some(Ok(_)))) {
+            set_count.update(|n| *n += 1);
+        }
+    });
+    count
+}
+
 /// Renders a loaded resource or its error.
 pub fn show_error(e: &AppError) -> AnyView {
     view! { <p class="notice error" role="alert">{e.user_message()}</p> }.into_any()

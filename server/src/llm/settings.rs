@@ -39,32 +39,18 @@ impl LlmSettingsServiceImpl {
             .map_err(db_error)
     }
 
-    /// The last four characters of the stored key (none for short keys, which they would
-    /// give away).
-    fn hint(&self, row: &settings::Model) -> Option<String> {
-        let sealed = row.api_key_encrypted.as_deref()?;
-        match self
-            .providers
-            .keys()
-            .decrypt_str(&api_key_aad(row.tenant_id), sealed)
-        {
-            Ok(key) => {
-                let n = key.chars().count();
-                (n >= 8).then(|| key.chars().skip(n - 4).collect())
-            }
-            Err(e) => {
-                tracing::warn!(tenant = %row.tenant_id, error = %e, "cannot read the stored LLM API key");
-                None
-            }
-        }
-    }
-
     fn view(&self, row: Option<settings::Model>) -> LlmSettings {
         if let Some(row) = row {
             return LlmSettings {
                 source: LlmSource::Tenant,
                 api_key_set: row.api_key_encrypted.is_some(),
-                api_key_hint: self.hint(&row),
+                api_key_hint: row.api_key_encrypted.as_deref().and_then(|sealed| {
+                    self.providers.keys().hint(
+                        &api_key_aad(row.tenant_id),
+                        sealed,
+                        &format!("LLM API key of tenant {}", row.tenant_id),
+                    )
+                }),
                 base_url: Some(row.base_url),
                 chat_model: Some(row.chat_model),
                 router_model: row.router_model,

@@ -188,6 +188,27 @@ async fn disable(app: &TestApp, key: &str, webhook: &str) {
     json(app.send_json(Method::PUT, &path, key, &settings).await, 200).await;
 }
 
+/// Queues a test event to the endpoint; returns its delivery.
+async fn send_test(app: &TestApp, key: &str, webhook: &str) -> Value {
+    let path = format!("/api/v1/webhooks/{webhook}/test");
+    json(
+        app.send_json(Method::POST, &path, key, &json!({})).await,
+        202,
+    )
+    .await
+}
+
+/// How many `webhook.deliver` jobs are dead letters.
+async fn dead_deliveries(app: &TestApp, key: &str) -> usize {
+    let dead = json(
+        app.get("/api/v1/jobs?state=dead&kind=webhook.deliver", key)
+            .await,
+        200,
+    )
+    .await;
+    dead["items"].as_array().unwrap().len()
+}
+
 async fn deliveries(app: &TestApp, key: &str, webhook: &str) -> Vec<Value> {
     json(
         app.get(&format!("/api/v1/webhooks/{webhook}/deliveries"), key)
@@ -387,17 +408,7 @@ async fn failing_endpoints_are_retried_then_failed_and_replayed_with_the_same_ev
 
         // Two failures, then success: one delivery, three attempts.
         hooks.answer("flaky", &[500, 503]);
-        let sent = json(
-            app.send_json(
-                Method::POST,
-                &format!("/api/v1/webhooks/{flaky}/test"),
-                &f.key,
-                &json!({}),
-            )
-            .await,
-            202,
-        )
-        .await;
+        let sent = send_test(&app, &f.key, &flaky).await;
         assert_eq!(sent["state"], "pending");
         assert_eq!(sent["event"], "webhook.test");
         let got = hooks.wait_for("flaky", 3).await;
@@ -411,13 +422,7 @@ async fn failing_endpoints_are_retried_then_failed_and_replayed_with_the_same_ev
 
         // Down for good: every attempt fails, then the delivery is failed and its job dead.
         hooks.answer("down", &[500; 40]);
-        app.send_json(
-            Method::POST,
-            &format!("/api/v1/webhooks/{down}/test"),
-            &f.key,
-            &json!({}),
-        )
-        .await;
+        send_test(&app, &f.key, &down).await;
         let log = settled_deliveries(&app, &f.key, &down, 1).await;
         let failed = &log[0];
         assert_eq!(failed["state"], "failed", "{failed:#}");
@@ -428,13 +433,7 @@ async fn failing_endpoints_are_retried_then_failed_and_replayed_with_the_same_ev
             "{failed}"
         );
         assert_eq!(hooks.at("down").len(), 12);
-        let dead = json(
-            app.get("/api/v1/jobs?state=dead&kind=webhook.deliver", &f.key)
-                .await,
-            200,
-        )
-        .await;
-        assert_eq!(dead["items"].as_array().unwrap().len(), 1);
+        assert_eq!(dead_deliveries(&app, &f.key).await, 1);
 
         // Replayed once it is back: a new delivery of the same event.
         hooks.answer("down", &[]);
@@ -498,38 +497,16 @@ async fn failing_endpoints_are_retried_then_failed_and_replayed_with_the_same_ev
 
         // Disabled on purpose: the delivery fails at once, with no request and no dead letter.
         disable(&app, &f.key, &down).await;
-        app.send_json(
-            Method::POST,
-            &format!("/api/v1/webhooks/{down}/test"),
-            &f.key,
-            &json!({}),
-        )
-        .await;
+        send_test(&app, &f.key, &down).await;
         let log = settled_deliveries(&app, &f.key, &down, 2).await;
         assert_eq!(log[0]["state"], "failed");
         assert_eq!(log[0]["last_error"], "the endpoint is disabled");
         assert_eq!(hooks.at("down").len(), 13);
-        let dead = json(
-            app.get("/api/v1/jobs?state=dead&kind=webhook.deliver", &f.key)
-                .await,
-            200,
-        )
-        .await;
-        assert_eq!(dead["items"].as_array().unwrap().len(), 1);
+        assert_eq!(dead_deliveries(&app, &f.key).await, 1);
 
         // A pending delivery cannot be replayed; a deleted endpoint takes its log with it.
         hooks.slow_down("flaky");
-        let pending = json(
-            app.send_json(
-                Method::POST,
-                &format!("/api/v1/webhooks/{flaky}/test"),
-                &f.key,
-                &json!({}),
-            )
-            .await,
-            202,
-        )
-        .await;
+        let pending = send_test(&app, &f.key, &flaky).await;
         let r = app
             .send_json(
                 Method::POST,
