@@ -579,3 +579,44 @@ pub async fn send_test_email(test: TestEmail) -> Result<Job, AppError> {
         .send_test_email(&console_access()?, test)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_bookings")]
+pub async fn list_bookings(query: BookingQuery) -> Result<Page<Booking>, AppError> {
+    use_services()?
+        .bookings
+        .list_bookings(&console_access()?, query)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "get_booking")]
+pub async fn get_booking(id: Uuid) -> Result<Booking, AppError> {
+    use_services()?
+        .bookings
+        .get_booking(&console_access()?, id)
+        .await
+}
+
+// `name` keeps the struct apart from the `CreateBooking` request type.
+#[server(name = BookAppointment, prefix = "/_fn", endpoint = "create_booking")]
+pub async fn create_booking(booking: CreateBooking) -> Result<Booking, AppError> {
+    use_services()?
+        .bookings
+        .create_booking(&console_access()?, booking)
+        .await
+}
+
+#[server(name = MoveBooking, prefix = "/_fn", endpoint = "reschedule_booking")]
+pub async fn reschedule_booking(id: Uuid, change: RescheduleBooking) -> Result<Booking, AppError> {
+    use_services()?
+        .bookings
+        .reschedule_booking(&console_access()?, id, change)
+        .await
+}
+
+#[server(name = CallOffBooking, prefix = "/_fn", endpoint = "cancel_booking")]
+pub async fn cancel_booking(id: Uuid, cancel: CancelBooking) -> Result<Booking, AppError> {
+    use_services()?
+        .bookings
+        .cancel_booking(&console_access()?, id, cancel)
+        .await
+}

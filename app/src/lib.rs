@@ -19,12 +19,13 @@ use pages::*;
 
 /// The console's pages (path, label). The server redirects anonymous requests for these to the
 /// sign-in page; the layout lists them in its navigation.
-pub const CONSOLE_PAGES: [(&str, &str); 13] = [
+pub const CONSOLE_PAGES: [(&str, &str); 14] = [
     ("/", "Overview"),
     ("/knowledge", "Knowledge"),
     ("/agents", "Agents"),
     ("/workflows", "Workflows"),
     ("/conversations", "Conversations"),
+    ("/bookings", "Bookings"),
     ("/widgets", "Chat widgets"),
     ("/jobs", "Jobs"),
     ("/integrations", "Integrations"),
@@ -104,6 +105,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("agents") view=AgentsPage/>
                     <Route path=path!("workflows") view=|| view! { <Coming title="Workflows"/> }/>
                     <Route path=path!("conversations") view=ConversationsPage/>
+                    <Route path=path!("bookings") view=BookingsPage/>
                     <Route path=path!("widgets") view=ChatWidgetsPage/>
                     <Route path=path!("jobs") view=JobsPage/>
                     <Route path=path!("integrations") view=IntegrationsPage/>

@@ -141,6 +141,38 @@ pub struct Services {
     pub widgets: Arc<dyn WidgetService>,
     pub webhooks: Arc<dyn WebhookService>,
     pub email: Arc<dyn EmailSettingsService>,
+    pub bookings: Arc<dyn BookingService>,
+}
+
+/// The tenant's appointments (`bookings:read` / `bookings:write`), whoever made them. Changes
+/// go through the tenant's calendar, are audited, emit webhook events and email the customer.
+#[async_trait::async_trait]
+pub trait BookingService: Send + Sync {
+    /// By start time, then id.
+    async fn list_bookings(
+        &self,
+        access: &Access,
+        query: BookingQuery,
+    ) -> Result<Page<Booking>, AppError>;
+    async fn get_booking(&self, access: &Access, id: Uuid) -> Result<Booking, AppError>;
+    /// Refused with a conflict when the time overlaps a confirmed booking.
+    async fn create_booking(
+        &self,
+        access: &Access,
+        booking: CreateBooking,
+    ) -> Result<Booking, AppError>;
+    async fn reschedule_booking(
+        &self,
+        access: &Access,
+        id: Uuid,
+        change: RescheduleBooking,
+    ) -> Result<Booking, AppError>;
+    async fn cancel_booking(
+        &self,
+        access: &Access,
+        id: Uuid,
+        cancel: CancelBooking,
+    ) -> Result<Booking, AppError>;
 }
 
 /// The tenant's chat widgets (`widgets:read` / `widgets:write`). What visitors do through a

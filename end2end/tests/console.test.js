@@ -305,6 +305,63 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
   await page.close();
 });
 
+test("a booking is made, found in the week and the list, moved and cancelled", async () => {
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/bookings`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  // Two days ahead (the browser's day), at ten.
+  const day = new Date();
+  day.setDate(day.getDate() + 2);
+  const ymd = `${day.getFullYear()}-${String(day.getMonth() + 1).padStart(2, "0")}-${String(day.getDate()).padStart(2, "0")}`;
+  await page.getByRole("button", { name: "Book an appointment" }).click();
+  await page.getByLabel("Starts (your business's local time)").fill(`${ymd}T10:00`);
+  await page.getByLabel("Customer's name").fill("Maria Keys");
+  await page.getByLabel("Customer's email").fill("maria@example.com");
+  await page.getByLabel("Note (the customer sees it)").fill("First visit");
+  await page.getByRole("button", { name: "Book", exact: true }).click();
+  await page.getByText("Booked.").waitFor();
+  await page.getByRole("heading", { name: /^Maria Keys · / }).waitFor();
+  // The week that holds it (Monday first): this one or the next.
+  const weekday = (new Date().getDay() + 6) % 7;
+  if (weekday + 2 > 6) await page.getByRole("button", { name: "Next week" }).click();
+  const slot = page.getByRole("button", { name: "10:00–10:30 Maria Keys" });
+  await slot.waitFor();
+  // Keyboard: the slot is focusable and opens the booking.
+  await slot.focus();
+  await page.keyboard.press("Enter");
+  // Booking the same time again is refused and keeps what was typed.
+  await page.getByRole("button", { name: "Book an appointment" }).click();
+  await page.getByLabel("Starts (your business's local time)").fill(`${ymd}T10:15`);
+  await page.getByLabel("Customer's name").fill("Second Customer");
+  await page.getByLabel("Customer's email").fill("second@example.com");
+  await page.getByRole("button", { name: "Book", exact: true }).click();
+  await page.getByText("that time overlaps another booking").waitFor();
+  assert.equal(await page.getByLabel("Customer's name").inputValue(), "Second Customer");
+  await page.getByRole("button", { name: "Cancel", exact: true }).click();
+  // Moved to eleven.
+  await page.getByLabel("New start").fill(`${ymd}T11:00`);
+  await page.getByRole("button", { name: "Move booking" }).click();
+  await page.getByText("Booking moved.").waitFor();
+  await page.getByRole("button", { name: "11:00–11:30 Maria Keys" }).waitFor();
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: `${SHOTS}/bookings-${width}.png`, fullPage: true });
+  }
+  // The list finds it by customer.
+  await page.getByRole("button", { name: "List" }).click();
+  await page.getByLabel("Customer", { exact: true }).fill("maria");
+  await page.getByRole("cell", { name: /maria@example\.com/ }).waitFor();
+  // Cancelled, with a reason.
+  await page.getByLabel("Reason (the customer reads it)").fill("The dentist is ill");
+  await page.getByRole("button", { name: "Cancel booking" }).click();
+  await page.getByText("Booking cancelled.").waitFor();
+  await page.getByRole("cell", { name: "cancelled" }).waitFor();
+  await page.getByText("The dentist is ill").waitFor();
+  await page.close();
+});
+
 test("no page logged a hydration problem", () => {
   assert.deepEqual(hydrationProblems, []);
 });

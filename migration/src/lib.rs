@@ -15,6 +15,7 @@ mod m20261129_000010_agent_safety;
 mod m20261203_000011_widgets;
 mod m20261206_000012_webhooks;
 mod m20261206_000013_email_settings;
+mod m20261206_000014_booking_status;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_widgets::Migration),
             Box::new(m20261206_000012_webhooks::Migration),
             Box::new(m20261206_000013_email_settings::Migration),
+            Box::new(m20261206_000014_booking_status::Migration),
         ]
     }
 }

@@ -15,9 +15,11 @@ use tower_sessions::session_store::ExpiredDeletion;
 use app::services::{Services, Upload};
 use app::types::{CreateKnowledgeBase, CreateRouterRule, CreateUser, DocumentMeta, Role, RuleKind};
 
-use crate::agents::{self, calendar::BuiltInCalendar, service::ConversationServiceImpl};
+use crate::agents::{self, service::ConversationServiceImpl};
 use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
+use crate::integrations::bookings::BookingServiceImpl;
+use crate::integrations::calendar::{BuiltInCalendar, Calendar};
 use crate::integrations::email::{self, EmailQueue, Mailer};
 use crate::integrations::email_providers::{EmailProviders, EmailSettingsServiceImpl};
 use crate::integrations::webhooks::service::WebhookServiceImpl;
@@ -91,10 +93,12 @@ impl Application {
             config.knowledge.fetch_allow_private,
         );
         let live = Live::new(kv.clone());
+        let calendar: Arc<dyn Calendar> =
+            Arc::new(BuiltInCalendar::new(db.clone(), mailer.is_some()));
         let agents = Arc::new(agents::Runtime {
             llm: providers.clone(),
             knowledge: knowledge_service.clone(),
-            calendar: Arc::new(BuiltInCalendar::new(db.clone())),
+            calendar: calendar.clone(),
             email: mailer.is_some().then(|| EmailQueue::new(db.clone())),
             turn_lease: config.turn_lease,
             kv: kv.clone(),
@@ -132,6 +136,7 @@ impl Application {
                 secret_keys.clone(),
                 config.knowledge.fetch_allow_private,
             )),
+            bookings: Arc::new(BookingServiceImpl::new(db.clone(), calendar)),
         };
         let visitors = Arc::new(Visitors::new(
             db.clone(),

@@ -23,7 +23,10 @@ use crate::types::{
 #[component]
 pub fn ConversationsPage() -> impl IntoView {
     let writable = can_write(use_me(), Area::Conversations);
-    let selected = RwSignal::new(None::<Uuid>);
+    // `?open=<id>` opens a conversation (the Bookings page links to the one that booked).
+    let opened = leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get("open").and_then(|id| id.parse::<Uuid>().ok()));
+    let selected = RwSignal::new(opened);
     let take = ServerAction::<TakeOver>::new();
     let back = ServerAction::<HandBack>::new();
     let reply = ServerAction::<ReplyAsOperator>::new();

@@ -7,7 +7,9 @@ use leptos_meta::Title;
 use uuid::Uuid;
 
 use super::email::EmailPanel;
-use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
+use super::widgets::{
+    can_write, fmt_time, show_error, use_me, ActionMessage, Cursors, Pager, ReadOnlyNote,
+};
 use crate::api::{
     list_webhook_deliveries, list_webhooks, CreateWebhook, DeleteWebhook, ReplayWebhookDelivery,
     RotateWebhookSecret, TestWebhook, UpdateWebhook,
@@ -211,9 +213,7 @@ fn WebhookCard(
 #[component]
 fn DeliveryLog(id: Uuid, writable: Signal<bool>, actions: Actions) -> impl IntoView {
     let state = RwSignal::new(String::new());
-    // Cursors of the pages shown before this one ("Newer" goes back).
-    let cursors = RwSignal::new(Vec::<Option<String>>::new());
-    let cursor = RwSignal::new(None::<String>);
+    let cursors = Cursors::new();
     let tick = RwSignal::new(0u32);
     Effect::new(move |_| {
         if let Ok(handle) = set_interval_with_handle(
@@ -227,7 +227,7 @@ fn DeliveryLog(id: Uuid, writable: Signal<bool>, actions: Actions) -> impl IntoV
         move || {
             (
                 state.get(),
-                cursor.get(),
+                cursors.current.get(),
                 tick.get(),
                 actions.test.version().get(),
                 actions.replay.version().get(),
@@ -251,8 +251,7 @@ fn DeliveryLog(id: Uuid, writable: Signal<bool>, actions: Actions) -> impl IntoV
                     "Show"
                     <select on:change=move |ev| {
                         state.set(event_target_value(&ev));
-                        cursors.set(Vec::new());
-                        cursor.set(None);
+                        cursors.reset();
                     }>
                         <option value="">"All deliveries"</option>
                         <option value="pending">"Pending"</option>
@@ -271,20 +270,7 @@ fn DeliveryLog(id: Uuid, writable: Signal<bool>, actions: Actions) -> impl IntoV
                             let next = page.next_cursor.clone();
                             view! {
                                 <DeliveryTable items=page.items writable replay=actions.replay/>
-                                <div class="actions">
-                                    <Show when=move || !cursors.with(Vec::is_empty)>
-                                        <button type="button" on:click=move |_| {
-                                            let previous = cursors.write().pop().flatten();
-                                            cursor.set(previous);
-                                        }>"Newer"</button>
-                                    </Show>
-                                    {next.map(|next| view! {
-                                        <button type="button" on:click=move |_| {
-                                            cursors.write().push(cursor.get_untracked());
-                                            cursor.set(Some(next.clone()));
-                                        }>"Older"</button>
-                                    })}
-                                </div>
+                                <Pager cursors next back="Newer" forward="Older"/>
                             }.into_any()
                         }
                         Err(e) => show_error(&e),

@@ -100,6 +100,7 @@ pub fn OverviewPage() -> impl IntoView {
                         </p>
                         <ul class="cards">
                             <li><a href="/knowledge">"Knowledge"</a>" — documents your agents search; upload and test retrieval."</li>
+                            <li><a href="/bookings">"Bookings"</a>" — appointments your agents and your team booked; move or cancel them."</li>
                             <li><a href="/keys">"API keys"</a>" — let your systems call the REST API."</li>
                             <li><a href="/members">"Members"</a>" — invite your team and set roles."</li>
                             <li><a href="/audit">"Audit log"</a>" — who did what, and when."</li>

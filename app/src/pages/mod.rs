@@ -3,6 +3,7 @@
 mod account;
 mod agents;
 mod audit;
+mod bookings;
 mod chat_widgets;
 mod conversations;
 mod email;
@@ -20,6 +21,7 @@ mod widgets;
 
 pub use account::AccountPage;
 pub use audit::AuditPage;
+pub use bookings::BookingsPage;
 pub use chat_widgets::ChatWidgetsPage;
 pub use conversations::{AgentsPage, ConversationsPage};
 pub use integrations::IntegrationsPage;

@@ -102,3 +102,58 @@ pub fn lines(text: &str) -> Vec<String> {
 pub fn number(field: RwSignal<String>, saved: u32) -> u32 {
     field.get_untracked().trim().parse().unwrap_or(saved)
 }
+
+/// Where a cursor-paged list stands: the cursor of the page shown and those of the pages
+/// before it, so "back" returns exactly.
+#[derive(Clone, Copy)]
+pub struct Cursors {
+    pub current: RwSignal<Option<String>>,
+    before: RwSignal<Vec<Option<String>>>,
+}
+
+impl Default for Cursors {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cursors {
+    pub fn new() -> Self {
+        Cursors {
+            current: RwSignal::new(None),
+            before: RwSignal::new(Vec::new()),
+        }
+    }
+
+    /// Back to the first page (the filters changed).
+    pub fn reset(&self) {
+        self.before.set(Vec::new());
+        self.current.set(None);
+    }
+}
+
+/// Buttons to the page before and the page after (`next` is the page's `next_cursor`).
+#[component]
+pub fn Pager(
+    cursors: Cursors,
+    next: Option<String>,
+    back: &'static str,
+    forward: &'static str,
+) -> impl IntoView {
+    view! {
+        <div class="actions">
+            <Show when=move || !cursors.before.with(Vec::is_empty)>
+                <button type="button" on:click=move |_| {
+                    let previous = cursors.before.write().pop().flatten();
+                    cursors.current.set(previous);
+                }>{back}</button>
+            </Show>
+            {next.map(|next| view! {
+                <button type="button" on:click=move |_| {
+                    cursors.before.write().push(cursors.current.get_untracked());
+                    cursors.current.set(Some(next.clone()));
+                }>{forward}</button>
+            })}
+        </div>
+    }
+}

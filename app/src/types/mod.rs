@@ -94,10 +94,11 @@ pub enum Area {
     Jobs,
     Integrations,
     Widgets,
+    Bookings,
 }
 
 impl Area {
-    pub const ALL: [Area; 11] = [
+    pub const ALL: [Area; 12] = [
         Area::Tenant,
         Area::Members,
         Area::ApiKeys,
@@ -109,6 +110,7 @@ impl Area {
         Area::Jobs,
         Area::Integrations,
         Area::Widgets,
+        Area::Bookings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +126,7 @@ impl Area {
             Area::Jobs => "jobs",
             Area::Integrations => "integrations",
             Area::Widgets => "widgets",
+            Area::Bookings => "bookings",
         }
     }
 
@@ -789,3 +792,6 @@ pub use webhooks::*;
 
 mod email;
 pub use email::*;
+
+mod bookings;
+pub use bookings::*;

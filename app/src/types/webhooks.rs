@@ -24,9 +24,15 @@ string_enum! {
         /// An agent handed the conversation to a person.
         #[serde(rename = "handoff.requested")]
         HandoffRequested = "handoff.requested",
-        /// An agent booked an appointment.
+        /// An appointment was booked (by an agent, in the console or through the API).
         #[serde(rename = "booking.created")]
         BookingCreated = "booking.created",
+        /// A booking was moved to another time.
+        #[serde(rename = "booking.rescheduled")]
+        BookingRescheduled = "booking.rescheduled",
+        /// A booking was cancelled.
+        #[serde(rename = "booking.cancelled")]
+        BookingCancelled = "booking.cancelled",
         /// A document finished ingesting and can be searched.
         #[serde(rename = "document.ingested")]
         DocumentIngested = "document.ingested",
@@ -51,7 +57,9 @@ impl WebhookEvent {
             WebhookEvent::ConversationCreated => "A conversation starts",
             WebhookEvent::MessageCreated => "A message is added (customer, agent or person)",
             WebhookEvent::HandoffRequested => "An agent hands a conversation to a person",
-            WebhookEvent::BookingCreated => "An agent books an appointment",
+            WebhookEvent::BookingCreated => "An appointment is booked",
+            WebhookEvent::BookingRescheduled => "A booking is moved to another time",
+            WebhookEvent::BookingCancelled => "A booking is cancelled",
             WebhookEvent::DocumentIngested => "A document is ready to be searched",
             WebhookEvent::Test => "A test event",
         }

@@ -6,11 +6,11 @@
 //! - [`router`] decides by emergency words, tenant rules, then LLM classification.
 //! - [`specialists`] defines the built-in agents and their prompts, [`catalogue`] the tenant's
 //!   changes and own agents; [`tools`] what they can do;
-//!   [`calendar`] where bookings go; [`offline`] the answers without an LLM.
+//!   [`offline`] the answers without an LLM (bookings go to
+//!   [`crate::integrations::calendar`]).
 //! - [`nodes`] are the graph's node kinds; [`service`] the `ConversationService`.
 
 pub mod bench;
-pub mod calendar;
 pub mod catalogue;
 pub mod disclosure;
 pub mod nodes;
@@ -32,7 +32,7 @@ use app::types::BusinessHours;
 use crate::engine::{Condition, EdgeDef, GraphDef, NodeDef};
 use crate::llm::{Llm, Providers};
 
-use calendar::Calendar;
+use crate::integrations::calendar::Calendar;
 use router::Rule;
 use specialists::Specialist;
 

@@ -1,18 +1,18 @@
 //! The tools specialists call: their JSON-schema definitions for the model and what they do.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde_json::{json, Value};
 
-use app::types::{BusinessHours, SearchMode, SearchRequest, Source, MAX_QUERY_CHARS};
+use app::types::{
+    Booking, BookingSource, BusinessHours, SearchMode, SearchRequest, Source, MAX_QUERY_CHARS,
+};
 
 use crate::engine::ConvState;
-use crate::llm;
-
+use crate::integrations::calendar::{local_to_utc as local, CalendarError, NewBooking};
 use crate::integrations::email::{self, OutgoingEmail};
+use crate::llm;
 use crate::pii;
 
-use super::calendar::{CalendarError, NewBooking};
 use super::TurnContext;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,12 +323,6 @@ fn hours_on(hours: &[BusinessHours], day: NaiveDate) -> Option<(NaiveTime, Naive
     Some((parse(&h.open)?, parse(&h.close)?))
 }
 
-fn local(tz: Tz, at: NaiveDateTime) -> Option<DateTime<Utc>> {
-    tz.from_local_datetime(&at)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 const SLOT_MINUTES: i64 = 30;
 
 /// The last day a booking may start on, in the tenant's time zone.
@@ -466,9 +460,11 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
             .chars()
             .take(2000)
             .collect(),
+        source: BookingSource::Agent,
+        notify: true,
     };
-    match cx.rt.calendar.book(cx.tenant_id(), booking).await {
-        Ok(id) => {
+    match cx.rt.calendar.book(&cx.access, booking).await {
+        Ok(Booking { id, .. }) => {
             state.vars.insert(BOOKINGS_MADE.into(), json!(made + 1));
             ToolOutcome {
                 ok: true,

@@ -250,17 +250,28 @@ impl EmailQueue {
         email: &OutgoingEmail,
         conversation_id: Option<Uuid>,
     ) -> Result<Uuid, DbErr> {
-        let payload = json!({
-            "to": email.to.to_string(),
-            "subject": email.subject,
-            "body": email.body,
-            "reply_to": email.reply_to.as_ref().map(ToString::to_string),
-            "conversation_id": conversation_id,
-        });
-        jobs::enqueue(&self.db, NewJob::new(Some(tenant_id), SEND, payload))
-            .await?
-            .ok_or_else(|| DbErr::Custom("the email job was not enqueued".into()))
+        enqueue(&self.db, tenant_id, email, conversation_id).await
     }
+}
+
+/// Enqueues (in `conn`, so with the caller's transaction) an `email.send` job in the tenant;
+/// returns its id.
+pub async fn enqueue(
+    conn: &impl sea_orm::ConnectionTrait,
+    tenant_id: Uuid,
+    email: &OutgoingEmail,
+    conversation_id: Option<Uuid>,
+) -> Result<Uuid, DbErr> {
+    let payload = json!({
+        "to": email.to.to_string(),
+        "subject": email.subject,
+        "body": email.body,
+        "reply_to": email.reply_to.as_ref().map(ToString::to_string),
+        "conversation_id": conversation_id,
+    });
+    jobs::enqueue(conn, NewJob::new(Some(tenant_id), SEND, payload))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the email job was not enqueued".into()))
 }
 
 /// The key-ring purpose of sealed email bodies.

@@ -76,13 +76,8 @@ struct Counts {
 /// exact match follows), so it allows what databases put between them (PostgreSQL writes a
 /// space after the colon), with LIKE's own characters escaped.
 fn metadata_pattern(key: &str, value: &str) -> String {
-    let like = |text: String| {
-        text.replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    };
-    let key = like(serde_json::Value::from(key).to_string());
-    let value = like(serde_json::Value::from(value).to_string());
+    let key = crate::store::like_literal(&serde_json::Value::from(key).to_string());
+    let value = crate::store::like_literal(&serde_json::Value::from(value).to_string());
     format!("%{key}:%{value}%")
 }
 

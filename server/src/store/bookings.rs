@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-/// An appointment in the built-in calendar.
+/// An appointment: the platform's record of every booking, whichever calendar holds it.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "bookings")]
 pub struct Model {
@@ -14,6 +14,13 @@ pub struct Model {
     pub email: String,
     pub note: String,
     pub created_at: DateTimeUtc,
+    /// `confirmed` or `cancelled` (`app::types::BookingStatus`).
+    pub status: String,
+    /// `agent`, `console` or `api` (`app::types::BookingSource`).
+    pub source: String,
+    pub updated_at: Option<DateTimeUtc>,
+    pub cancelled_at: Option<DateTimeUtc>,
+    pub cancel_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -62,6 +62,14 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
+/// `text` inside a `LIKE` pattern escaped with a backslash: its `%`, `_` and backslashes match
+/// only themselves.
+pub fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 /// One page of `select` in `order` of the key column `id` (ids are UUIDv7 or sequences, so
 /// that is the order of creation), continuing after `cursor`: the last key of the page before,
 /// as the previous page's `next_cursor` gave it. One row more than `limit` is read only to tell

@@ -44,6 +44,28 @@ impl Received {
             .split_once("\r\n\r\n")
             .map_or("", |(_, body)| body)
     }
+
+    /// The body as the reader sees it: decoded from its transfer encoding, LF line endings.
+    pub fn text(&self) -> String {
+        use base64::Engine as _;
+        let encoding = self
+            .header("Content-Transfer-Encoding")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let bytes = match encoding.as_str() {
+            "quoted-printable" => {
+                quoted_printable::decode(self.body(), quoted_printable::ParseMode::Robust)
+                    .expect("quoted-printable")
+            }
+            "base64" => base64::engine::general_purpose::STANDARD
+                .decode(self.body().replace("\r\n", ""))
+                .expect("base64"),
+            _ => self.body().as_bytes().to_vec(),
+        };
+        String::from_utf8(bytes)
+            .expect("UTF-8")
+            .replace("\r\n", "\n")
+    }
 }
 
 struct Failure {

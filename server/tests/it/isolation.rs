@@ -230,6 +230,23 @@ impl Owned {
             200,
         )
         .await;
+        let start = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%dT10:00");
+        let booking = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/bookings",
+                &a.key,
+                &json!({ "start": start.to_string(), "duration_minutes": 30,
+                         "name": "alpha-booking-marker", "email": "alpha-customer@alpha.test",
+                         "note": "alpha-note-marker" }),
+            )
+            .await,
+            201,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -248,6 +265,7 @@ impl Owned {
         by_collection.insert("widgets", widget.clone());
         by_collection.insert("webhooks", webhook.clone());
         by_collection.insert("deliveries", delivery.clone());
+        by_collection.insert("bookings", booking.clone());
         let mut markers: Vec<String> = [
             "alpha-kb-marker",
             "alpha-document-marker",
@@ -260,6 +278,9 @@ impl Owned {
             "alpha-webhook-marker",
             "alpha-mail-marker",
             "alpha-key-marker",
+            "alpha-booking-marker",
+            "alpha-customer@alpha.test",
+            "alpha-note-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -278,6 +299,7 @@ impl Owned {
             widget,
             webhook,
             delivery,
+            booking,
         ]);
         markers.push(a.owner_id.to_string());
         markers.push(a.tenant_id.to_string());
@@ -371,6 +393,7 @@ fn example(schema: &Value, doc: &Value, uuid: &str, depth: usize) -> Value {
                 json!([example(&schema["items"], doc, uuid, depth + 1)])
             }
         }
+        "string" if schema["example"].is_string() => schema["example"].clone(),
         "string" => match schema["format"].as_str() {
             Some("uuid") => json!(uuid),
             Some("date-time") => json!(chrono::Utc::now().to_rfc3339()),
@@ -489,6 +512,11 @@ async fn the_openapi_document_is_probed_across_tenants() {
         ] {
             json(app.get(&path, &a.key).await, 200).await;
         }
+        let booking = format!("/api/v1/bookings/{}", owned.by_collection["bookings"]);
+        assert_eq!(
+            json(app.get(&booking, &a.key).await, 200).await["status"],
+            "confirmed"
+        );
         let invitations = json(app.get("/api/v1/invitations", &a.key).await, 200).await;
         assert_eq!(invitations[0]["status"], "pending");
         let rules = json(app.get("/api/v1/router-rules", &a.key).await, 200).await;

@@ -10,6 +10,7 @@ mod hostile;
 mod agents;
 mod api;
 mod attacks;
+mod bookings;
 mod cli;
 mod console;
 mod conversations;

@@ -3,6 +3,7 @@
 mod agents;
 mod api_keys;
 mod audit;
+mod bookings;
 pub mod conversations;
 mod docs;
 mod email_settings;
@@ -105,6 +106,11 @@ use crate::state::AppState;
         webhooks::test_webhook,
         webhooks::list_deliveries,
         webhooks::replay_delivery,
+        bookings::list_bookings,
+        bookings::create_booking,
+        bookings::get_booking,
+        bookings::reschedule_booking,
+        bookings::cancel_booking,
         crate::widget::api::start_session,
         crate::widget::api::refresh_session,
         crate::widget::api::update_visitor,
@@ -124,6 +130,7 @@ use crate::state::AppState;
         app::types::Page<app::types::Document>,
         app::types::Page<app::types::Conversation>,
         app::types::Page<app::types::WebhookDelivery>,
+        app::types::Page<app::types::Booking>,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -139,6 +146,7 @@ use crate::state::AppState;
         (name = "widgets", description = "Website chat widgets: settings, snippet, identity secret"),
         (name = "widget", description = "What the chat widget calls as a visitor (visitor tokens, not API keys)"),
         (name = "email", description = "Who sends the tenant's email: the platform's relay, or its own SendGrid or Mailgun"),
+        (name = "bookings", description = "Appointments: what the agents booked and what the business books, moves and cancels"),
         (name = "webhooks", description = "Signed POSTs of the tenant's events to its endpoints, with a delivery log and replay"),
     )
 )]
@@ -180,6 +188,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(agents::routes())
         .merge(widgets::routes())
         .merge(webhooks::routes())
+        .merge(bookings::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
