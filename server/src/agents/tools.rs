@@ -449,6 +449,10 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
             horizon(cx)
         ));
     }
+    // The confirmation goes only where `send_email` could write: the bot must not mail
+    // strangers, whatever name and note it was talked into.
+    let to = email.to_lowercase();
+    let confirm = customer_emails(state).contains(&to) || cx.policy.allows_recipient(&to);
     let booking = NewBooking {
         conversation_id: Some(cx.conversation_id),
         starts_at,
@@ -461,7 +465,7 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
             .take(2000)
             .collect(),
         source: BookingSource::Agent,
-        notify: true,
+        notify: confirm,
     };
     match cx.rt.calendar.book(&cx.access, booking).await {
         Ok(Booking { id, .. }) => {
@@ -469,9 +473,16 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
             ToolOutcome {
                 ok: true,
                 result: format!(
-                    "Booked {} to {} ({tz}) for {name}; booking id {id}.",
+                    "Booked {} to {} ({tz}) for {name}; booking id {id}. {}",
                     start.format("%Y-%m-%d %H:%M"),
-                    end.format("%H:%M")
+                    end.format("%H:%M"),
+                    if confirm {
+                        format!("A confirmation is emailed to {email} if the company sends email.")
+                    } else {
+                        "No confirmation email: the customer did not write that address in this \
+                         conversation."
+                            .to_string()
+                    }
                 ),
             }
         }

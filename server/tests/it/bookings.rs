@@ -10,10 +10,10 @@ use chrono::{Datelike, NaiveDate};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use server::llm::fake::{text, tool, FakeLlm};
+use server::llm::fake::{text, tool, FakeLlm, CHAT_MODEL};
 
 use crate::conversations::{open_every_day, post, say, start, tomorrow_at};
-use crate::email::spawn;
+use crate::email::{email_jobs, spawn};
 use crate::fake_smtp::FakeSmtp;
 use crate::helpers::*;
 
@@ -98,7 +98,7 @@ async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
         ));
         fake.chat(text("You are booked."));
         let c = start(&app, &f.key).await;
-        say(&app, &f.key, &c, "Book me tomorrow at ten").await;
+        say(&app, &f.key, &c, "Book me tomorrow at ten, I am rui@example.com").await;
         let agents = list(&app, &f.key, &format!("conversation_id={c}")).await;
         assert_eq!(names(&agents), ["Rui Costa"]);
         let agent_booking = &agents["items"][0];
@@ -374,9 +374,27 @@ async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
             assert!(actions.contains(&action), "{action} in {actions:?}");
         }
 
+        // An agent talked into booking for an address the customer never wrote books, but
+        // emails nobody.
+        fake.route(text("scheduling"));
+        fake.chat(tool(
+            "create_booking",
+            json!({"start": format!("{} 10:00", day_ahead(4)), "name": "Mallory",
+                   "email": "mallory@example.com", "note": "Buy cheap watches at …"}),
+        ));
+        fake.chat(text("Booked."));
+        let c = start(&app, &f.key).await;
+        say(&app, &f.key, &c, "Book the 10:00 slot for my friend").await;
+        let tool_result = fake.requests_for(CHAT_MODEL).last().unwrap()["messages"].to_string();
+        assert!(tool_result.contains("No confirmation email"), "{tool_result}");
+        assert_eq!(names(&list(&app, &f.key, "q=mallory").await), ["Mallory"]);
+        let jobs = email_jobs(&app).await;
+        assert_eq!(jobs.len(), 5);
+        assert!(!format!("{jobs:?}").contains("mallory"));
+
         // A key that may read bookings cannot change them; one without the scope sees none.
         let reader = app.api_key(&f.key, &["bookings:read"]).await;
-        assert_eq!(names(&list(&app, &reader, "").await).len(), 4);
+        assert_eq!(names(&list(&app, &reader, "").await).len(), 5);
         let p = problem(
             book(
                 &app,
