@@ -95,11 +95,17 @@ pub fn BookingsPage() -> impl IntoView {
             <a href="/api/docs#tag/bookings">"API"</a>
         </p>
         <ReadOnlyNote area=Area::Bookings/>
-        <ActionMessage value=create.value() ok="Booked."/>
+        {move || matches!(create.value().get(), Some(Ok(_))).then(|| view! {
+            <p class="notice ok" role="status">"Booked."</p>
+        })}
         <ActionMessage value=actions.reschedule.value() ok="Booking moved."/>
         <ActionMessage value=actions.cancel.value() ok="Booking cancelled."/>
         <Show when=move || writable.get() && !creating.get()>
-            <button type="button" on:click=move |_| creating.set(true)>"Book an appointment"</button>
+            <button type="button" on:click=move |_| {
+                // A refusal from an earlier attempt is not this form's.
+                create.value().set(None);
+                creating.set(true);
+            }>"Book an appointment"</button>
         </Show>
         <Show when=move || creating.get()>
             <NewBookingForm create on_cancel=Callback::new(move |()| creating.set(false))/>
@@ -173,6 +179,9 @@ fn NewBookingForm(create: ServerAction<BookAppointment>, on_cancel: Callback<()>
                     " Email the customer a confirmation"
                 </label>
                 {move || problem.get().map(|p| view! { <p class="notice error" role="alert">{p}</p> })}
+                {move || create.value().get().and_then(Result::err).map(|e| view! {
+                    <p class="notice error" role="alert">{e.user_message()}</p>
+                })}
                 <div class="confirm">
                     <button type="submit" disabled=move || create.pending().get()>"Book"</button>
                     <button type="button" class="secondary" on:click=move |_| on_cancel.run(())>"Cancel"</button>
@@ -200,10 +209,18 @@ fn WeekView(
             })
         },
     );
+    // "7 – 13 Dec 2026", "30 Nov – 6 Dec 2026", "29 Dec 2025 – 4 Jan 2026"
     let title = move || {
         let start = monday.get();
         let end = start + Duration::days(6);
-        format!("{} – {}", start.format("%-d %B"), end.format("%-d %B %Y"))
+        let first = if start.year() != end.year() {
+            "%-d %b %Y"
+        } else if start.month() != end.month() {
+            "%-d %b"
+        } else {
+            "%-d"
+        };
+        format!("{} – {}", start.format(first), end.format("%-d %b %Y"))
     };
     view! {
         <section aria-labelledby="week-title">

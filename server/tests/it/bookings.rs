@@ -98,7 +98,13 @@ async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
         ));
         fake.chat(text("You are booked."));
         let c = start(&app, &f.key).await;
-        say(&app, &f.key, &c, "Book me tomorrow at ten, I am rui@example.com").await;
+        say(
+            &app,
+            &f.key,
+            &c,
+            "Book me tomorrow at ten, I am rui@example.com",
+        )
+        .await;
         let agents = list(&app, &f.key, &format!("conversation_id={c}")).await;
         assert_eq!(names(&agents), ["Rui Costa"]);
         let agent_booking = &agents["items"][0];
@@ -386,7 +392,10 @@ async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
         let c = start(&app, &f.key).await;
         say(&app, &f.key, &c, "Book the 10:00 slot for my friend").await;
         let tool_result = fake.requests_for(CHAT_MODEL).last().unwrap()["messages"].to_string();
-        assert!(tool_result.contains("No confirmation email"), "{tool_result}");
+        assert!(
+            tool_result.contains("No confirmation email"),
+            "{tool_result}"
+        );
         assert_eq!(names(&list(&app, &f.key, "q=mallory").await), ["Mallory"]);
         let jobs = email_jobs(&app).await;
         assert_eq!(jobs.len(), 5);
