@@ -310,6 +310,8 @@ test("a booking is made, found in the week and the list, moved and cancelled", a
   await signIn(page, ADMIN);
   await page.goto(`${BASE}/bookings`);
   await page.waitForSelector("body[data-hydrated=true]");
+  // The demo platform has no mail server: the page says customers are not emailed.
+  await page.getByTestId("no-email").waitFor();
   // Two days ahead (the browser's day), at ten.
   const day = new Date();
   day.setDate(day.getDate() + 2);

@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::widgets::{
     can_write, fmt_time, show_error, use_me, ActionMessage, Cursors, Pager, ReadOnlyNote,
 };
-use crate::api::{get_booking, list_bookings, BookAppointment, CallOffBooking, MoveBooking};
+use crate::api::{
+    get_booking, get_email_settings, list_bookings, BookAppointment, CallOffBooking, MoveBooking,
+};
 use crate::types::{
     Area, Booking, BookingQuery, BookingStatus, CancelBooking, CreateBooking, RescheduleBooking,
 };
@@ -68,6 +70,7 @@ pub fn BookingsPage() -> impl IntoView {
             actions.cancel.version().get(),
         )
     };
+    let email = Resource::new(|| (), |_| get_email_settings());
     let creating = RwSignal::new(false);
     let week_view = RwSignal::new(true);
     let selected = RwSignal::new(None::<Uuid>);
@@ -95,6 +98,17 @@ pub fn BookingsPage() -> impl IntoView {
             <a href="/api/docs#tag/bookings">"API"</a>
         </p>
         <ReadOnlyNote area=Area::Bookings/>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                // Said once it is known: without a way to send email, nobody is told.
+                email.await.ok().filter(|e| !e.available).map(|_| view! {
+                    <p class="notice" role="note" data-testid="no-email">
+                        "Customers are not emailed: no email service is set up. "
+                        <a href="/integrations">"Integrations → Email"</a>
+                    </p>
+                })
+            })}
+        </Transition>
         {move || matches!(create.value().get(), Some(Ok(_))).then(|| view! {
             <p class="notice ok" role="status">"Booked."</p>
         })}

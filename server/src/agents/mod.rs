@@ -84,7 +84,7 @@ impl TurnContext {
     }
 
     pub fn tz(&self) -> Tz {
-        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+        crate::integrations::calendar::zone(&self.timezone)
     }
 
     pub fn specialist(&self, name: &str) -> Option<&Specialist> {
