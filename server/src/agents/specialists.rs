@@ -66,10 +66,14 @@ an email summary with send_email (if you have it).",
             "scheduling",
             "booking, moving or cancelling appointments, availability",
             "You book appointments in the company calendar. Check availability first, then book with the \
-customer's name and email. Times are local to {{timezone}}.",
+customer's name and email. To move or cancel a booking, find it with my_bookings. Times are local \
+to {{timezone}}.",
             &[
                 CheckAvailability,
                 CreateBooking,
+                MyBookings,
+                RescheduleBooking,
+                CancelBooking,
                 KnowledgeSearch,
                 TransferToAgent,
                 HandoffToHuman,

@@ -1,6 +1,6 @@
 //! The tools specialists call: their JSON-schema definitions for the model and what they do.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde_json::{json, Value};
 
 use app::types::{
@@ -20,16 +20,22 @@ pub enum ToolName {
     KnowledgeSearch,
     CheckAvailability,
     CreateBooking,
+    MyBookings,
+    RescheduleBooking,
+    CancelBooking,
     TransferToAgent,
     HandoffToHuman,
     SendEmail,
 }
 
 impl ToolName {
-    pub const ALL: [ToolName; 6] = [
+    pub const ALL: [ToolName; 9] = [
         ToolName::KnowledgeSearch,
         ToolName::CheckAvailability,
         ToolName::CreateBooking,
+        ToolName::MyBookings,
+        ToolName::RescheduleBooking,
+        ToolName::CancelBooking,
         ToolName::TransferToAgent,
         ToolName::HandoffToHuman,
         ToolName::SendEmail,
@@ -40,6 +46,9 @@ impl ToolName {
             ToolName::KnowledgeSearch => "knowledge_search",
             ToolName::CheckAvailability => "check_availability",
             ToolName::CreateBooking => "create_booking",
+            ToolName::MyBookings => "my_bookings",
+            ToolName::RescheduleBooking => "reschedule_booking",
+            ToolName::CancelBooking => "cancel_booking",
             ToolName::TransferToAgent => "transfer_to_agent",
             ToolName::HandoffToHuman => "handoff_to_human",
             ToolName::SendEmail => "send_email",
@@ -82,6 +91,29 @@ impl ToolName {
                     "email": {"type": "string"},
                     "note": {"type": "string"}
                 }, "required": ["start", "name", "email"]}),
+            ),
+            ToolName::MyBookings => (
+                "The upcoming bookings made in this conversation, with their ids. Bookings made \
+elsewhere can only be changed by a person of the company.",
+                json!({"type": "object", "properties": {}}),
+            ),
+            ToolName::RescheduleBooking => (
+                "Move a booking made in this conversation (see my_bookings) to another time. \
+Refused when the time is taken or outside business hours.",
+                json!({"type": "object", "properties": {
+                    "booking_id": {"type": "string"},
+                    "start": {"type": "string", "description": "New local start time, YYYY-MM-DD HH:MM"},
+                    "duration_minutes": {"type": "integer", "minimum": 15, "maximum": 240,
+                        "description": "Default: as booked"}
+                }, "required": ["booking_id", "start"]}),
+            ),
+            ToolName::CancelBooking => (
+                "Cancel a booking made in this conversation (see my_bookings), when the customer \
+asks to.",
+                json!({"type": "object", "properties": {
+                    "booking_id": {"type": "string"},
+                    "reason": {"type": "string"}
+                }, "required": ["booking_id"]}),
             ),
             ToolName::TransferToAgent => (
                 "Pass the conversation to another specialist, who answers next.",
@@ -170,6 +202,9 @@ pub async fn execute(
         }
         ToolName::CheckAvailability => check_availability(cx, args).await,
         ToolName::CreateBooking => create_booking(cx, state, args).await,
+        ToolName::MyBookings => my_bookings(cx).await,
+        ToolName::RescheduleBooking => reschedule_booking(cx, state, args).await,
+        ToolName::CancelBooking => cancel_booking(cx, state, args).await,
         ToolName::TransferToAgent => {
             let Some(agent) = arg(args, "agent") else {
                 return refused("agent is required");
@@ -387,6 +422,67 @@ async fn check_availability(cx: &TurnContext, args: &Value) -> ToolOutcome {
     ToolOutcome { ok: true, result }
 }
 
+/// A time the customer asked for, checked as for a booking.
+struct Slot {
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+}
+
+/// `start` (local, `YYYY-MM-DD HH:MM`) and `duration_minutes` (default `minutes`) from the
+/// arguments: within business hours, not past, within the booking horizon. The error is what
+/// the model is told.
+fn requested_slot(cx: &TurnContext, args: &Value, minutes: i64) -> Result<Slot, String> {
+    let Some(start) = arg(args, "start").and_then(|s| {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
+            .ok()
+    }) else {
+        return Err("start must be YYYY-MM-DD HH:MM".into());
+    };
+    let minutes = args
+        .get("duration_minutes")
+        .and_then(Value::as_i64)
+        .unwrap_or(minutes);
+    if !(15..=240).contains(&minutes) {
+        return Err("duration_minutes must be 15–240".into());
+    }
+    let end = start + Duration::minutes(minutes);
+    if !cx.business_hours.is_empty() {
+        let within = hours_on(&cx.business_hours, start.date()).is_some_and(|(open, close)| {
+            start.time() >= open && end.time() <= close && end.date() == start.date()
+        });
+        if !within {
+            return Err(format!(
+                "{} is outside business hours ({})",
+                start.format("%Y-%m-%d %H:%M"),
+                super::specialists::business_hours_text(&cx.business_hours)
+            ));
+        }
+    }
+    let tz = cx.tz();
+    let (Some(starts_at), Some(ends_at)) = (local(tz, start), local(tz, end)) else {
+        return Err("that local time does not exist".into());
+    };
+    if starts_at <= Utc::now() {
+        return Err("that time has passed".into());
+    }
+    if start.date() > horizon(cx) {
+        return Err(format!(
+            "bookings can be made at most {} days ahead (until {})",
+            cx.policy.booking_horizon_days,
+            horizon(cx)
+        ));
+    }
+    Ok(Slot {
+        start,
+        end,
+        starts_at,
+        ends_at,
+    })
+}
+
 /// Bookings this conversation made (the checkpointed state, so it survives turns).
 const BOOKINGS_MADE: &str = "bookings_made";
 
@@ -402,61 +498,22 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
              company can book more"
         ));
     }
-    let Some(start) = arg(args, "start").and_then(|s| {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
-            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
-            .ok()
-    }) else {
-        return refused("start must be YYYY-MM-DD HH:MM");
-    };
-    let minutes = args
-        .get("duration_minutes")
-        .and_then(Value::as_i64)
-        .unwrap_or(SLOT_MINUTES);
-    if !(15..=240).contains(&minutes) {
-        return refused("duration_minutes must be 15–240");
-    }
     let (Some(name), Some(email)) = (arg(args, "name"), arg(args, "email")) else {
         return refused("name and email are required");
     };
     if app::validate::email(email, &()).is_err() {
         return refused(format!("{email} is not an email address"));
     }
-    let end = start + Duration::minutes(minutes);
-    if !cx.business_hours.is_empty() {
-        let within = hours_on(&cx.business_hours, start.date()).is_some_and(|(open, close)| {
-            start.time() >= open && end.time() <= close && end.date() == start.date()
-        });
-        if !within {
-            return refused(format!(
-                "{} is outside business hours ({})",
-                start.format("%Y-%m-%d %H:%M"),
-                super::specialists::business_hours_text(&cx.business_hours)
-            ));
-        }
-    }
-    let tz = cx.tz();
-    let (Some(starts_at), Some(ends_at)) = (local(tz, start), local(tz, end)) else {
-        return refused("that local time does not exist");
+    let slot = match requested_slot(cx, args, SLOT_MINUTES) {
+        Ok(slot) => slot,
+        Err(refusal) => return refused(refusal),
     };
-    if starts_at <= Utc::now() {
-        return refused("that time has passed");
-    }
-    if start.date() > horizon(cx) {
-        return refused(format!(
-            "bookings can be made at most {} days ahead (until {})",
-            cx.policy.booking_horizon_days,
-            horizon(cx)
-        ));
-    }
-    // The confirmation goes only where `send_email` could write: the bot must not mail
-    // strangers, whatever name and note it was talked into.
-    let to = email.to_lowercase();
-    let confirm = customer_emails(state).contains(&to) || cx.policy.allows_recipient(&to);
+    let (start, end, tz) = (slot.start, slot.end, cx.tz());
+    let confirm = may_email(cx, state, email);
     let booking = NewBooking {
         conversation_id: Some(cx.conversation_id),
-        starts_at,
-        ends_at,
+        starts_at: slot.starts_at,
+        ends_at: slot.ends_at,
         name: name.chars().take(200).collect(),
         email: email.to_string(),
         note: arg(args, "note")
@@ -490,6 +547,122 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
             "Refused: {} is already booked. Check availability and offer another time.",
             start.format("%Y-%m-%d %H:%M")
         )),
+        Err(e) => refused(e.to_string()),
+    }
+}
+
+/// Whether a booking's emails may go to `email`: only where `send_email` could write (an
+/// address the customer wrote, or one the company allows), so the bot never mails strangers,
+/// whatever name and note it was talked into.
+fn may_email(cx: &TurnContext, state: &ConvState, email: &str) -> bool {
+    let to = email.trim().to_lowercase();
+    customer_emails(state).contains(&to) || cx.policy.allows_recipient(&to)
+}
+
+/// "2026-12-08 10:00–10:30 (Europe/Lisbon) for Rui, booking id …"
+fn describe_booking(b: &Booking) -> String {
+    format!(
+        "{}–{} ({}) for {}, booking id {}",
+        b.local_start.format("%Y-%m-%d %H:%M"),
+        b.local_end.format("%H:%M"),
+        b.timezone,
+        b.name,
+        b.id
+    )
+}
+
+async fn my_bookings(cx: &TurnContext) -> ToolOutcome {
+    match cx
+        .rt
+        .calendar
+        .of_conversation(cx.tenant_id(), cx.conversation_id)
+        .await
+    {
+        Ok(list) if list.is_empty() => ToolOutcome {
+            ok: true,
+            result: "No upcoming bookings were made in this conversation.".into(),
+        },
+        Ok(list) => ToolOutcome {
+            ok: true,
+            result: list
+                .iter()
+                .map(describe_booking)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        },
+        Err(e) => refused(e.to_string()),
+    }
+}
+
+/// The upcoming booking `booking_id` names, if this conversation made it.
+async fn own_booking(cx: &TurnContext, args: &Value) -> Result<Booking, String> {
+    let id = arg(args, "booking_id")
+        .and_then(|id| id.parse::<uuid::Uuid>().ok())
+        .ok_or("booking_id must be an id from my_bookings")?;
+    cx.rt
+        .calendar
+        .of_conversation(cx.tenant_id(), cx.conversation_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| {
+            "that is not an upcoming booking made in this conversation; a person of the company \
+             can change other bookings"
+                .into()
+        })
+}
+
+async fn reschedule_booking(cx: &TurnContext, state: &ConvState, args: &Value) -> ToolOutcome {
+    let booking = match own_booking(cx, args).await {
+        Ok(b) => b,
+        Err(refusal) => return refused(refusal),
+    };
+    let booked = (booking.ends_at - booking.starts_at).num_minutes();
+    let slot = match requested_slot(cx, args, booked) {
+        Ok(slot) => slot,
+        Err(refusal) => return refused(refusal),
+    };
+    let notify = may_email(cx, state, &booking.email);
+    match cx
+        .rt
+        .calendar
+        .reschedule(&cx.access, booking.id, slot.starts_at, slot.ends_at, notify)
+        .await
+    {
+        Ok(moved) => ToolOutcome {
+            ok: true,
+            result: format!("Moved: {}.", describe_booking(&moved)),
+        },
+        Err(CalendarError::Conflict) => refused(format!(
+            "Refused: {} is already booked. Check availability and offer another time.",
+            slot.start.format("%Y-%m-%d %H:%M")
+        )),
+        Err(e) => refused(e.to_string()),
+    }
+}
+
+async fn cancel_booking(cx: &TurnContext, state: &ConvState, args: &Value) -> ToolOutcome {
+    let booking = match own_booking(cx, args).await {
+        Ok(b) => b,
+        Err(refusal) => return refused(refusal),
+    };
+    let reason: String = arg(args, "reason")
+        .unwrap_or("the customer asked")
+        .chars()
+        .take(500)
+        .collect();
+    let notify = may_email(cx, state, &booking.email);
+    match cx
+        .rt
+        .calendar
+        .cancel(&cx.access, booking.id, &reason, notify)
+        .await
+    {
+        Ok(cancelled) => ToolOutcome {
+            ok: true,
+            result: format!("Cancelled: {}.", describe_booking(&cancelled)),
+        },
         Err(e) => refused(e.to_string()),
     }
 }

@@ -63,6 +63,13 @@ pub trait Calendar: Send + Sync {
         to: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, CalendarError>;
 
+    /// The confirmed bookings a conversation made that have not ended yet, by start.
+    async fn of_conversation(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+    ) -> Result<Vec<Booking>, CalendarError>;
+
     /// Books the interval unless it overlaps a confirmed booking (never double-books, even
     /// when two conversations ask at once).
     async fn book(&self, access: &Access, booking: NewBooking) -> Result<Booking, CalendarError>;
@@ -375,6 +382,31 @@ impl Calendar for BuiltInCalendar {
             .into_iter()
             .map(|b| (b.starts_at, b.ends_at))
             .collect())
+    }
+
+    async fn of_conversation(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+    ) -> Result<Vec<Booking>, CalendarError> {
+        let rows = bookings::Entity::find()
+            .filter(bookings::Column::TenantId.eq(tenant))
+            .filter(bookings::Column::ConversationId.eq(conversation))
+            .filter(bookings::Column::Status.eq(BookingStatus::Confirmed.as_str()))
+            .filter(bookings::Column::EndsAt.gt(Utc::now()))
+            .order_by_asc(bookings::Column::StartsAt)
+            .all(&self.db)
+            .await
+            .map_err(failed)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tz = tenants::Entity::find_by_id(tenant)
+            .one(&self.db)
+            .await
+            .map_err(failed)?
+            .map_or(chrono_tz::UTC, |t| zone(&t.timezone));
+        Ok(rows.into_iter().map(|r| to_booking(r, tz)).collect())
     }
 
     async fn book(&self, access: &Access, booking: NewBooking) -> Result<Booking, CalendarError> {

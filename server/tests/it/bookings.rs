@@ -65,14 +65,48 @@ async fn events(app: &TestApp, key: &str, webhook: &str, event: &str) -> Vec<Val
         .collect()
 }
 
+/// A new conversation in which the customer (`email`) asks for tomorrow at `hour` and the
+/// agent books it; returns the conversation and the booking.
+async fn agent_books(
+    app: &TestApp,
+    fake: &FakeLlm,
+    key: &str,
+    hour: u32,
+    (name, email): (&str, &str),
+) -> (String, Value) {
+    fake.route(text("scheduling"));
+    fake.chat(tool(
+        "create_booking",
+        json!({"start": tomorrow_at(hour), "name": name, "email": email}),
+    ));
+    fake.chat(text("You are booked."));
+    let c = start(app, key).await;
+    say(
+        app,
+        key,
+        &c,
+        &format!("Book me tomorrow at {hour}, I am {email}"),
+    )
+    .await;
+    let made = list(app, key, &format!("conversation_id={c}")).await;
+    assert_eq!(names(&made), [name]);
+    (c, made["items"][0].clone())
+}
+
+/// The app with a mail server and an LLM, and tenant acme open every day in Lisbon.
+async fn acme(backend: Backend) -> (FakeSmtp, FakeLlm, TestApp, Fixture) {
+    let smtp = FakeSmtp::start().await;
+    let fake = FakeLlm::start().await.unwrap();
+    let app = spawn(backend, &fake, Some(&smtp)).await;
+    let f = app.tenant("acme").await;
+    open_every_day(&app, &f).await;
+    (smtp, fake, app, f)
+}
+
 #[tokio::test]
 async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
     for backend in backends().await {
-        let smtp = FakeSmtp::start().await;
-        let fake = FakeLlm::start().await.unwrap();
-        let app = spawn(backend, &fake, Some(&smtp)).await;
-        let f = app.tenant("acme").await;
-        open_every_day(&app, &f).await;
+        let (smtp, fake, app, f) = acme(backend).await;
         // Events are recorded as deliveries whether or not the endpoint answers.
         let hook = json(
             app.send_json(
@@ -91,23 +125,8 @@ async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
         let hook = hook["id"].as_str().unwrap();
 
         // An agent books tomorrow at ten in a conversation.
-        fake.route(text("scheduling"));
-        fake.chat(tool(
-            "create_booking",
-            json!({"start": tomorrow_at(10), "name": "Rui Costa", "email": "rui@example.com"}),
-        ));
-        fake.chat(text("You are booked."));
-        let c = start(&app, &f.key).await;
-        say(
-            &app,
-            &f.key,
-            &c,
-            "Book me tomorrow at ten, I am rui@example.com",
-        )
-        .await;
-        let agents = list(&app, &f.key, &format!("conversation_id={c}")).await;
-        assert_eq!(names(&agents), ["Rui Costa"]);
-        let agent_booking = &agents["items"][0];
+        let (_, agent_booking) =
+            agent_books(&app, &fake, &f.key, 10, ("Rui Costa", "rui@example.com")).await;
         assert_eq!(agent_booking["source"], "agent");
         assert_eq!(agent_booking["status"], "confirmed");
         assert_eq!(agent_booking["timezone"], "Europe/Lisbon");
@@ -423,5 +442,105 @@ async fn a_business_books_moves_and_cancels_and_its_customers_are_told() {
             "forbidden",
         )
         .await;
+    }
+}
+
+#[tokio::test]
+async fn customers_move_and_cancel_through_the_agent_only_what_their_conversation_booked() {
+    for backend in backends().await {
+        let (smtp, fake, app, f) = acme(backend).await;
+        // A stranger's conversation books first: the customer's agent must not touch it.
+        let (_, zoe) = agent_books(&app, &fake, &f.key, 15, ("Zoe", "zoe@example.com")).await;
+        let zoe = zoe["id"].as_str().unwrap().to_string();
+        let (c, rui) = agent_books(&app, &fake, &f.key, 10, ("Rui", "rui@example.com")).await;
+        let rui = rui["id"].as_str().unwrap().to_string();
+
+        // "Move it to eleven": the agent finds the booking, then moves it.
+        fake.route(text("scheduling"));
+        fake.chat(tool("my_bookings", json!({})));
+        fake.chat(tool(
+            "reschedule_booking",
+            json!({"booking_id": rui, "start": tomorrow_at(11)}),
+        ));
+        fake.chat(text("Moved to eleven."));
+        say(&app, &f.key, &c, "Please move it to eleven").await;
+        let messages = fake.requests_for(CHAT_MODEL).last().unwrap()["messages"].to_string();
+        assert!(
+            messages.contains(&format!("booking id {rui}")),
+            "{messages}"
+        );
+        assert!(
+            !messages.contains(&zoe),
+            "my_bookings listed another conversation's booking"
+        );
+        assert!(messages.contains("Moved: "), "{messages}");
+        let moved = json(
+            app.get(&format!("/api/v1/bookings/{rui}"), &f.key).await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            moved["local_start"],
+            format!("{}:00", tomorrow_at(11).replace(' ', "T"))
+        );
+
+        // Outside business hours, or onto the stranger's time: refused, nothing changes.
+        fake.route(text("scheduling"));
+        fake.chat(tool(
+            "reschedule_booking",
+            json!({"booking_id": rui, "start": tomorrow_at(22)}),
+        ));
+        fake.chat(tool(
+            "reschedule_booking",
+            json!({"booking_id": rui, "start": tomorrow_at(15)}),
+        ));
+        fake.chat(text("Those times do not work."));
+        say(&app, &f.key, &c, "Or late at night? Or at three?").await;
+        let messages = fake.requests_for(CHAT_MODEL).last().unwrap()["messages"].to_string();
+        assert!(messages.contains("outside business hours"), "{messages}");
+        assert!(messages.contains("is already booked"), "{messages}");
+
+        // The customer cannot cancel the stranger's booking by naming its id.
+        fake.route(text("scheduling"));
+        fake.chat(tool("cancel_booking", json!({"booking_id": zoe})));
+        fake.chat(text("I cannot."));
+        say(&app, &f.key, &c, &format!("Cancel booking {zoe}")).await;
+        let messages = fake.requests_for(CHAT_MODEL).last().unwrap()["messages"].to_string();
+        assert!(
+            messages.contains("not an upcoming booking made in this conversation"),
+            "{messages}"
+        );
+        let theirs = json(
+            app.get(&format!("/api/v1/bookings/{zoe}"), &f.key).await,
+            200,
+        )
+        .await;
+        assert_eq!(theirs["status"], "confirmed");
+
+        // Their own: cancelled, with the reason, and they are told.
+        fake.route(text("scheduling"));
+        fake.chat(tool(
+            "cancel_booking",
+            json!({"booking_id": rui, "reason": "I am travelling"}),
+        ));
+        fake.chat(text("Cancelled."));
+        say(&app, &f.key, &c, "Actually, cancel it").await;
+        let gone = json(
+            app.get(&format!("/api/v1/bookings/{rui}"), &f.key).await,
+            200,
+        )
+        .await;
+        assert_eq!(gone["status"], "cancelled");
+        assert_eq!(gone["cancel_reason"], "I am travelling");
+        // Zoe's confirmation, Rui's confirmation, his new time, his cancellation.
+        let mail = smtp.wait_for(4, Duration::from_secs(30)).await;
+        let to_rui: Vec<String> = mail
+            .iter()
+            .filter(|m| m.rcpt_to == ["rui@example.com"])
+            .map(|m| m.header("Subject").unwrap_or_default())
+            .collect();
+        assert_eq!(to_rui.len(), 3, "{to_rui:?}");
+        assert!(to_rui.iter().any(|s| s.ends_with("has moved")));
+        assert!(to_rui.iter().any(|s| s.ends_with("is cancelled")));
     }
 }
