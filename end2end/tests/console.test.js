@@ -361,6 +361,11 @@ test("a booking is made, found in the week and the list, moved and cancelled", a
   await page.getByText("Booking cancelled.").waitFor();
   await page.getByRole("cell", { name: "cancelled" }).waitFor();
   await page.getByText("The dentist is ill").waitFor();
+  // The reference in the customer's emails opens the booking from a link.
+  const reference = (await page.getByTestId("booking-reference").textContent()).trim();
+  await page.goto(`${BASE}/bookings?open=${reference}`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByRole("heading", { name: /^Maria Keys · / }).waitFor();
   await page.close();
 });
 

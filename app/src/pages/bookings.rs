@@ -73,7 +73,10 @@ pub fn BookingsPage() -> impl IntoView {
     let email = Resource::new(|| (), |_| get_email_settings());
     let creating = RwSignal::new(false);
     let week_view = RwSignal::new(true);
-    let selected = RwSignal::new(None::<Uuid>);
+    // `?open=<id>` opens a booking (the Conversations page links to the ones it made).
+    let opened = leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get("open").and_then(|id| id.parse::<Uuid>().ok()));
+    let selected = RwSignal::new(opened);
     Effect::new(move |_| {
         if let Some(Ok(b)) = create.value().get() {
             creating.set(false);
@@ -499,6 +502,7 @@ fn BookingDetail(
                 <dt>"Email"</dt><dd>{b.email.clone()}</dd>
                 {(!b.note.is_empty()).then(|| view! { <dt>"Note"</dt><dd>{b.note.clone()}</dd> })}
                 <dt>"Made by"</dt><dd>{format!("{} on {}", b.source.as_str(), fmt_time(&b.created_at))}</dd>
+                <dt>"Reference"</dt><dd><code data-testid="booking-reference">{b.id.to_string()}</code></dd>
                 {b.conversation_id.map(|c| view! {
                     <dt>"Conversation"</dt>
                     <dd><a href=format!("/conversations?open={c}")>"Open the conversation"</a></dd>
@@ -531,5 +535,42 @@ fn BookingDetail(
                 <button type="button" class="secondary" on:click=move |_| selected.set(None)>"Close"</button>
             </div>
         </section>
+    }
+}
+
+/// The bookings a conversation made, linked to the Bookings page; nothing when there are none
+/// (or the reader may not see bookings).
+#[component]
+pub fn ConversationBookings(conversation: Uuid) -> impl IntoView {
+    let made = Resource::new(
+        move || conversation,
+        |conversation| {
+            list_bookings(BookingQuery {
+                conversation_id: Some(conversation),
+                limit: Some(20),
+                ..Default::default()
+            })
+        },
+    );
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                made.await.ok().filter(|page| !page.items.is_empty()).map(|page| view! {
+                    <div data-testid="conversation-bookings">
+                        <h3>"Bookings made here"</h3>
+                        <ul>
+                            {page.items.into_iter().map(|b| view! {
+                                <li>
+                                    <a href=format!("/bookings?open={}", b.id)>
+                                        {format!("{} {} · {}", b.local_start.format("%a %Y-%m-%d"), span(&b), b.name)}
+                                    </a>
+                                    " "<span class=format!("badge booking-{}", b.status.as_str())>{b.status.as_str()}</span>
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                    </div>
+                })
+            })}
+        </Transition>
     }
 }

@@ -8,6 +8,7 @@ use leptos_meta::Title;
 use uuid::Uuid;
 
 use super::agents::{agent_names, Specialists};
+use super::bookings::ConversationBookings;
 use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
 use crate::api::{
     diff_prompts, get_conversation, get_prompt, get_usage, list_agents, list_conversations,
@@ -280,6 +281,7 @@ fn Transcript(
                 )}
             </p>
             {c.widget.clone().map(|w| view! { <WidgetFacts w/> })}
+            <ConversationBookings conversation=id/>
             <ol class="transcript">
                 {detail
                     .messages
