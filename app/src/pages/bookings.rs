@@ -491,9 +491,18 @@ fn BookingDetail(
         });
     };
     let status = b.status.as_str();
+    // Opening a booking (from a long list, or by keyboard) brings it into view and moves the
+    // focus to it.
+    let heading = NodeRef::<leptos::html::H2>::new();
+    Effect::new(move |_| {
+        if let Some(h) = heading.get() {
+            let _ = h.focus();
+            h.scroll_into_view();
+        }
+    });
     view! {
         <section class="card stack booking-detail" aria-labelledby="booking-title">
-            <h2 id="booking-title">
+            <h2 id="booking-title" tabindex="-1" node_ref=heading>
                 {format!("{} · {}", b.name, b.local_start.format("%A %-d %B %Y"))}
                 " "<span class=format!("badge booking-{status}")>{status}</span>
             </h2>
