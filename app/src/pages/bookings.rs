@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use uuid::Uuid;
 
 use super::widgets::{
-    can_write, fmt_time, show_error, use_me, ActionMessage, Cursors, Pager, ReadOnlyNote,
+    can_write, fmt_time, opened_id, show_error, use_me, ActionMessage, Cursors, Pager, ReadOnlyNote,
 };
 use crate::api::{
     get_booking, get_email_settings, list_bookings, BookAppointment, CallOffBooking, MoveBooking,
@@ -73,10 +73,8 @@ pub fn BookingsPage() -> impl IntoView {
     let email = Resource::new(|| (), |_| get_email_settings());
     let creating = RwSignal::new(false);
     let week_view = RwSignal::new(true);
-    // `?open=<id>` opens a booking (the Conversations page links to the ones it made).
-    let opened = leptos_router::hooks::use_query_map()
-        .with_untracked(|q| q.get("open").and_then(|id| id.parse::<Uuid>().ok()));
-    let selected = RwSignal::new(opened);
+    // `?open=<id>` opens one (the Bookings and Conversations pages link to each other).
+    let selected = RwSignal::new(opened_id());
     Effect::new(move |_| {
         if let Some(Ok(b)) = create.value().get() {
             creating.set(false);

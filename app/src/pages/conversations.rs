@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::agents::{agent_names, Specialists};
 use super::bookings::ConversationBookings;
-use super::widgets::{can_write, fmt_time, show_error, use_me, ActionMessage, ReadOnlyNote};
+use super::widgets::{
+    can_write, fmt_time, opened_id, show_error, use_me, ActionMessage, ReadOnlyNote,
+};
 use crate::api::{
     diff_prompts, get_conversation, get_prompt, get_usage, list_agents, list_conversations,
     list_router_rules, send_message, start_conversation, AddAgent, AddRouterRule, ChangeAgent,
@@ -24,10 +26,8 @@ use crate::types::{
 #[component]
 pub fn ConversationsPage() -> impl IntoView {
     let writable = can_write(use_me(), Area::Conversations);
-    // `?open=<id>` opens a conversation (the Bookings page links to the one that booked).
-    let opened = leptos_router::hooks::use_query_map()
-        .with_untracked(|q| q.get("open").and_then(|id| id.parse::<Uuid>().ok()));
-    let selected = RwSignal::new(opened);
+    // `?open=<id>` opens one (the Bookings and Conversations pages link to each other).
+    let selected = RwSignal::new(opened_id());
     let take = ServerAction::<TakeOver>::new();
     let back = ServerAction::<HandBack>::new();
     let reply = ServerAction::<ReplyAsOperator>::new();

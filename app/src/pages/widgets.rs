@@ -79,6 +79,12 @@ where
     count
 }
 
+/// The id in the page's `?open=<id>` (a link that opens one item of the page).
+pub fn opened_id() -> Option<uuid::Uuid> {
+    leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get("open").and_then(|id| id.parse().ok()))
+}
+
 /// Renders a loaded resource or its error.
 pub fn show_error(e: &AppError) -> AnyView {
     view! { <p class="notice error" role="alert">{e.user_message()}</p> }.into_any()

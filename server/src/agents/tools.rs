@@ -8,7 +8,7 @@ use app::types::{
 };
 
 use crate::engine::ConvState;
-use crate::integrations::calendar::{local_to_utc as local, CalendarError, NewBooking};
+use crate::integrations::calendar::{local_to_utc, CalendarError, NewBooking};
 use crate::integrations::email::{self, OutgoingEmail};
 use crate::llm;
 use crate::pii;
@@ -392,8 +392,8 @@ async fn check_availability(cx: &TurnContext, args: &Value) -> ToolOutcome {
         };
     };
     let (Some(from), Some(to)) = (
-        local(tz, day.and_time(open)),
-        local(tz, day.and_time(close)),
+        local_to_utc(tz, day.and_time(open)),
+        local_to_utc(tz, day.and_time(close)),
     ) else {
         return refused("that day has no such local times");
     };
@@ -462,7 +462,7 @@ fn requested_slot(cx: &TurnContext, args: &Value, minutes: i64) -> Result<Slot, 
         }
     }
     let tz = cx.tz();
-    let (Some(starts_at), Some(ends_at)) = (local(tz, start), local(tz, end)) else {
+    let (Some(starts_at), Some(ends_at)) = (local_to_utc(tz, start), local_to_utc(tz, end)) else {
         return Err("that local time does not exist".into());
     };
     if starts_at <= Utc::now() {
