@@ -572,6 +572,43 @@ pub async fn reset_email_settings() -> Result<EmailSettings, AppError> {
         .await
 }
 
+/// The Chatwoot connection; `None` when there is none.
+#[server(prefix = "/_fn", endpoint = "get_chatwoot")]
+pub async fn get_chatwoot() -> Result<Option<ChatwootConnection>, AppError> {
+    match use_services()?
+        .chatwoot
+        .get_chatwoot(&console_access()?)
+        .await
+    {
+        Err(AppError::NotFound(_)) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+#[server(prefix = "/_fn", endpoint = "save_chatwoot")]
+pub async fn save_chatwoot(settings: ChatwootSettings) -> Result<ChatwootConnection, AppError> {
+    use_services()?
+        .chatwoot
+        .save_chatwoot(&console_access()?, settings)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "rotate_chatwoot_secret")]
+pub async fn rotate_chatwoot_secret() -> Result<ChatwootConnection, AppError> {
+    use_services()?
+        .chatwoot
+        .rotate_chatwoot_secret(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_chatwoot")]
+pub async fn delete_chatwoot() -> Result<(), AppError> {
+    use_services()?
+        .chatwoot
+        .delete_chatwoot(&console_access()?)
+        .await
+}
+
 #[server(prefix = "/_fn", endpoint = "send_test_email")]
 pub async fn send_test_email(test: TestEmail) -> Result<Job, AppError> {
     use_services()?

@@ -25,6 +25,13 @@ pub enum Actor {
         id: Uuid,
         widget_id: Uuid,
     },
+    /// A customer writing through a connected channel (Chatwoot): reaches only the
+    /// conversations the channel maps to them (`server::integrations::chatwoot`).
+    Channel {
+        channel: Channel,
+        /// Who writes, in the channel's terms (e.g. `<connection>/<contact>`).
+        customer: String,
+    },
     Cli,
 }
 
@@ -34,6 +41,7 @@ impl Actor {
             Actor::User { email, .. } => format!("user:{email}"),
             Actor::ApiKey { prefix, .. } => format!("key:{prefix}"),
             Actor::Visitor { id, .. } => format!("visitor:{id}"),
+            Actor::Channel { channel, customer } => format!("{}:{customer}", channel.as_str()),
             Actor::Cli => "cli".to_string(),
         }
     }
@@ -142,6 +150,27 @@ pub struct Services {
     pub webhooks: Arc<dyn WebhookService>,
     pub email: Arc<dyn EmailSettingsService>,
     pub bookings: Arc<dyn BookingService>,
+    pub chatwoot: Arc<dyn ChatwootService>,
+}
+
+/// The tenant's Chatwoot inbox as a channel (`integrations:read` / `integrations:write`):
+/// its agents answer the inbox's customers through an agent bot.
+#[async_trait::async_trait]
+pub trait ChatwootService: Send + Sync {
+    /// The connection, or `not_found` when there is none.
+    async fn get_chatwoot(&self, access: &Access) -> Result<ChatwootConnection, AppError>;
+    /// Connects the inbox, or changes the connection. A new connection gets a webhook secret,
+    /// returned this once; it needs an access token.
+    async fn save_chatwoot(
+        &self,
+        access: &Access,
+        settings: ChatwootSettings,
+    ) -> Result<ChatwootConnection, AppError>;
+    /// A new webhook secret (returned this once); the old one stops working at once.
+    async fn rotate_chatwoot_secret(&self, access: &Access)
+        -> Result<ChatwootConnection, AppError>;
+    /// Disconnects: the token and secret are deleted; the conversations stay.
+    async fn delete_chatwoot(&self, access: &Access) -> Result<(), AppError>;
 }
 
 /// The tenant's appointments (`bookings:read` / `bookings:write`), whoever made them. Changes

@@ -247,7 +247,7 @@ test("a tenant defines its own agent, routes to it and deletes it", async () => 
   await page.close();
 });
 
-test("a webhook endpoint gets a signed test event, shown in its delivery log", async (t) => {
+test("a webhook endpoint gets a signed test event, and a Chatwoot inbox is connected and answered", async (t) => {
   const received = [];
   const receiver = createServer((req, res) => {
     const chunks = [];
@@ -289,11 +289,6 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
   await page.getByRole("button", { name: "Save email settings" }).click();
   await page.getByText("Email settings saved.").waitFor();
   await page.getByText("stored, ends in …4321").waitFor();
-  for (const width of [375, 1280]) {
-    await page.setViewportSize({ width, height: 900 });
-    mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: `${SHOTS}/integrations-${width}.png`, fullPage: true });
-  }
   await page.getByRole("button", { name: "Use the platform's mail server" }).click();
   await page.getByText("Back to the platform's mail server.").waitFor();
   assert.equal(received.length, 1);
@@ -302,6 +297,58 @@ test("a webhook endpoint gets a signed test event, shown in its delivery log", a
   const digest = createHmac("sha256", secret).update(`${headers["x-webhook-timestamp"]}.`).update(body).digest("hex");
   assert.equal(headers["x-webhook-signature"], `sha256=${digest}`);
   assert.equal(JSON.parse(body).id, headers["x-webhook-id"]);
+  // A Chatwoot inbox (after the webhook checks: its turn adds message.created deliveries):
+  // connected in the console, a customer's message signed as Chatwoot signs it, answered
+  // through the fake Chatwoot's API.
+  const answers = [];
+  const chatwoot = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      answers.push({ url: req.url, token: req.headers["api_access_token"], body: JSON.parse(Buffer.concat(chunks)) });
+      res.writeHead(200, { "content-type": "application/json" }).end('{"id":1}');
+    });
+  });
+  await new Promise((resolve) => chatwoot.listen(0, "127.0.0.1", resolve));
+  chatwoot.unref();
+  t.after(() => chatwoot.close());
+  await page.getByLabel("Chatwoot address").fill(`http://127.0.0.1:${chatwoot.address().port}`);
+  await page.getByLabel("Account id").fill("1");
+  await page.getByLabel("Inbox id").fill("2");
+  await page.getByLabel("Agent bot access token").fill("cw-e2e-token-5678");
+  await page.getByRole("button", { name: "Connect Chatwoot" }).click();
+  await page.getByText("Chatwoot settings saved.").waitFor();
+  const cwSecret = (await page.getByTestId("chatwoot-secret").textContent()).trim();
+  assert.match(cwSecret, /^cwsec_[A-Za-z0-9]{43}$/);
+  const hookUrl = (await page.getByTestId("chatwoot-current").locator("code").first().textContent()).trim();
+  const event = JSON.stringify({
+    event: "message_created", id: 77, content: "When are you open?", message_type: "incoming", private: false,
+    sender: { id: 9, name: "Ana", type: "contact" }, conversation: { id: 5, status: "pending", inbox_id: 2 },
+    account: { id: 1 }, inbox: { id: 2 }, attachments: [],
+  });
+  const ts = Math.floor(Date.now() / 1000);
+  const signature = createHmac("sha256", cwSecret).update(`${ts}.${event}`).digest("hex");
+  const hook = await fetch(`${BASE}${new URL(hookUrl).pathname}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-chatwoot-timestamp": `${ts}`, "x-chatwoot-signature": `sha256=${signature}`, "x-chatwoot-delivery": "e2e-1" },
+    body: event,
+  });
+  assert.equal(hook.status, 200);
+  assert.equal((await hook.json()).status, "queued");
+  for (let i = 0; i < 200 && answers.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(answers.length, 1, "the agents answered in Chatwoot");
+  assert.equal(answers[0].url, "/api/v1/accounts/1/conversations/5/messages");
+  assert.equal(answers[0].token, "cw-e2e-token-5678");
+  assert.ok(answers[0].body.content.length > 0);
+  await page.reload();
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByText("stored, ends in …5678").waitFor();
+  assert.equal(await page.getByText("none yet").count(), 0, "the last event is shown");
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: `${SHOTS}/integrations-${width}.png`, fullPage: true });
+  }
   await page.close();
 });
 

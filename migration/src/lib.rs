@@ -16,6 +16,7 @@ mod m20261203_000011_widgets;
 mod m20261206_000012_webhooks;
 mod m20261206_000013_email_settings;
 mod m20261206_000014_booking_status;
+mod m20261207_000015_chatwoot;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_webhooks::Migration),
             Box::new(m20261206_000013_email_settings::Migration),
             Box::new(m20261206_000014_booking_status::Migration),
+            Box::new(m20261207_000015_chatwoot::Migration),
         ]
     }
 }

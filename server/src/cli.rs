@@ -234,16 +234,26 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 config.circuit,
                 keys.clone(),
             )?;
-            let worker = crate::jobs::Worker::new(
-                db,
-                crate::jobs::registry(
-                    &knowledge,
-                    crate::integrations::email::mailer(&config)?,
-                    Some(keys),
-                    Some(providers),
-                ),
-                config.jobs.clone(),
-            );
+            let mailer = crate::integrations::email::mailer(&config)?;
+            let (kv, _) = crate::kv::Kv::from_config(&config)
+                .await
+                .context("connecting to Redis (REDIS_URL)")?;
+            // Channels' jobs run the agents' turns here too.
+            let agents = crate::startup::Agents::build(
+                &config,
+                &db,
+                &kv,
+                &knowledge,
+                &keys,
+                mailer.is_some(),
+            )?;
+            let registry = crate::startup::with_channels(
+                crate::jobs::registry(&knowledge, mailer, Some(keys.clone()), Some(providers)),
+                &config,
+                &keys,
+                agents.conversations,
+            )?;
+            let worker = crate::jobs::Worker::new(db, registry, config.jobs.clone());
             println!(
                 "job worker {} running; Ctrl-C or SIGTERM stops it",
                 worker.id()

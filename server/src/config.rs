@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 67] = [
+const KEYS: [&str; 71] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -78,6 +78,10 @@ const KEYS: [&str; 67] = [
     "EXTRACT_PROGRAM",
     "EXTRACT_MEMORY_MB",
     "EXTRACT_TIMEOUT_SECS",
+    "TRANSCRIBE_URL",
+    "TRANSCRIBE_MODEL",
+    "TRANSCRIBE_API_KEY",
+    "TRANSCRIBE_TIMEOUT_SECS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +161,10 @@ struct Raw {
     sendgrid_api_url: String,
     mailgun_api_url: String,
     mailgun_eu_api_url: String,
+    transcribe_url: Option<String>,
+    transcribe_model: String,
+    transcribe_api_key: Option<String>,
+    transcribe_timeout_secs: u64,
 }
 
 impl Default for Raw {
@@ -228,6 +236,10 @@ impl Default for Raw {
             sendgrid_api_url: "https://api.sendgrid.com".into(),
             mailgun_api_url: "https://api.mailgun.net".into(),
             mailgun_eu_api_url: "https://api.eu.mailgun.net".into(),
+            transcribe_url: None,
+            transcribe_model: "whisper-1".into(),
+            transcribe_api_key: None,
+            transcribe_timeout_secs: 120,
             secrets_keys: None,
         }
     }
@@ -286,6 +298,10 @@ pub struct Config {
     /// Where tenants' own email providers are reached (`SENDGRID_API_URL`, `MAILGUN_API_URL`,
     /// `MAILGUN_EU_API_URL`); tests point them at fakes on loopback.
     pub email_apis: crate::integrations::email_providers::ProviderUrls,
+    /// Speech to text for customers' voice messages (`TRANSCRIBE_URL`, an OpenAI-compatible
+    /// API base such as `https://api.openai.com/v1`; `TRANSCRIBE_MODEL`, `TRANSCRIBE_API_KEY`,
+    /// `TRANSCRIBE_TIMEOUT_SECS`); none without a URL.
+    pub transcribe: Option<crate::llm::transcribe::TranscribeConfig>,
     /// Keys encrypting stored secrets (`SECRETS_KEYS`: `id:base64,…`, the first encrypts);
     /// `DATA_DIR/secrets.key` when unset ([`crate::secrets::KeyRing::load`]).
     pub secrets_keys: Option<crate::secrets::KeyRing>,
@@ -524,6 +540,15 @@ impl Raw {
             mailgun: api_url("MAILGUN_API_URL", self.mailgun_api_url)?,
             mailgun_eu: api_url("MAILGUN_EU_API_URL", self.mailgun_eu_api_url)?,
         };
+        let transcribe = match non_empty(self.transcribe_url) {
+            Some(url) => Some(crate::llm::transcribe::TranscribeConfig {
+                base_url: api_url("TRANSCRIBE_URL", url)?,
+                model: self.transcribe_model.trim().to_string(),
+                api_key: non_empty(self.transcribe_api_key).map(SecretString::from),
+                timeout: std::time::Duration::from_secs(self.transcribe_timeout_secs.max(1)),
+            }),
+            None => None,
+        };
         let secrets_keys = non_empty(self.secrets_keys)
             .map(|text| {
                 crate::secrets::KeyRing::parse(&text)
@@ -659,6 +684,7 @@ impl Raw {
             llm,
             smtp,
             email_apis,
+            transcribe,
             secrets_keys,
         })
     }

@@ -143,6 +143,18 @@ impl HttpError {
     }
 }
 
+/// What kind of transport failure `e` is, without its URL (which may name a tenant's host or
+/// carry a key): the kind is what helps.
+pub fn describe(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "no answer in time"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "the request failed"
+    }
+}
+
 /// An HTTP client for one external service: timeouts, and a circuit breaker.
 #[derive(Clone)]
 pub struct OutboundClient {

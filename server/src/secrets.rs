@@ -352,6 +352,28 @@ impl Rotation {
 
 /// Re-encrypts every stored secret with the current key. Each table holding secrets is
 /// listed here.
+/// A new random secret (`prefix` + 43 letters and digits, ~256 bits) and its sealed form
+/// for the row, bound to `purpose` and `tenant`.
+pub fn generate(
+    keys: &KeyRing,
+    prefix: &str,
+    purpose: &str,
+    tenant: Uuid,
+) -> Result<(String, String), app::error::AppError> {
+    use rand::distributions::{Alphanumeric, DistString};
+    let secret = format!(
+        "{prefix}{}",
+        Alphanumeric.sample_string(&mut rand::rngs::OsRng, 43)
+    );
+    let sealed = keys
+        .encrypt_str(&aad(purpose, tenant), &secret)
+        .map_err(|e| {
+            tracing::error!(error = %e, purpose, "a new secret could not be sealed");
+            app::error::AppError::Internal("the secret could not be stored".into())
+        })?;
+    Ok((secret, sealed))
+}
+
 pub async fn rotate_all(
     db: &sea_orm::DatabaseConnection,
     keys: &KeyRing,
@@ -361,6 +383,7 @@ pub async fn rotate_all(
     rotation.add(crate::widget::service::rotate(db, keys).await?);
     rotation.add(crate::integrations::webhooks::rotate(db, keys).await?);
     rotation.add(crate::integrations::email_providers::rotate(db, keys).await?);
+    rotation.add(crate::integrations::chatwoot::rotate(db, keys).await?);
     Ok(rotation)
 }
 

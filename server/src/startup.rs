@@ -20,6 +20,7 @@ use crate::auth::{AccountServiceImpl, SessionBackend};
 use crate::config::Config;
 use crate::integrations::bookings::BookingServiceImpl;
 use crate::integrations::calendar::{BuiltInCalendar, Calendar};
+use crate::integrations::chatwoot::service::ChatwootServiceImpl;
 use crate::integrations::email::{self, EmailQueue, Mailer};
 use crate::integrations::email_providers::{EmailProviders, EmailSettingsServiceImpl};
 use crate::integrations::webhooks::service::WebhookServiceImpl;
@@ -41,6 +42,87 @@ pub struct Application {
     mailer: Option<Arc<dyn Mailer>>,
     /// Tenants' own email providers, for the same worker.
     email_providers: EmailProviders,
+    /// The agents, for the channels' jobs in the same worker.
+    conversations: Arc<ConversationServiceImpl>,
+}
+
+/// The agents and what they use: what `server serve` and `server worker` both build.
+pub struct Agents {
+    pub conversations: Arc<ConversationServiceImpl>,
+    pub knowledge: Arc<dyn app::services::KnowledgeService>,
+    pub calendar: Arc<dyn Calendar>,
+    pub providers: Providers,
+    pub live: Live,
+}
+
+impl Agents {
+    pub fn build(
+        config: &Config,
+        db: &DatabaseConnection,
+        kv: &Kv,
+        knowledge: &Arc<Knowledge>,
+        keys: &crate::secrets::KeyRing,
+        can_email: bool,
+    ) -> anyhow::Result<Agents> {
+        let knowledge_service: Arc<dyn app::services::KnowledgeService> = Arc::new(
+            KnowledgeServiceImpl::new(db.clone(), kv.clone(), knowledge.clone()),
+        );
+        let providers = Providers::new(
+            config.llm.clone(),
+            config.circuit,
+            keys.clone(),
+            config.knowledge.fetch_allow_private,
+        );
+        let live = Live::new(kv.clone());
+        let calendar: Arc<dyn Calendar> = Arc::new(BuiltInCalendar::new(db.clone(), can_email));
+        let runtime = Arc::new(agents::Runtime {
+            llm: providers.clone(),
+            knowledge: knowledge_service.clone(),
+            calendar: calendar.clone(),
+            email: can_email.then(|| EmailQueue::new(db.clone())),
+            turn_lease: config.turn_lease,
+            kv: kv.clone(),
+            live: live.clone(),
+        });
+        let conversations = Arc::new(
+            ConversationServiceImpl::new(db.clone(), runtime)
+                .context("building the agent graph")?,
+        );
+        Ok(Agents {
+            conversations,
+            knowledge: knowledge_service,
+            calendar,
+            providers,
+            live,
+        })
+    }
+}
+
+/// The jobs of the channels (Chatwoot) added to `registry`: they run the agents' turns.
+pub fn with_channels(
+    registry: jobs::Registry,
+    config: &Config,
+    keys: &crate::secrets::KeyRing,
+    conversations: Arc<ConversationServiceImpl>,
+) -> anyhow::Result<jobs::Registry> {
+    use crate::integrations::chatwoot::{client::ChatwootApi, job};
+    let allow_private = config.knowledge.fetch_allow_private;
+    let transcriber = config
+        .transcribe
+        .clone()
+        .map(|t| crate::llm::transcribe::Transcriber::new(t, config.circuit));
+    Ok(registry
+        .with(job::ChatwootEvent::new(
+            conversations,
+            transcriber,
+            allow_private,
+            config.console_url(),
+        ))
+        .with(job::ChatwootSend::new(
+            ChatwootApi::new(config.circuit, allow_private)
+                .context("preparing the Chatwoot client")?,
+            keys.clone(),
+        )))
 }
 
 impl Application {
@@ -74,9 +156,6 @@ impl Application {
             .check()
             .await
             .context("reaching the knowledge store (LANCEDB_URI, S3_*)")?;
-        let knowledge_service: Arc<dyn app::services::KnowledgeService> = Arc::new(
-            KnowledgeServiceImpl::new(db.clone(), kv.clone(), knowledge.clone()),
-        );
         let mailer = email::mailer(&config).context("preparing SMTP (SMTP_URL)")?;
         let secret_keys = crate::secrets::KeyRing::load(&config)
             .context("loading the secret keys (SECRETS_KEYS)")?;
@@ -86,27 +165,20 @@ impl Application {
             secret_keys.clone(),
         )
         .context("preparing the email providers' clients")?;
-        let providers = Providers::new(
-            config.llm.clone(),
-            config.circuit,
-            secret_keys.clone(),
-            config.knowledge.fetch_allow_private,
-        );
-        let live = Live::new(kv.clone());
-        let calendar: Arc<dyn Calendar> =
-            Arc::new(BuiltInCalendar::new(db.clone(), mailer.is_some()));
-        let agents = Arc::new(agents::Runtime {
-            llm: providers.clone(),
-            knowledge: knowledge_service.clone(),
-            calendar: calendar.clone(),
-            email: mailer.is_some().then(|| EmailQueue::new(db.clone())),
-            turn_lease: config.turn_lease,
-            kv: kv.clone(),
-            live: live.clone(),
-        });
-        let conversations = Arc::new(
-            ConversationServiceImpl::new(db.clone(), agents).context("building the agent graph")?,
-        );
+        let Agents {
+            conversations,
+            knowledge: knowledge_service,
+            calendar,
+            providers,
+            live,
+        } = Agents::build(
+            &config,
+            &db,
+            &kv,
+            &knowledge,
+            &secret_keys,
+            mailer.is_some(),
+        )?;
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(
                 db.clone(),
@@ -137,12 +209,18 @@ impl Application {
                 config.knowledge.fetch_allow_private,
             )),
             bookings: Arc::new(BookingServiceImpl::new(db.clone(), calendar)),
+            chatwoot: Arc::new(ChatwootServiceImpl::new(
+                db.clone(),
+                secret_keys.clone(),
+                config.console_url(),
+                config.knowledge.fetch_allow_private,
+            )),
         };
         let visitors = Arc::new(Visitors::new(
             db.clone(),
             secret_keys.clone(),
             Signer::new(secret_keys.clone(), config.widget_token),
-            conversations,
+            conversations.clone(),
             live,
             config.console_url(),
         ));
@@ -177,6 +255,7 @@ impl Application {
             state,
             mailer,
             email_providers,
+            conversations,
         })
     }
 
@@ -195,15 +274,22 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let registry = with_channels(
+            jobs::registry(
+                &self.state.knowledge,
+                self.mailer.clone(),
+                Some(self.state.secret_keys.clone()),
+                Some(self.email_providers.clone()),
+            ),
+            &self.state.config,
+            &self.state.secret_keys,
+            self.conversations.clone(),
+        )
+        .map_err(std::io::Error::other)?;
         let worker = self.state.config.jobs_in_process.then(|| {
             let worker = Worker::new(
                 self.state.db.clone(),
-                jobs::registry(
-                    &self.state.knowledge,
-                    self.mailer.clone(),
-                    Some(self.state.secret_keys.clone()),
-                    Some(self.email_providers.clone()),
-                ),
+                registry,
                 self.state.config.jobs.clone(),
             );
             let mut stopped = stopped.clone();

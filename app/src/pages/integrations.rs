@@ -1,11 +1,12 @@
 //! Integrations: outgoing webhooks (endpoints, their events and signing secrets, a delivery log
-//! with replay), the same as `/api/v1/webhooks`; who sends email ([`EmailPanel`]). The other
-//! integrations are listed as coming.
+//! with replay), the same as `/api/v1/webhooks`; who sends email ([`EmailPanel`]); a Chatwoot
+//! inbox as a channel ([`ChatwootPanel`]). The other integrations are listed as coming.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use uuid::Uuid;
 
+use super::chatwoot::ChatwootPanel;
 use super::email::EmailPanel;
 use super::widgets::{
     can_write, fmt_time, show_error, use_me, ActionMessage, Cursors, Pager, ReadOnlyNote,
@@ -110,10 +111,10 @@ pub fn IntegrationsPage() -> impl IntoView {
             })}
         </Transition>
         <EmailPanel/>
+        <ChatwootPanel/>
         <h2>"Coming next"</h2>
         <ul class="muted">
             <li>"Google Calendar: agents book into your own calendar."</li>
-            <li>"Chatwoot: your agents answer in your helpdesk's inbox."</li>
         </ul>
     }
 }

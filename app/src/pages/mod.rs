@@ -5,6 +5,7 @@ mod agents;
 mod audit;
 mod bookings;
 mod chat_widgets;
+mod chatwoot;
 mod conversations;
 mod email;
 mod integrations;

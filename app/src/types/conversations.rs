@@ -18,6 +18,8 @@ string_enum! {
         /// `POST /v1/chat/completions`.
         Openai = "openai",
         Widget = "widget",
+        /// A Chatwoot inbox, through its agent bot.
+        Chatwoot = "chatwoot",
     }
 }
 

@@ -795,3 +795,6 @@ pub use email::*;
 
 mod bookings;
 pub use bookings::*;
+
+mod chatwoot;
+pub use chatwoot::*;

@@ -735,6 +735,7 @@ fn caller_id(actor: &app::services::Actor) -> String {
         Actor::User { id, .. } => format!("user:{id}"),
         Actor::ApiKey { id, .. } => format!("key:{id}"),
         Actor::Visitor { id, .. } => format!("visitor:{id}"),
+        Actor::Channel { channel, customer } => format!("{}:{customer}", channel.as_str()),
         Actor::Cli => "cli".into(),
     }
 }

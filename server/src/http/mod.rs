@@ -78,6 +78,7 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
                 .layer(middleware::from_fn_with_state(state.clone(), cors::cors)),
         )
         .merge(crate::widget::api::routes())
+        .merge(crate::integrations::chatwoot::hook::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))

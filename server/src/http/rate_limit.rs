@@ -86,8 +86,8 @@ async fn spend_access(
     let own = match &access.actor {
         Actor::ApiKey { id, .. } => format!("key:{id}:{}", class.name()),
         Actor::User { id, .. } => format!("user:{id}:{}", class.name()),
-        // Visitors spend the widget's budgets (`widget::limits`).
-        Actor::Visitor { .. } | Actor::Cli => return None,
+        // Visitors spend the widget's budgets (`widget::limits`), channels their own.
+        Actor::Visitor { .. } | Actor::Channel { .. } | Actor::Cli => return None,
     };
     let defaults = state.config.rate_limits;
     let limits = match known {

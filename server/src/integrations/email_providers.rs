@@ -127,7 +127,7 @@ fn provider_error(provider: &str, e: OutboundError<HttpError>) -> EmailError {
     match e {
         OutboundError::Unavailable(_) => EmailError::Unavailable,
         OutboundError::Call(HttpError::Transport(e)) => {
-            EmailError::Connection(format!("{provider}: {}", without_url(&e)))
+            EmailError::Connection(format!("{provider}: {}", crate::outbound::describe(&e)))
         }
         OutboundError::Call(HttpError::Status { status, body }) => {
             let body: String = body.chars().take(300).collect();
@@ -140,18 +140,6 @@ fn provider_error(provider: &str, e: OutboundError<HttpError>) -> EmailError {
                 _ => EmailError::Rejected(what),
             }
         }
-    }
-}
-
-/// A transport error without the URL (which names the sending domain, harmless, but the
-/// kind of failure is what helps).
-fn without_url(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "no answer in time"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "the request failed"
     }
 }
 

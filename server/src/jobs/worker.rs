@@ -92,6 +92,11 @@ impl JobContext {
         &self.job.payload
     }
 
+    /// When the job was enqueued.
+    pub fn enqueued_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.job.enqueued_at
+    }
+
     /// 1 on the first attempt.
     pub fn attempt(&self) -> u32 {
         u32::try_from(self.job.attempts).unwrap_or(0)

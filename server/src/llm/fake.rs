@@ -51,6 +51,8 @@ struct Script {
     requests: Vec<Value>,
     /// The `Authorization` header of each request (the API key the client sent).
     authorizations: Vec<String>,
+    /// Transcription requests: model, file name and size.
+    transcriptions: Vec<Value>,
 }
 
 #[derive(Clone, Default)]
@@ -64,6 +66,7 @@ impl FakeLlm {
         let mut fake = FakeLlm::default();
         let router = Router::new()
             .route("/v1/chat/completions", post(completions))
+            .route("/v1/audio/transcriptions", post(transcriptions))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         fake.base_url = format!("http://{}/v1", listener.local_addr()?);
@@ -114,12 +117,59 @@ impl FakeLlm {
         self.script().authorizations.clone()
     }
 
+    /// Transcription requests so far (`{"model", "filename", "bytes"}`).
+    pub fn transcriptions(&self) -> Vec<Value> {
+        self.script().transcriptions.clone()
+    }
+
     /// Requests for `model` so far.
     pub fn requests_for(&self, model: &str) -> Vec<Value> {
         self.requests()
             .into_iter()
             .filter(|r| r["model"] == model)
             .collect()
+    }
+}
+
+/// What a speech-to-text server does with a file: "audio" whose bytes are `SPEECH:<words>`
+/// says `<words>`; anything else cannot be decoded (400, as Whisper answers a non-audio file).
+async fn transcriptions(
+    State(fake): State<FakeLlm>,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let (mut model, mut filename, mut audio) = (String::new(), String::new(), Vec::new());
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("model") => model = field.text().await.unwrap_or_default(),
+            Some("file") => {
+                filename = field.file_name().unwrap_or_default().to_string();
+                audio = field.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            }
+            _ => {}
+        }
+    }
+    let down = {
+        let mut script = fake.script();
+        script
+            .transcriptions
+            .push(json!({ "model": model, "filename": filename, "bytes": audio.len() }));
+        script.down
+    };
+    if let Some(status) = down {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (
+            status,
+            Json(json!({"error": {"message": "the fake is down"}})),
+        )
+            .into_response();
+    }
+    match audio.strip_prefix(b"SPEECH:") {
+        Some(words) => Json(json!({ "text": String::from_utf8_lossy(words) })).into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "could not decode the audio", "type": "invalid_request_error"}})),
+        )
+            .into_response(),
     }
 }
 

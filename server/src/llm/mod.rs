@@ -7,6 +7,7 @@
 pub mod fake;
 pub mod providers;
 pub mod settings;
+pub mod transcribe;
 
 pub use providers::Providers;
 
@@ -193,6 +194,26 @@ impl CallError {
     }
 }
 
+/// An async-openai client for the API at `base`, whose own backoff gives up at once: callers
+/// retry themselves.
+pub(crate) fn openai_client(
+    base: &str,
+    api_key: Option<&SecretString>,
+    http: reqwest::Client,
+) -> async_openai::Client<OpenAIConfig> {
+    let openai = OpenAIConfig::new()
+        .with_api_base(base.trim_end_matches('/'))
+        .with_api_key(
+            api_key
+                .map(|k| k.expose_secret().to_string())
+                .unwrap_or_else(|| "none".into()),
+        );
+    let no_retry = backoff::ExponentialBackoffBuilder::new()
+        .with_max_elapsed_time(Some(Duration::ZERO))
+        .build();
+    async_openai::Client::build(http, openai, no_retry)
+}
+
 /// The HTTP client settings every provider's client starts from.
 pub(crate) fn http_client() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
@@ -215,22 +236,9 @@ impl Llm {
         http: reqwest::Client,
     ) -> Llm {
         let provider = config.base_url.clone().map(|base| {
-            let openai = OpenAIConfig::new()
-                .with_api_base(base.trim_end_matches('/'))
-                .with_api_key(
-                    config
-                        .api_key
-                        .as_ref()
-                        .map(|k| k.expose_secret().to_string())
-                        .unwrap_or_else(|| "none".into()),
-                );
-            // Retries are ours (counted, with jitter, and only before anything was streamed);
-            // async-openai's own backoff gives up at once.
-            let no_retry = backoff::ExponentialBackoffBuilder::new()
-                .with_max_elapsed_time(Some(Duration::ZERO))
-                .build();
+            // Retries are ours (counted, with jitter, and only before anything was streamed).
             Provider {
-                client: async_openai::Client::build(http, openai, no_retry),
+                client: openai_client(&base, config.api_key.as_ref(), http),
                 breaker: Breaker::new(service, circuit),
                 config,
             }

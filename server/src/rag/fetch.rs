@@ -33,6 +33,30 @@ pub struct FetchPolicy {
     pub timeout: Duration,
     /// How many redirects are followed.
     pub max_redirects: usize,
+    /// Which content types are taken.
+    pub accept: Accept,
+}
+
+/// What a fetch is for: a document to ingest, or a customer's voice message to transcribe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accept {
+    /// The formats the extractor reads (`Format::from_content_type`).
+    #[default]
+    Documents,
+    /// `audio/*` (and `video/ogg`, `video/webm`, which voice notes are often labelled).
+    Audio,
+}
+
+impl Accept {
+    fn takes(self, essence: &str) -> bool {
+        essence == "application/octet-stream"
+            || match self {
+                Accept::Documents => Format::from_content_type(essence).is_some(),
+                Accept::Audio => {
+                    essence.starts_with("audio/") || matches!(essence, "video/ogg" | "video/webm")
+                }
+            }
+    }
 }
 
 impl Default for FetchPolicy {
@@ -42,6 +66,7 @@ impl Default for FetchPolicy {
             allow_private: false,
             timeout: Duration::from_secs(30),
             max_redirects: 5,
+            accept: Accept::Documents,
         }
     }
 }
@@ -190,7 +215,7 @@ async fn read_document(
             .unwrap_or_default()
             .trim()
             .to_ascii_lowercase();
-        if essence != "application/octet-stream" && Format::from_content_type(&essence).is_none() {
+        if !policy.accept.takes(&essence) {
             return Err(FetchError::ContentType(essence));
         }
     }
@@ -385,6 +410,7 @@ mod tests {
             allow_private,
             timeout: Duration::from_secs(10),
             max_redirects: 5,
+            accept: Accept::Documents,
         }
     }
 

@@ -119,6 +119,7 @@ impl Knowledge {
             allow_private: self.config.fetch_allow_private,
             timeout: Duration::from_secs(30),
             max_redirects: 5,
+            accept: fetch::Accept::Documents,
         }
     }
 }

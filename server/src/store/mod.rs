@@ -5,6 +5,8 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit_log;
 pub mod bookings;
+pub mod chatwoot_connections;
+pub mod chatwoot_conversations;
 pub mod conversations;
 pub mod document_contents;
 pub mod documents;

@@ -436,3 +436,16 @@ pub async fn json(r: Response, status: u16) -> Value {
     assert_eq!(actual, status, "unexpected status; body: {body}");
     serde_json::from_str(&body).unwrap_or(Value::Null)
 }
+
+impl TestApp {
+    /// The actions of the tenant's newest audit entries (up to 100), newest first.
+    pub async fn audit_actions(&self, key: &str) -> Vec<String> {
+        let audit = json(self.get("/api/v1/audit-log?limit=100", key).await, 200).await;
+        audit["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["action"].as_str().expect("action").to_string())
+            .collect()
+    }
+}

@@ -247,6 +247,18 @@ impl Owned {
             .as_str()
             .unwrap()
             .to_string();
+        json(
+            app.send_json(
+                Method::PUT,
+                "/api/v1/chatwoot",
+                &a.key,
+                &json!({ "base_url": "https://alpha-chatwoot-marker.example", "account_id": 1,
+                         "inbox_id": 1, "access_token": "alpha-chatwoot-token" }),
+            )
+            .await,
+            200,
+        )
+        .await;
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -281,6 +293,7 @@ impl Owned {
             "alpha-booking-marker",
             "alpha-customer@alpha.test",
             "alpha-note-marker",
+            "alpha-chatwoot-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -433,7 +446,9 @@ async fn the_openapi_document_is_probed_across_tenants() {
         for (path, methods) in doc["paths"].as_object().unwrap() {
             // A visitor's endpoints take no API key; `widgets.rs` tries visitors across
             // visitors, widgets and tenants.
-            if path.starts_with("/widget-api/") {
+            // Chatwoot's hook takes no API key but a signature; `chatwoot.rs` tries forged
+            // deliveries and another tenant's secret.
+            if path.starts_with("/widget-api/") || path.starts_with("/hooks/") {
                 continue;
             }
             for (method, operation) in methods.as_object().unwrap() {
@@ -523,5 +538,10 @@ async fn the_openapi_document_is_probed_across_tenants() {
         assert!(rules.to_string().contains("alpha-rule-marker"));
         let email = json(app.get("/api/v1/email-settings", &a.key).await, 200).await;
         assert_eq!(email["provider"], "sendgrid");
+        let chatwoot = json(app.get("/api/v1/chatwoot", &a.key).await, 200).await;
+        assert_eq!(
+            chatwoot["base_url"],
+            "https://alpha-chatwoot-marker.example"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod agents;
 mod api;
 mod attacks;
 mod bookings;
+mod chatwoot;
 mod cli;
 mod console;
 mod conversations;

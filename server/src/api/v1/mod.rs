@@ -4,6 +4,7 @@ mod agents;
 mod api_keys;
 mod audit;
 mod bookings;
+mod chatwoot;
 pub mod conversations;
 mod docs;
 mod email_settings;
@@ -111,6 +112,11 @@ use crate::state::AppState;
         bookings::get_booking,
         bookings::reschedule_booking,
         bookings::cancel_booking,
+        chatwoot::get_chatwoot,
+        chatwoot::save_chatwoot,
+        chatwoot::rotate_chatwoot_secret,
+        chatwoot::delete_chatwoot,
+        crate::integrations::chatwoot::hook::receive_chatwoot_event,
         crate::widget::api::start_session,
         crate::widget::api::refresh_session,
         crate::widget::api::update_visitor,
@@ -147,6 +153,7 @@ use crate::state::AppState;
         (name = "widget", description = "What the chat widget calls as a visitor (visitor tokens, not API keys)"),
         (name = "email", description = "Who sends the tenant's email: the platform's relay, or its own SendGrid or Mailgun"),
         (name = "bookings", description = "Appointments: what the agents booked and what the business books, moves and cancels"),
+        (name = "chatwoot", description = "A Chatwoot inbox as a channel: the agents answer its customers through an agent bot"),
         (name = "webhooks", description = "Signed POSTs of the tenant's events to its endpoints, with a delivery log and replay"),
     )
 )]
@@ -189,6 +196,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(widgets::routes())
         .merge(webhooks::routes())
         .merge(bookings::routes())
+        .merge(chatwoot::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))

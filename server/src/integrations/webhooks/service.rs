@@ -2,7 +2,6 @@
 //! `integrations:write`), changes audited in the same transaction.
 
 use chrono::Utc;
-use rand::distributions::{Alphanumeric, DistString};
 use sea_orm::entity::prelude::*;
 use sea_orm::Order;
 use sea_orm::{
@@ -124,18 +123,7 @@ impl WebhookServiceImpl {
 
     /// A new secret, and its sealed form for the row.
     fn new_secret(&self, tenant: Uuid) -> Result<(String, String), AppError> {
-        let secret = format!(
-            "whsec_{}",
-            Alphanumeric.sample_string(&mut rand::rngs::OsRng, 43)
-        );
-        let sealed = self
-            .keys
-            .encrypt_str(&secrets::aad(SECRET_PURPOSE, tenant), &secret)
-            .map_err(|e| {
-                tracing::error!(error = %e, "a webhook secret could not be sealed");
-                AppError::Internal("the secret could not be stored".into())
-            })?;
-        Ok((secret, sealed))
+        secrets::generate(&self.keys, "whsec_", SECRET_PURPOSE, tenant)
     }
 }
 

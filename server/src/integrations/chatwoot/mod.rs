@@ -1,0 +1,356 @@
+//! Chatwoot as a channel. A tenant connects one Chatwoot inbox (its installation, account,
+//! inbox and agent bot token; `service`); Chatwoot posts the inbox's events to
+//! `/hooks/chatwoot/{connection}` (`hook`), signed with a secret we made. The hook verifies,
+//! drops repeats and answers at once; an `chatwoot.event` job runs the agents' turn (`job`)
+//! and `chatwoot.send` jobs answer through Chatwoot's API (`client`).
+//!
+//! Which messages the bot takes ([`interpret`]): a customer's (`incoming`, not private, sent by
+//! a contact) in the connected inbox. Its own answers and Chatwoot agents' messages come back
+//! as `outgoing` events and are never answered, so the bot cannot talk to itself. While a
+//! person owns the conversation (Chatwoot status `open`) the bot stays silent; when it goes
+//! back to `pending` the bot answers again.
+
+pub mod client;
+pub mod hook;
+pub mod job;
+pub mod service;
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::secrets::{self, KeyRing, Rotation};
+use crate::store::chatwoot_connections;
+
+/// What the agent bot's token is bound to (with the tenant id).
+pub const TOKEN_PURPOSE: &str = "chatwoot.token";
+/// What the webhook secret is bound to (with the tenant id).
+pub const SECRET_PURPOSE: &str = "chatwoot.secret";
+/// The job that runs a turn for a customer's message (or follows a status change).
+pub const EVENT: &str = "chatwoot.event";
+/// The job that sends one thing to Chatwoot (a message, a private note, opening the
+/// conversation for people).
+pub const SEND: &str = "chatwoot.send";
+/// Refused incoming webhooks, by `reason` (every signed-webhook receiver counts here).
+pub const REJECTIONS: &str = "webhook_rejections_total";
+/// How old (or how far ahead) a signed timestamp may be.
+pub const MAX_SKEW_SECS: i64 = 300;
+/// How long a delivery id is remembered, to drop repeats.
+pub const DELIVERY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Voice messages transcribed per customer message.
+pub const MAX_AUDIO: usize = 3;
+
+/// Where Chatwoot posts a connection's events, below the console's address.
+pub fn hook_path(connection: Uuid) -> String {
+    format!("/hooks/chatwoot/{connection}")
+}
+
+/// Whether `given` (`sha256=<hex>`) is the HMAC-SHA256 under `secret` of
+/// `"{timestamp}.{body}"`, compared in constant time.
+pub fn signature_matches(secret: &str, timestamp: &str, body: &[u8], given: &str) -> bool {
+    let Some(hex) = given.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = crate::auth::api_key::hex(&mac.finalize().into_bytes());
+    crate::auth::api_key::constant_time_eq(expected.as_bytes(), hex.to_lowercase().as_bytes())
+}
+
+/// What a job needs of an accepted event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub connection_id: Uuid,
+    /// Chatwoot's conversation (the number in its URLs).
+    pub conversation: i64,
+    /// Chatwoot's status of it: `pending` (the bot's), `open` (people's), `resolved`, `snoozed`.
+    pub status: Option<String>,
+    pub contact: Option<i64>,
+    pub contact_name: Option<String>,
+    /// A customer's message; `None` for a status change.
+    pub message: Option<InboundMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Chatwoot's message id.
+    pub id: Option<i64>,
+    pub content: String,
+    /// Voice messages to transcribe (at most [`MAX_AUDIO`]).
+    pub audio: Vec<String>,
+}
+
+/// Why an event is not taken (answered 200 all the same: Chatwoot need not send it again).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// An event the channel does not use (typing, contact updates…).
+    Event,
+    /// Outgoing (the bot's own, or a Chatwoot agent's), private, or not from a contact.
+    NotFromCustomer,
+    /// Another inbox or account than the connection's.
+    OtherInbox,
+}
+
+fn int(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Reads a Chatwoot webhook body: the customer's message or a status change the bot must
+/// follow, or why it is ignored.
+pub fn interpret(
+    connection: &chatwoot_connections::Model,
+    body: &Value,
+) -> Result<Inbound, Ignored> {
+    let event = body["event"].as_str().unwrap_or_default();
+    let account = int(&body["account"]["id"]);
+    if account.is_some_and(|a| a != connection.account_id) {
+        return Err(Ignored::OtherInbox);
+    }
+    match event {
+        "message_created" => {
+            let conversation = &body["conversation"];
+            let inbox = int(&body["inbox"]["id"]).or_else(|| int(&conversation["inbox_id"]));
+            if inbox.is_some_and(|i| i != connection.inbox_id) {
+                return Err(Ignored::OtherInbox);
+            }
+            // `message_type` is a name in webhooks and a number (0 = incoming) in the API.
+            let incoming = matches!(&body["message_type"], Value::String(t) if t == "incoming")
+                || body["message_type"].as_i64() == Some(0);
+            let private = body["private"].as_bool().unwrap_or(false);
+            let sender = &body["sender"];
+            let from_contact = sender["type"]
+                .as_str()
+                .is_none_or(|t| t.eq_ignore_ascii_case("contact"));
+            if !incoming || private || !from_contact {
+                return Err(Ignored::NotFromCustomer);
+            }
+            let conversation_id = int(&conversation["id"]).ok_or(Ignored::Event)?;
+            let audio = body["attachments"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter(|a| a["file_type"].as_str() == Some("audio"))
+                        .filter_map(|a| text(&a["data_url"]))
+                        .take(MAX_AUDIO)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let content = text(&body["content"]).unwrap_or_default();
+            Ok(Inbound {
+                connection_id: connection.id,
+                conversation: conversation_id,
+                status: text(&conversation["status"]),
+                contact: int(&sender["id"]),
+                contact_name: text(&sender["name"]),
+                message: Some(InboundMessage {
+                    id: int(&body["id"]),
+                    content,
+                    audio,
+                }),
+            })
+        }
+        "conversation_status_changed" => {
+            let inbox = int(&body["inbox_id"]);
+            if inbox.is_some_and(|i| i != connection.inbox_id) {
+                return Err(Ignored::OtherInbox);
+            }
+            let sender = &body["meta"]["sender"];
+            Ok(Inbound {
+                connection_id: connection.id,
+                conversation: int(&body["id"]).ok_or(Ignored::Event)?,
+                status: text(&body["status"]),
+                contact: int(&sender["id"]),
+                contact_name: text(&sender["name"]),
+                message: None,
+            })
+        }
+        _ => Err(Ignored::Event),
+    }
+}
+
+/// Re-encrypts every connection's token and secret not yet under the current key.
+pub async fn rotate(
+    db: &sea_orm::DatabaseConnection,
+    keys: &KeyRing,
+) -> Result<Rotation, sea_orm::DbErr> {
+    use chatwoot_connections::{Column, Entity};
+    let mut rotation = secrets::rotate_column::<Entity>(
+        db,
+        keys,
+        "Chatwoot token",
+        TOKEN_PURPOSE,
+        (Column::Id, Column::TenantId, Column::Token),
+    )
+    .await?;
+    rotation.add(
+        secrets::rotate_column::<Entity>(
+            db,
+            keys,
+            "Chatwoot webhook secret",
+            SECRET_PURPOSE,
+            (Column::Id, Column::TenantId, Column::Secret),
+        )
+        .await?,
+    );
+    Ok(rotation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn connection() -> chatwoot_connections::Model {
+        let now = chrono::Utc::now();
+        chatwoot_connections::Model {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            base_url: "https://chat.example".into(),
+            account_id: 1,
+            inbox_id: 7,
+            token: String::new(),
+            secret: String::new(),
+            enabled: true,
+            last_event_at: None,
+            last_error: None,
+            last_error_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn message(message_type: Value, sender_type: &str, private: bool) -> Value {
+        json!({
+            "event": "message_created", "id": 501, "content": " Hello there ",
+            "message_type": message_type, "private": private,
+            "sender": { "id": 42, "name": "Ana", "type": sender_type },
+            "conversation": { "id": 12, "status": "pending", "inbox_id": 7 },
+            "account": { "id": 1 }, "inbox": { "id": 7 },
+            "attachments": [
+                { "file_type": "image", "data_url": "https://chat.example/i.png" },
+                { "file_type": "audio", "data_url": "https://chat.example/v.ogg" }
+            ]
+        })
+    }
+
+    #[test]
+    fn a_customers_message_is_taken_with_its_voice_notes() {
+        let inbound =
+            interpret(&connection(), &message(json!("incoming"), "contact", false)).unwrap();
+        assert_eq!(inbound.conversation, 12);
+        assert_eq!(inbound.status.as_deref(), Some("pending"));
+        assert_eq!(inbound.contact, Some(42));
+        let said = inbound.message.unwrap();
+        assert_eq!(said.content, "Hello there");
+        assert_eq!(said.id, Some(501));
+        assert_eq!(said.audio, vec!["https://chat.example/v.ogg".to_string()]);
+        // The API's numeric form of `incoming` too.
+        assert!(interpret(&connection(), &message(json!(0), "contact", false)).is_ok());
+    }
+
+    #[test]
+    fn the_bot_never_takes_its_own_or_an_agents_or_a_private_message() {
+        let c = connection();
+        for (kind, sender, private) in [
+            (json!("outgoing"), "agent_bot", false),
+            (json!("outgoing"), "user", false),
+            (json!(1), "user", false),
+            (json!("activity"), "contact", false),
+            (json!("template"), "contact", false),
+            (json!("incoming"), "contact", true),
+            (json!("incoming"), "user", false),
+        ] {
+            assert_eq!(
+                interpret(&c, &message(kind.clone(), sender, private)),
+                Err(Ignored::NotFromCustomer),
+                "{kind} {sender} {private}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_inboxes_and_events_are_ignored() {
+        let c = connection();
+        let mut other = message(json!("incoming"), "contact", false);
+        other["inbox"]["id"] = json!(8);
+        assert_eq!(interpret(&c, &other), Err(Ignored::OtherInbox));
+        let mut account = message(json!("incoming"), "contact", false);
+        account["account"]["id"] = json!(2);
+        assert_eq!(interpret(&c, &account), Err(Ignored::OtherInbox));
+        assert_eq!(
+            interpret(&c, &json!({ "event": "conversation_typing_on" })),
+            Err(Ignored::Event)
+        );
+        let status = json!({
+            "event": "conversation_status_changed", "id": 12, "status": "open", "inbox_id": 7,
+            "meta": { "sender": { "id": 42, "name": "Ana" } }, "account": { "id": 1 }
+        });
+        let inbound = interpret(&c, &status).unwrap();
+        assert_eq!(
+            (inbound.conversation, inbound.status.as_deref()),
+            (12, Some("open"))
+        );
+        assert!(inbound.message.is_none());
+    }
+
+    #[test]
+    fn signatures_are_checked_over_timestamp_dot_body() {
+        // printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac whsec_test
+        let good = "sha256=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789";
+        assert!(signature_matches(
+            "whsec_test",
+            "1700000000",
+            br#"{"a":1}"#,
+            good
+        ));
+        assert!(signature_matches(
+            "whsec_test",
+            "1700000000",
+            br#"{"a":1}"#,
+            &good.to_uppercase().replace("SHA256=", "sha256=")
+        ));
+        assert!(!signature_matches(
+            "whsec_test",
+            "1700000001",
+            br#"{"a":1}"#,
+            good
+        ));
+        assert!(!signature_matches(
+            "whsec_test",
+            "1700000000",
+            br#"{"a":2}"#,
+            good
+        ));
+        assert!(!signature_matches(
+            "other",
+            "1700000000",
+            br#"{"a":1}"#,
+            good
+        ));
+        assert!(!signature_matches(
+            "whsec_test",
+            "1700000000",
+            br#"{"a":1}"#,
+            &good[7..]
+        ));
+        assert!(!signature_matches(
+            "whsec_test",
+            "1700000000",
+            br#"{"a":1}"#,
+            ""
+        ));
+    }
+}
