@@ -28,6 +28,7 @@ use app::types::{
 use app::validate::check;
 
 use crate::engine::{Checkpoint, ConvState, EngineError, Graph, StepRecord, StepSink, Turn};
+use crate::integrations::chatwoot::{self, Mirror};
 use crate::integrations::email::EmailQueue;
 use crate::integrations::webhooks::{self, Event, Subscriptions};
 use crate::store::audit_log::Record;
@@ -669,6 +670,9 @@ impl ConversationServiceImpl {
             .await
             .map_err(db_error)?;
         let created = message_event(&model, &message);
+        chatwoot::mirror(&txn, access, &model, Mirror::Reply(reply.content.trim()))
+            .await
+            .map_err(db_error)?;
         let mut active = model.into_active_model();
         active.checkpoint = Set(serde_json::to_value(&checkpoint).unwrap_or_default());
         active.updated_at = Set(Utc::now());
@@ -709,6 +713,9 @@ impl ConversationServiceImpl {
         let conv = active.update(&txn).await.map_err(db_error)?;
         Record::by(access, action, id.to_string())
             .write(&txn)
+            .await
+            .map_err(db_error)?;
+        chatwoot::mirror(&txn, access, &conv, Mirror::Status(to))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;

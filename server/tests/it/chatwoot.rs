@@ -34,8 +34,9 @@ enum Call {
         content: String,
         private: bool,
     },
-    Open {
+    Status {
         conversation: i64,
+        status: String,
     },
 }
 
@@ -148,8 +149,14 @@ async fn toggle(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    assert_eq!(body["status"], "open", "{body}");
-    fake.answer(&headers, Call::Open { conversation })
+    let status = body["status"].as_str().unwrap_or_default().to_string();
+    fake.answer(
+        &headers,
+        Call::Status {
+            conversation,
+            status,
+        },
+    )
 }
 
 /// A voice note, as a speech-to-text server reads the fake's "audio".
@@ -396,7 +403,13 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
             matches!(&calls[1], Call::Message { private: false, .. }),
             "{calls:?}"
         );
-        assert_eq!(calls[2], Call::Open { conversation: 12 });
+        assert_eq!(
+            calls[2],
+            Call::Status {
+                conversation: 12,
+                status: "open".into()
+            }
+        );
         let Call::Message {
             content,
             private: true,
@@ -489,6 +502,53 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
             .map(|m| m["content"].as_str().unwrap())
             .collect();
         assert_eq!(said.last(), Some(&"Can I come on Friday afternoon?"));
+
+        // A person in the console takes it, replies and hands it back: Chatwoot follows.
+        let path = |what: &str| format!("/api/v1/conversations/{ours}/{what}");
+        json(
+            app.send_json(Method::POST, &path("take-over"), &f.key, &json!({}))
+                .await,
+            200,
+        )
+        .await;
+        let calls = chatwoot.wait_for(6).await;
+        assert_eq!(
+            calls[5],
+            Call::Status {
+                conversation: 12,
+                status: "open".into()
+            }
+        );
+        let reply = json!({ "content": "Hi Ana, Rita here: Friday at 15:00 is yours." });
+        json(
+            app.send_json(Method::POST, &path("replies"), &f.key, &reply)
+                .await,
+            201,
+        )
+        .await;
+        let calls = chatwoot.wait_for(7).await;
+        assert_eq!(
+            calls[6],
+            Call::Message {
+                conversation: 12,
+                content: "Hi Ana, Rita here: Friday at 15:00 is yours.".into(),
+                private: false
+            }
+        );
+        json(
+            app.send_json(Method::POST, &path("hand-back"), &f.key, &json!({}))
+                .await,
+            200,
+        )
+        .await;
+        let calls = chatwoot.wait_for(8).await;
+        assert_eq!(
+            calls[7],
+            Call::Status {
+                conversation: 12,
+                status: "pending".into()
+            }
+        );
 
         // A token Chatwoot refuses ends the call at once and shows on the connection; a new
         // token clears it.

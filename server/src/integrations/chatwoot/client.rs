@@ -110,16 +110,17 @@ impl ChatwootApi {
             .await
     }
 
-    /// Hands the conversation to people: Chatwoot moves it from the bot's `pending` to `open`.
-    pub async fn open(
+    /// Sets the conversation's status: `open` hands it to people, `pending` to the bot.
+    pub async fn set_status(
         &self,
         conn: &Conn,
         conversation: i64,
+        status: &str,
     ) -> Result<(), OutboundError<HttpError>> {
         self.post(
             conn,
             Self::url(conn, conversation, "toggle_status"),
-            json!({ "status": "open" }),
+            json!({ "status": status }),
         )
         .await
     }

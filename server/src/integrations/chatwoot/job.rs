@@ -40,8 +40,9 @@ pub enum Action {
     Message { content: String },
     /// A private note for Chatwoot's agents.
     Note { content: String },
-    /// Hand the conversation to people (`toggle_status` → `open`).
-    Open,
+    /// Set Chatwoot's status of the conversation: `open` hands it to people, `pending` back
+    /// to the bot (`toggle_status`).
+    Status { status: String },
 }
 
 /// What a `chatwoot.send` job does: `actions[0]`, then queues the rest.
@@ -381,6 +382,11 @@ impl JobHandler for ChatwootEvent {
         let status = self
             .follow_status(&db, &access, id, inbound.status.as_deref())
             .await?;
+        if status == ConversationStatus::Closed && inbound.message.is_some() {
+            return Err(permanent(
+                "the conversation was closed in the console; the bot does not answer it",
+            ));
+        }
         let mut actions = Vec::new();
         if let Some(message) = &inbound.message {
             let content = self.words(message).await?;
@@ -434,7 +440,9 @@ impl JobHandler for ChatwootEvent {
                                 &reason,
                                 &content,
                             );
-                            actions.push(Action::Open);
+                            actions.push(Action::Status {
+                                status: "open".into(),
+                            });
                             actions.push(Action::Note { content: note });
                         }
                     }
@@ -534,7 +542,11 @@ impl JobHandler for ChatwootSend {
                     .message(&conn, outgoing.conversation, content, true)
                     .await
             }
-            Action::Open => self.api.open(&conn, outgoing.conversation).await,
+            Action::Status { status } => {
+                self.api
+                    .set_status(&conn, outgoing.conversation, status)
+                    .await
+            }
         };
         if let Err(e) = result {
             let (message, lasting) = match &e {

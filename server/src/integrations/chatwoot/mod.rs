@@ -22,8 +22,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+
+use app::services::{Access, Actor};
+use app::types::{Channel, ConversationStatus};
+
 use crate::secrets::{self, KeyRing, Rotation};
-use crate::store::chatwoot_connections;
+use crate::store::{chatwoot_connections, chatwoot_conversations, conversations};
 
 /// What the agent bot's token is bound to (with the tenant id).
 pub const TOKEN_PURPOSE: &str = "chatwoot.token";
@@ -179,6 +184,60 @@ pub fn interpret(
         }
         _ => Err(Ignored::Event),
     }
+}
+
+/// What a person did in the console to a conversation that came from Chatwoot.
+pub enum Mirror<'a> {
+    /// An operator's reply: the customer gets it in Chatwoot.
+    Reply(&'a str),
+    /// Taken over (`human`: open for people in Chatwoot) or handed back (`bot`: pending).
+    Status(ConversationStatus),
+}
+
+/// Mirrors `what` in Chatwoot when `conversation` came from there and the change is not
+/// Chatwoot's own (which would echo it back): queues a `chatwoot.send` on `conn`, the caller's
+/// transaction, after its first write. Costs nothing for other channels.
+pub async fn mirror(
+    conn: &impl ConnectionTrait,
+    access: &Access,
+    conversation: &conversations::Model,
+    what: Mirror<'_>,
+) -> Result<(), DbErr> {
+    if conversation.channel != Channel::Chatwoot.as_str()
+        || matches!(access.actor, Actor::Channel { .. })
+    {
+        return Ok(());
+    }
+    let action = match what {
+        Mirror::Reply(content) => job::Action::Message {
+            content: content.to_string(),
+        },
+        Mirror::Status(ConversationStatus::Human) => job::Action::Status {
+            status: "open".into(),
+        },
+        Mirror::Status(ConversationStatus::Bot) => job::Action::Status {
+            status: "pending".into(),
+        },
+        Mirror::Status(_) => return Ok(()),
+    };
+    let Some(map) = chatwoot_conversations::Entity::find()
+        .filter(chatwoot_conversations::Column::ConversationId.eq(conversation.id))
+        .filter(chatwoot_conversations::Column::TenantId.eq(access.tenant_id))
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    job::queue(
+        conn,
+        access.tenant_id,
+        job::Outgoing {
+            connection_id: map.connection_id,
+            conversation: map.chatwoot_id,
+            actions: vec![action],
+        },
+    )
+    .await
 }
 
 /// Re-encrypts every connection's token and secret not yet under the current key.
