@@ -353,8 +353,9 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
         let shown = json(app.get("/api/v1/chatwoot", &f.key).await, 200).await;
         assert!(shown["last_event_at"].is_string(), "{shown}");
 
-        // The bot's own answer and a Chatwoot agent's message come back as outgoing events:
-        // never answered.
+        // The bot's own answer comes back as an outgoing event: never answered. A team
+        // member's answer in Chatwoot is kept in the transcript (a person owns the
+        // conversation now), never answered either.
         let asked = fake.requests().len();
         let mut own = customer_says(12, "pending", "We open at nine.");
         own["message_type"] = json!("outgoing");
@@ -363,10 +364,13 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
             deliver(&app, &hook, &secret, &own).await["status"],
             "ignored"
         );
-        own["sender"] = json!({ "id": 6, "name": "Rita", "type": "user" });
+        let mut rita = customer_says(12, "open", "Rita here, we also open on Sundays.");
+        rita["message_type"] = json!("outgoing");
+        rita["sender"] = json!({ "id": 6, "name": "Rita", "type": "user" });
+        rita["conversation"]["meta"] = json!({ "sender": { "id": 42, "name": "Ana Lima" } });
         assert_eq!(
-            deliver(&app, &hook, &secret, &own).await["status"],
-            "ignored"
+            deliver(&app, &hook, &secret, &rita).await["status"],
+            "queued"
         );
         let mut note = customer_says(12, "pending", "internal");
         note["private"] = json!(true);
@@ -383,6 +387,16 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
         settle(&app, f.tenant_id).await;
         assert_eq!(fake.requests().len(), asked);
         assert_eq!(chatwoot.calls().len(), 1);
+        let detail = transcript(&app, &f.key, &ours).await;
+        assert_eq!(detail["conversation"]["status"], "human");
+        let last = detail["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last["role"], "operator");
+        assert_eq!(last["content"], "Rita here, we also open on Sundays.");
 
         // The agent hands over: the answer, then the conversation opens for people with a
         // private note saying why and where the transcript is.

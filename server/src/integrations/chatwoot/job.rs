@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use app::error::AppError;
 use app::services::{Access, Actor, ConversationService};
 use app::types::{
-    Area, Channel, ConversationStatus, CreateConversation, Level, MessageRole, PostMessage, Scope,
+    Area, Channel, ConversationStatus, CreateConversation, Level, MessageRole, OperatorReply,
+    PostMessage, Scope,
 };
 
 use super::client::{ChatwootApi, Conn};
@@ -168,8 +169,12 @@ impl ChatwootEvent {
         if let Some(known) = known {
             return Ok(Some(known.conversation_id));
         }
-        if inbound.message.is_none() {
-            // A status change of a conversation the bot never saw.
+        if inbound
+            .message
+            .as_ref()
+            .is_none_or(|m| m.by_agent.is_some())
+        {
+            // A status change or a team member's message in a conversation the bot never saw.
             return Ok(None);
         }
         let title = inbound
@@ -382,13 +387,31 @@ impl JobHandler for ChatwootEvent {
         let status = self
             .follow_status(&db, &access, id, inbound.status.as_deref())
             .await?;
-        if status == ConversationStatus::Closed && inbound.message.is_some() {
-            return Err(permanent(
-                "the conversation was closed in the console; the bot does not answer it",
-            ));
+        if status == ConversationStatus::Closed {
+            if inbound
+                .message
+                .as_ref()
+                .is_some_and(|m| m.by_agent.is_none())
+            {
+                return Err(permanent(
+                    "the conversation was closed in the console; the bot does not answer it",
+                ));
+            }
+            return Ok(());
         }
         let mut actions = Vec::new();
-        if let Some(message) = &inbound.message {
+        if let Some(message) = inbound.message.as_ref().filter(|m| m.by_agent.is_some()) {
+            // A person answered in Chatwoot: the transcript keeps it, the bot stays out.
+            if !message.content.is_empty() {
+                let reply = OperatorReply {
+                    content: message.content.chars().take(MAX_MESSAGE_CHARS).collect(),
+                };
+                self.conversations
+                    .operator_reply(&access, id, reply)
+                    .await
+                    .map_err(job_error)?;
+            }
+        } else if let Some(message) = &inbound.message {
             let content = self.words(message).await?;
             if content.is_empty() {
                 if !message.audio.is_empty() && status == ConversationStatus::Bot {

@@ -5,10 +5,11 @@
 //! and `chatwoot.send` jobs answer through Chatwoot's API (`client`).
 //!
 //! Which messages the bot takes ([`interpret`]): a customer's (`incoming`, not private, sent by
-//! a contact) in the connected inbox. Its own answers and Chatwoot agents' messages come back
-//! as `outgoing` events and are never answered, so the bot cannot talk to itself. While a
-//! person owns the conversation (Chatwoot status `open`) the bot stays silent; when it goes
-//! back to `pending` the bot answers again.
+//! a contact) in the connected inbox, which it answers, and a team member's (`outgoing`, not
+//! private, sent by a `user`), which the transcript keeps as a person's message. Its own answers
+//! come back as `outgoing` from an `agent_bot` and are dropped, so the bot cannot talk to
+//! itself. While a person owns the conversation (Chatwoot status `open`) the bot stays silent;
+//! when it goes back to `pending` the bot answers again.
 
 pub mod client;
 pub mod hook;
@@ -89,6 +90,10 @@ pub struct InboundMessage {
     pub content: String,
     /// Voice messages to transcribe (at most [`MAX_AUDIO`]).
     pub audio: Vec<String>,
+    /// Written by this person of the team in Chatwoot, not by the customer: kept in the
+    /// transcript as an operator's message, never answered.
+    #[serde(default)]
+    pub by_agent: Option<String>,
 }
 
 /// Why an event is not taken (answered 200 all the same: Chatwoot need not send it again).
@@ -96,7 +101,7 @@ pub struct InboundMessage {
 pub enum Ignored {
     /// An event the channel does not use (typing, contact updates…).
     Event,
-    /// Outgoing (the bot's own, or a Chatwoot agent's), private, or not from a contact.
+    /// The bot's own answer, a private note, a template or activity message.
     NotFromCustomer,
     /// Another inbox or account than the connection's.
     OtherInbox,
@@ -131,17 +136,27 @@ pub fn interpret(
             if inbox.is_some_and(|i| i != connection.inbox_id) {
                 return Err(Ignored::OtherInbox);
             }
-            // `message_type` is a name in webhooks and a number (0 = incoming) in the API.
-            let incoming = matches!(&body["message_type"], Value::String(t) if t == "incoming")
-                || body["message_type"].as_i64() == Some(0);
+            // `message_type` is a name in webhooks and a number (0 = incoming, 1 = outgoing)
+            // in the API.
+            let kind = |name: &str, number: i64| {
+                matches!(&body["message_type"], Value::String(t) if t == name)
+                    || body["message_type"].as_i64() == Some(number)
+            };
             let private = body["private"].as_bool().unwrap_or(false);
             let sender = &body["sender"];
-            let from_contact = sender["type"]
-                .as_str()
-                .is_none_or(|t| t.eq_ignore_ascii_case("contact"));
-            if !incoming || private || !from_contact {
+            let sender_type = sender["type"].as_str().map(str::to_ascii_lowercase);
+            let from_contact = sender_type.as_deref().is_none_or(|t| t == "contact");
+            // A person of the team answering in Chatwoot (not the bot, whose answers come back
+            // as outgoing messages from an `agent_bot`).
+            let by_agent = kind("outgoing", 1) && sender_type.as_deref() == Some("user");
+            if private || !(kind("incoming", 0) && from_contact || by_agent) {
                 return Err(Ignored::NotFromCustomer);
             }
+            let contact = if by_agent {
+                &conversation["meta"]["sender"]
+            } else {
+                sender
+            };
             let conversation_id = int(&conversation["id"]).ok_or(Ignored::Event)?;
             let audio = body["attachments"]
                 .as_array()
@@ -158,12 +173,13 @@ pub fn interpret(
                 connection_id: connection.id,
                 conversation: conversation_id,
                 status: text(&conversation["status"]),
-                contact: int(&sender["id"]),
-                contact_name: text(&sender["name"]),
+                contact: int(&contact["id"]),
+                contact_name: text(&contact["name"]),
                 message: Some(InboundMessage {
                     id: int(&body["id"]),
                     content,
                     audio,
+                    by_agent: by_agent.then(|| text(&sender["name"]).unwrap_or_default()),
                 }),
             })
         }
@@ -325,8 +341,7 @@ mod tests {
         let c = connection();
         for (kind, sender, private) in [
             (json!("outgoing"), "agent_bot", false),
-            (json!("outgoing"), "user", false),
-            (json!(1), "user", false),
+            (json!("outgoing"), "user", true),
             (json!("activity"), "contact", false),
             (json!("template"), "contact", false),
             (json!("incoming"), "contact", true),
@@ -338,6 +353,20 @@ mod tests {
                 "{kind} {sender} {private}"
             );
         }
+    }
+
+    #[test]
+    fn a_team_members_answer_is_kept_for_the_transcript_never_answered() {
+        for kind in [json!("outgoing"), json!(1)] {
+            let mut body = message(kind, "user", false);
+            body["sender"]["name"] = json!("Rita");
+            body["conversation"]["meta"] = json!({ "sender": { "id": 42, "name": "Ana" } });
+            let inbound = interpret(&connection(), &body).unwrap();
+            assert_eq!(inbound.contact_name.as_deref(), Some("Ana"));
+            assert_eq!(inbound.message.unwrap().by_agent.as_deref(), Some("Rita"));
+        }
+        let customer = interpret(&connection(), &message(json!("incoming"), "contact", false));
+        assert_eq!(customer.unwrap().message.unwrap().by_agent, None);
     }
 
     #[test]
