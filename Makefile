@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/frontend/node_modules/.bin:$(PATH)
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat bench-chat-profile eval fmt lint clean
+.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat bench-chat-profile bench-chatwoot eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
@@ -105,6 +105,10 @@ bench-knowledge: models build
 # answering at once, 50 concurrent conversations), on SQLite and on PostgreSQL.
 bench-chat: build
 	server/bench/chat.sh $(TARGET_DIR)/release/server
+
+# Chatwoot webhooks: acknowledgement latency at 200/s while their turns run, both databases.
+bench-chatwoot: build
+	server/bench/chatwoot.sh $(TARGET_DIR)/release/server
 
 # The server's CPU per chat turn split by stage (perf record of `bench chat` on SQLite).
 bench-chat-profile: build

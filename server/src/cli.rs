@@ -104,6 +104,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         turns: usize,
     },
+    /// Chatwoot webhooks: acknowledgement latency at a steady rate while the turns they start
+    /// run in the same process (fake LLM and fake Chatwoot on loopback, scratch database)
+    Chatwoot {
+        /// Signed webhooks sent
+        #[arg(long, default_value_t = 1000)]
+        webhooks: usize,
+        /// Webhooks per second
+        #[arg(long, default_value_t = 200)]
+        rate: usize,
+        /// Chatwoot conversations they are spread over
+        #[arg(long, default_value_t = 50)]
+        conversations: usize,
+    },
     /// Queue throughput (no-op jobs per second) and enqueue-to-start latency at idle
     Jobs {
         /// No-op jobs to drain for the throughput figure
@@ -265,6 +278,13 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             conversations,
             turns,
         }) => crate::agents::bench::run(&config, conversations, turns).await,
+        Command::Bench(BenchCommand::Chatwoot {
+            webhooks,
+            rate,
+            conversations,
+        }) => {
+            crate::integrations::chatwoot::bench::run(&config, webhooks, rate, conversations).await
+        }
         Command::Bench(BenchCommand::Jobs { count, samples }) => {
             crate::jobs::bench::run(&config, count, samples).await
         }

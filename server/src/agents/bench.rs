@@ -63,15 +63,34 @@ pub async fn run(config: &Config, conversations: usize, turns: usize) -> anyhow:
     outcome
 }
 
-async fn measure(
+/// The app serving on loopback for a benchmark: a scratch database and folder, no rate limits,
+/// the fake LLM, and a tenant with an all-scopes key.
+pub struct ScratchApp {
+    pub base: String,
+    pub services: app::services::Services,
+    pub db: sea_orm::DatabaseConnection,
+    pub tenant: uuid::Uuid,
+    pub key: String,
+    /// "SQLite" or "PostgreSQL".
+    pub backend: &'static str,
+    folder: std::path::PathBuf,
+}
+
+impl Drop for ScratchApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// Starts the app for a benchmark named `name`; `adjust` changes the configuration first.
+pub async fn scratch_app(
     config: &Config,
-    conversations: usize,
-    turns: usize,
-    load: &tokio::runtime::Handle,
-) -> anyhow::Result<()> {
-    let fake = load.spawn(FakeLlm::start()).await??;
+    name: &str,
+    fake: &FakeLlm,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<ScratchApp> {
     let folder =
-        std::env::temp_dir().join(format!("agent-platform-chat-{}", Uuid::now_v7().simple()));
+        std::env::temp_dir().join(format!("agent-platform-{name}-{}", Uuid::now_v7().simple()));
     std::fs::create_dir_all(&folder)?;
     let mut config = config.clone();
     if config.is_sqlite() {
@@ -93,6 +112,7 @@ async fn measure(
     config.llm.base_url = Some(fake.base_url.clone());
     config.llm.chat_model = crate::llm::fake::CHAT_MODEL.into();
     config.llm.router_model = crate::llm::fake::ROUTER_MODEL.into();
+    adjust(&mut config);
     let backend = if config.is_sqlite() {
         "SQLite"
     } else {
@@ -119,6 +139,26 @@ async fn measure(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .secret;
+    Ok(ScratchApp {
+        base,
+        services,
+        db,
+        tenant: tenant.id,
+        key,
+        backend,
+        folder,
+    })
+}
+
+async fn measure(
+    config: &Config,
+    conversations: usize,
+    turns: usize,
+    load: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let fake = load.spawn(FakeLlm::start()).await??;
+    let scratch = scratch_app(config, "chat", &fake, |_| {}).await?;
+    let (base, key, backend) = (scratch.base.clone(), scratch.key.clone(), scratch.backend);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(conversations * 2)
         .build()?;
@@ -216,6 +256,6 @@ async fn measure(
             l1 - l0,
         );
     }
-    let _ = std::fs::remove_dir_all(&folder);
+    drop(scratch);
     Ok(())
 }

@@ -830,7 +830,6 @@ async fn a_burst_of_webhooks_is_acknowledged_before_the_turns_run() {
             let (app, hook, secret) = (app.clone(), hook.clone(), secret.clone());
             sent.push(tokio::spawn(async move {
                 let body = customer_says(100 + i % 40, "pending", &format!("Question {i}"));
-                let at = Instant::now();
                 let r = deliver_at(
                     &app,
                     &hook,
@@ -840,25 +839,18 @@ async fn a_burst_of_webhooks_is_acknowledged_before_the_turns_run() {
                     &body,
                 )
                 .await;
-                (r.status(), at.elapsed())
+                r.status()
             }));
             tokio::time::sleep_until((started + Duration::from_millis(5 * (i as u64 + 1))).into())
                 .await;
         }
-        let mut took = Vec::new();
+        // (`server bench chatwoot` measures how fast.)
         for s in sent {
-            let (status, elapsed) = s.await.unwrap();
-            assert_eq!(status, 200);
-            took.push(elapsed);
+            assert_eq!(s.await.unwrap(), 200);
         }
-        took.sort();
-        let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
-        println!(
-            "chatwoot webhook acknowledgement ({backend:?}, debug build, 200 at 200/s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            at(0.5).as_secs_f64() * 1000.0,
-            at(0.99).as_secs_f64() * 1000.0,
-            took.last().unwrap().as_secs_f64() * 1000.0
-        );
+        // 200 turns of two 50 ms calls, 8 at a time, take at least 2.5 s; the webhooks were
+        // all sent in 1 s and answered without waiting for them.
+        assert!(chatwoot.calls().len() < 200);
         assert_eq!(jobs_of(&app, f.tenant_id, "chatwoot.event").await, 200);
         // Answered after the acknowledgements, every one of them.
         let calls = chatwoot.wait_for(200).await;

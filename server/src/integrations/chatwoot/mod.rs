@@ -11,6 +11,7 @@
 //! itself. While a person owns the conversation (Chatwoot status `open`) the bot stays silent;
 //! when it goes back to `pending` the bot answers again.
 
+pub mod bench;
 pub mod client;
 pub mod hook;
 pub mod job;
