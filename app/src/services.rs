@@ -151,6 +151,17 @@ pub struct Services {
     pub email: Arc<dyn EmailSettingsService>,
     pub bookings: Arc<dyn BookingService>,
     pub chatwoot: Arc<dyn ChatwootService>,
+    pub google: Arc<dyn GoogleCalendarService>,
+}
+
+/// The tenant's Google Calendar connection (`integrations:read` / `integrations:write`). It is
+/// made by the OAuth flow in the browser, not here.
+#[async_trait::async_trait]
+pub trait GoogleCalendarService: Send + Sync {
+    /// The connection, or `not_found` when there is none.
+    async fn get_google_calendar(&self, access: &Access) -> Result<GoogleCalendar, AppError>;
+    /// Revokes the grant at Google and deletes the tokens.
+    async fn disconnect_google_calendar(&self, access: &Access) -> Result<(), AppError>;
 }
 
 /// The tenant's Chatwoot inbox as a channel (`integrations:read` / `integrations:write`):

@@ -17,6 +17,7 @@ mod m20261206_000012_webhooks;
 mod m20261206_000013_email_settings;
 mod m20261206_000014_booking_status;
 mod m20261207_000015_chatwoot;
+mod m20261207_000016_google;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_email_settings::Migration),
             Box::new(m20261206_000014_booking_status::Migration),
             Box::new(m20261207_000015_chatwoot::Migration),
+            Box::new(m20261207_000016_google::Migration),
         ]
     }
 }

@@ -10,7 +10,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-const KEYS: [&str; 71] = [
+const KEYS: [&str; 77] = [
     "LEPTOS_SITE_ADDR",
     "LEPTOS_SITE_ROOT",
     "DATA_DIR",
@@ -82,6 +82,12 @@ const KEYS: [&str; 71] = [
     "TRANSCRIBE_MODEL",
     "TRANSCRIBE_API_KEY",
     "TRANSCRIBE_TIMEOUT_SECS",
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "GOOGLE_AUTH_URL",
+    "GOOGLE_TOKEN_URL",
+    "GOOGLE_REVOKE_URL",
+    "GOOGLE_API_URL",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +171,12 @@ struct Raw {
     transcribe_model: String,
     transcribe_api_key: Option<String>,
     transcribe_timeout_secs: u64,
+    google_client_id: Option<String>,
+    google_client_secret: Option<String>,
+    google_auth_url: String,
+    google_token_url: String,
+    google_revoke_url: String,
+    google_api_url: String,
 }
 
 impl Default for Raw {
@@ -240,6 +252,12 @@ impl Default for Raw {
             transcribe_model: "whisper-1".into(),
             transcribe_api_key: None,
             transcribe_timeout_secs: 120,
+            google_client_id: None,
+            google_client_secret: None,
+            google_auth_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
+            google_token_url: "https://oauth2.googleapis.com/token".into(),
+            google_revoke_url: "https://oauth2.googleapis.com/revoke".into(),
+            google_api_url: "https://www.googleapis.com".into(),
             secrets_keys: None,
         }
     }
@@ -302,6 +320,10 @@ pub struct Config {
     /// API base such as `https://api.openai.com/v1`; `TRANSCRIBE_MODEL`, `TRANSCRIBE_API_KEY`,
     /// `TRANSCRIBE_TIMEOUT_SECS`); none without a URL.
     pub transcribe: Option<crate::llm::transcribe::TranscribeConfig>,
+    /// The platform's Google OAuth client (`GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET`) and
+    /// Google's endpoints (`GOOGLE_AUTH_URL`, `GOOGLE_TOKEN_URL`, `GOOGLE_REVOKE_URL`,
+    /// `GOOGLE_API_URL`; tests point them at a fake); none without a client id.
+    pub google: Option<crate::integrations::google::GoogleConfig>,
     /// Keys encrypting stored secrets (`SECRETS_KEYS`: `id:base64,…`, the first encrypts);
     /// `DATA_DIR/secrets.key` when unset ([`crate::secrets::KeyRing::load`]).
     pub secrets_keys: Option<crate::secrets::KeyRing>,
@@ -549,6 +571,25 @@ impl Raw {
             }),
             None => None,
         };
+        let google = match (
+            non_empty(self.google_client_id),
+            non_empty(self.google_client_secret),
+        ) {
+            (Some(client_id), Some(secret)) => Some(crate::integrations::google::GoogleConfig {
+                client_id,
+                client_secret: SecretString::from(secret),
+                auth_url: api_url("GOOGLE_AUTH_URL", self.google_auth_url)?,
+                token_url: api_url("GOOGLE_TOKEN_URL", self.google_token_url)?,
+                revoke_url: api_url("GOOGLE_REVOKE_URL", self.google_revoke_url)?,
+                api_url: api_url("GOOGLE_API_URL", self.google_api_url)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET go together".into(),
+                ))
+            }
+        };
         let secrets_keys = non_empty(self.secrets_keys)
             .map(|text| {
                 crate::secrets::KeyRing::parse(&text)
@@ -685,6 +726,7 @@ impl Raw {
             smtp,
             email_apis,
             transcribe,
+            google,
             secrets_keys,
         })
     }

@@ -384,6 +384,7 @@ pub async fn rotate_all(
     rotation.add(crate::integrations::webhooks::rotate(db, keys).await?);
     rotation.add(crate::integrations::email_providers::rotate(db, keys).await?);
     rotation.add(crate::integrations::chatwoot::rotate(db, keys).await?);
+    rotation.add(crate::integrations::google::rotate(db, keys).await?);
     Ok(rotation)
 }
 

@@ -23,6 +23,7 @@ use crate::integrations::calendar::{BuiltInCalendar, Calendar};
 use crate::integrations::chatwoot::service::ChatwootServiceImpl;
 use crate::integrations::email::{self, EmailQueue, Mailer};
 use crate::integrations::email_providers::{EmailProviders, EmailSettingsServiceImpl};
+use crate::integrations::google::{GoogleOAuth, GoogleServiceImpl};
 use crate::integrations::webhooks::service::WebhookServiceImpl;
 use crate::jobs::{self, service::JobServiceImpl, Worker};
 use crate::kv::Kv;
@@ -179,6 +180,18 @@ impl Application {
             &secret_keys,
             mailer.is_some(),
         )?;
+        let google = match &config.google {
+            Some(google) => Some(Arc::new(
+                GoogleOAuth::new(
+                    google,
+                    &config.console_url(),
+                    db.clone(),
+                    secret_keys.clone(),
+                )
+                .context("preparing the Google client (GOOGLE_*)")?,
+            )),
+            None => None,
+        };
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(
                 db.clone(),
@@ -209,6 +222,7 @@ impl Application {
                 config.knowledge.fetch_allow_private,
             )),
             bookings: Arc::new(BookingServiceImpl::new(db.clone(), calendar)),
+            google: Arc::new(GoogleServiceImpl::new(db.clone(), google.clone())),
             chatwoot: Arc::new(ChatwootServiceImpl::new(
                 db.clone(),
                 secret_keys.clone(),
@@ -246,6 +260,7 @@ impl Application {
             knowledge,
             secret_keys,
             visitors,
+            google,
         };
         crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);

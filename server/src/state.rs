@@ -25,6 +25,8 @@ pub struct AppState {
     pub secret_keys: crate::secrets::KeyRing,
     /// What chat-widget visitors reach: their sessions and their own conversations.
     pub visitors: Arc<crate::widget::Visitors>,
+    /// Connecting tenants' Google Calendars (`GOOGLE_CLIENT_ID`); none without it.
+    pub google: Option<Arc<crate::integrations::google::GoogleOAuth>>,
 }
 
 impl AppState {

@@ -798,3 +798,6 @@ pub use bookings::*;
 
 mod chatwoot;
 pub use chatwoot::*;
+
+mod google;
+pub use google::*;

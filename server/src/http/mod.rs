@@ -37,6 +37,7 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
             move || app::shell(options.clone()),
         )
         .merge(auth::console_routes())
+        .merge(crate::integrations::google::routes::routes())
         .merge(crate::api::v1::knowledge::console_routes(
             state.upload_limit(),
         ))

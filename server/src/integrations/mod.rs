@@ -4,6 +4,7 @@
 //! - [`chatwoot`]: a Chatwoot inbox as a channel (agent bot webhooks in, replies out).
 //! - [`email`]: outgoing mail over SMTP (the agents' `send_email` tool, delivered by a job).
 //! - [`email_providers`]: tenants' own SendGrid or Mailgun accounts, over HTTP.
+//! - [`google`]: tenants' Google Calendar, connected over OAuth.
 //! - [`webhooks`]: signed POSTs of the tenant's events to the endpoints it subscribed.
 
 pub mod bookings;
@@ -11,4 +12,5 @@ pub mod calendar;
 pub mod chatwoot;
 pub mod email;
 pub mod email_providers;
+pub mod google;
 pub mod webhooks;

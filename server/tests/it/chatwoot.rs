@@ -68,9 +68,7 @@ impl FakeChatwoot {
             )
             .route("/storage/{file}", get(audio))
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        fake.addr = Some(listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        fake.addr = Some(serve_fake(app).await);
         fake
     }
 

@@ -449,3 +449,13 @@ impl TestApp {
             .collect()
     }
 }
+
+/// Serves `router` (a fake of an outside service) on a free loopback port.
+pub async fn serve_fake(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}

@@ -17,6 +17,7 @@ mod console;
 mod conversations;
 mod email;
 mod email_providers;
+mod google;
 mod invitations;
 mod isolation;
 mod jobs;

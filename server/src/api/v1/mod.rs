@@ -8,6 +8,7 @@ mod chatwoot;
 pub mod conversations;
 mod docs;
 mod email_settings;
+mod google_calendar;
 mod jobs;
 pub mod knowledge;
 mod llm_settings;
@@ -116,6 +117,8 @@ use crate::state::AppState;
         chatwoot::save_chatwoot,
         chatwoot::rotate_chatwoot_secret,
         chatwoot::delete_chatwoot,
+        google_calendar::get_google_calendar,
+        google_calendar::disconnect_google_calendar,
         crate::integrations::chatwoot::hook::receive_chatwoot_event,
         crate::widget::api::start_session,
         crate::widget::api::refresh_session,
@@ -153,6 +156,7 @@ use crate::state::AppState;
         (name = "widget", description = "What the chat widget calls as a visitor (visitor tokens, not API keys)"),
         (name = "email", description = "Who sends the tenant's email: the platform's relay, or its own SendGrid or Mailgun"),
         (name = "bookings", description = "Appointments: what the agents booked and what the business books, moves and cancels"),
+        (name = "google-calendar", description = "The tenant's Google Calendar, connected over OAuth in the console"),
         (name = "chatwoot", description = "A Chatwoot inbox as a channel: the agents answer its customers through an agent bot"),
         (name = "webhooks", description = "Signed POSTs of the tenant's events to its endpoints, with a delivery log and replay"),
     )
@@ -197,6 +201,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(webhooks::routes())
         .merge(bookings::routes())
         .merge(chatwoot::routes())
+        .merge(google_calendar::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
