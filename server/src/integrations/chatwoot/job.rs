@@ -415,8 +415,15 @@ impl JobHandler for ChatwootEvent {
             let content = self.words(message).await?;
             if content.is_empty() {
                 if !message.audio.is_empty() && status == ConversationStatus::Bot {
+                    let why = if self.transcriber.is_some() {
+                        "it could not be downloaded"
+                    } else {
+                        "no transcription service is configured (TRANSCRIBE_URL)"
+                    };
                     actions.push(Action::Note {
-                        content: "A voice message arrived, but no transcription service is configured (TRANSCRIBE_URL), so the bot could not answer it.".into(),
+                        content: format!(
+                            "A voice message arrived, but {why}, so the bot could not answer it."
+                        ),
                     });
                 }
             } else {
