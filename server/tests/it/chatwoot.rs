@@ -248,6 +248,15 @@ async fn chatwoot_conversations(app: &TestApp, key: &str) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
+fn last_message(detail: &Value) -> Value {
+    detail["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
 async fn transcript(app: &TestApp, key: &str, id: &str) -> Value {
     json(
         app.get(&format!("/api/v1/conversations/{id}"), key).await,
@@ -387,12 +396,7 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
         assert_eq!(chatwoot.calls().len(), 1);
         let detail = transcript(&app, &f.key, &ours).await;
         assert_eq!(detail["conversation"]["status"], "human");
-        let last = detail["messages"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .clone();
+        let last = last_message(&detail);
         assert_eq!(last["role"], "operator");
         assert_eq!(last["content"], "Rita here, we also open on Sundays.");
 
@@ -457,12 +461,7 @@ async fn the_agents_answer_a_chatwoot_inbox_hand_over_to_people_and_hear_voice_n
         assert_eq!(chatwoot.calls().len(), 4);
         let detail = transcript(&app, &f.key, &ours).await;
         assert_eq!(detail["conversation"]["status"], "human");
-        let last = detail["messages"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .clone();
+        let last = last_message(&detail);
         assert_eq!(
             (last["role"].as_str(), last["content"].as_str()),
             (Some("user"), Some("Hello, anyone?"))

@@ -255,16 +255,17 @@ impl GoogleOAuth {
                 "the connection took longer than 10 minutes; connect again",
             ));
         }
-        let same_person = access.is_some_and(|a| {
-            a.tenant_id == row.tenant_id
-                && matches!(&a.actor, Actor::User { id, .. } if *id == row.user_id)
-        });
-        if !same_person {
-            return Err(refusal(
-                "wrong_user",
-                "this connection was started by someone else (or in another tenant); connect again yourself",
-            ));
-        }
+        let access = access
+            .filter(|a| {
+                a.tenant_id == row.tenant_id
+                    && matches!(&a.actor, Actor::User { id, .. } if *id == row.user_id)
+            })
+            .ok_or_else(|| {
+                refusal(
+                    "wrong_user",
+                    "this connection was started by someone else (or in another tenant); connect again yourself",
+                )
+            })?;
         let same_session = session.is_some_and(|s| {
             constant_time_eq(sha256_hex(s).as_bytes(), row.session_hash.as_bytes())
         });
@@ -274,7 +275,6 @@ impl GoogleOAuth {
                 "this connection was started in another sign-in; connect again",
             ));
         }
-        let access = access.ok_or_else(|| refusal("wrong_user", stale))?;
         if let Some(error) = callback.error {
             let error: String = error.chars().take(100).collect();
             return Err(refusal(
