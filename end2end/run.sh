@@ -10,6 +10,11 @@ DATA_DIR="$(mktemp -d)"
 # The widget test's fake LLM provider listens on loopback, which tenants' endpoints may not use
 # unless FETCH_ALLOW_PRIVATE is set.
 export DATA_DIR LEPTOS_SITE_ADDR="127.0.0.1:$PORT" DATABASE_URL="" LOGIN_ATTEMPTS_PER_MINUTE=100 FETCH_ALLOW_PRIVATE=true
+# The platform's Google client points at the fake Google the console test starts on this port.
+export E2E_GOOGLE_PORT="${E2E_GOOGLE_PORT:-3919}"
+export GOOGLE_CLIENT_ID=e2e-client GOOGLE_CLIENT_SECRET=e2e-secret \
+  GOOGLE_AUTH_URL="http://127.0.0.1:$E2E_GOOGLE_PORT/auth" GOOGLE_TOKEN_URL="http://127.0.0.1:$E2E_GOOGLE_PORT/token" \
+  GOOGLE_REVOKE_URL="http://127.0.0.1:$E2E_GOOGLE_PORT/revoke" GOOGLE_API_URL="http://127.0.0.1:$E2E_GOOGLE_PORT"
 # The model `make models` fetched, as `make run` uses it (the scratch data dir has none).
 export EMBEDDING_MODEL_DIR="${EMBEDDING_MODEL_DIR:-$PWD/data/models/all-MiniLM-L6-v2}"
 "$SERVER_BIN" serve > "$DATA_DIR/server.log" 2>&1 &

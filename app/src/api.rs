@@ -572,6 +572,36 @@ pub async fn reset_email_settings() -> Result<EmailSettings, AppError> {
         .await
 }
 
+/// The Google Calendar panel: whether the platform can connect one, and the connection.
+#[server(prefix = "/_fn", endpoint = "get_google_calendar")]
+pub async fn get_google_calendar() -> Result<GooglePanel, AppError> {
+    let google = use_services()?.google;
+    let connection = match google.get_google_calendar(&console_access()?).await {
+        Err(AppError::NotFound(_)) => None,
+        other => Some(other?),
+    };
+    Ok(GooglePanel {
+        configured: google.configured(),
+        connection,
+    })
+}
+
+#[server(prefix = "/_fn", endpoint = "update_google_calendar")]
+pub async fn update_google_calendar(settings: GoogleSettings) -> Result<GoogleCalendar, AppError> {
+    use_services()?
+        .google
+        .update_google_calendar(&console_access()?, settings)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "disconnect_google_calendar")]
+pub async fn disconnect_google_calendar() -> Result<(), AppError> {
+    use_services()?
+        .google
+        .disconnect_google_calendar(&console_access()?)
+        .await
+}
+
 /// The Chatwoot connection; `None` when there is none.
 #[server(prefix = "/_fn", endpoint = "get_chatwoot")]
 pub async fn get_chatwoot() -> Result<Option<ChatwootConnection>, AppError> {

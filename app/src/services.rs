@@ -33,6 +33,10 @@ pub enum Actor {
         customer: String,
     },
     Cli,
+    /// The platform itself, doing a scheduled task for the tenant (e.g. `google-sync`).
+    System {
+        task: String,
+    },
 }
 
 impl Actor {
@@ -43,6 +47,7 @@ impl Actor {
             Actor::Visitor { id, .. } => format!("visitor:{id}"),
             Actor::Channel { channel, customer } => format!("{}:{customer}", channel.as_str()),
             Actor::Cli => "cli".to_string(),
+            Actor::System { task } => format!("system:{task}"),
         }
     }
 }
@@ -158,8 +163,16 @@ pub struct Services {
 /// made by the OAuth flow in the browser, not here.
 #[async_trait::async_trait]
 pub trait GoogleCalendarService: Send + Sync {
+    /// Whether the platform has a Google client, so tenants can connect.
+    fn configured(&self) -> bool;
     /// The connection, or `not_found` when there is none.
     async fn get_google_calendar(&self, access: &Access) -> Result<GoogleCalendar, AppError>;
+    /// Changes the tenant's choices (what the agents do while it needs reconnecting).
+    async fn update_google_calendar(
+        &self,
+        access: &Access,
+        settings: GoogleSettings,
+    ) -> Result<GoogleCalendar, AppError>;
     /// Revokes the grant at Google and deletes the tokens.
     async fn disconnect_google_calendar(&self, access: &Access) -> Result<(), AppError>;
 }

@@ -416,6 +416,120 @@ test("a booking is made, found in the week and the list, moved and cancelled", a
   await page.close();
 });
 
+// A fake Google on the port run.sh gave the server (GOOGLE_*_URL): the consent screen agrees at
+// once, the token endpoint swaps codes (and refresh tokens) for tokens, the Calendar API keeps
+// events in memory.
+function fakeGoogle() {
+  const events = new Map();
+  const revoked = [];
+  const reply = (res, status, body) =>
+    res.writeHead(status, { "content-type": "application/json" }).end(body === undefined ? "" : JSON.stringify(body));
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const url = new URL(req.url, "http://google");
+      const raw = Buffer.concat(chunks).toString();
+      if (url.pathname === "/auth") {
+        const back = new URL(url.searchParams.get("redirect_uri"));
+        back.searchParams.set("state", url.searchParams.get("state"));
+        back.searchParams.set("code", "4/e2e-code");
+        return res.writeHead(302, { location: back.toString() }).end();
+      }
+      if (url.pathname === "/token") {
+        return reply(res, 200, {
+          access_token: "ya29.e2e", expires_in: 3599, refresh_token: "1//e2e-refresh", token_type: "Bearer",
+          scope: "https://www.googleapis.com/auth/calendar.events https://www.googleapis.com/auth/calendar.freebusy",
+        });
+      }
+      if (url.pathname === "/revoke") {
+        revoked.push(new URLSearchParams(raw).get("token"));
+        return reply(res, 200, {});
+      }
+      if (req.headers.authorization !== "Bearer ya29.e2e") return reply(res, 401, { error: { code: 401 } });
+      if (url.pathname === "/calendar/v3/freeBusy") {
+        const body = JSON.parse(raw);
+        const busy = [...events.values()].filter((e) => e.status === "confirmed").map((e) => ({ start: e.start.dateTime, end: e.end.dateTime }));
+        return reply(res, 200, { calendars: { [body.items[0].id]: { busy } } });
+      }
+      const [, id] = url.pathname.match(/^\/calendar\/v3\/calendars\/[^/]+\/events(?:\/(.+))?$/) || [];
+      if (req.method === "POST") {
+        const event = { ...JSON.parse(raw), status: "confirmed", updated: new Date().toISOString() };
+        if (events.has(event.id)) return reply(res, 409, { error: { code: 409 } });
+        events.set(event.id, event);
+        return reply(res, 200, event);
+      }
+      if (req.method === "DELETE" && events.has(id)) {
+        events.get(id).status = "cancelled";
+        return reply(res, 204);
+      }
+      if (req.method === "GET") return reply(res, 200, { items: [], nextSyncToken: "sync-e2e" });
+      return reply(res, 404, { error: { code: 404 } });
+    });
+  });
+  return { server, events, revoked };
+}
+
+test("Google Calendar is connected over OAuth, takes a booking and its cancellation, and is disconnected", async (t) => {
+  const google = fakeGoogle();
+  await new Promise((resolve) => google.server.listen(Number(process.env.E2E_GOOGLE_PORT), "127.0.0.1", resolve));
+  google.server.unref();
+  t.after(() => google.server.close());
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  await page.goto(`${BASE}/integrations`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByText("Not connected: bookings are kept in the platform's own calendar.").waitFor();
+  // Through Google's consent screen and back.
+  await page.getByRole("button", { name: "Connect Google Calendar" }).click();
+  await page.waitForURL(/\/integrations\?google=connected/);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByText("Google Calendar connected: the agents book into it from now on.").waitFor();
+  await page.getByTestId("google-current").getByText("Connected", { exact: true }).waitFor();
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    mkdirSync(SHOTS, { recursive: true });
+    await page.locator("#google").screenshot({ path: `${SHOTS}/google-${width}.png` });
+  }
+  // A booking made on the Bookings page is an event in the calendar, with the customer as guest.
+  await page.goto(`${BASE}/bookings`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  const day = new Date();
+  day.setDate(day.getDate() + 3);
+  const ymd = `${day.getFullYear()}-${String(day.getMonth() + 1).padStart(2, "0")}-${String(day.getDate()).padStart(2, "0")}`;
+  await page.getByRole("button", { name: "Book an appointment" }).click();
+  await page.getByLabel("Starts (your business's local time)").fill(`${ymd}T09:00`);
+  await page.getByLabel("Customer's name").fill("Gus Calendar");
+  await page.getByLabel("Customer's email").fill("gus@example.com");
+  await page.getByRole("button", { name: "Book", exact: true }).click();
+  await page.getByText("Booked.").waitFor();
+  await page.getByRole("heading", { name: /^Gus Calendar · / }).waitFor();
+  await page.getByText("Google Calendar", { exact: true }).waitFor();
+  const reference = (await page.getByTestId("booking-reference").textContent()).trim();
+  const event = google.events.get(reference.replaceAll("-", ""));
+  assert.ok(event, "the booking is an event in Google Calendar");
+  assert.equal(event.attendees[0].email, "gus@example.com");
+  assert.equal(event.extendedProperties.private.platform_booking, reference);
+  // Cancelled here, deleted there.
+  await page.getByLabel("Reason (the customer reads it)").fill("Closed that day");
+  await page.getByRole("button", { name: "Cancel booking" }).click();
+  await page.getByText("Booking cancelled.").waitFor();
+  assert.equal(event.status, "cancelled");
+  // What the agents do while it needs reconnecting, then disconnecting (revoked at Google).
+  await page.goto(`${BASE}/integrations`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  const panel = page.locator("#google");
+  await panel.getByLabel("Tell customers that booking is not possible right now, and offer a person").check();
+  await panel.getByRole("button", { name: "Save", exact: true }).click();
+  await panel.getByText("Saved.", { exact: true }).waitFor();
+  await panel.getByRole("button", { name: "Disconnect" }).click();
+  await panel.getByRole("button", { name: "Yes, disconnect" }).click();
+  await page.getByText("Google Calendar disconnected; the platform's access is revoked.").waitFor();
+  assert.deepEqual(google.revoked, ["1//e2e-refresh"]);
+  await page.getByText("Not connected: bookings are kept in the platform's own calendar.").waitFor();
+  await page.close();
+});
+
 test("no page logged a hydration problem", () => {
   assert.deepEqual(hydrationProblems, []);
 });

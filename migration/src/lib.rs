@@ -18,6 +18,7 @@ mod m20261206_000013_email_settings;
 mod m20261206_000014_booking_status;
 mod m20261207_000015_chatwoot;
 mod m20261207_000016_google;
+mod m20261208_000017_google_calendar;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_booking_status::Migration),
             Box::new(m20261207_000015_chatwoot::Migration),
             Box::new(m20261207_000016_google::Migration),
+            Box::new(m20261208_000017_google_calendar::Migration),
         ]
     }
 }

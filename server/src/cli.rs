@@ -265,6 +265,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 &config,
                 &keys,
                 agents.conversations,
+                agents.google_sync,
             )?;
             let worker = crate::jobs::Worker::new(db, registry, config.jobs.clone());
             println!(

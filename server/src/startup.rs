@@ -23,6 +23,9 @@ use crate::integrations::calendar::{BuiltInCalendar, Calendar};
 use crate::integrations::chatwoot::service::ChatwootServiceImpl;
 use crate::integrations::email::{self, EmailQueue, Mailer};
 use crate::integrations::email_providers::{EmailProviders, EmailSettingsServiceImpl};
+use crate::integrations::google::api::GoogleApi;
+use crate::integrations::google::calendar::TenantCalendar;
+use crate::integrations::google::sync::GoogleSync;
 use crate::integrations::google::{GoogleOAuth, GoogleServiceImpl};
 use crate::integrations::webhooks::service::WebhookServiceImpl;
 use crate::jobs::{self, service::JobServiceImpl, Worker};
@@ -45,6 +48,7 @@ pub struct Application {
     email_providers: EmailProviders,
     /// The agents, for the channels' jobs in the same worker.
     conversations: Arc<ConversationServiceImpl>,
+    google_sync: GoogleSync,
 }
 
 /// The agents and what they use: what `server serve` and `server worker` both build.
@@ -54,6 +58,9 @@ pub struct Agents {
     pub calendar: Arc<dyn Calendar>,
     pub providers: Providers,
     pub live: Live,
+    /// The platform's Google client (`GOOGLE_CLIENT_ID`), for connecting tenants' calendars.
+    pub google: Option<Arc<GoogleOAuth>>,
+    pub google_sync: GoogleSync,
 }
 
 impl Agents {
@@ -75,7 +82,27 @@ impl Agents {
             config.knowledge.fetch_allow_private,
         );
         let live = Live::new(kv.clone());
-        let calendar: Arc<dyn Calendar> = Arc::new(BuiltInCalendar::new(db.clone(), can_email));
+        let google = match &config.google {
+            Some(google) => Some(Arc::new(
+                GoogleOAuth::new(google, &config.console_url(), db.clone(), keys.clone())
+                    .context("preparing the Google client (GOOGLE_*)")?,
+            )),
+            None => None,
+        };
+        let google_api = match (&google, &config.google) {
+            (Some(oauth), Some(settings)) => Some(
+                GoogleApi::new(oauth.clone(), &settings.api_url, config.circuit)
+                    .context("preparing the Google Calendar client")?,
+            ),
+            _ => None,
+        };
+        let built_in = Arc::new(BuiltInCalendar::new(db.clone(), can_email));
+        let calendar: Arc<dyn Calendar> = Arc::new(TenantCalendar::new(
+            db.clone(),
+            built_in.clone(),
+            google_api.clone(),
+        ));
+        let google_sync = GoogleSync::new(db.clone(), google_api, built_in);
         let runtime = Arc::new(agents::Runtime {
             llm: providers.clone(),
             knowledge: knowledge_service.clone(),
@@ -95,16 +122,20 @@ impl Agents {
             calendar,
             providers,
             live,
+            google,
+            google_sync,
         })
     }
 }
 
-/// The jobs of the channels (Chatwoot) added to `registry`: they run the agents' turns.
+/// The jobs of the channels (Chatwoot), which run the agents' turns, and of the calendar
+/// (Google's sync) added to `registry`.
 pub fn with_channels(
     registry: jobs::Registry,
     config: &Config,
     keys: &crate::secrets::KeyRing,
     conversations: Arc<ConversationServiceImpl>,
+    google_sync: GoogleSync,
 ) -> anyhow::Result<jobs::Registry> {
     use crate::integrations::chatwoot::{client::ChatwootApi, job};
     let allow_private = config.knowledge.fetch_allow_private;
@@ -113,6 +144,7 @@ pub fn with_channels(
         .clone()
         .map(|t| crate::llm::transcribe::Transcriber::new(t, config.circuit));
     Ok(registry
+        .with(google_sync)
         .with(job::ChatwootEvent::new(
             conversations,
             transcriber,
@@ -172,6 +204,8 @@ impl Application {
             calendar,
             providers,
             live,
+            google,
+            google_sync,
         } = Agents::build(
             &config,
             &db,
@@ -180,18 +214,6 @@ impl Application {
             &secret_keys,
             mailer.is_some(),
         )?;
-        let google = match &config.google {
-            Some(google) => Some(Arc::new(
-                GoogleOAuth::new(
-                    google,
-                    &config.console_url(),
-                    db.clone(),
-                    secret_keys.clone(),
-                )
-                .context("preparing the Google client (GOOGLE_*)")?,
-            )),
-            None => None,
-        };
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(
                 db.clone(),
@@ -271,6 +293,7 @@ impl Application {
             mailer,
             email_providers,
             conversations,
+            google_sync,
         })
     }
 
@@ -299,6 +322,7 @@ impl Application {
             &self.state.config,
             &self.state.secret_keys,
             self.conversations.clone(),
+            self.google_sync.clone(),
         )
         .map_err(std::io::Error::other)?;
         let worker = self.state.config.jobs_in_process.then(|| {

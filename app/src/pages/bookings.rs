@@ -14,7 +14,8 @@ use crate::api::{
     get_booking, get_email_settings, list_bookings, BookAppointment, CallOffBooking, MoveBooking,
 };
 use crate::types::{
-    Area, Booking, BookingQuery, BookingStatus, CancelBooking, CreateBooking, RescheduleBooking,
+    Area, Booking, BookingQuery, BookingStatus, CalendarProvider, CancelBooking, CreateBooking,
+    RescheduleBooking,
 };
 
 /// What a `datetime-local` input holds.
@@ -509,6 +510,11 @@ fn BookingDetail(
                 <dt>"Email"</dt><dd>{b.email.clone()}</dd>
                 {(!b.note.is_empty()).then(|| view! { <dt>"Note"</dt><dd>{b.note.clone()}</dd> })}
                 <dt>"Made by"</dt><dd>{format!("{} on {}", b.source.as_str(), fmt_time(&b.created_at))}</dd>
+                <dt>"Calendar"</dt>
+                <dd>{match b.provider {
+                    CalendarProvider::Google => "Google Calendar",
+                    CalendarProvider::BuiltIn => "The platform's own",
+                }}</dd>
                 <dt>"Reference"</dt><dd><code data-testid="booking-reference">{b.id.to_string()}</code></dd>
                 {b.conversation_id.map(|c| view! {
                     <dt>"Conversation"</dt>

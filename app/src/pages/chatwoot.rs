@@ -4,7 +4,9 @@
 
 use leptos::prelude::*;
 
-use super::widgets::{can_write, fmt_time, show_error, successes, use_me, ActionMessage};
+use super::widgets::{
+    can_write, fmt_time, show_error, successes, use_me, ActionMessage, ConfirmDisconnect,
+};
 use crate::api::{get_chatwoot, DeleteChatwoot, RotateChatwootSecret, SaveChatwoot};
 use crate::types::{Area, ChatwootConnection, ChatwootSettings};
 
@@ -92,7 +94,6 @@ fn ChatwootForm(
     let inbox = RwSignal::new(number(current.as_ref().map(|c| c.inbox_id)));
     let token = RwSignal::new(String::new());
     let enabled = RwSignal::new(current.as_ref().is_none_or(|c| c.enabled));
-    let confirming = RwSignal::new(false);
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let key = token.get_untracked();
@@ -160,24 +161,14 @@ fn ChatwootForm(
                         on:click=move |_| { rotate.dispatch(RotateChatwootSecret {}); }>
                         "New webhook secret"
                     </button>
-                    <Show
-                        when=move || confirming.get()
-                        fallback=move || view! {
-                            <button type="button" class="danger"
-                                disabled=move || !writable.get()
-                                on:click=move |_| confirming.set(true)>"Disconnect"</button>
-                        }
-                    >
-                        <span>"Disconnect Chatwoot? The bot stops answering; conversations stay."</span>
-                        <button type="button" class="danger"
-                            disabled=move || delete.pending().get()
-                            on:click=move |_| {
-                                confirming.set(false);
-                                delete.dispatch(DeleteChatwoot {});
-                            }>"Yes, disconnect"</button>
-                        <button type="button" class="secondary"
-                            on:click=move |_| confirming.set(false)>"Keep it"</button>
-                    </Show>
+                    <ConfirmDisconnect
+                        question="Disconnect Chatwoot? The bot stops answering; conversations stay."
+                        writable
+                        pending=delete.pending()
+                        on_confirm=Callback::new(move |()| {
+                            delete.dispatch(DeleteChatwoot {});
+                        })
+                    />
                 </Show>
             </div>
             <ActionMessage value=save.value() ok="Chatwoot settings saved."/>

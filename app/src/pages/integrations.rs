@@ -1,6 +1,6 @@
 //! Integrations: outgoing webhooks (endpoints, their events and signing secrets, a delivery log
-//! with replay), the same as `/api/v1/webhooks`; who sends email ([`EmailPanel`]); a Chatwoot
-//! inbox as a channel ([`ChatwootPanel`]). The other integrations are listed as coming.
+//! with replay), the same as `/api/v1/webhooks`; who sends email ([`EmailPanel`]); the tenant's
+//! Google Calendar ([`GooglePanel`]); a Chatwoot inbox as a channel ([`ChatwootPanel`]).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::chatwoot::ChatwootPanel;
 use super::email::EmailPanel;
+use super::google::GooglePanel;
 use super::widgets::{
     can_write, fmt_time, show_error, use_me, ActionMessage, Cursors, Pager, ReadOnlyNote,
 };
@@ -111,11 +112,8 @@ pub fn IntegrationsPage() -> impl IntoView {
             })}
         </Transition>
         <EmailPanel/>
+        <GooglePanel/>
         <ChatwootPanel/>
-        <h2>"Coming next"</h2>
-        <ul class="muted">
-            <li>"Google Calendar: agents book into your own calendar."</li>
-        </ul>
     }
 }
 

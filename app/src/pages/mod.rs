@@ -8,6 +8,7 @@ mod chat_widgets;
 mod chatwoot;
 mod conversations;
 mod email;
+mod google;
 mod integrations;
 mod invite;
 mod jobs;

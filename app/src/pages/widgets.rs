@@ -47,6 +47,37 @@ pub fn ActionMessage<T: Clone + Send + Sync + 'static>(
     }
 }
 
+/// A "Disconnect" button that asks first: `question` with "Yes, disconnect" and "Keep it".
+#[component]
+pub fn ConfirmDisconnect(
+    question: &'static str,
+    writable: Signal<bool>,
+    #[prop(into)] pending: Signal<bool>,
+    on_confirm: Callback<()>,
+) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    view! {
+        <Show
+            when=move || confirming.get()
+            fallback=move || view! {
+                <button type="button" class="danger"
+                    disabled=move || !writable.get()
+                    on:click=move |_| confirming.set(true)>"Disconnect"</button>
+            }
+        >
+            <span>{question}</span>
+            <button type="button" class="danger"
+                disabled=move || pending.get()
+                on:click=move |_| {
+                    confirming.set(false);
+                    on_confirm.run(());
+                }>"Yes, disconnect"</button>
+            <button type="button" class="secondary"
+                on:click=move |_| confirming.set(false)>"Keep it"</button>
+        </Show>
+    }
+}
+
 /// Shown instead of a write form to members whose role may only read `area`.
 #[component]
 pub fn ReadOnlyNote(area: Area) -> impl IntoView {

@@ -33,6 +33,16 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// The calendar that holds the booking.
+    CalendarProvider {
+        /// The platform's own calendar.
+        BuiltIn = "built_in",
+        /// The tenant's Google Calendar (an event with the customer as attendee).
+        Google = "google",
+    }
+}
+
 /// The shortest and longest appointment, in minutes.
 pub const BOOKING_MINUTES: (u32, u32) = (5, 720);
 
@@ -61,6 +71,8 @@ pub struct Booking {
     pub updated_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
+    /// The calendar that holds it.
+    pub provider: CalendarProvider,
 }
 
 /// Filters and cursor for listing bookings, by start time.

@@ -18,6 +18,31 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// What the agents do while the connection needs reconnecting.
+    CalendarFallback {
+        /// Book in the platform's built-in calendar (the bookings page shows them).
+        BuiltIn = "built_in",
+        /// Say they cannot book now, and offer a person.
+        Refuse = "refuse",
+    }
+}
+
+/// The tenant's choices for its Google Calendar connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct GoogleSettings {
+    pub fallback: CalendarFallback,
+}
+
+/// What the console's panel shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GooglePanel {
+    /// The platform has a Google client (`GOOGLE_CLIENT_ID`): tenants can connect.
+    pub configured: bool,
+    pub connection: Option<GoogleCalendar>,
+}
+
 /// The tenant's Google Calendar connection. Tokens are never returned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
@@ -29,6 +54,9 @@ pub struct GoogleCalendar {
     pub scopes: Vec<String>,
     pub connected_by: Option<Uuid>,
     pub last_error: Option<String>,
+    pub fallback: CalendarFallback,
+    /// The last incremental sync (every 15 minutes) that completed.
+    pub synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

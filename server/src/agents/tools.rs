@@ -737,6 +737,7 @@ fn caller_id(actor: &app::services::Actor) -> String {
         Actor::Visitor { id, .. } => format!("visitor:{id}"),
         Actor::Channel { channel, customer } => format!("{}:{customer}", channel.as_str()),
         Actor::Cli => "cli".into(),
+        Actor::System { task } => format!("system:{task}"),
     }
 }
 

@@ -87,7 +87,9 @@ async fn spend_access(
         Actor::ApiKey { id, .. } => format!("key:{id}:{}", class.name()),
         Actor::User { id, .. } => format!("user:{id}:{}", class.name()),
         // Visitors spend the widget's budgets (`widget::limits`), channels their own.
-        Actor::Visitor { .. } | Actor::Channel { .. } | Actor::Cli => return None,
+        Actor::Visitor { .. } | Actor::Channel { .. } | Actor::Cli | Actor::System { .. } => {
+            return None
+        }
     };
     let defaults = state.config.rate_limits;
     let limits = match known {

@@ -40,6 +40,7 @@ fn calendar_error(e: CalendarError) -> AppError {
         CalendarError::Cancelled => {
             AppError::Conflict("the booking is cancelled; book a new appointment instead".into())
         }
+        CalendarError::Unavailable(why) => AppError::Unavailable(why),
         CalendarError::Failed(e) => {
             tracing::error!(error = %e, "the calendar failed");
             AppError::Internal("the calendar failed; try again".into())

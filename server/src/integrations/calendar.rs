@@ -1,5 +1,7 @@
-//! Where appointments are booked. [`Calendar`] is the provider trait (Google Calendar will be
-//! another one); [`BuiltInCalendar`] keeps bookings in the database.
+//! Where appointments are booked. [`Calendar`] is the provider trait; [`BuiltInCalendar`] keeps
+//! bookings in the database, and `google::calendar::TenantCalendar` puts them in the tenant's
+//! Google Calendar when it is connected (recording them here all the same: the bookings table
+//! is the platform's record of every booking, whichever calendar holds it).
 //!
 //! Every change (booking, moving, cancelling) is one transaction: the row, its audit record,
 //! its webhook event and the customer's email job commit together or not at all. Two changes
@@ -21,7 +23,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use app::services::Access;
-use app::types::{Booking, BookingSource, BookingStatus, WebhookEvent};
+use app::types::{Booking, BookingSource, BookingStatus, CalendarProvider, WebhookEvent};
 
 use crate::integrations::email::{self, OutgoingEmail};
 use crate::integrations::webhooks::{self, Event};
@@ -41,6 +43,25 @@ pub struct NewBooking {
     pub notify: bool,
 }
 
+/// Where a new booking is held: its id, and the calendar with the event's id there.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub id: Uuid,
+    pub provider: CalendarProvider,
+    pub external_id: Option<String>,
+}
+
+impl Placement {
+    /// Only in the built-in calendar.
+    pub fn built_in() -> Placement {
+        Placement {
+            id: Uuid::now_v7(),
+            provider: CalendarProvider::BuiltIn,
+            external_id: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CalendarError {
     #[error("that time overlaps another booking")]
@@ -49,6 +70,10 @@ pub enum CalendarError {
     NotFound,
     #[error("the booking is cancelled; it cannot be changed")]
     Cancelled,
+    /// The tenant's calendar cannot be used now; the message says why, for the person or the
+    /// agent (e.g. Google Calendar needs reconnecting and the tenant chose not to fall back).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the calendar failed: {0}")]
     Failed(String),
 }
@@ -125,6 +150,7 @@ pub fn to_booking(m: bookings::Model, tz: Tz) -> Booking {
         updated_at: m.updated_at,
         cancelled_at: m.cancelled_at,
         cancel_reason: m.cancel_reason,
+        provider: CalendarProvider::parse(&m.provider).unwrap_or(CalendarProvider::BuiltIn),
     }
 }
 
@@ -195,7 +221,7 @@ async fn clashes(
 
 /// The booking's row in the tenant, for a change.
 async fn confirmed(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<bookings::Model, CalendarError> {
@@ -410,9 +436,56 @@ impl Calendar for BuiltInCalendar {
     }
 
     async fn book(&self, access: &Access, booking: NewBooking) -> Result<Booking, CalendarError> {
+        self.record_booking(access, booking, Placement::built_in())
+            .await
+    }
+
+    async fn reschedule(
+        &self,
+        access: &Access,
+        id: Uuid,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        notify: bool,
+    ) -> Result<Booking, CalendarError> {
+        self.record_move(access, id, (starts_at, ends_at), notify, true)
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        access: &Access,
+        id: Uuid,
+        reason: &str,
+        notify: bool,
+    ) -> Result<Booking, CalendarError> {
+        self.record_cancel(access, id, reason, notify, json!({}))
+            .await
+    }
+}
+
+/// The changes themselves, for this calendar and for the providers that record here what
+/// they did in theirs.
+impl BuiltInCalendar {
+    /// A confirmed booking of the tenant (cancelled: `Cancelled`).
+    pub async fn confirmed_row(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+    ) -> Result<bookings::Model, CalendarError> {
+        confirmed(&self.db, tenant, id).await
+    }
+
+    /// Records a new booking where `placement` says, unless it overlaps a confirmed one.
+    pub async fn record_booking(
+        &self,
+        access: &Access,
+        booking: NewBooking,
+        placement: Placement,
+    ) -> Result<Booking, CalendarError> {
         let tenant = access.tenant_id;
         let txn = begin(&self.db, tenant).await?;
-        let id = Uuid::now_v7();
+        let id = placement.id;
         let row = bookings::ActiveModel {
             id: Set(id),
             tenant_id: Set(tenant),
@@ -428,6 +501,8 @@ impl Calendar for BuiltInCalendar {
             updated_at: Set(None),
             cancelled_at: Set(None),
             cancel_reason: Set(None),
+            provider: Set(placement.provider.as_str().into()),
+            external_id: Set(placement.external_id),
         }
         .insert(&txn)
         .await
@@ -448,14 +523,17 @@ impl Calendar for BuiltInCalendar {
         Ok(saved)
     }
 
-    async fn reschedule(
+    /// Moves a confirmed booking to `to`; `check`: unless it overlaps another (a move made in
+    /// the provider's calendar is followed as it is).
+    pub async fn record_move(
         &self,
         access: &Access,
         id: Uuid,
-        starts_at: DateTime<Utc>,
-        ends_at: DateTime<Utc>,
+        to: (DateTime<Utc>, DateTime<Utc>),
         notify: bool,
+        check: bool,
     ) -> Result<Booking, CalendarError> {
+        let (starts_at, ends_at) = to;
         let tenant = access.tenant_id;
         let txn = begin(&self.db, tenant).await?;
         let row = confirmed(&txn, tenant, id).await?;
@@ -466,7 +544,7 @@ impl Calendar for BuiltInCalendar {
         active.ends_at = Set(ends_at);
         active.updated_at = Set(Some(Utc::now()));
         let row = active.update(&txn).await.map_err(failed)?;
-        if clashes(&txn, tenant, starts_at, ends_at, id).await? {
+        if check && clashes(&txn, tenant, starts_at, ends_at, id).await? {
             txn.rollback().await.map_err(failed)?;
             return Err(CalendarError::Conflict);
         }
@@ -484,12 +562,14 @@ impl Calendar for BuiltInCalendar {
         Ok(saved)
     }
 
-    async fn cancel(
+    /// Cancels a confirmed booking; `extra` goes into its audit entry and webhook event.
+    pub async fn record_cancel(
         &self,
         access: &Access,
         id: Uuid,
         reason: &str,
         notify: bool,
+        extra: serde_json::Value,
     ) -> Result<Booking, CalendarError> {
         let tenant = access.tenant_id;
         let txn = begin(&self.db, tenant).await?;
@@ -507,7 +587,7 @@ impl Calendar for BuiltInCalendar {
         let effects = Effects {
             action: "booking.cancel",
             event: WebhookEvent::BookingCancelled,
-            extra: json!({}),
+            extra,
             email: notify.then(|| cancellation(&company, &saved)),
         };
         self.finish(txn, access, &saved, effects).await?;
@@ -542,6 +622,8 @@ mod tests {
                 updated_at: None,
                 cancelled_at: None,
                 cancel_reason: Some("  ".into()),
+                provider: "built_in".into(),
+                external_id: None,
             },
             tz,
         )

@@ -21,6 +21,10 @@ pub struct Model {
     pub updated_at: Option<DateTimeUtc>,
     pub cancelled_at: Option<DateTimeUtc>,
     pub cancel_reason: Option<String>,
+    /// The calendar that holds it: `built_in` or `google` (`app::types::CalendarProvider`).
+    pub provider: String,
+    /// The event's id in that calendar (Google: the id we chose when creating it).
+    pub external_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,15 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// While it needs reconnecting: `built_in` (book in the built-in calendar) or `refuse`
+    /// (`app::types::CalendarFallback`).
+    pub fallback: String,
+    /// Google's `nextSyncToken` of the last incremental sync.
+    pub sync_token: Option<String>,
+    pub synced_at: Option<DateTimeUtc>,
+    /// Who refreshes the access token now, and until when (one refresh at a time).
+    pub lease_until: Option<DateTimeUtc>,
+    pub lease_holder: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -158,6 +158,16 @@ pub fn cli_access(tenant_id: Uuid) -> app::services::Access {
     }
 }
 
+/// Full access to one tenant for a scheduled task of the platform (audited as `system:{task}`).
+pub fn system_access(tenant_id: Uuid, task: &str) -> app::services::Access {
+    app::services::Access {
+        actor: app::services::Actor::System {
+            task: task.to_string(),
+        },
+        ..cli_access(tenant_id)
+    }
+}
+
 /// A tenant's own rate limits (empty when it uses the defaults).
 pub async fn rate_limits(
     db: &DatabaseConnection,

@@ -58,7 +58,9 @@ impl TenancyServiceImpl {
         Ok(match &access.actor {
             Actor::User { id, .. } => Some(*id),
             Actor::ApiKey { id, .. } => self.api_key_model(access, *id).await?.owner_user_id,
-            Actor::Visitor { .. } | Actor::Channel { .. } | Actor::Cli => None,
+            Actor::Visitor { .. } | Actor::Channel { .. } | Actor::Cli | Actor::System { .. } => {
+                None
+            }
         })
     }
 

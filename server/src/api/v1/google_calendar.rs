@@ -7,16 +7,18 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use app::types::GoogleCalendar;
+use app::types::{GoogleCalendar, GoogleSettings};
 
 use crate::auth::ApiAccess;
-use crate::http::error::{ApiResult, Problem};
+use crate::http::error::{ApiJson, ApiResult, Problem};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(
         "/api/v1/google-calendar",
-        get(get_google_calendar).delete(disconnect_google_calendar),
+        get(get_google_calendar)
+            .patch(update_google_calendar)
+            .delete(disconnect_google_calendar),
     )
 }
 
@@ -33,6 +35,30 @@ pub async fn get_google_calendar(
     ApiAccess(a): ApiAccess,
 ) -> ApiResult<Json<GoogleCalendar>> {
     Ok(Json(s.services.google.get_google_calendar(&a).await?))
+}
+
+/// Changes what the agents do while the connection needs reconnecting: book in the built-in
+/// calendar (`built_in`) or say they cannot book now (`refuse`).
+#[utoipa::path(patch, path = "/api/v1/google-calendar", tag = "google-calendar",
+    request_body = GoogleSettings,
+    responses(
+        (status = 200, body = GoogleCalendar),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_google_calendar(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiJson(settings): ApiJson<GoogleSettings>,
+) -> ApiResult<Json<GoogleCalendar>> {
+    Ok(Json(
+        s.services
+            .google
+            .update_google_calendar(&a, settings)
+            .await?,
+    ))
 }
 
 /// Disconnects: the grant is revoked at Google and the tokens are deleted.

@@ -118,6 +118,7 @@ use crate::state::AppState;
         chatwoot::rotate_chatwoot_secret,
         chatwoot::delete_chatwoot,
         google_calendar::get_google_calendar,
+        google_calendar::update_google_calendar,
         google_calendar::disconnect_google_calendar,
         crate::integrations::chatwoot::hook::receive_chatwoot_event,
         crate::widget::api::start_session,

@@ -12,7 +12,10 @@
 //! sealed with the key ring, bound to the tenant, and rotate with it. Disconnecting revokes
 //! the grant at Google and deletes the tokens.
 
+pub mod api;
+pub mod calendar;
 pub mod routes;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ use sha2::Digest;
 
 use app::error::AppError;
 use app::services::{Access, Actor, GoogleCalendarService};
-use app::types::{Area, GoogleCalendar, GoogleStatus, Level};
+use app::types::{Area, CalendarFallback, GoogleCalendar, GoogleSettings, GoogleStatus, Level};
 
 use crate::auth::api_key::{constant_time_eq, hex};
 use crate::secrets::{self, aad, KeyRing, Rotation};
@@ -380,6 +383,11 @@ impl GoogleOAuth {
             last_error: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            fallback: Set(CalendarFallback::BuiltIn.as_str().into()),
+            sync_token: Set(None),
+            synced_at: Set(None),
+            lease_until: Set(None),
+            lease_holder: Set(None),
         };
         let txn = self.db.begin().await.map_err(db_error)?;
         google_connections::Entity::insert(row)
@@ -394,6 +402,10 @@ impl GoogleOAuth {
                         google_connections::Column::Status,
                         google_connections::Column::LastError,
                         google_connections::Column::UpdatedAt,
+                        // A new grant may see another account: the next sync lists everything.
+                        google_connections::Column::SyncToken,
+                        google_connections::Column::LeaseUntil,
+                        google_connections::Column::LeaseHolder,
                     ])
                     .to_owned(),
             )
@@ -405,6 +417,7 @@ impl GoogleOAuth {
             .write(&txn)
             .await
             .map_err(db_error)?;
+        sync::start(&txn, tenant).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(())
     }
@@ -443,6 +456,8 @@ fn to_calendar(m: google_connections::Model) -> GoogleCalendar {
         scopes: m.scopes.split_whitespace().map(String::from).collect(),
         connected_by: m.connected_by,
         last_error: m.last_error,
+        fallback: CalendarFallback::parse(&m.fallback).unwrap_or(CalendarFallback::BuiltIn),
+        synced_at: m.synced_at,
         created_at: m.created_at,
         updated_at: m.updated_at,
     }
@@ -472,9 +487,34 @@ impl GoogleServiceImpl {
 
 #[async_trait::async_trait]
 impl GoogleCalendarService for GoogleServiceImpl {
+    fn configured(&self) -> bool {
+        self.oauth.is_some()
+    }
+
     async fn get_google_calendar(&self, access: &Access) -> Result<GoogleCalendar, AppError> {
         access.require(Area::Integrations, Level::Read)?;
         Ok(to_calendar(self.row(access).await?))
+    }
+
+    async fn update_google_calendar(
+        &self,
+        access: &Access,
+        settings: GoogleSettings,
+    ) -> Result<GoogleCalendar, AppError> {
+        access.require(Area::Integrations, Level::Write)?;
+        let row = self.row(access).await?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut active: google_connections::ActiveModel = row.into();
+        active.fallback = Set(settings.fallback.as_str().into());
+        active.updated_at = Set(Utc::now());
+        let row = active.update(&txn).await.map_err(db_error)?;
+        Record::by(access, "google.update", "google-calendar")
+            .details(json!({ "fallback": settings.fallback.as_str() }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_calendar(row))
     }
 
     async fn disconnect_google_calendar(&self, access: &Access) -> Result<(), AppError> {
@@ -501,6 +541,7 @@ impl GoogleCalendarService for GoogleServiceImpl {
             .write(&txn)
             .await
             .map_err(db_error)?;
+        sync::stop(&txn, access.tenant_id).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(())
     }
