@@ -45,9 +45,12 @@ pub enum ApiError {
     NotConnected,
     #[error("Google Calendar needs reconnecting: Google no longer accepts the platform's access")]
     NeedsReconnect,
-    /// No answer, 429, 5xx, or the circuit is open: worth trying again later.
+    /// No answer, 429 or 5xx: worth trying again.
     #[error("Google Calendar cannot be reached now ({0})")]
     Unavailable(String),
+    /// The `google` circuit is open: not called, not retried.
+    #[error("Google Calendar cannot be reached now (it failed repeatedly; the platform waits before trying again)")]
+    CircuitOpen,
     /// Google refused the request itself.
     #[error("Google Calendar answered {status}: {body}")]
     Refused { status: u16, body: String },
@@ -68,7 +71,7 @@ fn db(e: DbErr) -> ApiError {
 
 fn http(e: OutboundError<HttpError>) -> ApiError {
     match e {
-        OutboundError::Unavailable(_) => ApiError::Unavailable("circuit open".into()),
+        OutboundError::Unavailable(_) => ApiError::CircuitOpen,
         OutboundError::Call(HttpError::Transport(e)) => ApiError::Unavailable(describe(&e).into()),
         OutboundError::Call(e @ HttpError::Status { .. }) if e.is_service_failure() => {
             ApiError::Unavailable(e.to_string())
@@ -351,7 +354,7 @@ impl GoogleApi {
                     status: 400,
                     body: e.error().to_string(),
                 },
-                OutboundError::Unavailable(_) => ApiError::Unavailable("circuit open".into()),
+                OutboundError::Unavailable(_) => ApiError::CircuitOpen,
                 OutboundError::Call(e) => ApiError::Unavailable(format!("token refresh: {e}")),
             })?;
         if *token.token_type() != BasicTokenType::Bearer {
@@ -384,7 +387,7 @@ impl GoogleApi {
             attempt += 1;
             let result = self.authorized(tenant, &make).await;
             match result {
-                Err(ApiError::Unavailable(why)) if attempt < ATTEMPTS && why != "circuit open" => {
+                Err(ApiError::Unavailable(_)) if attempt < ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(200 * 4u64.pow(attempt - 1))).await;
                 }
                 other => return other,

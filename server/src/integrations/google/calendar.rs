@@ -304,10 +304,20 @@ impl Calendar for TenantCalendar {
         let api = self.api()?;
         let own = (row.starts_at, row.ends_at);
         let wanted = (starts_at, ends_at);
-        let busy = self
+        let busy = match self
             .google_busy(tenant, &calendar, starts_at, ends_at)
             .await
-            .map_err(unavailable)?;
+        {
+            Ok(busy) => busy,
+            // Found out just now: moved here only, as while it needs reconnecting.
+            Err(ApiError::NeedsReconnect | ApiError::NotConnected) => {
+                return self
+                    .built_in
+                    .reschedule(access, id, starts_at, ends_at, notify)
+                    .await
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
         // Google's free/busy includes this booking's own event; the platform's does too.
         let held = row.provider == CalendarProvider::Google.as_str();
         if overlaps(&without(busy, own), wanted) {
@@ -328,7 +338,7 @@ impl Calendar for TenantCalendar {
             Err(e) => {
                 if let Some(event) = event {
                     if let Err(undo) = api.patch(tenant, &calendar, event, own).await {
-                        tracing::warn!(%tenant, %event, error = %undo, "an event is left at its new time in Google Calendar until the next sync");
+                        tracing::warn!(%tenant, %event, error = %undo, "an event is left at a time its booking did not move to; move it back in Google Calendar");
                     }
                 }
                 Err(e)
@@ -354,17 +364,12 @@ impl Calendar for TenantCalendar {
         let extra = match self.route(tenant).await? {
             Route::Google(calendar) => match self.api()?.delete(tenant, &calendar, &event).await {
                 Ok(()) => json!({ "google": "event deleted" }),
-                Err(ApiError::Refused { status, body }) => {
-                    return Err(CalendarError::Failed(format!(
-                        "Google answered {status}: {body}"
-                    )))
-                }
-                Err(ApiError::Unavailable(why)) => {
-                    return Err(CalendarError::Unavailable(format!(
-                        "Google Calendar cannot be reached now ({why}); try again shortly"
-                    )))
-                }
-                Err(_) => {
+                Err(
+                    e @ (ApiError::Refused { .. }
+                    | ApiError::Unavailable(_)
+                    | ApiError::CircuitOpen),
+                ) => return Err(unavailable(e)),
+                Err(ApiError::NotConnected | ApiError::NeedsReconnect) => {
                     json!({ "google": "not reached: the event is deleted when Google Calendar is connected again" })
                 }
             },

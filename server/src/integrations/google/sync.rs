@@ -31,7 +31,8 @@ pub const KIND: &str = "google.sync";
 /// The tenant schedule's name.
 pub const SCHEDULE: &str = "google-sync";
 const EVERY_15_MINUTES: &str = "*/15 * * * *";
-/// A full listing stops after this many pages (250 events each) and goes on next time.
+/// A sync reads at most this many pages (250 events each); a calendar with more events than
+/// that gets no sync token and is listed in full each time.
 const MAX_PAGES: usize = 200;
 /// An event marked as ours with no booking is a failed compensation only when it is older
 /// than this (younger, its booking may still be being recorded).
