@@ -416,6 +416,38 @@ test("a booking is made, found in the week and the list, moved and cancelled", a
   await page.close();
 });
 
+// An OpenAI-compatible provider on loopback whose chat model asks for `create_booking` with
+// `booking` and, once the tool has answered, confirms; streamed as the real one streams.
+function bookingLlm(booking) {
+  const server = createServer(async (req, res) => {
+    let text = "";
+    for await (const chunk of req) text += chunk;
+    const request = JSON.parse(text || "{}");
+    const head = { id: "chatcmpl-e2e", created: 1, model: request.model };
+    const usage = { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 };
+    if (!request.stream) {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify({ ...head, object: "chat.completion", usage,
+        choices: [{ index: 0, message: { role: "assistant", content: "scheduling" }, finish_reason: "stop" }] }));
+    }
+    const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ ...head, object: "chat.completion.chunk", choices, ...extra })}\n\n`;
+    const offered = (request.tools || []).some((t) => t.function?.name === "create_booking");
+    const answered = (request.messages || []).some((m) => m.role === "tool");
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    if (offered && !answered) {
+      const call = { index: 0, id: "call_e2e", type: "function", function: { name: "create_booking", arguments: JSON.stringify(booking) } };
+      res.write(chunk([{ index: 0, delta: { role: "assistant", tool_calls: [call] }, finish_reason: null }]));
+      res.write(chunk([{ index: 0, delta: {}, finish_reason: "tool_calls" }]));
+    } else {
+      res.write(chunk([{ index: 0, delta: { role: "assistant", content: "You are booked; see you then." }, finish_reason: null }]));
+      res.write(chunk([{ index: 0, delta: {}, finish_reason: "stop" }]));
+    }
+    res.write(chunk([], { usage }));
+    res.end("data: [DONE]\n\n");
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
 // A fake Google on the port run.sh gave the server (GOOGLE_*_URL): the consent screen agrees at
 // once, the token endpoint swaps codes (and refresh tokens) for tokens, the Calendar API keeps
 // events in memory.
@@ -470,7 +502,7 @@ function fakeGoogle() {
   return { server, events, revoked };
 }
 
-test("Google Calendar is connected over OAuth, takes a booking and its cancellation, and is disconnected", async (t) => {
+test("Google Calendar is connected over OAuth, takes an agent's booking and its cancellation, and is disconnected", async (t) => {
   const google = fakeGoogle();
   await new Promise((resolve) => google.server.listen(Number(process.env.E2E_GOOGLE_PORT), "127.0.0.1", resolve));
   google.server.unref();
@@ -491,25 +523,44 @@ test("Google Calendar is connected over OAuth, takes a booking and its cancellat
     mkdirSync(SHOTS, { recursive: true });
     await page.locator("#google").screenshot({ path: `${SHOTS}/google-${width}.png` });
   }
-  // A booking made on the Bookings page is an event in the calendar, with the customer as guest.
-  await page.goto(`${BASE}/bookings`);
-  await page.waitForSelector("body[data-hydrated=true]");
+  // A customer books in the playground: the scheduling agent (a fake LLM that calls
+  // create_booking, then answers) books into Google Calendar, with the customer as guest.
   const day = new Date();
-  day.setDate(day.getDate() + 3);
-  const ymd = `${day.getFullYear()}-${String(day.getMonth() + 1).padStart(2, "0")}-${String(day.getDate()).padStart(2, "0")}`;
-  await page.getByRole("button", { name: "Book an appointment" }).click();
-  await page.getByLabel("Starts (your business's local time)").fill(`${ymd}T09:00`);
-  await page.getByLabel("Customer's name").fill("Gus Calendar");
-  await page.getByLabel("Customer's email").fill("gus@example.com");
-  await page.getByRole("button", { name: "Book", exact: true }).click();
-  await page.getByText("Booked.").waitFor();
+  day.setUTCDate(day.getUTCDate() + 3);
+  while ([0, 6].includes(day.getUTCDay())) day.setUTCDate(day.getUTCDate() + 1);
+  const ymd = day.toISOString().slice(0, 10);
+  const llm = await bookingLlm({ start: `${ymd} 10:00`, duration_minutes: 30, name: "Gus Calendar", email: "gus@example.com" });
+  t.after(() => llm.close());
+  await page.goto(`${BASE}/settings`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByLabel("Endpoint (base URL)").fill(`http://127.0.0.1:${llm.address().port}/v1`);
+  await page.getByLabel("Chat model", { exact: true }).fill("fake-chat");
+  await page.getByLabel(/^Router model/).fill("fake-router");
+  await page.getByLabel("API key", { exact: true }).fill("sk-fake-e2e-booking");
+  await page.getByRole("button", { name: "Save provider" }).click();
+  await page.getByText("Provider saved; it answers from the next message.").waitFor();
+  try {
+    await page.goto(`${BASE}/conversations`);
+    await page.waitForSelector("body[data-hydrated=true]");
+    await page.getByLabel("Message", { exact: true }).fill(`Please book me on ${ymd} at 10:00. I am Gus Calendar, gus@example.com`);
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByText("You are booked; see you then.").first().waitFor();
+  } finally {
+    await page.goto(`${BASE}/settings`);
+    await page.waitForSelector("body[data-hydrated=true]");
+    await page.getByRole("button", { name: "Use the platform default" }).click();
+    await page.getByText("Back to the platform's provider.").waitFor();
+  }
+  const event = [...google.events.values()].find((e) => e.attendees?.[0]?.email === "gus@example.com");
+  assert.ok(event, "the agent's booking is an event in Google Calendar");
+  assert.equal(event.start.dateTime.slice(0, 16), `${ymd}T10:00`);
+  const reference = event.extendedProperties.private.platform_booking;
+  assert.equal(event.id, reference.replaceAll("-", ""));
+  // The Bookings page shows it, held by Google Calendar.
+  await page.goto(`${BASE}/bookings?open=${reference}`);
+  await page.waitForSelector("body[data-hydrated=true]");
   await page.getByRole("heading", { name: /^Gus Calendar · / }).waitFor();
   await page.getByText("Google Calendar", { exact: true }).waitFor();
-  const reference = (await page.getByTestId("booking-reference").textContent()).trim();
-  const event = google.events.get(reference.replaceAll("-", ""));
-  assert.ok(event, "the booking is an event in Google Calendar");
-  assert.equal(event.attendees[0].email, "gus@example.com");
-  assert.equal(event.extendedProperties.private.platform_booking, reference);
   // Cancelled here, deleted there.
   await page.getByLabel("Reason (the customer reads it)").fill("Closed that day");
   await page.getByRole("button", { name: "Cancel booking" }).click();

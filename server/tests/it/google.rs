@@ -63,6 +63,10 @@ struct Script {
     seq: u64,
     forget_sync_tokens: bool,
     page_size: usize,
+    /// Free/busy answers these statuses first, in order (rate limited, down).
+    busy_failures: Vec<StatusCode>,
+    /// Free/busy requests, answered or not.
+    busy_asked: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -189,6 +193,14 @@ async fn free_busy(
 ) -> Response {
     if !bearer(&fake, &headers) {
         return unauthorized();
+    }
+    {
+        let mut script = fake.script();
+        script.busy_asked += 1;
+        if !script.busy_failures.is_empty() {
+            let status = script.busy_failures.remove(0);
+            return google_error(status, "Rate Limit Exceeded or Backend Error");
+        }
     }
     let (from, to) = (time(&body["timeMin"]), time(&body["timeMax"]));
     let calendar = body["items"][0]["id"].as_str().unwrap().to_string();
@@ -845,6 +857,29 @@ async fn bookings_go_to_google_calendar_and_follow_what_the_business_changes_the
             event.body["extendedProperties"]["private"]["platform_booking"],
             ana["id"]
         );
+
+        // Rate limited, then down for a moment: retried, and booked.
+        google.script().busy_failures = vec![
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ];
+        let asked = google.script().busy_asked;
+        let cy = json(book_at(&app, &f.key, day, "13:00", "Cyd").await, 201).await;
+        assert_eq!(cy["provider"], "google");
+        assert_eq!(google.script().busy_asked, asked + 3);
+        // Down for longer: refused with a clear answer, nothing booked anywhere.
+        google.script().busy_failures = vec![StatusCode::SERVICE_UNAVAILABLE; 3];
+        let events = google.events().len();
+        let p = problem(
+            book_at(&app, &f.key, day, "13:30", "Dee").await,
+            503,
+            "unavailable",
+        )
+        .await;
+        assert!(p.to_string().contains("cannot be reached"), "{p}");
+        assert_eq!(google.events().len(), events);
+        let page = json(app.get("/api/v1/bookings?q=dee", &f.key).await, 200).await;
+        assert_eq!(page["items"], json!([]));
 
         // Google made the event but its answer was lost: the retry under the same id finds
         // it (409), and there is one event.
