@@ -259,6 +259,35 @@ impl Owned {
             200,
         )
         .await;
+        // A Google connection of A's (made by the OAuth flow in `google.rs`; here a row, since
+        // the probe never reaches Google for it).
+        {
+            use sea_orm::{ActiveValue::Set, EntityTrait};
+            use server::store::google_connections;
+            let now = chrono::Utc::now();
+            google_connections::Entity::insert(google_connections::ActiveModel {
+                id: Set(uuid::Uuid::now_v7()),
+                tenant_id: Set(a.tenant_id),
+                connected_by: Set(Some(a.owner_id)),
+                access_token: Set("sealed-access".into()),
+                refresh_token: Set("sealed-refresh".into()),
+                expires_at: Set(now),
+                scopes: Set("alpha-google-marker".into()),
+                status: Set("connected".into()),
+                calendar_id: Set("primary".into()),
+                last_error: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                fallback: Set("built_in".into()),
+                sync_token: Set(None),
+                synced_at: Set(None),
+                lease_until: Set(None),
+                lease_holder: Set(None),
+            })
+            .exec_without_returning(&app.db)
+            .await
+            .unwrap();
+        }
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -294,6 +323,7 @@ impl Owned {
             "alpha-customer@alpha.test",
             "alpha-note-marker",
             "alpha-chatwoot-marker",
+            "alpha-google-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -543,5 +573,8 @@ async fn the_openapi_document_is_probed_across_tenants() {
             chatwoot["base_url"],
             "https://alpha-chatwoot-marker.example"
         );
+        let google = json(app.get("/api/v1/google-calendar", &a.key).await, 200).await;
+        assert_eq!(google["fallback"], "built_in");
+        assert_eq!(google["scopes"], json!(["alpha-google-marker"]));
     }
 }
