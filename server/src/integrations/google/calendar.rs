@@ -161,14 +161,14 @@ impl TenantCalendar {
         access: &Access,
         calendar: &str,
         booking: NewBooking,
-    ) -> Result<Booking, ApiErrorOr> {
+    ) -> Result<Booking, Failure> {
         let tenant = access.tenant_id;
         let wanted = (booking.starts_at, booking.ends_at);
         let busy = self
             .google_busy(tenant, calendar, wanted.0, wanted.1)
             .await?;
         if overlaps(&busy, wanted) {
-            return Err(ApiErrorOr::Calendar(CalendarError::Conflict));
+            return Err(Failure::Calendar(CalendarError::Conflict));
         }
         let id = Uuid::now_v7();
         let external = event_id(id);
@@ -205,27 +205,27 @@ impl TenantCalendar {
                 if let Err(undo) = api.delete(tenant, calendar, &external).await {
                     tracing::warn!(%tenant, event = %external, error = %undo, "an event the platform did not book is left in Google Calendar until the next sync");
                 }
-                Err(ApiErrorOr::Calendar(e))
+                Err(Failure::Calendar(e))
             }
         }
     }
 }
 
-/// A Google failure, or the calendar's own answer.
-enum ApiErrorOr {
-    Api(ApiError),
+/// Why booking at Google did not work: Google failed, or the calendar said no.
+enum Failure {
+    Google(ApiError),
     Calendar(CalendarError),
 }
 
-impl From<ApiError> for ApiErrorOr {
+impl From<ApiError> for Failure {
     fn from(e: ApiError) -> Self {
-        ApiErrorOr::Api(e)
+        Failure::Google(e)
     }
 }
 
-impl From<CalendarError> for ApiErrorOr {
+impl From<CalendarError> for Failure {
     fn from(e: CalendarError) -> Self {
-        ApiErrorOr::Calendar(e)
+        Failure::Calendar(e)
     }
 }
 
@@ -273,8 +273,8 @@ impl Calendar for TenantCalendar {
                     .await
                 {
                     Ok(saved) => return Ok(saved),
-                    Err(ApiErrorOr::Calendar(e)) => return Err(e),
-                    Err(ApiErrorOr::Api(e)) => self.after(access.tenant_id, e).await?,
+                    Err(Failure::Calendar(e)) => return Err(e),
+                    Err(Failure::Google(e)) => self.after(access.tenant_id, e).await?,
                 }
             }
             route => route,

@@ -43,23 +43,20 @@ pub async fn start(db: &impl ConnectionTrait, tenant: Uuid) -> Result<(), DbErr>
     let timezone = tenants::Entity::find_by_id(tenant)
         .one(db)
         .await?
-        .map_or_else(|| "UTC".to_string(), |t| t.timezone);
+        .map_or(chrono_tz::UTC, |t| {
+            crate::integrations::calendar::zone(&t.timezone)
+        });
     schedule::ensure(
         db,
         Some(tenant),
         SCHEDULE,
         KIND,
         EVERY_15_MINUTES,
-        &timezone,
+        timezone.name(),
         serde_json::json!({}),
     )
     .await?;
-    crate::jobs::enqueue(
-        db,
-        NewJob::new(Some(tenant), KIND, serde_json::json!({}))
-            .key(format!("google-sync:connect:{}", Uuid::now_v7())),
-    )
-    .await?;
+    crate::jobs::enqueue(db, NewJob::new(Some(tenant), KIND, serde_json::json!({}))).await?;
     Ok(())
 }
 
