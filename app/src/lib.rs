@@ -36,6 +36,13 @@ pub const CONSOLE_PAGES: [(&str, &str); 14] = [
     ("/account", "Your account"),
 ];
 
+/// Origins besides the console's own that its forms may send the browser to, space-separated,
+/// for the pages' `form-action` (the Google authorization server: the connect form's answer
+/// redirects there, and browsers hold redirects after a form to its policy). The server
+/// provides it.
+#[derive(Clone, Debug, Default)]
+pub struct FormTargets(pub String);
+
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
     content_security_policy();
@@ -67,10 +74,12 @@ fn content_security_policy() {
     ) else {
         return;
     };
+    let targets = use_context::<FormTargets>().unwrap_or_default().0;
     let policy = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src 'self'; \
-         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+         object-src 'none'; base-uri 'self'; form-action 'self' {targets}; \
+         frame-ancestors 'none'"
     );
     if let Ok(value) = HeaderValue::from_str(&policy) {
         response.insert_header(header::CONTENT_SECURITY_POLICY, value);

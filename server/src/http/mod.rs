@@ -29,11 +29,24 @@ use crate::state::AppState;
 pub fn router(state: AppState, sessions: SessionBackend) -> Router {
     let services = state.services.clone();
     let options = state.leptos_options.clone();
+    // Connecting Google Calendar posts a form whose answer redirects to Google.
+    let form_targets = app::FormTargets(
+        state
+            .config
+            .google
+            .as_ref()
+            .and_then(|g| reqwest::Url::parse(&g.auth_url).ok())
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default(),
+    );
     let console = Router::new()
         .leptos_routes_with_context(
             &state,
             generate_route_list(app::App),
-            move || provide_context(services.clone()),
+            move || {
+                provide_context(services.clone());
+                provide_context(form_targets.clone());
+            },
             move || app::shell(options.clone()),
         )
         .merge(auth::console_routes())

@@ -539,6 +539,17 @@ async fn google_calendar_is_connected_with_pkce_and_disconnected_with_a_revocati
         )
         .await;
 
+        // The console's pages let the connect form's answer redirect to Google (browsers hold
+        // redirects after a form to the page's form-action).
+        let page = owner.get(app.url("/integrations")).send().await.unwrap();
+        let policy = page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            policy.contains(&format!("form-action 'self' {};", google.url())),
+            "{policy}"
+        );
         let callback = authorize_as(&app, &owner).await;
         let asked = google.script().asked[0].clone();
         assert_eq!(asked["access_type"], "offline");
