@@ -517,7 +517,7 @@ test("Google Calendar is connected over OAuth, takes an agent's booking and its 
   await page.waitForURL(/\/integrations\?google=connected/);
   await page.waitForSelector("body[data-hydrated=true]");
   await page.getByText("Google Calendar connected: the agents book into it from now on.").waitFor();
-  await page.getByTestId("google-current").getByText("Connected", { exact: true }).waitFor();
+  await page.getByTestId("google-current").locator(".badge", { hasText: "Connected" }).waitFor();
   for (const width of [375, 1280]) {
     await page.setViewportSize({ width, height: 900 });
     mkdirSync(SHOTS, { recursive: true });
@@ -553,13 +553,15 @@ test("Google Calendar is connected over OAuth, takes an agent's booking and its 
   }
   const event = [...google.events.values()].find((e) => e.attendees?.[0]?.email === "gus@example.com");
   assert.ok(event, "the agent's booking is an event in Google Calendar");
-  assert.equal(event.start.dateTime.slice(0, 16), `${ymd}T10:00`);
+  // (The event is in UTC; the settings test moved the tenant's zone, the page shows local time.)
+  assert.equal(new Date(event.end.dateTime) - new Date(event.start.dateTime), 30 * 60 * 1000);
   const reference = event.extendedProperties.private.platform_booking;
   assert.equal(event.id, reference.replaceAll("-", ""));
   // The Bookings page shows it, held by Google Calendar.
   await page.goto(`${BASE}/bookings?open=${reference}`);
   await page.waitForSelector("body[data-hydrated=true]");
   await page.getByRole("heading", { name: /^Gus Calendar · / }).waitFor();
+  await page.getByText(/^10:00–10:30 \(/).waitFor();
   await page.getByText("Google Calendar", { exact: true }).waitFor();
   // Cancelled here, deleted there.
   await page.getByLabel("Reason (the customer reads it)").fill("Closed that day");
