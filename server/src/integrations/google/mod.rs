@@ -11,6 +11,9 @@
 //! response must be a bearer token with a refresh token and the calendar scope; the tokens are
 //! sealed with the key ring, bound to the tenant, and rotate with it. Disconnecting revokes
 //! the grant at Google and deletes the tokens.
+//!
+//! Once connected: [`api`] (tokens refreshed one at a time, the Calendar calls), [`calendar`]
+//! (the tenant's calendar the agents and the Bookings page use), [`sync`] (the 15-minute job).
 
 pub mod api;
 pub mod calendar;
