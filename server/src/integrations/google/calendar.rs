@@ -49,6 +49,10 @@ pub struct TenantCalendar {
 const REFUSED: &str = "No booking can be made right now: the business's calendar needs \
                        reconnecting. A person can help instead.";
 
+/// What a cancellation records when Google could not be told (the sync deletes the event).
+const NOT_REACHED: &str =
+    "not reached: the event is deleted when Google Calendar is connected again";
+
 /// The event's id at Google for a booking: its 32 hex digits (Google takes `[a-v0-9]{5,1024}`).
 pub fn event_id(booking: Uuid) -> String {
     booking.simple().to_string()
@@ -370,11 +374,11 @@ impl Calendar for TenantCalendar {
                     | ApiError::CircuitOpen),
                 ) => return Err(unavailable(e)),
                 Err(ApiError::NotConnected | ApiError::NeedsReconnect) => {
-                    json!({ "google": "not reached: the event is deleted when Google Calendar is connected again" })
+                    json!({ "google": NOT_REACHED })
                 }
             },
             _ => {
-                json!({ "google": "not reached: the event is deleted when Google Calendar is connected again" })
+                json!({ "google": NOT_REACHED })
             }
         };
         self.built_in
