@@ -21,7 +21,7 @@ run: setup models build
 
 # Release: every component type-erased, wasm-opt'd WASM, gzip + brotli copies of the static files.
 build:
-	cargo leptos build --release --precompress
+	cargo leptos build --release --precompress --split
 	$(MAKE) widget
 
 # The chat widget's frame (frontend/widget): its own small WASM, built beside the console's.
@@ -65,7 +65,7 @@ test-rust:
 	RUSTFLAGS="$(LEPTOS_DEV_RUSTFLAGS)" cargo test -p server -p app -p migration
 
 test-e2e:
-	cargo leptos build
+	cargo leptos build --split
 	$(MAKE) widget
 	SERVER_BIN=$(TARGET_DIR)/debug/server end2end/run.sh
 

@@ -30,10 +30,24 @@ read -r pid ms < <(start_and_time)
 echo "start to /readyz, existing database: ${ms} ms"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
-for f in target/site/pkg/*.wasm target/site/pkg/*.js; do
-  [ -f "$f" ] || continue
-  line="$f: $(stat -c %s "$f" | numfmt --to=iec-i) raw, $(gzip -9c "$f" | wc -c | numfmt --to=iec-i) gzip -9"
+size_line() {
+  local name="$1"; shift
+  local raw gz br=0
+  raw=$(cat "$@" | wc -c)
+  gz=0; for f in "$@"; do gz=$(( gz + $(gzip -9c "$f" | wc -c) )); done
+  local line="$name: $(numfmt --to=iec-i "$raw") raw, $(numfmt --to=iec-i "$gz") gzip -9"
   # `make build` precompresses: what the server actually sends to a browser that takes brotli.
-  [ -f "$f.br" ] && line="$line, $(stat -c %s "$f.br" | numfmt --to=iec-i) brotli (served)"
+  if [ -f "$1.br" ]; then
+    for f in "$@"; do br=$(( br + $(stat -c %s "$f.br") )); done
+    line="$line, $(numfmt --to=iec-i "$br") brotli (served)"
+  fi
   echo "$line"
+}
+# The console: what every page loads (glue, main module, the split loader), then the lazily
+# loaded chunks of `cargo leptos --split` together (per page: end2end/release/smoke.test.js).
+PKG=target/site/pkg
+for f in "$PKG"/agent-platform.js "$PKG"/agent-platform.wasm "$PKG"/__wasm_split.*.js; do
+  [ -f "$f" ] && size_line "$f" "$f"
 done
+chunks=("$PKG"/chunk_*.wasm "$PKG"/split_*.wasm)
+[ -f "${chunks[0]}" ] && size_line "$PKG: ${#chunks[@]} lazy chunks together" "${chunks[@]}"

@@ -1,4 +1,5 @@
-//! The sign-in page. A plain form posted to `/auth/login`, so it works before hydration too.
+//! The sign-in page. A plain form posted to `/auth/login`, rendered by the server whole: the page
+//! loads no WASM (`crate::shell`).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
