@@ -102,8 +102,8 @@ pub fn App() -> impl IntoView {
 
 /// Every page but sign-in is a lazy route: built with `cargo leptos --split`, its code is a WASM
 /// chunk of its own, fetched when the page is first shown (and preloaded by the server-rendered
-/// page that shows it), so the sign-in page and each page load only the framework, the layout and
-/// what they use. A page reads its data itself once its chunk is in (`data()` is empty): the
+/// page that shows it), so each page loads only the framework, the layout and what it uses (the
+/// sign-in page loads nothing: [`is_sign_in_page`]). A page reads its data itself once its chunk is in (`data()` is empty): the
 /// server renders the first page with its data, so only a later in-console navigation waits for
 /// the chunk before the page's requests start.
 macro_rules! lazy_pages {
