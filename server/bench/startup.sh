@@ -47,7 +47,7 @@ size_line() {
 # loaded chunks of `cargo leptos --split` together (per page: end2end/release/smoke.test.js).
 PKG=target/site/pkg
 for f in "$PKG"/agent-platform.js "$PKG"/agent-platform.wasm "$PKG"/__wasm_split.*.js; do
-  [ -f "$f" ] && size_line "$f" "$f"
+  if [ -f "$f" ]; then size_line "$f" "$f"; fi
 done
 chunks=("$PKG"/chunk_*.wasm "$PKG"/split_*.wasm)
-[ -f "${chunks[0]}" ] && size_line "$PKG: ${#chunks[@]} lazy chunks together" "${chunks[@]}"
+if [ -f "${chunks[0]}" ]; then size_line "$PKG: ${#chunks[@]} lazy chunks together" "${chunks[@]}"; fi
