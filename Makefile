@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/frontend/node_modules/.bin:$(PATH)
 # The local embedding model; `make models` fetches it (tests use the copy under ./data).
 MODEL_DIR := $(DATA_DIR)/models/all-MiniLM-L6-v2
 
-.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-knowledge bench-chat bench-chat-profile bench-chatwoot eval fmt lint clean
+.PHONY: run build widget setup models test test-rust test-e2e test-release e2e-setup fuzz bench bench-load bench-jobs bench-workflows bench-knowledge bench-chat bench-chat-profile bench-chatwoot eval fmt lint clean
 
 run: setup models build
 	$(TARGET_DIR)/release/server serve
@@ -95,7 +95,11 @@ bench-load:
 
 # No-op jobs per second and idle enqueue-to-start latency, on SQLite and PostgreSQL.
 bench-jobs: build
-	server/bench/jobs.sh $(TARGET_DIR)/release/server
+	server/bench/both-databases.sh $(TARGET_DIR)/release/server jobs --count $${COUNT:-5000}
+
+# Workflows: engine overhead per step; runs/s of a 10-step workflow, both databases.
+bench-workflows: build
+	server/bench/both-databases.sh $(TARGET_DIR)/release/server workflows --runs $${RUNS:-1000}
 
 # Ingestion chunks/s with the local model; search p50/p95/p99 per mode at 10k and 100k chunks.
 bench-knowledge: models build

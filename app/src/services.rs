@@ -157,6 +157,87 @@ pub struct Services {
     pub bookings: Arc<dyn BookingService>,
     pub chatwoot: Arc<dyn ChatwootService>,
     pub google: Arc<dyn GoogleCalendarService>,
+    pub workflows: Arc<dyn WorkflowService>,
+}
+
+/// The tenant's workflows (`workflows:read` / `workflows:write`): drafts, published versions
+/// and runs. Changes are audited; runs execute as jobs.
+#[async_trait::async_trait]
+pub trait WorkflowService: Send + Sync {
+    async fn list_workflows(&self, access: &Access) -> Result<Vec<WorkflowSummary>, AppError>;
+    async fn get_workflow(&self, access: &Access, id: Uuid) -> Result<Workflow, AppError>;
+    /// A new workflow whose draft is `definition` (or a manual trigger alone).
+    async fn create_workflow(
+        &self,
+        access: &Access,
+        create: CreateWorkflow,
+    ) -> Result<Workflow, AppError>;
+    /// Saves the draft (and name, description). A draft may have problems; publishing may not.
+    async fn update_workflow(
+        &self,
+        access: &Access,
+        id: Uuid,
+        update: UpdateWorkflow,
+    ) -> Result<Workflow, AppError>;
+    /// Deletes the workflow with its versions and runs; refused while runs are unfinished.
+    async fn delete_workflow(&self, access: &Access, id: Uuid) -> Result<(), AppError>;
+    /// Makes the draft the next immutable version (422 with the problems when it has any).
+    async fn publish_workflow(
+        &self,
+        access: &Access,
+        id: Uuid,
+        publish: PublishWorkflow,
+    ) -> Result<WorkflowVersion, AppError>;
+    /// Published versions, newest first.
+    async fn list_versions(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<Vec<WorkflowVersion>, AppError>;
+    async fn get_version(
+        &self,
+        access: &Access,
+        id: Uuid,
+        number: u32,
+    ) -> Result<WorkflowVersion, AppError>;
+    /// Copies a version into the draft.
+    async fn restore_version(
+        &self,
+        access: &Access,
+        id: Uuid,
+        number: u32,
+    ) -> Result<Workflow, AppError>;
+    /// What changed from version `from` to version `to`.
+    async fn diff_versions(
+        &self,
+        access: &Access,
+        id: Uuid,
+        from: u32,
+        to: u32,
+    ) -> Result<WorkflowDiff, AppError>;
+    /// Starts a run of a published version; its `trigger` says from where (`console`, `api`).
+    async fn start_run(
+        &self,
+        access: &Access,
+        id: Uuid,
+        start: StartRun,
+    ) -> Result<WorkflowRun, AppError>;
+    async fn list_runs(
+        &self,
+        access: &Access,
+        id: Uuid,
+        query: RunQuery,
+    ) -> Result<Page<WorkflowRun>, AppError>;
+    async fn get_run(&self, access: &Access, run_id: Uuid) -> Result<RunDetail, AppError>;
+    /// Stops an unfinished run; what its steps did is compensated.
+    async fn cancel_run(&self, access: &Access, run_id: Uuid) -> Result<WorkflowRun, AppError>;
+    /// Answers a run waiting for approval; it resumes by `approved` or `rejected`.
+    async fn decide_run(
+        &self,
+        access: &Access,
+        run_id: Uuid,
+        decision: ApprovalDecision,
+    ) -> Result<WorkflowRun, AppError>;
 }
 
 /// The tenant's Google Calendar connection (`integrations:read` / `integrations:write`). It is

@@ -19,6 +19,7 @@ mod m20261206_000014_booking_status;
 mod m20261207_000015_chatwoot;
 mod m20261207_000016_google;
 mod m20261208_000017_google_calendar;
+mod m20261209_000018_workflows;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000015_chatwoot::Migration),
             Box::new(m20261207_000016_google::Migration),
             Box::new(m20261208_000017_google_calendar::Migration),
+            Box::new(m20261209_000018_workflows::Migration),
         ]
     }
 }

@@ -117,6 +117,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         conversations: usize,
     },
+    /// Workflows: engine overhead per step, and runs per second of a 10-step workflow with
+    /// every step checkpointed (on the configured database)
+    Workflows {
+        /// Runs to start and drain
+        #[arg(long, default_value_t = 500)]
+        runs: usize,
+    },
     /// Queue throughput (no-op jobs per second) and enqueue-to-start latency at idle
     Jobs {
         /// No-op jobs to drain for the throughput figure
@@ -285,6 +292,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             conversations,
         }) => {
             crate::integrations::chatwoot::bench::run(&config, webhooks, rate, conversations).await
+        }
+        Command::Bench(BenchCommand::Workflows { runs }) => {
+            crate::workflows::bench::run(&config, runs).await
         }
         Command::Bench(BenchCommand::Jobs { count, samples }) => {
             crate::jobs::bench::run(&config, count, samples).await

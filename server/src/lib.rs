@@ -21,3 +21,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod widget;
+pub mod workflows;

@@ -143,7 +143,22 @@ pub fn with_channels(
         .transcribe
         .clone()
         .map(|t| crate::llm::transcribe::Transcriber::new(t, config.circuit));
+    let rt = conversations.runtime();
+    let workflows = Arc::new(crate::workflows::nodes::WorkflowRuntime {
+        db: conversations.db().clone(),
+        calendar: rt.calendar.clone(),
+        http: crate::outbound::guard::guarded(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_millis(crate::workflows::MAX_TIMEOUT_MS)),
+            allow_private,
+        )
+        .context("preparing the workflows' HTTP client")?,
+        allow_private,
+        platform_email: rt.email.is_some(),
+    });
     Ok(registry
+        .with(crate::workflows::run::RunWorkflow::new(workflows))
         .with(google_sync)
         .with(job::ChatwootEvent::new(
             conversations,
@@ -245,6 +260,9 @@ impl Application {
             )),
             bookings: Arc::new(BookingServiceImpl::new(db.clone(), calendar)),
             google: Arc::new(GoogleServiceImpl::new(db.clone(), google.clone())),
+            workflows: Arc::new(crate::workflows::service::WorkflowServiceImpl::new(
+                db.clone(),
+            )),
             chatwoot: Arc::new(ChatwootServiceImpl::new(
                 db.clone(),
                 secret_keys.clone(),

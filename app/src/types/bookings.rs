@@ -30,6 +30,8 @@ string_enum! {
         Console = "console",
         /// A system through the REST API.
         Api = "api",
+        /// A step of one of the tenant's workflows.
+        Workflow = "workflow",
     }
 }
 

@@ -801,3 +801,6 @@ pub use chatwoot::*;
 
 mod google;
 pub use google::*;
+
+mod workflows;
+pub use workflows::*;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use app::types::{RouteDecision, StepDetail, StreamEvent, ToolCallRecord, Usage};
+use app::types::{RouteDecision, StepDetail, StreamEvent, ToolCallRecord};
 
 use crate::engine::{ConvState, Events, Node, NodeRegistry, StepOutput};
 use crate::llm::{self, LlmError, ModelRole};
@@ -282,7 +282,7 @@ impl Node<TurnContext> for TransferNode {
                 route: Some(decision),
                 ..Default::default()
             },
-            usage: Usage::default(),
+            ..Default::default()
         })
     }
 }
@@ -317,7 +317,7 @@ impl Node<TurnContext> for HandoffNode {
                 handoff: Some(reason),
                 ..Default::default()
             },
-            usage: Usage::default(),
+            ..Default::default()
         })
     }
 }

@@ -104,6 +104,16 @@ struct ConfigVersion {
 const CONFIG_CACHE_TENANTS: u64 = 10_000;
 
 impl ConversationServiceImpl {
+    /// What every turn shares (the calendar, email, the LLM providers), for the workflows'
+    /// steps.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     pub fn new(db: DatabaseConnection, rt: Arc<Runtime>) -> Result<Self, EngineError> {
         let graph = Graph::build(&super::default_graph(), &nodes::registry())?;
         let configs = moka::future::Cache::new(CONFIG_CACHE_TENANTS);

@@ -511,6 +511,7 @@ async fn create_booking(cx: &TurnContext, state: &mut ConvState, args: &Value) -
     let (start, end, tz) = (slot.start, slot.end, cx.tz());
     let confirm = may_email(cx, state, email);
     let booking = NewBooking {
+        id: None,
         conversation_id: Some(cx.conversation_id),
         starts_at: slot.starts_at,
         ends_at: slot.ends_at,

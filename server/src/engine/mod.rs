@@ -72,11 +72,17 @@ pub enum Condition {
         key: String,
         value: serde_json::Value,
     },
+    /// The step left by this port (a workflow's condition took `true`, an approval was
+    /// `rejected`); a node that names none leaves by `out`.
+    Port {
+        port: String,
+    },
 }
 
 impl Condition {
-    fn holds(&self, state: &ConvState) -> bool {
+    fn holds(&self, state: &ConvState, port: &str) -> bool {
         match self {
+            Condition::Port { port: p } => p == port,
             Condition::Always => true,
             Condition::AgentIs { agent } => state.agent.as_deref() == Some(agent),
             Condition::Transfer => state.transfer.is_some(),
@@ -88,6 +94,9 @@ impl Condition {
 }
 
 pub const END: &str = "end";
+
+/// The most steps any graph may allow (a workflow's own limit is lower).
+pub const MAX_STEPS: u32 = 10_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeDef {
@@ -137,6 +146,33 @@ pub enum EngineError {
 pub struct StepOutput {
     pub detail: StepDetail,
     pub usage: Usage,
+    /// The node's result, for the nodes after it (workflows keep it under `nodes.<id>`).
+    pub output: Option<serde_json::Value>,
+    /// The port the step leaves by ([`Condition::Port`]); `out` when none.
+    pub port: Option<String>,
+    /// The node is not done: run it again later (its state is checkpointed meanwhile).
+    pub suspend: Option<Suspend>,
+}
+
+/// Why a node asks to be run again later instead of finishing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Suspend {
+    /// Not before this instant (a wait).
+    Until { at: chrono::DateTime<chrono::Utc> },
+    /// Until a person approves or rejects; the prompt says what.
+    Approval { prompt: String },
+}
+
+/// The port a step leaves by when its node names none.
+pub const OUT: &str = "out";
+
+/// One step taken by [`Graph::step`]: what the node reported and where the graph goes next
+/// (`None`: the end; the same node again when it suspended).
+pub struct Step {
+    pub output: StepOutput,
+    pub next: Option<String>,
+    pub duration_ms: u32,
 }
 
 /// Where events of a streamed turn go (ignored when nobody listens).
@@ -152,6 +188,12 @@ pub trait Node<C: Send + Sync>: Send + Sync {
         state: &mut ConvState,
         events: Events<'_>,
     ) -> Result<StepOutput, String>;
+
+    /// What undoes this node's effect if the run fails later (SAGA): registered before the node
+    /// runs, so an effect whose answer was lost is still undone. None for nodes without effects.
+    fn compensation(&self, _cx: &C, _state: &ConvState) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Builds nodes from their kind and config.
@@ -240,14 +282,71 @@ impl<C: Send + Sync> Graph<C> {
                 .or_default()
                 .push((e.to.clone(), e.when.clone()));
         }
-        if def.max_steps == 0 || def.max_steps > 100 {
-            return Err(EngineError::Invalid("max_steps must be 1–100".into()));
+        if def.max_steps == 0 || def.max_steps > MAX_STEPS {
+            return Err(EngineError::Invalid(format!(
+                "max_steps must be 1–{MAX_STEPS}"
+            )));
         }
         Ok(Graph {
             start: def.start.clone(),
             nodes,
             edges,
             max_steps: def.max_steps,
+        })
+    }
+
+    pub fn start(&self) -> &str {
+        &self.start
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Arc<dyn Node<C>>> {
+        self.nodes.get(id)
+    }
+
+    pub fn max_steps(&self) -> u32 {
+        self.max_steps
+    }
+
+    /// Where the graph goes from `current` leaving by `port`: the first edge whose condition
+    /// holds; `None` for the end.
+    pub fn next(&self, current: &str, state: &ConvState, port: &str) -> Option<String> {
+        self.edges
+            .get(current)
+            .and_then(|edges| edges.iter().find(|(_, when)| when.holds(state, port)))
+            .map(|(to, _)| to.clone())
+            .filter(|to| to != END)
+    }
+
+    /// Runs the node `current` once and picks the edge to follow: the first of its edges whose
+    /// condition holds, the end when none does, the same node when it suspended.
+    pub async fn step(
+        &self,
+        cx: &C,
+        state: &mut ConvState,
+        current: &str,
+        events: Events<'_>,
+    ) -> Result<Step, EngineError> {
+        let node = self
+            .nodes
+            .get(current)
+            .ok_or_else(|| EngineError::Invalid(format!("node '{current}' does not exist")))?;
+        let started = Instant::now();
+        let output = node
+            .run(cx, state, events)
+            .await
+            .map_err(|message| EngineError::Node {
+                node: current.to_string(),
+                message,
+            })?;
+        let next = if output.suspend.is_some() {
+            Some(current.to_string())
+        } else {
+            self.next(current, state, output.port.as_deref().unwrap_or(OUT))
+        };
+        Ok(Step {
+            output,
+            next,
+            duration_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
         })
     }
 
@@ -266,42 +365,25 @@ impl<C: Send + Sync> Graph<C> {
             .filter(|n| self.nodes.contains_key(n))
             .unwrap_or_else(|| self.start.clone());
         for seq in 0..self.max_steps {
-            let node = self
-                .nodes
-                .get(&current)
-                .ok_or_else(|| EngineError::Invalid(format!("node '{current}' does not exist")))?;
-            let started = Instant::now();
-            let output =
-                node.run(cx, state, events)
-                    .await
-                    .map_err(|message| EngineError::Node {
-                        node: current.clone(),
-                        message,
-                    })?;
-            usage.add(&output.usage);
-            let next = self
-                .edges
-                .get(&current)
-                .and_then(|edges| edges.iter().find(|(_, when)| when.holds(state)))
-                .map(|(to, _)| to.clone())
-                .unwrap_or_else(|| END.to_string());
+            let step = self.step(cx, state, &current, events).await?;
+            usage.add(&step.output.usage);
             let checkpoint = Checkpoint {
                 state: state.clone(),
-                next: (next != END).then(|| next.clone()),
+                next: step.next.clone(),
             };
             sink.step(StepRecord {
                 seq,
                 node: &current,
-                output: &output,
-                duration_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                output: &step.output,
+                duration_ms: step.duration_ms,
                 checkpoint: &checkpoint,
             })
             .await
             .map_err(EngineError::Persist)?;
-            if next == END {
-                return Ok(usage);
+            match step.next {
+                Some(next) => current = next,
+                None => return Ok(usage),
             }
-            current = next;
         }
         Err(EngineError::StepLimit(self.max_steps))
     }

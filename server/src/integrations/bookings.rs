@@ -230,6 +230,7 @@ impl BookingService for BookingServiceImpl {
             .interval(access, booking.start, booking.duration_minutes)
             .await?;
         let new = NewBooking {
+            id: None,
             conversation_id: None,
             starts_at,
             ends_at,

@@ -32,6 +32,9 @@ use crate::store::{bookings, tenant_email_settings, tenants};
 
 #[derive(Clone, Debug)]
 pub struct NewBooking {
+    /// The booking's id when the caller chose it (a workflow step derives it from the step,
+    /// so a repeated step finds its booking instead of making another); new when absent.
+    pub id: Option<Uuid>,
     pub conversation_id: Option<Uuid>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -436,8 +439,11 @@ impl Calendar for BuiltInCalendar {
     }
 
     async fn book(&self, access: &Access, booking: NewBooking) -> Result<Booking, CalendarError> {
-        self.record_booking(access, booking, Placement::built_in())
-            .await
+        let placement = Placement {
+            id: booking.id.unwrap_or_else(Uuid::now_v7),
+            ..Placement::built_in()
+        };
+        self.record_booking(access, booking, placement).await
     }
 
     async fn reschedule(

@@ -274,6 +274,22 @@ pub async fn enqueue(
         .ok_or_else(|| DbErr::Custom("the email job was not enqueued".into()))
 }
 
+/// Enqueues an `email.send` job once per `key` (a workflow step's): enqueueing the same key
+/// again does nothing and returns `None`.
+pub async fn enqueue_keyed(
+    conn: &impl sea_orm::ConnectionTrait,
+    tenant_id: Uuid,
+    email: &OutgoingEmail,
+    key: String,
+) -> Result<Option<Uuid>, DbErr> {
+    let payload = json!({
+        "to": email.to.to_string(),
+        "subject": email.subject,
+        "body": email.body,
+    });
+    jobs::enqueue(conn, NewJob::new(Some(tenant_id), SEND, payload).key(key)).await
+}
+
 /// The key-ring purpose of sealed email bodies.
 const SEALED_BODY: &str = "email.body";
 

@@ -31,6 +31,11 @@ pub mod webhook_endpoints;
 pub mod widget_refresh_tokens;
 pub mod widget_visitors;
 pub mod widgets;
+pub mod workflow_compensations;
+pub mod workflow_runs;
+pub mod workflow_steps;
+pub mod workflow_versions;
+pub mod workflows;
 
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait,

@@ -288,6 +288,49 @@ impl Owned {
             .await
             .unwrap();
         }
+        let workflow = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/workflows",
+                &a.key,
+                &json!({ "name": "alpha-workflow-marker", "definition": {
+                    "nodes": [{"id": "start", "kind": "manual_trigger"},
+                              {"id": "ask", "kind": "approval", "config": {"prompt": "alpha-approval-marker"}}],
+                    "edges": [{"from": "start", "to": "ask"}]
+                }}),
+            )
+            .await,
+            201,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{workflow}/publish"),
+                &a.key,
+                &json!({}),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let run = json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{workflow}/runs"),
+                &a.key,
+                &json!({ "input": {"note": "alpha-run-marker"} }),
+            )
+            .await,
+            202,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -307,6 +350,9 @@ impl Owned {
         by_collection.insert("webhooks", webhook.clone());
         by_collection.insert("deliveries", delivery.clone());
         by_collection.insert("bookings", booking.clone());
+        by_collection.insert("workflows", workflow.clone());
+        by_collection.insert("versions", "1".to_string());
+        by_collection.insert("workflow-runs", run.clone());
         let mut markers: Vec<String> = [
             "alpha-kb-marker",
             "alpha-document-marker",
@@ -324,6 +370,9 @@ impl Owned {
             "alpha-note-marker",
             "alpha-chatwoot-marker",
             "alpha-google-marker",
+            "alpha-workflow-marker",
+            "alpha-approval-marker",
+            "alpha-run-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -343,6 +392,8 @@ impl Owned {
             webhook,
             delivery,
             booking,
+            workflow,
+            run,
         ]);
         markers.push(a.owner_id.to_string());
         markers.push(a.tenant_id.to_string());

@@ -319,7 +319,7 @@ fn worker_logs(app: &TestApp) -> String {
         .collect()
 }
 
-fn worker_process(app: &TestApp, extra: &[(&str, &str)]) -> Child {
+pub(crate) fn worker_process(app: &TestApp, extra: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
     cmd.arg("worker")
         .env("DATA_DIR", &app.dir)

@@ -29,3 +29,4 @@ mod platform;
 mod scale;
 mod webhooks;
 mod widgets;
+mod workflows;

@@ -17,6 +17,7 @@ pub mod openai;
 mod tenant;
 mod webhooks;
 mod widgets;
+mod workflows;
 
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -120,6 +121,22 @@ use crate::state::AppState;
         google_calendar::get_google_calendar,
         google_calendar::update_google_calendar,
         google_calendar::disconnect_google_calendar,
+        workflows::list_workflows,
+        workflows::create_workflow,
+        workflows::get_workflow,
+        workflows::update_workflow,
+        workflows::delete_workflow,
+        workflows::export_workflow,
+        workflows::publish_workflow,
+        workflows::list_versions,
+        workflows::get_version,
+        workflows::restore_version,
+        workflows::diff_versions,
+        workflows::start_run,
+        workflows::list_runs,
+        workflows::get_run,
+        workflows::cancel_run,
+        workflows::decide_run,
         crate::integrations::chatwoot::hook::receive_chatwoot_event,
         crate::widget::api::start_session,
         crate::widget::api::refresh_session,
@@ -141,6 +158,7 @@ use crate::state::AppState;
         app::types::Page<app::types::Conversation>,
         app::types::Page<app::types::WebhookDelivery>,
         app::types::Page<app::types::Booking>,
+        app::types::Page<app::types::WorkflowRun>,
     )),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -159,6 +177,7 @@ use crate::state::AppState;
         (name = "bookings", description = "Appointments: what the agents booked and what the business books, moves and cancels"),
         (name = "google-calendar", description = "The tenant's Google Calendar, connected over OAuth in the console"),
         (name = "chatwoot", description = "A Chatwoot inbox as a channel: the agents answer its customers through an agent bot"),
+        (name = "workflows", description = "Workflows: drafts, published versions, runs with their traces, approvals and compensations"),
         (name = "webhooks", description = "Signed POSTs of the tenant's events to its endpoints, with a delivery log and replay"),
     )
 )]
@@ -203,6 +222,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .merge(bookings::routes())
         .merge(chatwoot::routes())
         .merge(google_calendar::routes())
+        .merge(workflows::routes())
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))

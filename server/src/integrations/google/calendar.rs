@@ -174,7 +174,7 @@ impl TenantCalendar {
         if overlaps(&busy, wanted) {
             return Err(Failure::Calendar(CalendarError::Conflict));
         }
-        let id = Uuid::now_v7();
+        let id = booking.id.unwrap_or_else(Uuid::now_v7);
         let external = event_id(id);
         let note = booking.note.trim();
         let draft = EventDraft {

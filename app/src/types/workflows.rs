@@ -1,0 +1,529 @@
+//! Workflows: a tenant's graphs of steps (console Workflows page, `/api/v1/workflows`), their
+//! published versions and their runs.
+//!
+//! A definition is data the editor draws and the engine runs: nodes (a kind, a configuration,
+//! a position on the canvas, a retry policy and what to do on failure) and edges between
+//! ports. Values flow through expressions and templates over `trigger` (what started the run),
+//! `vars` (the workflow's variables) and `nodes.<id>` (each earlier node's output).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[cfg(feature = "ssr")]
+use utoipa::ToSchema;
+
+/// The version of the definition format (`format` in exports).
+pub const WORKFLOW_FORMAT: u32 = 1;
+
+string_enum! {
+    /// What a node does.
+    NodeKind {
+        /// Where a run starts when someone starts it: the console, the API (`POST
+        /// /api/v1/workflows/{id}/runs`) or another workflow. Its output is the run's input.
+        ManualTrigger = "manual_trigger",
+        /// Sets workflow variables: `{"values": {"name": "template", …}}`.
+        Set = "set",
+        /// Renders a text: `{"template": "Hello {{ trigger.name }}"}` → `{"text": …}`.
+        Template = "template",
+        /// Leaves by `true` or `false`: `{"expression": "nodes.check.status == 200"}`.
+        Condition = "condition",
+        /// An HTTP request to a public address: `{"method", "url", "headers", "body"}` (templates),
+        /// with an optional `compensation` request of the same shape, sent if the run fails later.
+        Http = "http",
+        /// Queues an email: `{"to", "subject", "body"}` (templates). Not undoable; an optional
+        /// `compensation` `{"subject", "body"}` is sent to the same address if the run fails later.
+        Email = "email",
+        /// Books in the tenant's calendar: `{"starts_at", "minutes", "name", "email", "note"}`
+        /// (templates; `starts_at` in the tenant's time zone). Cancelled if the run fails later.
+        Booking = "booking",
+        /// Cancels a booking: `{"booking_id", "reason"}` (templates).
+        CancelBooking = "cancel_booking",
+        /// Pauses until a person approves or rejects in the console or the API; leaves by
+        /// `approved` or `rejected`. `{"prompt": "template"}`.
+        Approval = "approval",
+        /// Pauses: `{"seconds": n}` or `{"until": "RFC 3339 template"}`.
+        Wait = "wait",
+        /// Ends the run with an output: `{"output": {"key": "template", …}}`.
+        End = "end",
+    }
+}
+
+impl NodeKind {
+    /// The ports a node of this kind leaves by (edges name one of them).
+    pub fn ports(self) -> &'static [&'static str] {
+        match self {
+            NodeKind::Condition => &["true", "false"],
+            NodeKind::Approval => &["approved", "rejected"],
+            NodeKind::End => &[],
+            NodeKind::Http | NodeKind::Email | NodeKind::Booking | NodeKind::CancelBooking => {
+                &["out", "error"]
+            }
+            _ => &["out"],
+        }
+    }
+
+    pub fn is_trigger(self) -> bool {
+        matches!(self, NodeKind::ManualTrigger)
+    }
+
+    /// What the palette says about it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NodeKind::ManualTrigger => "Start: from the console, the API or another workflow",
+            NodeKind::Set => "Set variables",
+            NodeKind::Template => "Render a text from a template",
+            NodeKind::Condition => "If / else on an expression",
+            NodeKind::Http => "HTTP request (undone by a request you define)",
+            NodeKind::Email => "Send an email",
+            NodeKind::Booking => "Book in the calendar (cancelled if the run fails)",
+            NodeKind::CancelBooking => "Cancel a booking",
+            NodeKind::Approval => "Wait for a person to approve or reject",
+            NodeKind::Wait => "Wait for a time or a delay",
+            NodeKind::End => "End the run with an output",
+        }
+    }
+}
+
+/// Where a node sits on the canvas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Position {
+    pub x: f64,
+    pub y: f64,
+}
+
+/// How often a failed node is tried again, and how long to wait in between: `initial_ms`,
+/// doubled after each failure up to `max_ms`, half of it random (jitter). No cap on attempts
+/// beyond the workflow's step limit.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(default)]
+pub struct RetryPolicy {
+    /// Tries in all (1: no retry).
+    pub attempts: u32,
+    pub initial_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            initial_ms: 1_000,
+            max_ms: 3_600_000,
+        }
+    }
+}
+
+/// What a node's final failure does to the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OnError {
+    /// The run fails; what earlier steps did is compensated.
+    #[default]
+    Fail,
+    /// The node's output is `value` and the run goes on by `out`.
+    Continue {
+        #[serde(default)]
+        value: serde_json::Value,
+    },
+    /// The run goes on by the node's `error` port, with `{"error": message}` as its output.
+    Branch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowNode {
+    /// Unique in the workflow: letters, digits, `_` and `-` (expressions name it as
+    /// `nodes.<id>`).
+    pub id: String,
+    pub kind: NodeKind,
+    /// The label on the canvas.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub position: Position,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Longest one attempt may take (default 30 s, at most 10 minutes).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowEdge {
+    pub from: String,
+    /// The port of `from` (default `out`).
+    #[serde(default = "out_port")]
+    pub port: String,
+    pub to: String,
+}
+
+fn out_port() -> String {
+    "out".into()
+}
+
+fn format_1() -> u32 {
+    WORKFLOW_FORMAT
+}
+
+/// A workflow's graph, as drawn and as run; also the export format.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowDefinition {
+    #[serde(default = "format_1")]
+    pub format: u32,
+    pub nodes: Vec<WorkflowNode>,
+    #[serde(default)]
+    pub edges: Vec<WorkflowEdge>,
+    /// Workflow variables and their starting values (`vars.<name>`).
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub variables: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for WorkflowDefinition {
+    fn default() -> Self {
+        WorkflowDefinition {
+            format: WORKFLOW_FORMAT,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            variables: BTreeMap::new(),
+        }
+    }
+}
+
+/// A problem that keeps a definition from being published, on a node when it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowProblem {
+    pub node: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct Workflow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// The draft being edited (autosaved); runs use published versions.
+    pub draft: WorkflowDefinition,
+    /// Increases with every save of the draft: send it back as `base_revision` so a save made
+    /// from a stale copy is refused instead of overwriting someone else's.
+    pub draft_revision: i64,
+    /// What would keep the draft from being published (empty: it can be).
+    pub problems: Vec<WorkflowProblem>,
+    /// The newest published version's number.
+    pub latest_version: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A workflow in a list (no definition).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub nodes: u32,
+    pub latest_version: Option<u32>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct CreateWorkflow {
+    /// 1–100 characters, unique in the tenant.
+    #[garde(length(min = 1, max = 100))]
+    pub name: String,
+    /// At most 500 characters.
+    #[garde(length(max = 500))]
+    #[serde(default)]
+    pub description: String,
+    /// The starting draft (an export, say); a manual trigger alone when absent.
+    #[garde(skip)]
+    #[serde(default)]
+    pub definition: Option<WorkflowDefinition>,
+}
+
+/// A save of the draft (the editor autosaves); absent fields stay as they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct UpdateWorkflow {
+    #[garde(inner(length(min = 1, max = 100)))]
+    #[serde(default)]
+    pub name: Option<String>,
+    #[garde(inner(length(max = 500)))]
+    #[serde(default)]
+    pub description: Option<String>,
+    #[garde(skip)]
+    #[serde(default)]
+    pub draft: Option<WorkflowDefinition>,
+    /// The `draft_revision` the change was made on; refused (409) when the draft has moved on.
+    #[garde(skip)]
+    #[serde(default)]
+    pub base_revision: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct PublishWorkflow {
+    /// What changed, for the version list; at most 500 characters.
+    #[garde(length(max = 500))]
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A published version: immutable; runs are pinned to the version they started on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowVersion {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    pub number: u32,
+    pub note: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub definition: WorkflowDefinition,
+}
+
+/// What changed between two versions (`from` → `to`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowDiff {
+    pub from: u32,
+    pub to: u32,
+    pub added_nodes: Vec<String>,
+    pub removed_nodes: Vec<String>,
+    /// Nodes whose kind, name, configuration, retry, timeout or error handling changed.
+    pub changed_nodes: Vec<NodeChange>,
+    /// Nodes that only moved on the canvas.
+    pub moved_nodes: Vec<String>,
+    pub added_edges: Vec<WorkflowEdge>,
+    pub removed_edges: Vec<WorkflowEdge>,
+    /// Variables added, removed or given another starting value.
+    pub changed_variables: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NodeChange {
+    pub node: String,
+    /// The top-level fields that differ (`kind`, `name`, `config.url`, `retry`, …).
+    pub fields: Vec<String>,
+}
+
+string_enum! {
+    /// Where a run is.
+    RunStatus {
+        /// Waiting for a worker.
+        Queued = "queued",
+        Running = "running",
+        /// Paused: for a person's approval, a time, or the next try of a failed step.
+        Waiting = "waiting",
+        Succeeded = "succeeded",
+        /// A step failed for good; what earlier steps did was compensated (see `compensation`).
+        Failed = "failed",
+        /// Cancelled from the console or the API; compensated like a failure.
+        Cancelled = "cancelled",
+    }
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+string_enum! {
+    /// How far a failed or cancelled run's effects were undone.
+    CompensationOutcome {
+        /// Nothing had to be undone.
+        Nothing = "nothing",
+        /// Every compensation ran (or found nothing left to undo).
+        Full = "full",
+        /// Some could not be undone: they failed after their retries or are not undoable
+        /// (a sent email without a follow-up).
+        Partial = "partial",
+    }
+}
+
+/// Why a waiting run waits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunWait {
+    Approval {
+        node: String,
+        prompt: String,
+    },
+    Until {
+        node: String,
+        at: DateTime<Utc>,
+    },
+    Retry {
+        node: String,
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowRun {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    pub version: u32,
+    pub status: RunStatus,
+    /// `manual`, `api`, `workflow`, `replay`, …
+    pub trigger: String,
+    pub input: serde_json::Value,
+    /// What the end node returned.
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub waiting: Option<RunWait>,
+    /// Set once a failed or cancelled run's compensations are done.
+    pub compensation: Option<CompensationOutcome>,
+    pub steps: u32,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+string_enum! {
+    StepStatus {
+        Running = "running",
+        Succeeded = "succeeded",
+        /// Failed; the run tried again, took the error branch, went on or failed (see the run).
+        Failed = "failed",
+        /// Asked to be run again later (approval, wait).
+        Suspended = "suspended",
+    }
+}
+
+/// One attempt of one node in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct RunStep {
+    pub seq: u32,
+    pub node: String,
+    pub kind: NodeKind,
+    pub attempt: u32,
+    pub status: StepStatus,
+    pub output: Option<serde_json::Value>,
+    pub port: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: Option<u32>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+string_enum! {
+    CompensationStatus {
+        /// Registered before its step ran; runs if the run fails or is cancelled.
+        Registered = "registered",
+        /// Undone.
+        Done = "done",
+        /// Nothing was left to undo (the step had not applied its effect).
+        Skipped = "skipped",
+        /// Failed after its retries.
+        Failed = "failed",
+        /// The effect cannot be undone (an email without a follow-up).
+        NotCompensable = "not_compensable",
+        /// The run succeeded; nothing was undone.
+        Released = "released",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct RunCompensation {
+    /// The step it undoes.
+    pub seq: u32,
+    pub node: String,
+    pub action: serde_json::Value,
+    pub status: CompensationStatus,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A run with its trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct RunDetail {
+    pub run: WorkflowRun,
+    pub steps: Vec<RunStep>,
+    /// In the order they were registered (they run in reverse).
+    pub compensations: Vec<RunCompensation>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct StartRun {
+    /// The trigger's payload (`trigger.*`); at most 64 KiB as JSON.
+    #[garde(skip)]
+    #[serde(default)]
+    pub input: serde_json::Value,
+    /// A version number; the newest when absent.
+    #[garde(skip)]
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// A person's answer to a run waiting for approval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ApprovalDecision {
+    #[garde(skip)]
+    pub approved: bool,
+    /// At most 1,000 characters (`nodes.<id>.comment`).
+    #[garde(length(max = 1000))]
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Filters of the runs list.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct RunQuery {
+    #[garde(skip)]
+    pub status: Option<RunStatus>,
+    /// Runs of this version only.
+    #[garde(skip)]
+    pub version: Option<u32>,
+    #[garde(length(max = 40))]
+    pub trigger: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<String>,
+    /// Page size, 1–100 (default 20).
+    #[garde(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+}
+
+/// The two versions to compare.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
+pub struct VersionDiffQuery {
+    #[garde(skip)]
+    pub from: u32,
+    #[garde(skip)]
+    pub to: u32,
+}

@@ -1,0 +1,540 @@
+//! Workflows: tenants' graphs of steps, run by the same engine as the agents' conversation
+//! graph (`crate::engine`), as durable jobs.
+//!
+//! - A **definition** (`app::types::WorkflowDefinition`) is checked by [`problems`] (kinds,
+//!   configurations, ports, references, cycles, limits) and turned into the engine's
+//!   [`GraphDef`] by [`graph_def`]: a node per node, an edge per edge with a
+//!   [`Condition::Port`].
+//! - **Versions** are immutable copies of the draft; runs are pinned to one.
+//! - **Runs** are driven by the `workflow.run` job ([`run::RunWorkflow`]): a checkpoint after
+//!   every step, retries with backoff as rescheduled jobs, pauses for approvals and waits, and
+//!   compensations registered before side-effecting steps run (SAGA), run in reverse when the
+//!   run fails or is cancelled.
+
+pub mod bench;
+pub mod expr;
+pub mod nodes;
+pub mod run;
+pub mod service;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use app::types::{
+    NodeChange, NodeKind, OnError, WorkflowDefinition, WorkflowDiff, WorkflowEdge, WorkflowNode,
+    WorkflowProblem, WORKFLOW_FORMAT,
+};
+
+use crate::engine::{Condition, EdgeDef, GraphDef, NodeDef};
+
+/// Nodes one workflow may have.
+pub const MAX_NODES: usize = 500;
+/// Edges one workflow may have.
+pub const MAX_EDGES: usize = 2_000;
+/// Steps one run may take (loops end here).
+pub const MAX_RUN_STEPS: u32 = 1_000;
+/// Unfinished runs one tenant may have; more are refused until some finish.
+pub const MAX_ACTIVE_RUNS: u64 = 200;
+/// How long a run may last from its start (approvals and waits included).
+pub const MAX_RUN_DAYS: i64 = 30;
+/// Largest definition, and largest run input, as JSON.
+pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
+pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+/// Default and longest time one attempt of a node may take.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// The trigger node (where runs start), if the definition has exactly one.
+pub fn trigger(def: &WorkflowDefinition) -> Option<&WorkflowNode> {
+    let mut triggers = def.nodes.iter().filter(|n| n.kind.is_trigger());
+    match (triggers.next(), triggers.next()) {
+        (Some(t), None) => Some(t),
+        _ => None,
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id != crate::engine::END
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Every string in a configuration, for reference checks.
+fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// What keeps `def` from being published (empty: nothing). Problems name their node.
+pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
+    let mut out = Vec::new();
+    let mut problem = |node: Option<&str>, message: String| {
+        out.push(WorkflowProblem {
+            node: node.map(str::to_string),
+            message,
+        })
+    };
+    if def.format != WORKFLOW_FORMAT {
+        problem(
+            None,
+            format!(
+                "format {} is not supported (this platform reads {WORKFLOW_FORMAT})",
+                def.format
+            ),
+        );
+    }
+    if def.nodes.len() > MAX_NODES {
+        problem(
+            None,
+            format!("a workflow may have at most {MAX_NODES} nodes"),
+        );
+    }
+    if def.edges.len() > MAX_EDGES {
+        problem(
+            None,
+            format!("a workflow may have at most {MAX_EDGES} edges"),
+        );
+    }
+    match def.nodes.iter().filter(|n| n.kind.is_trigger()).count() {
+        0 => problem(None, "the workflow needs a trigger".into()),
+        1 => {}
+        _ => problem(None, "the workflow may have only one trigger".into()),
+    }
+    let mut ids = HashSet::new();
+    let mut kinds = HashMap::new();
+    for n in &def.nodes {
+        if !valid_id(&n.id) {
+            problem(
+                Some(&n.id),
+                "a node id is 1–64 letters, digits, `_` or `-` (and not `end`)".into(),
+            );
+        } else if !ids.insert(n.id.as_str()) {
+            problem(Some(&n.id), format!("the id `{}` is used twice", n.id));
+        }
+        kinds.insert(n.id.as_str(), n.kind);
+    }
+    for n in &def.nodes {
+        let id = Some(n.id.as_str());
+        if let Err(e) = nodes::build(n.kind, &n.config) {
+            problem(id, e);
+        }
+        if n.retry.attempts == 0 {
+            problem(id, "retry attempts must be at least 1".into());
+        }
+        if n.retry.initial_ms == 0 || n.retry.max_ms < n.retry.initial_ms {
+            problem(
+                id,
+                "retry delays must be positive, the longest at least the first".into(),
+            );
+        }
+        if n.timeout_ms.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_MS) {
+            problem(id, format!("the timeout must be 1–{MAX_TIMEOUT_MS} ms"));
+        }
+        if n.on_error == OnError::Branch && !n.kind.ports().contains(&"error") {
+            problem(id, "this kind of node has no error branch".into());
+        }
+        if n.on_error == OnError::Branch
+            && !def
+                .edges
+                .iter()
+                .any(|e| e.from == n.id && e.port == "error")
+        {
+            problem(id, "the error branch is chosen but not connected".into());
+        }
+        // References: templates and expressions must parse and name only known nodes.
+        let mut texts = Vec::new();
+        strings(&n.config, &mut texts);
+        for text in texts {
+            let names = if n.kind == NodeKind::Condition
+                && n.config.get("expression").and_then(|e| e.as_str()) == Some(text.as_str())
+            {
+                expr::expression_names(&text)
+            } else {
+                expr::template_names(&text)
+            };
+            match names {
+                Err(e) => problem(
+                    id,
+                    format!("`{}`: {e}", text.chars().take(60).collect::<String>()),
+                ),
+                Ok(names) => {
+                    for name in names {
+                        let mut parts = name.split('.');
+                        let root = parts.next().unwrap_or_default();
+                        if !expr::ROOTS.contains(&root) {
+                            // Loop variables and the like are local; only dotted roots
+                            // that look like ours are checked.
+                            continue;
+                        }
+                        if root == "nodes" {
+                            if let Some(target) = parts.next() {
+                                if !kinds.contains_key(target) {
+                                    problem(id, format!("`{name}` names no node of this workflow"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut used_ports = HashSet::new();
+    for e in &def.edges {
+        let (Some(from), Some(_)) = (kinds.get(e.from.as_str()), kinds.get(e.to.as_str())) else {
+            problem(
+                Some(&e.from),
+                format!(
+                    "the edge {} → {} names a node that does not exist",
+                    e.from, e.to
+                ),
+            );
+            continue;
+        };
+        if !from.ports().contains(&e.port.as_str()) {
+            problem(
+                Some(&e.from),
+                format!("a {} node has no `{}` port", from.as_str(), e.port),
+            );
+        }
+        if kinds.get(e.to.as_str()).is_some_and(|k| k.is_trigger()) {
+            problem(Some(&e.to), "nothing may lead into the trigger".into());
+        }
+        if !used_ports.insert((e.from.as_str(), e.port.as_str())) {
+            problem(
+                Some(&e.from),
+                format!("the `{}` port leads to more than one node (parallel branches are not supported yet)", e.port),
+            );
+        }
+    }
+    if let Some(cycle) = cycle(def) {
+        problem(
+            Some(&cycle),
+            "this node is on a cycle; loops need a loop node".into(),
+        );
+    }
+    if let Some(t) = trigger(def) {
+        let reachable = reachable(def, &t.id);
+        for n in &def.nodes {
+            if !reachable.contains(n.id.as_str()) {
+                problem(
+                    Some(&n.id),
+                    "no path from the trigger reaches this node".into(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn successors(def: &WorkflowDefinition) -> HashMap<&str, Vec<&str>> {
+    let mut next: HashMap<&str, Vec<&str>> = HashMap::new();
+    for e in &def.edges {
+        next.entry(e.from.as_str()).or_default().push(e.to.as_str());
+    }
+    next
+}
+
+fn reachable<'a>(def: &'a WorkflowDefinition, start: &'a str) -> HashSet<&'a str> {
+    let next = successors(def);
+    let mut seen = HashSet::from([start]);
+    let mut stack = vec![start];
+    while let Some(n) = stack.pop() {
+        for &m in next.get(n).into_iter().flatten() {
+            if seen.insert(m) {
+                stack.push(m);
+            }
+        }
+    }
+    seen
+}
+
+/// A node on a cycle, if the graph has one (iterative depth-first search).
+fn cycle(def: &WorkflowDefinition) -> Option<String> {
+    let next = successors(def);
+    // 0: unseen, 1: on the current path, 2: done.
+    let mut mark: HashMap<&str, u8> = HashMap::new();
+    for n in &def.nodes {
+        if mark.get(n.id.as_str()).copied().unwrap_or(0) != 0 {
+            continue;
+        }
+        let mut stack: Vec<(&str, usize)> = vec![(n.id.as_str(), 0)];
+        mark.insert(n.id.as_str(), 1);
+        while let Some((node, i)) = stack.pop() {
+            let children = next.get(node).map(Vec::as_slice).unwrap_or_default();
+            if let Some(&child) = children.get(i) {
+                stack.push((node, i + 1));
+                match mark.get(child).copied().unwrap_or(0) {
+                    1 => return Some(child.to_string()),
+                    0 => {
+                        mark.insert(child, 1);
+                        stack.push((child, 0));
+                    }
+                    _ => {}
+                }
+            } else {
+                mark.insert(node, 2);
+            }
+        }
+    }
+    None
+}
+
+/// The engine's graph for a definition without problems.
+pub fn graph_def(def: &WorkflowDefinition) -> Option<GraphDef> {
+    let start = trigger(def)?.id.clone();
+    Some(GraphDef {
+        start,
+        nodes: def
+            .nodes
+            .iter()
+            .map(|n| NodeDef {
+                id: n.id.clone(),
+                kind: n.kind.as_str().to_string(),
+                config: n.config.clone(),
+            })
+            .collect(),
+        edges: def
+            .edges
+            .iter()
+            .map(|e| EdgeDef {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                when: Condition::Port {
+                    port: e.port.clone(),
+                },
+            })
+            .collect(),
+        max_steps: MAX_RUN_STEPS,
+    })
+}
+
+/// A new workflow's draft: a manual trigger alone.
+pub fn starting_draft() -> WorkflowDefinition {
+    WorkflowDefinition {
+        nodes: vec![WorkflowNode {
+            id: "start".into(),
+            kind: NodeKind::ManualTrigger,
+            name: "Start".into(),
+            config: serde_json::json!({}),
+            position: app::types::Position { x: 80.0, y: 80.0 },
+            retry: Default::default(),
+            timeout_ms: None,
+            on_error: OnError::Fail,
+        }],
+        ..Default::default()
+    }
+}
+
+/// The fields of two versions of a node that differ (configuration keys one by one).
+fn node_fields(a: &WorkflowNode, b: &WorkflowNode) -> Vec<String> {
+    let mut fields = Vec::new();
+    if a.kind != b.kind {
+        fields.push("kind".to_string());
+    }
+    if a.name != b.name {
+        fields.push("name".to_string());
+    }
+    match (a.config.as_object(), b.config.as_object()) {
+        (Some(x), Some(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                if x.get(k) != y.get(k) {
+                    fields.push(format!("config.{k}"));
+                }
+            }
+        }
+        _ if a.config != b.config => fields.push("config".to_string()),
+        _ => {}
+    }
+    if a.retry != b.retry {
+        fields.push("retry".to_string());
+    }
+    if a.timeout_ms != b.timeout_ms {
+        fields.push("timeout_ms".to_string());
+    }
+    if a.on_error != b.on_error {
+        fields.push("on_error".to_string());
+    }
+    fields
+}
+
+/// What changed from `a` (version `from`) to `b` (version `to`).
+pub fn diff(from: u32, a: &WorkflowDefinition, to: u32, b: &WorkflowDefinition) -> WorkflowDiff {
+    let old: BTreeMap<&str, &WorkflowNode> = a.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let new: BTreeMap<&str, &WorkflowNode> = b.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut changed_nodes = Vec::new();
+    let mut moved_nodes = Vec::new();
+    for (id, n) in &new {
+        if let Some(o) = old.get(id) {
+            let fields = node_fields(o, n);
+            if !fields.is_empty() {
+                changed_nodes.push(NodeChange {
+                    node: id.to_string(),
+                    fields,
+                });
+            } else if o.position != n.position {
+                moved_nodes.push(id.to_string());
+            }
+        }
+    }
+    let edge_set = |d: &WorkflowDefinition| -> BTreeSet<(String, String, String)> {
+        d.edges
+            .iter()
+            .map(|e| (e.from.clone(), e.port.clone(), e.to.clone()))
+            .collect()
+    };
+    let (ea, eb) = (edge_set(a), edge_set(b));
+    let edges = |set: BTreeSet<&(String, String, String)>| -> Vec<WorkflowEdge> {
+        set.into_iter()
+            .map(|(from, port, to)| WorkflowEdge {
+                from: from.clone(),
+                port: port.clone(),
+                to: to.clone(),
+            })
+            .collect()
+    };
+    let var_names: BTreeSet<&String> = a.variables.keys().chain(b.variables.keys()).collect();
+    WorkflowDiff {
+        from,
+        to,
+        added_nodes: new
+            .keys()
+            .filter(|k| !old.contains_key(*k))
+            .map(|k| k.to_string())
+            .collect(),
+        removed_nodes: old
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .map(|k| k.to_string())
+            .collect(),
+        changed_nodes,
+        moved_nodes,
+        added_edges: edges(eb.difference(&ea).collect()),
+        removed_edges: edges(ea.difference(&eb).collect()),
+        changed_variables: var_names
+            .into_iter()
+            .filter(|k| a.variables.get(*k) != b.variables.get(*k))
+            .cloned()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn def(value: serde_json::Value) -> WorkflowDefinition {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn sample() -> WorkflowDefinition {
+        def(json!({
+            "nodes": [
+                {"id": "start", "kind": "manual_trigger"},
+                {"id": "check", "kind": "condition", "config": {"expression": "trigger.amount > 10"}},
+                {"id": "big", "kind": "template", "config": {"template": "big {{ trigger.amount }}"}},
+                {"id": "done", "kind": "end", "config": {"output": {"text": "{{ nodes.big.text }}"}}}
+            ],
+            "edges": [
+                {"from": "start", "to": "check"},
+                {"from": "check", "port": "true", "to": "big"},
+                {"from": "big", "to": "done"}
+            ]
+        }))
+    }
+
+    #[test]
+    fn a_sound_definition_has_no_problems_and_becomes_a_graph() {
+        let d = sample();
+        assert_eq!(problems(&d), vec![]);
+        let g = graph_def(&d).unwrap();
+        assert_eq!(g.start, "start");
+        crate::engine::Graph::build(&g, &nodes::registry()).unwrap();
+    }
+
+    #[test]
+    fn problems_name_their_node() {
+        let mut d = sample();
+        d.nodes[2].config = json!({"template": "{{ nodes.ghost.text }}"});
+        d.edges.push(WorkflowEdge {
+            from: "check".into(),
+            port: "maybe".into(),
+            to: "big".into(),
+        });
+        d.edges.push(WorkflowEdge {
+            from: "done".into(),
+            port: "out".into(),
+            to: "check".into(),
+        });
+        d.nodes[1].config = json!({});
+        let found = problems(&d);
+        let about = |node: &str, text: &str| {
+            found
+                .iter()
+                .any(|p| p.node.as_deref() == Some(node) && p.message.contains(text))
+        };
+        assert!(about("big", "ghost"), "{found:?}");
+        assert!(about("check", "`maybe` port"), "{found:?}");
+        assert!(about("check", "`expression` is required"), "{found:?}");
+        assert!(about("done", "has no `out` port"), "{found:?}");
+        assert!(
+            found.iter().any(|p| p.message.contains("cycle")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_cycle_and_an_unreachable_node_are_found() {
+        let mut d = sample();
+        d.nodes.push(WorkflowNode {
+            id: "lonely".into(),
+            ..d.nodes[2].clone()
+        });
+        d.edges.push(WorkflowEdge {
+            from: "big".into(),
+            port: "out".into(),
+            to: "check".into(),
+        });
+        let found = problems(&d);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.node.as_deref() == Some("lonely") && p.message.contains("no path")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.message.contains("cycle")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn diff_names_what_changed() {
+        let a = sample();
+        let mut b = sample();
+        b.nodes[2].config = json!({"template": "large {{ trigger.amount }}"});
+        b.nodes[3].position.x = 500.0;
+        b.nodes.remove(0);
+        b.edges.remove(0);
+        b.variables.insert("limit".into(), json!(5));
+        let d = diff(1, &a, 2, &b);
+        assert_eq!(d.removed_nodes, vec!["start".to_string()]);
+        assert_eq!(
+            d.changed_nodes,
+            vec![NodeChange {
+                node: "big".into(),
+                fields: vec!["config.template".into()]
+            }]
+        );
+        assert_eq!(d.moved_nodes, vec!["done".to_string()]);
+        assert_eq!(d.removed_edges.len(), 1);
+        assert_eq!(d.changed_variables, vec!["limit".to_string()]);
+    }
+}

@@ -1,0 +1,698 @@
+//! The workflow node kinds, as engine [`Node`]s over [`StepCx`].
+//!
+//! A node reads the run's variables (`trigger`, `vars`, `nodes.<id>`) through templates, does
+//! its work and returns its output; the driver (`run`) stores the output under `nodes.<id>`.
+//! Side-effecting nodes make their effect idempotent with the step's key (an email job's
+//! idempotency key, a booking id derived from it, an `Idempotency-Key` header) and declare
+//! their compensation, which the driver registers before they run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use app::services::{Access, Actor};
+use app::types::{BookingSource, NodeKind};
+
+use super::expr;
+use crate::engine::{ConvState, Events, Node, NodeRegistry, StepOutput, Suspend};
+use crate::integrations::calendar::{self, Calendar, CalendarError, NewBooking};
+use crate::integrations::email::{self, OutgoingEmail};
+use crate::store::{bookings, tenant_email_settings, tenants};
+
+/// Largest HTTP response body a step reads.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Longest booking a step may make.
+const MAX_BOOKING_MINUTES: i64 = 24 * 60;
+
+/// What the nodes of every run share.
+pub struct WorkflowRuntime {
+    pub db: DatabaseConnection,
+    pub calendar: Arc<dyn Calendar>,
+    /// For tenant-given URLs: public addresses only unless `FETCH_ALLOW_PRIVATE`.
+    pub http: reqwest::Client,
+    pub allow_private: bool,
+    /// The platform can send email (`SMTP_URL`); a tenant may also have its own provider.
+    pub platform_email: bool,
+}
+
+/// What one step of one run sees.
+pub struct StepCx {
+    pub rt: Arc<WorkflowRuntime>,
+    pub tenant_id: Uuid,
+    pub run_id: Uuid,
+    pub workflow_id: Uuid,
+    pub node: String,
+    pub seq: u32,
+    pub attempt: u32,
+}
+
+impl StepCx {
+    /// Names this step's effect: the same for every execution of the step, so an effect
+    /// whose answer was lost (the worker died) is recognised when the step runs again.
+    pub fn key(&self) -> String {
+        format!("wf:{}:{}", self.run_id, self.seq)
+    }
+
+    /// An id derived from the step's key (for the booking it makes).
+    pub fn derived_id(&self, purpose: &str) -> Uuid {
+        let digest = Sha256::digest(format!("{purpose}:{}", self.key()).as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// The workflow acting in its tenant (audit: `system:workflow:<id>`).
+    pub fn access(&self) -> Access {
+        access_for(self.tenant_id, self.workflow_id)
+    }
+}
+
+pub fn access_for(tenant_id: Uuid, workflow_id: Uuid) -> Access {
+    Access {
+        tenant_id,
+        actor: Actor::System {
+            task: format!("workflow:{workflow_id}"),
+        },
+        role: None,
+        scopes: Vec::new(),
+        ip: None,
+    }
+}
+
+/// The variables templates see.
+pub fn context(state: &ConvState) -> Value {
+    json!({
+        "trigger": state.vars.get("trigger").cloned().unwrap_or(Value::Null),
+        "vars": state.vars.get("vars").cloned().unwrap_or_else(|| json!({})),
+        "nodes": state.vars.get("nodes").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+fn done(output: Value) -> StepOutput {
+    StepOutput {
+        output: Some(output),
+        ..Default::default()
+    }
+}
+
+fn leave(port: &str, output: Value) -> StepOutput {
+    StepOutput {
+        output: Some(output),
+        port: Some(port.to_string()),
+        ..Default::default()
+    }
+}
+
+fn text(config: &Value, key: &str) -> Option<String> {
+    config.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn required(config: &Value, key: &str) -> Result<String, String> {
+    match text(config, key) {
+        Some(t) if !t.trim().is_empty() => Ok(t),
+        _ => Err(format!("`{key}` is required")),
+    }
+}
+
+/// A per-node memory in the run's state (`vars.<area>.<node>`): a wait's deadline, an
+/// approval's answer.
+fn memo<'a>(state: &'a ConvState, area: &str, node: &str) -> Option<&'a Value> {
+    state.vars.get(area).and_then(|m| m.get(node))
+}
+
+fn set_memo(state: &mut ConvState, area: &str, node: &str, value: Option<Value>) {
+    let map = state
+        .vars
+        .entry(area.to_string())
+        .or_insert_with(|| json!({}));
+    if let Some(map) = map.as_object_mut() {
+        match value {
+            Some(v) => {
+                map.insert(node.to_string(), v);
+            }
+            None => {
+                map.remove(node);
+            }
+        }
+    }
+}
+
+/// Where a person's answer to an approval is kept until the node reads it.
+pub const APPROVALS: &str = "approvals";
+const WAITS: &str = "waits";
+
+struct Trigger;
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Trigger {
+    async fn run(
+        &self,
+        _: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        Ok(done(
+            state.vars.get("trigger").cloned().unwrap_or(Value::Null),
+        ))
+    }
+}
+
+struct Set {
+    values: BTreeMap<String, Value>,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Set {
+    async fn run(
+        &self,
+        _: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let ctx = context(state);
+        let mut set = serde_json::Map::new();
+        for (name, template) in &self.values {
+            set.insert(name.clone(), expr::render_value(template, &ctx)?);
+        }
+        let vars = state.vars.entry("vars".into()).or_insert_with(|| json!({}));
+        if let Some(vars) = vars.as_object_mut() {
+            vars.extend(set.clone());
+        }
+        Ok(done(Value::Object(set)))
+    }
+}
+
+struct Template {
+    template: String,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Template {
+    async fn run(
+        &self,
+        _: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        Ok(done(
+            json!({ "text": expr::render(&self.template, &context(state))? }),
+        ))
+    }
+}
+
+struct Condition {
+    expression: String,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Condition {
+    async fn run(
+        &self,
+        _: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let result = expr::holds(&self.expression, &context(state))?;
+        Ok(leave(
+            if result { "true" } else { "false" },
+            json!({ "result": result }),
+        ))
+    }
+}
+
+struct Http {
+    request: Value,
+    compensation: Option<Value>,
+}
+
+/// Sends the request `spec` (`method`, `url`, `headers`, `body`, rendered) and reads at most
+/// [`MAX_RESPONSE_BYTES`]; a status outside 2xx is an error.
+pub async fn send(rt: &WorkflowRuntime, spec: &Value, key: &str) -> Result<Value, String> {
+    let method = text(spec, "method").unwrap_or_else(|| "GET".into());
+    let method = reqwest::Method::from_bytes(method.trim().to_uppercase().as_bytes())
+        .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+    let url = required(spec, "url")?;
+    crate::outbound::guard::check_target(&url, rt.allow_private)?;
+    let mut request = rt
+        .http
+        .request(method, url.trim())
+        .header("Idempotency-Key", key);
+    if let Some(headers) = spec.get("headers").and_then(Value::as_object) {
+        for (name, value) in headers {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            request = request.header(name.as_str(), value);
+        }
+    }
+    match spec.get("body") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(body)) => request = request.body(body.clone()),
+        Some(body) => request = request.json(body),
+    }
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| format!("the request failed: {}", crate::outbound::describe(&e)))?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        format!(
+            "reading the response failed: {}",
+            crate::outbound::describe(&e)
+        )
+    })? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(format!(
+                "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = serde_json::from_slice::<Value>(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    if !status.is_success() {
+        let excerpt: String = match &body {
+            Value::String(s) => s.chars().take(200).collect(),
+            other => other.to_string().chars().take(200).collect(),
+        };
+        return Err(format!(
+            "HTTP {} from the server: {excerpt}",
+            status.as_u16()
+        ));
+    }
+    Ok(json!({ "status": status.as_u16(), "body": body }))
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Http {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let spec = expr::render_value(&self.request, &context(state))?;
+        Ok(done(send(&cx.rt, &spec, &cx.key()).await?))
+    }
+
+    fn compensation(&self, cx: &StepCx, _: &ConvState) -> Option<Value> {
+        // Rendered when it runs, so it can use this step's response (`nodes.<id>.body.id`).
+        self.compensation
+            .as_ref()
+            .map(|request| json!({"type": "http", "node": cx.node, "request": request}))
+    }
+}
+
+struct Email {
+    config: Value,
+}
+
+async fn can_email(cx: &StepCx) -> Result<bool, String> {
+    if cx.rt.platform_email {
+        return Ok(true);
+    }
+    let own = tenant_email_settings::Entity::find()
+        .filter(tenant_email_settings::Column::TenantId.eq(cx.tenant_id))
+        .count(&cx.rt.db)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(own > 0)
+}
+
+/// Queues one email, once per `key` (the job's idempotency key).
+pub async fn queue_email(
+    cx: &StepCx,
+    to: &str,
+    subject: &str,
+    body: &str,
+    key: String,
+) -> Result<Value, String> {
+    if !can_email(cx).await? {
+        return Err(
+            "email is not set up: the platform has no SMTP server and the tenant no email provider"
+                .into(),
+        );
+    }
+    let to = email::parse_address("to", to).map_err(|e| e.to_string())?;
+    if subject.trim().is_empty() || subject.len() > 200 {
+        return Err("the subject must be 1–200 characters".into());
+    }
+    let message = OutgoingEmail {
+        to: to.clone(),
+        subject: subject.trim().to_string(),
+        body: body.to_string(),
+        reply_to: None,
+        message_id: None,
+    };
+    let job = email::enqueue_keyed(&cx.rt.db, cx.tenant_id, &message, key)
+        .await
+        .map_err(|e| format!("the email could not be queued: {e}"))?;
+    Ok(json!({ "queued": true, "to": to.to_string(), "job_id": job }))
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Email {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let c = expr::render_value(&self.config, &context(state))?;
+        let out = queue_email(
+            cx,
+            &required(&c, "to")?,
+            &required(&c, "subject")?,
+            &text(&c, "body").unwrap_or_default(),
+            cx.key(),
+        )
+        .await?;
+        Ok(done(out))
+    }
+
+    fn compensation(&self, cx: &StepCx, _: &ConvState) -> Option<Value> {
+        Some(match self.config.get("compensation") {
+            Some(follow_up) if follow_up.is_object() => json!({
+                "type": "email", "node": cx.node, "to": self.config.get("to"), "message": follow_up
+            }),
+            _ => json!({"type": "not_compensable", "node": cx.node, "what": "an email was sent"}),
+        })
+    }
+}
+
+struct Booking {
+    config: Value,
+}
+
+async fn tenant_zone(db: &DatabaseConnection, tenant: Uuid) -> Result<chrono_tz::Tz, String> {
+    Ok(tenants::Entity::find_by_id(tenant)
+        .one(db)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_or(chrono_tz::UTC, |t| calendar::zone(&t.timezone)))
+}
+
+fn calendar_error(e: CalendarError) -> String {
+    e.to_string()
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Booking {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let c = expr::render_value(&self.config, &context(state))?;
+        let id = cx.derived_id("booking");
+        // The step ran before and its booking was made (the answer was lost): that is it.
+        if let Some(row) = bookings::Entity::find_by_id(id)
+            .filter(bookings::Column::TenantId.eq(cx.tenant_id))
+            .one(&cx.rt.db)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(done(booking_output(&row.id, row.starts_at, row.ends_at)));
+        }
+        let tz = tenant_zone(&cx.rt.db, cx.tenant_id).await?;
+        let start = required(&c, "starts_at")?;
+        let local = NaiveDateTime::parse_from_str(start.trim(), "%Y-%m-%dT%H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(start.trim(), "%Y-%m-%dT%H:%M:%S"))
+            .map_err(|_| {
+                format!("starts_at `{start}` is not a local time like 2026-12-08T10:00")
+            })?;
+        let starts_at = calendar::local_to_utc(tz, local)
+            .ok_or_else(|| format!("{local} does not exist in {tz} (the clocks go forward)"))?;
+        let minutes = match c.get("minutes") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            None => Some(30),
+            _ => None,
+        }
+        .filter(|m| (5..=MAX_BOOKING_MINUTES).contains(m))
+        .ok_or_else(|| format!("minutes must be 5–{MAX_BOOKING_MINUTES}"))?;
+        let name = required(&c, "name")?;
+        let address = required(&c, "email")?;
+        email::parse_address("email", &address).map_err(|e| e.to_string())?;
+        let booking = cx
+            .rt
+            .calendar
+            .book(
+                &cx.access(),
+                NewBooking {
+                    id: Some(id),
+                    conversation_id: None,
+                    starts_at,
+                    ends_at: starts_at + chrono::Duration::minutes(minutes),
+                    name: name.chars().take(200).collect(),
+                    email: address.trim().to_string(),
+                    note: text(&c, "note")
+                        .unwrap_or_default()
+                        .chars()
+                        .take(2000)
+                        .collect(),
+                    source: BookingSource::Workflow,
+                    notify: false,
+                },
+            )
+            .await
+            .map_err(calendar_error)?;
+        Ok(done(booking_output(
+            &booking.id,
+            booking.starts_at,
+            booking.ends_at,
+        )))
+    }
+
+    fn compensation(&self, cx: &StepCx, _: &ConvState) -> Option<Value> {
+        Some(
+            json!({"type": "cancel_booking", "node": cx.node, "booking_id": cx.derived_id("booking")}),
+        )
+    }
+}
+
+fn booking_output(id: &Uuid, starts_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Value {
+    json!({ "booking_id": id, "starts_at": starts_at, "ends_at": ends_at })
+}
+
+/// Cancels the tenant's booking `id`; a booking that does not exist (its step never made it)
+/// or is already cancelled is reported as such, not as a failure.
+pub async fn cancel_booking(
+    rt: &WorkflowRuntime,
+    access: &Access,
+    id: Uuid,
+    reason: &str,
+) -> Result<&'static str, String> {
+    match rt.calendar.cancel(access, id, reason, false).await {
+        Ok(_) => Ok("cancelled"),
+        Err(CalendarError::NotFound) => Ok("not_found"),
+        Err(CalendarError::Cancelled) => Ok("already_cancelled"),
+        Err(e) => Err(calendar_error(e)),
+    }
+}
+
+struct CancelBooking {
+    config: Value,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for CancelBooking {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let c = expr::render_value(&self.config, &context(state))?;
+        let id = required(&c, "booking_id")?;
+        let id: Uuid = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{id}` is not a booking id"))?;
+        let reason = text(&c, "reason").unwrap_or_else(|| "cancelled by a workflow".into());
+        let outcome = cancel_booking(&cx.rt, &cx.access(), id, &reason).await?;
+        if outcome == "not_found" {
+            return Err(format!("no booking {id}"));
+        }
+        Ok(done(json!({ "booking_id": id, "outcome": outcome })))
+    }
+}
+
+struct Approval {
+    prompt: String,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Approval {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        if let Some(answer) = memo(state, APPROVALS, &cx.node).cloned() {
+            set_memo(state, APPROVALS, &cx.node, None);
+            let approved = answer["approved"].as_bool().unwrap_or(false);
+            return Ok(leave(
+                if approved { "approved" } else { "rejected" },
+                answer,
+            ));
+        }
+        let prompt = expr::render(&self.prompt, &context(state))?;
+        Ok(StepOutput {
+            suspend: Some(Suspend::Approval { prompt }),
+            ..Default::default()
+        })
+    }
+}
+
+struct Wait {
+    seconds: Option<u64>,
+    until: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Wait {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let now = Utc::now();
+        let at = match memo(state, WAITS, &cx.node).and_then(|v| v.as_str()) {
+            Some(at) => at.parse::<DateTime<Utc>>().map_err(|e| e.to_string())?,
+            None => {
+                let at = match (&self.until, self.seconds) {
+                    (Some(until), _) => {
+                        let text = expr::render(until, &context(state))?;
+                        DateTime::parse_from_rfc3339(text.trim())
+                            .map_err(|_| format!("until `{text}` is not an RFC 3339 time"))?
+                            .with_timezone(&Utc)
+                    }
+                    (None, Some(seconds)) => now + Duration::from_secs(seconds),
+                    (None, None) => now,
+                };
+                set_memo(state, WAITS, &cx.node, Some(json!(at)));
+                at
+            }
+        };
+        if at > now {
+            return Ok(StepOutput {
+                suspend: Some(Suspend::Until { at }),
+                ..Default::default()
+            });
+        }
+        set_memo(state, WAITS, &cx.node, None);
+        Ok(done(json!({ "waited_until": at })))
+    }
+}
+
+struct End {
+    output: Value,
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for End {
+    async fn run(
+        &self,
+        _: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        Ok(done(expr::render_value(&self.output, &context(state))?))
+    }
+}
+
+/// Builds a node of `kind` from its configuration, or says what is wrong with it.
+pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, String> {
+    let object = |key: &str| -> Result<Value, String> {
+        match config.get(key) {
+            None | Some(Value::Null) => Ok(json!({})),
+            Some(v) if v.is_object() => Ok(v.clone()),
+            Some(_) => Err(format!("`{key}` must be an object")),
+        }
+    };
+    Ok(match kind {
+        NodeKind::ManualTrigger => Arc::new(Trigger),
+        NodeKind::Set => Arc::new(Set {
+            values: serde_json::from_value(object("values")?).map_err(|e| e.to_string())?,
+        }),
+        NodeKind::Template => Arc::new(Template {
+            template: required(config, "template")?,
+        }),
+        NodeKind::Condition => Arc::new(Condition {
+            expression: required(config, "expression")?,
+        }),
+        NodeKind::Http => {
+            required(config, "url")?;
+            let compensation = match config.get("compensation") {
+                None | Some(Value::Null) => None,
+                Some(c) if c.get("url").and_then(Value::as_str).is_some() => Some(c.clone()),
+                Some(_) => return Err("`compensation` must be a request with a `url`".into()),
+            };
+            let mut request = config.clone();
+            if let Some(r) = request.as_object_mut() {
+                r.remove("compensation");
+            }
+            Arc::new(Http {
+                request,
+                compensation,
+            })
+        }
+        NodeKind::Email => {
+            required(config, "to")?;
+            required(config, "subject")?;
+            Arc::new(Email {
+                config: config.clone(),
+            })
+        }
+        NodeKind::Booking => {
+            for key in ["starts_at", "name", "email"] {
+                required(config, key)?;
+            }
+            Arc::new(Booking {
+                config: config.clone(),
+            })
+        }
+        NodeKind::CancelBooking => {
+            required(config, "booking_id")?;
+            Arc::new(CancelBooking {
+                config: config.clone(),
+            })
+        }
+        NodeKind::Approval => Arc::new(Approval {
+            prompt: text(config, "prompt").unwrap_or_else(|| "Approve?".into()),
+        }),
+        NodeKind::Wait => {
+            let seconds = config.get("seconds").and_then(Value::as_u64);
+            let until = text(config, "until");
+            if seconds.is_none() && until.is_none() {
+                return Err("`seconds` or `until` is required".into());
+            }
+            Arc::new(Wait { seconds, until })
+        }
+        NodeKind::End => Arc::new(End {
+            output: object("output")?,
+        }),
+    })
+}
+
+/// Every kind, for [`crate::engine::Graph::build`].
+pub fn registry() -> NodeRegistry<StepCx> {
+    let mut registry = NodeRegistry::new();
+    for kind in NodeKind::ALL {
+        let kind = *kind;
+        registry.register(kind.as_str(), Arc::new(move |config| build(kind, config)));
+    }
+    registry
+}

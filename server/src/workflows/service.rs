@@ -1,0 +1,820 @@
+//! `WorkflowService`: drafts, versions and runs of a tenant's workflows (`workflows:read` /
+//! `workflows:write`); every change audited in its own transaction.
+
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, Order, QueryOrder, TransactionTrait};
+use serde_json::json;
+
+use app::error::{AppError, FieldError};
+use app::services::{Access, Actor, WorkflowService};
+use app::types::{
+    ApprovalDecision, Area, CompensationOutcome, CompensationStatus, CreateWorkflow, Level,
+    NodeKind, Page, PublishWorkflow, RunCompensation, RunDetail, RunQuery, RunStatus, RunStep,
+    RunWait, StartRun, StepStatus, UpdateWorkflow, Workflow, WorkflowDefinition, WorkflowDiff,
+    WorkflowRun, WorkflowSummary, WorkflowVersion,
+};
+use app::validate::check;
+
+use super::{nodes, run, MAX_ACTIVE_RUNS, MAX_DEFINITION_BYTES, MAX_INPUT_BYTES};
+use crate::store::audit_log::Record;
+use crate::store::{
+    workflow_compensations, workflow_runs, workflow_steps, workflow_versions, workflows,
+};
+use crate::tenancy::db_error;
+
+const DEFAULT_PAGE: u32 = 20;
+
+pub struct WorkflowServiceImpl {
+    db: DatabaseConnection,
+}
+
+fn definition_of(value: &serde_json::Value) -> WorkflowDefinition {
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
+fn to_workflow(m: workflows::Model) -> Workflow {
+    let draft = definition_of(&m.draft);
+    Workflow {
+        id: m.id,
+        name: m.name,
+        description: m.description,
+        problems: super::problems(&draft),
+        draft,
+        draft_revision: m.draft_revision,
+        latest_version: m.latest_version.and_then(|v| u32::try_from(v).ok()),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+fn to_version(m: workflow_versions::Model) -> WorkflowVersion {
+    WorkflowVersion {
+        id: m.id,
+        workflow_id: m.workflow_id,
+        number: u32::try_from(m.number).unwrap_or(0),
+        note: m.note,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        definition: definition_of(&m.definition),
+    }
+}
+
+pub fn to_run(m: workflow_runs::Model) -> WorkflowRun {
+    WorkflowRun {
+        id: m.id,
+        workflow_id: m.workflow_id,
+        version: u32::try_from(m.version_number).unwrap_or(0),
+        status: RunStatus::parse(&m.status).unwrap_or(RunStatus::Queued),
+        trigger: m.trigger,
+        input: m.input,
+        output: m.output,
+        error: m.error,
+        waiting: m.waiting.and_then(|w| serde_json::from_value(w).ok()),
+        compensation: m
+            .compensation
+            .as_deref()
+            .and_then(CompensationOutcome::parse),
+        steps: u32::try_from(m.seq).unwrap_or(0),
+        created_by: m.created_by,
+        created_at: m.created_at,
+        finished_at: m.finished_at,
+    }
+}
+
+fn to_step(m: workflow_steps::Model) -> RunStep {
+    RunStep {
+        seq: u32::try_from(m.seq).unwrap_or(0),
+        node: m.node,
+        kind: NodeKind::parse(&m.kind).unwrap_or(NodeKind::ManualTrigger),
+        attempt: u32::try_from(m.attempt).unwrap_or(0),
+        status: StepStatus::parse(&m.status).unwrap_or(StepStatus::Running),
+        output: m.output,
+        port: m.port,
+        error: m.error,
+        duration_ms: m.duration_ms.and_then(|d| u32::try_from(d).ok()),
+        started_at: m.started_at,
+        finished_at: m.finished_at,
+    }
+}
+
+fn to_compensation(m: workflow_compensations::Model) -> RunCompensation {
+    RunCompensation {
+        seq: u32::try_from(m.seq).unwrap_or(0),
+        node: m.node,
+        action: m.action,
+        status: CompensationStatus::parse(&m.status).unwrap_or(CompensationStatus::Registered),
+        attempts: u32::try_from(m.attempts).unwrap_or(0),
+        error: m.error,
+        finished_at: m.finished_at,
+    }
+}
+
+/// A definition small enough to store, as JSON.
+fn stored(def: &WorkflowDefinition, field: &str) -> Result<serde_json::Value, AppError> {
+    let value = serde_json::to_value(def).map_err(|e| AppError::Internal(e.to_string()))?;
+    let size = value.to_string().len();
+    if size > MAX_DEFINITION_BYTES {
+        return Err(AppError::invalid(
+            field,
+            format!("the definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES}"),
+        ));
+    }
+    if def.nodes.len() > super::MAX_NODES {
+        return Err(AppError::invalid(
+            field,
+            format!("a workflow may have at most {} nodes", super::MAX_NODES),
+        ));
+    }
+    Ok(value)
+}
+
+/// Where a run was started from, by whom it was started.
+fn trigger_of(access: &Access) -> &'static str {
+    match access.actor {
+        Actor::User { .. } => "console",
+        Actor::ApiKey { .. } => "api",
+        Actor::Cli => "cli",
+        _ => "system",
+    }
+}
+
+fn not_final() -> sea_orm::sea_query::SimpleExpr {
+    workflow_runs::Column::Status.is_not_in(run::FINAL)
+}
+
+impl WorkflowServiceImpl {
+    pub fn new(db: DatabaseConnection) -> Self {
+        WorkflowServiceImpl { db }
+    }
+
+    async fn row(&self, access: &Access, id: Uuid) -> Result<workflows::Model, AppError> {
+        workflows::Entity::find_by_id(id)
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("workflow"))
+    }
+
+    async fn version_row(
+        &self,
+        access: &Access,
+        id: Uuid,
+        number: u32,
+    ) -> Result<workflow_versions::Model, AppError> {
+        workflow_versions::Entity::find()
+            .filter(workflow_versions::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_versions::Column::WorkflowId.eq(id))
+            .filter(workflow_versions::Column::Number.eq(i32::try_from(number).unwrap_or(i32::MAX)))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("version"))
+    }
+
+    async fn run_row(&self, access: &Access, id: Uuid) -> Result<workflow_runs::Model, AppError> {
+        workflow_runs::Entity::find_by_id(id)
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| AppError::not_found("run"))
+    }
+
+    async fn name_taken(
+        &self,
+        access: &Access,
+        name: &str,
+        except: Option<Uuid>,
+    ) -> Result<bool, AppError> {
+        let mut q = workflows::Entity::find()
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .filter(workflows::Column::Name.eq(name));
+        if let Some(id) = except {
+            q = q.filter(workflows::Column::Id.ne(id));
+        }
+        Ok(q.count(&self.db).await.map_err(db_error)? > 0)
+    }
+
+    /// Writes the draft (and name, description) if it is still at `base` (any when `None`).
+    async fn save_draft(
+        &self,
+        access: &Access,
+        row: &workflows::Model,
+        changes: DraftChanges,
+        action: &'static str,
+        details: serde_json::Value,
+    ) -> Result<Workflow, AppError> {
+        let now = Utc::now();
+        let revision = row.draft_revision + 1;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut update = workflows::Entity::update_many()
+            .filter(workflows::Column::Id.eq(row.id))
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .filter(workflows::Column::DraftRevision.eq(changes.base.unwrap_or(row.draft_revision)))
+            .col_expr(workflows::Column::DraftRevision, Expr::value(revision))
+            .col_expr(workflows::Column::UpdatedAt, Expr::value(now));
+        if let Some(name) = &changes.name {
+            update = update.col_expr(workflows::Column::Name, Expr::value(name.clone()));
+        }
+        if let Some(description) = &changes.description {
+            update = update.col_expr(
+                workflows::Column::Description,
+                Expr::value(description.clone()),
+            );
+        }
+        if let Some(draft) = &changes.draft {
+            update = update.col_expr(workflows::Column::Draft, Expr::value(draft.clone()));
+        }
+        let saved = update.exec(&txn).await.map_err(db_error)?;
+        if saved.rows_affected != 1 {
+            txn.rollback().await.map_err(db_error)?;
+            return Err(AppError::Conflict(
+                "the draft was changed elsewhere since it was loaded; reload it and apply the change again".into(),
+            ));
+        }
+        Record::by(access, action, format!("workflow:{}", row.id))
+            .details(details)
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_workflow(workflows::Model {
+            name: changes.name.unwrap_or_else(|| row.name.clone()),
+            description: changes
+                .description
+                .unwrap_or_else(|| row.description.clone()),
+            draft: changes.draft.unwrap_or_else(|| row.draft.clone()),
+            draft_revision: revision,
+            updated_at: now,
+            ..row.clone()
+        }))
+    }
+}
+
+struct DraftChanges {
+    base: Option<i64>,
+    name: Option<String>,
+    description: Option<String>,
+    draft: Option<serde_json::Value>,
+}
+
+#[async_trait::async_trait]
+impl WorkflowService for WorkflowServiceImpl {
+    async fn list_workflows(&self, access: &Access) -> Result<Vec<WorkflowSummary>, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        Ok(workflows::Entity::find()
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .order_by_asc(workflows::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|m| WorkflowSummary {
+                id: m.id,
+                nodes: m.draft["nodes"]
+                    .as_array()
+                    .map_or(0, |n| u32::try_from(n.len()).unwrap_or(u32::MAX)),
+                name: m.name,
+                description: m.description,
+                latest_version: m.latest_version.and_then(|v| u32::try_from(v).ok()),
+                updated_at: m.updated_at,
+            })
+            .collect())
+    }
+
+    async fn get_workflow(&self, access: &Access, id: Uuid) -> Result<Workflow, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        Ok(to_workflow(self.row(access, id).await?))
+    }
+
+    async fn create_workflow(
+        &self,
+        access: &Access,
+        create: CreateWorkflow,
+    ) -> Result<Workflow, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        check(&create)?;
+        let name = create.name.trim().to_string();
+        if name.is_empty() {
+            return Err(AppError::invalid("name", "must not be blank"));
+        }
+        let def = create.definition.unwrap_or_else(super::starting_draft);
+        let draft = stored(&def, "definition")?;
+        if self.name_taken(access, &name, None).await? {
+            return Err(AppError::Conflict(format!(
+                "a workflow named '{name}' exists"
+            )));
+        }
+        let now = Utc::now();
+        let id = Uuid::now_v7();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let row = workflows::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(access.tenant_id),
+            name: Set(name.clone()),
+            description: Set(create.description.trim().to_string()),
+            draft: Set(draft),
+            draft_revision: Set(1),
+            latest_version: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "workflow.create", format!("workflow:{id}"))
+            .details(json!({ "name": name }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_workflow(row))
+    }
+
+    async fn update_workflow(
+        &self,
+        access: &Access,
+        id: Uuid,
+        update: UpdateWorkflow,
+    ) -> Result<Workflow, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        check(&update)?;
+        let row = self.row(access, id).await?;
+        let name = update.name.map(|n| n.trim().to_string());
+        if let Some(name) = &name {
+            if name.is_empty() {
+                return Err(AppError::invalid("name", "must not be blank"));
+            }
+            if self.name_taken(access, name, Some(id)).await? {
+                return Err(AppError::Conflict(format!(
+                    "a workflow named '{name}' exists"
+                )));
+            }
+        }
+        let draft = update
+            .draft
+            .as_ref()
+            .map(|d| stored(d, "draft"))
+            .transpose()?;
+        let details = json!({
+            "name": name,
+            "draft": draft.is_some(),
+            "description": update.description.is_some(),
+        });
+        self.save_draft(
+            access,
+            &row,
+            DraftChanges {
+                base: update.base_revision,
+                name,
+                description: update.description.map(|d| d.trim().to_string()),
+                draft,
+            },
+            "workflow.update",
+            details,
+        )
+        .await
+    }
+
+    async fn delete_workflow(&self, access: &Access, id: Uuid) -> Result<(), AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        let row = self.row(access, id).await?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        // The write comes first; runs cannot start meanwhile on SQLite, and on PostgreSQL a
+        // run started between the count and the delete goes with its workflow (cascade).
+        workflows::Entity::delete_many()
+            .filter(workflows::Column::Id.eq(id))
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        let unfinished = workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::WorkflowId.eq(id))
+            .filter(not_final())
+            .count(&txn)
+            .await
+            .map_err(db_error)?;
+        if unfinished > 0 {
+            txn.rollback().await.map_err(db_error)?;
+            return Err(AppError::Conflict(format!(
+                "{unfinished} runs have not finished; cancel them first"
+            )));
+        }
+        Record::by(access, "workflow.delete", format!("workflow:{id}"))
+            .details(json!({ "name": row.name }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)
+    }
+
+    async fn publish_workflow(
+        &self,
+        access: &Access,
+        id: Uuid,
+        publish: PublishWorkflow,
+    ) -> Result<WorkflowVersion, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        check(&publish)?;
+        let row = self.row(access, id).await?;
+        let def = definition_of(&row.draft);
+        let problems = super::problems(&def);
+        if !problems.is_empty() {
+            return Err(AppError::Validation(
+                problems
+                    .into_iter()
+                    .map(|p| {
+                        let field = p
+                            .node
+                            .map_or("draft".to_string(), |n| format!("draft.nodes.{n}"));
+                        FieldError::new(&field, p.message)
+                    })
+                    .collect(),
+            ));
+        }
+        let number = row.latest_version.unwrap_or(0) + 1;
+        let now = Utc::now();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut bump = workflows::Entity::update_many()
+            .filter(workflows::Column::Id.eq(id))
+            .col_expr(workflows::Column::LatestVersion, Expr::value(Some(number)));
+        bump = match row.latest_version {
+            Some(v) => bump.filter(workflows::Column::LatestVersion.eq(v)),
+            None => bump.filter(workflows::Column::LatestVersion.is_null()),
+        };
+        if bump.exec(&txn).await.map_err(db_error)?.rows_affected != 1 {
+            txn.rollback().await.map_err(db_error)?;
+            return Err(AppError::Conflict(
+                "another version was published meanwhile; try again".into(),
+            ));
+        }
+        let version = workflow_versions::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(access.tenant_id),
+            workflow_id: Set(id),
+            number: Set(number),
+            definition: Set(row.draft.clone()),
+            note: Set(publish.note.trim().to_string()),
+            created_by: Set(access.actor.label()),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "workflow.publish", format!("workflow:{id}"))
+            .details(json!({ "version": number, "note": publish.note.trim() }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_version(version))
+    }
+
+    async fn list_versions(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<Vec<WorkflowVersion>, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        self.row(access, id).await?;
+        Ok(workflow_versions::Entity::find()
+            .filter(workflow_versions::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_versions::Column::WorkflowId.eq(id))
+            .order_by_desc(workflow_versions::Column::Number)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(to_version)
+            .collect())
+    }
+
+    async fn get_version(
+        &self,
+        access: &Access,
+        id: Uuid,
+        number: u32,
+    ) -> Result<WorkflowVersion, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        Ok(to_version(self.version_row(access, id, number).await?))
+    }
+
+    async fn restore_version(
+        &self,
+        access: &Access,
+        id: Uuid,
+        number: u32,
+    ) -> Result<Workflow, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        let row = self.row(access, id).await?;
+        let version = self.version_row(access, id, number).await?;
+        self.save_draft(
+            access,
+            &row,
+            DraftChanges {
+                base: None,
+                name: None,
+                description: None,
+                draft: Some(version.definition),
+            },
+            "workflow.restore",
+            json!({ "version": number }),
+        )
+        .await
+    }
+
+    async fn diff_versions(
+        &self,
+        access: &Access,
+        id: Uuid,
+        from: u32,
+        to: u32,
+    ) -> Result<WorkflowDiff, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        let a = self.version_row(access, id, from).await?;
+        let b = self.version_row(access, id, to).await?;
+        Ok(super::diff(
+            from,
+            &definition_of(&a.definition),
+            to,
+            &definition_of(&b.definition),
+        ))
+    }
+
+    async fn start_run(
+        &self,
+        access: &Access,
+        id: Uuid,
+        start: StartRun,
+    ) -> Result<WorkflowRun, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        check(&start)?;
+        let size = start.input.to_string().len();
+        if size > MAX_INPUT_BYTES {
+            return Err(AppError::invalid(
+                "input",
+                format!("the input is {size} bytes as JSON; the limit is {MAX_INPUT_BYTES}"),
+            ));
+        }
+        let row = self.row(access, id).await?;
+        let number = match (start.version, row.latest_version) {
+            (Some(n), _) => n,
+            (None, Some(n)) => u32::try_from(n).unwrap_or(0),
+            (None, None) => {
+                return Err(AppError::Conflict(
+                    "the workflow has no published version; publish it first".into(),
+                ))
+            }
+        };
+        let version = self.version_row(access, id, number).await?;
+        let def = definition_of(&version.definition);
+        let trigger = super::trigger(&def)
+            .ok_or_else(|| AppError::Conflict("the version has no trigger".into()))?;
+        let active = workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .filter(not_final())
+            .count(&self.db)
+            .await
+            .map_err(db_error)?;
+        if active >= MAX_ACTIVE_RUNS {
+            return Err(AppError::Conflict(format!(
+                "the tenant has {active} unfinished runs, the most it may have; wait for some to finish"
+            )));
+        }
+        let state = json!({
+            "vars": {
+                "trigger": start.input,
+                "vars": def.variables,
+                "nodes": {},
+            }
+        });
+        let now = Utc::now();
+        let run_id = Uuid::now_v7();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let row = workflow_runs::ActiveModel {
+            id: Set(run_id),
+            tenant_id: Set(access.tenant_id),
+            workflow_id: Set(id),
+            version_id: Set(version.id),
+            version_number: Set(version.number),
+            status: Set(RunStatus::Queued.as_str().into()),
+            trigger: Set(trigger_of(access).into()),
+            input: Set(start.input),
+            state: Set(state),
+            next_node: Set(Some(trigger.id.clone())),
+            seq: Set(0),
+            attempt: Set(1),
+            waiting: Set(None),
+            output: Set(None),
+            error: Set(None),
+            cancel_requested: Set(false),
+            compensation: Set(None),
+            lease_owner: Set(None),
+            lease_until: Set(None),
+            created_by: Set(access.actor.label()),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        run::schedule(
+            &txn,
+            access.tenant_id,
+            run_id,
+            format!("{run_id}:start"),
+            None,
+        )
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "workflow.run", format!("workflow_run:{run_id}"))
+            .details(json!({ "workflow": id, "version": number }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_run(row))
+    }
+
+    async fn list_runs(
+        &self,
+        access: &Access,
+        id: Uuid,
+        query: RunQuery,
+    ) -> Result<Page<WorkflowRun>, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        check(&query)?;
+        self.row(access, id).await?;
+        let mut select = workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_runs::Column::WorkflowId.eq(id));
+        if let Some(status) = query.status {
+            select = select.filter(workflow_runs::Column::Status.eq(status.as_str()));
+        }
+        if let Some(version) = query.version {
+            select = select.filter(
+                workflow_runs::Column::VersionNumber.eq(i32::try_from(version).unwrap_or(i32::MAX)),
+            );
+        }
+        if let Some(trigger) = &query.trigger {
+            select = select.filter(workflow_runs::Column::Trigger.eq(trigger.as_str()));
+        }
+        let page = crate::store::page_by_id(
+            &self.db,
+            select,
+            (workflow_runs::Column::Id, Order::Desc),
+            query.cursor.as_deref(),
+            query.limit.unwrap_or(DEFAULT_PAGE),
+            |r| r.id,
+        )
+        .await?;
+        Ok(page.map(to_run))
+    }
+
+    async fn get_run(&self, access: &Access, run_id: Uuid) -> Result<RunDetail, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        let run = self.run_row(access, run_id).await?;
+        let steps = workflow_steps::Entity::find()
+            .filter(workflow_steps::Column::RunId.eq(run_id))
+            .order_by_asc(workflow_steps::Column::Seq)
+            .order_by_asc(workflow_steps::Column::Attempt)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let compensations = workflow_compensations::Entity::find()
+            .filter(workflow_compensations::Column::RunId.eq(run_id))
+            .order_by_asc(workflow_compensations::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(RunDetail {
+            run: to_run(run),
+            steps: steps.into_iter().map(to_step).collect(),
+            compensations: compensations.into_iter().map(to_compensation).collect(),
+        })
+    }
+
+    async fn cancel_run(&self, access: &Access, run_id: Uuid) -> Result<WorkflowRun, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let marked = workflow_runs::Entity::update_many()
+            .filter(workflow_runs::Column::Id.eq(run_id))
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .filter(not_final())
+            .col_expr(workflow_runs::Column::CancelRequested, Expr::value(true))
+            // A driver holding the run finds its next write fenced off and sees the cancel.
+            .col_expr(
+                workflow_runs::Column::Attempt,
+                Expr::col(workflow_runs::Column::Attempt).add(1),
+            )
+            .col_expr(workflow_runs::Column::UpdatedAt, Expr::value(Utc::now()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if marked.rows_affected != 1 {
+            txn.rollback().await.map_err(db_error)?;
+            self.run_row(access, run_id).await?;
+            return Err(AppError::Conflict("the run has already finished".into()));
+        }
+        run::schedule(
+            &txn,
+            access.tenant_id,
+            run_id,
+            format!("{run_id}:cancel"),
+            None,
+        )
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "workflow.cancel", format!("workflow_run:{run_id}"))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_run(self.run_row(access, run_id).await?))
+    }
+
+    async fn decide_run(
+        &self,
+        access: &Access,
+        run_id: Uuid,
+        decision: ApprovalDecision,
+    ) -> Result<WorkflowRun, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        check(&decision)?;
+        let run = self.run_row(access, run_id).await?;
+        let node = match run
+            .waiting
+            .clone()
+            .and_then(|w| serde_json::from_value(w).ok())
+        {
+            Some(RunWait::Approval { node, .. }) if run.status == RunStatus::Waiting.as_str() => {
+                node
+            }
+            _ => {
+                return Err(AppError::Conflict(
+                    "the run is not waiting for an approval".into(),
+                ))
+            }
+        };
+        if run.state["vars"][nodes::APPROVALS].get(&node).is_some() {
+            return Err(AppError::Conflict(
+                "the run has been answered already".into(),
+            ));
+        }
+        let mut state = run.state.clone();
+        let answer = json!({
+            "approved": decision.approved,
+            "comment": decision.comment.trim(),
+            "by": access.actor.label(),
+            "at": Utc::now(),
+        });
+        if let Some(vars) = state.get_mut("vars").and_then(|v| v.as_object_mut()) {
+            let approvals = vars.entry(nodes::APPROVALS).or_insert_with(|| json!({}));
+            if let Some(map) = approvals.as_object_mut() {
+                map.insert(node.clone(), answer);
+            }
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        // Only one answer: the run must still be as it was read.
+        let saved = workflow_runs::Entity::update_many()
+            .filter(workflow_runs::Column::Id.eq(run_id))
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_runs::Column::Status.eq(RunStatus::Waiting.as_str()))
+            .filter(workflow_runs::Column::Attempt.eq(run.attempt))
+            .filter(workflow_runs::Column::Seq.eq(run.seq))
+            .col_expr(workflow_runs::Column::State, Expr::value(state))
+            // A second answer finds the attempt moved on.
+            .col_expr(workflow_runs::Column::Attempt, Expr::value(run.attempt + 1))
+            .col_expr(workflow_runs::Column::UpdatedAt, Expr::value(Utc::now()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if saved.rows_affected != 1 {
+            txn.rollback().await.map_err(db_error)?;
+            return Err(AppError::Conflict(
+                "the run changed meanwhile (answered or cancelled); reload it".into(),
+            ));
+        }
+        let key = format!("{run_id}:{}:{}:decision", run.seq, run.attempt + 1);
+        run::schedule(&txn, access.tenant_id, run_id, key, None)
+            .await
+            .map_err(db_error)?;
+        let action = if decision.approved {
+            "workflow.approve"
+        } else {
+            "workflow.reject"
+        };
+        Record::by(access, action, format!("workflow_run:{run_id}"))
+            .details(json!({ "node": node, "comment": decision.comment.trim() }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_run(self.run_row(access, run_id).await?))
+    }
+}

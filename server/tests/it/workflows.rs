@@ -1,0 +1,871 @@
+//! Workflows end to end over the REST API, on SQLite and on PostgreSQL + Redis: drafts,
+//! publishing (problems refused), versions, diff and restore; runs as jobs against a real HTTP
+//! server on loopback; retries; compensation newest first when a later step fails (a booking
+//! cancelled, a compensating request sent, itself retried); approvals pausing a run pinned to
+//! its version; cancellation; a worker killed mid-run; limits; another tenant's workflows
+//! and runs out of reach.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method as HttpMethod, StatusCode};
+use axum::routing::any;
+use axum::Router;
+use reqwest::Method;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{json, Value};
+
+use server::store::{bookings, jobs as job_rows, workflow_steps};
+
+use crate::helpers::*;
+use crate::jobs::{wait_for, worker_process};
+
+/// One request the fake service got.
+#[derive(Clone, Debug)]
+struct Hit {
+    method: String,
+    path: String,
+    key: String,
+}
+
+/// An HTTP service on loopback: records every request to `/{name}` and answers with the
+/// statuses scripted for that name (200 with `{"id": "<name>-1"}` once they run out), after
+/// `delay_ms` when one is set.
+#[derive(Clone, Default)]
+struct Service {
+    base: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    script: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+    delay_ms: Arc<Mutex<u64>>,
+}
+
+impl Service {
+    async fn start() -> Service {
+        let mut service = Service::default();
+        let router = Router::new()
+            .route("/{name}", any(hit))
+            .with_state(service.clone());
+        service.base = format!("http://{}", serve_fake(router).await);
+        service
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    fn answer(&self, name: &str, statuses: &[u16]) {
+        self.script
+            .lock()
+            .unwrap()
+            .insert(name.into(), statuses.iter().copied().collect());
+    }
+
+    fn hits(&self, name: &str) -> Vec<Hit> {
+        let path = format!("/{name}");
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+async fn hit(
+    State(service): State<Service>,
+    Path(name): Path<String>,
+    method: HttpMethod,
+    headers: HeaderMap,
+) -> (StatusCode, axum::Json<Value>) {
+    service.hits.lock().unwrap().push(Hit {
+        method: method.to_string(),
+        path: format!("/{name}"),
+        key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    });
+    let delay = *service.delay_ms.lock().unwrap();
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = service
+        .script
+        .lock()
+        .unwrap()
+        .get_mut(&name)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(200);
+    (
+        StatusCode::from_u16(status).unwrap(),
+        axum::Json(json!({ "id": format!("{name}-1"), "status": status })),
+    )
+}
+
+const SETTINGS: [(&str, &str); 2] = [("JOB_POLL_MS", "50"), ("FETCH_ALLOW_PRIVATE", "true")];
+
+async fn create(app: &TestApp, key: &str, name: &str, definition: Value) -> Value {
+    json(
+        app.send_json(
+            Method::POST,
+            "/api/v1/workflows",
+            key,
+            &json!({ "name": name, "definition": definition }),
+        )
+        .await,
+        201,
+    )
+    .await
+}
+
+async fn publish(app: &TestApp, key: &str, id: &str, note: &str) -> Value {
+    json(
+        app.send_json(
+            Method::POST,
+            &format!("/api/v1/workflows/{id}/publish"),
+            key,
+            &json!({ "note": note }),
+        )
+        .await,
+        201,
+    )
+    .await
+}
+
+async fn start(app: &TestApp, key: &str, id: &str, body: Value) -> String {
+    let run = json(
+        app.send_json(
+            Method::POST,
+            &format!("/api/v1/workflows/{id}/runs"),
+            key,
+            &body,
+        )
+        .await,
+        202,
+    )
+    .await;
+    run["id"].as_str().unwrap().to_string()
+}
+
+async fn run_detail(app: &TestApp, key: &str, run: &str) -> Value {
+    json(
+        app.get(&format!("/api/v1/workflow-runs/{run}"), key).await,
+        200,
+    )
+    .await
+}
+
+/// The run once its status is one of `statuses` (waits up to 60 s).
+async fn run_until(app: &TestApp, key: &str, run: &str, statuses: &[&str]) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let detail = run_detail(app, key, run).await;
+        let status = detail["run"]["status"].as_str().unwrap().to_string();
+        if statuses.contains(&status.as_str()) {
+            return detail;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run stayed {status}: {detail:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn tomorrow_local(hour: u32) -> String {
+    let lisbon: chrono_tz::Tz = "Europe/Lisbon".parse().unwrap();
+    let day = chrono::Utc::now().with_timezone(&lisbon).date_naive() + chrono::Duration::days(1);
+    format!("{day}T{hour:02}:00")
+}
+
+fn node(id: &str, kind: &str, config: Value) -> Value {
+    json!({ "id": id, "kind": kind, "config": config })
+}
+
+fn edge(from: &str, to: &str) -> Value {
+    json!({ "from": from, "to": to })
+}
+
+fn edge_by(from: &str, port: &str, to: &str) -> Value {
+    json!({ "from": from, "port": port, "to": to })
+}
+
+#[tokio::test]
+async fn a_workflow_is_drafted_published_run_and_versioned() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let service = Service::start().await;
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("who", "set", json!({"values": {"greeting": "Hello {{ trigger.name }}"}})),
+                node("lookup", "http", json!({"method": "POST", "url": service.url("lookup"), "body": {"name": "{{ trigger.name }}"}})),
+                node("vip", "condition", json!({"expression": "trigger.amount > 100"})),
+                node("big", "end", json!({"output": {"text": "{{ vars.greeting }}, big spender ({{ nodes.lookup.body.id }})"}})),
+                node("small", "end", json!({"output": {"text": "{{ vars.greeting }}"}}))
+            ],
+            "edges": [
+                edge("start", "who"), edge("who", "lookup"), edge("lookup", "vip"),
+                edge_by("vip", "true", "big"), edge_by("vip", "false", "small")
+            ]
+        });
+        let wf = create(&app, &f.key, "Greeter", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        assert_eq!(wf["draft_revision"], 1);
+
+        // Nothing published yet: a run is refused.
+        let refused = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/runs"),
+                &f.key,
+                &json!({}),
+            )
+            .await;
+        problem(refused, 409, "conflict").await;
+
+        let v1 = publish(&app, &f.key, &id, "first").await;
+        assert_eq!(v1["number"], 1);
+        let run = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"name": "Ada", "amount": 500}}),
+        )
+        .await;
+        let done = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(done["run"]["status"], "succeeded", "{done:#}");
+        assert_eq!(
+            done["run"]["output"]["text"],
+            "Hello Ada, big spender (lookup-1)"
+        );
+        assert_eq!(done["run"]["version"], 1);
+        let path: Vec<&str> = done["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["node"].as_str().unwrap())
+            .collect();
+        assert_eq!(path, ["start", "who", "lookup", "vip", "big"]);
+        assert_eq!(done["steps"][3]["port"], "true");
+        let hits = service.hits("lookup");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].method, "POST");
+        assert_eq!(
+            hits[0].key,
+            format!("wf:{run}:2"),
+            "the step's idempotency key"
+        );
+
+        // A stale save is refused; a current one moves the revision.
+        let mut changed = wf["draft"].clone();
+        changed["nodes"][5]["config"]["output"]["text"] = json!("Hi {{ trigger.name }}");
+        changed["nodes"][5]["position"] = json!({"x": 300.0, "y": 40.0});
+        let saved = json(
+            app.send_json(
+                Method::PATCH,
+                &format!("/api/v1/workflows/{id}"),
+                &f.key,
+                &json!({"draft": changed, "base_revision": 1}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(saved["draft_revision"], 2);
+        let stale = app
+            .send_json(
+                Method::PATCH,
+                &format!("/api/v1/workflows/{id}"),
+                &f.key,
+                &json!({"description": "lost update", "base_revision": 1}),
+            )
+            .await;
+        problem(stale, 409, "conflict").await;
+        publish(&app, &f.key, &id, "friendlier").await;
+
+        // Runs are pinned to the version they start on.
+        let old = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"name": "Bo", "amount": 1}, "version": 1}),
+        )
+        .await;
+        let new = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"name": "Bo", "amount": 1}}),
+        )
+        .await;
+        let old = run_until(&app, &f.key, &old, &["succeeded"]).await;
+        let new = run_until(&app, &f.key, &new, &["succeeded"]).await;
+        assert_eq!(old["run"]["output"]["text"], "Hello Bo");
+        assert_eq!(new["run"]["output"]["text"], "Hi Bo");
+        assert_eq!(new["run"]["version"], 2);
+        let listed = json(
+            app.get(&format!("/api/v1/workflows/{id}/runs?version=1"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed:#}");
+
+        // The diff names the changed configuration and the moved node; restore brings v1 back.
+        let diff = json(
+            app.get(&format!("/api/v1/workflows/{id}/diff?from=1&to=2"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            diff["changed_nodes"],
+            json!([{"node": "small", "fields": ["config.output"]}]),
+            "{diff:#}"
+        );
+        let restored = json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/versions/1/restore"),
+                &f.key,
+                &json!({}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(restored["draft"], v1["definition"]);
+
+        // A draft with problems saves, but does not publish; the problems name their nodes.
+        let mut broken = restored["draft"].clone();
+        broken["nodes"][4]["config"]["output"]["text"] = json!("{{ nodes.ghost.text }}");
+        broken["edges"]
+            .as_array_mut()
+            .unwrap()
+            .push(edge_by("vip", "maybe", "small"));
+        let saved = json(
+            app.send_json(
+                Method::PATCH,
+                &format!("/api/v1/workflows/{id}"),
+                &f.key,
+                &json!({"draft": broken}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(saved["problems"].as_array().unwrap().len(), 2, "{saved:#}");
+        let refused = problem(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/publish"),
+                &f.key,
+                &json!({}),
+            )
+            .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        let text = refused.to_string();
+        assert!(
+            text.contains("draft.nodes.big") && text.contains("ghost"),
+            "{refused:#}"
+        );
+        assert!(
+            text.contains("draft.nodes.vip") && text.contains("maybe"),
+            "{refused:#}"
+        );
+
+        // Export and import make the same workflow elsewhere.
+        let exported = json(
+            app.get(&format!("/api/v1/workflows/{id}/export"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        let imported = create(&app, &f.key, "Greeter copy", exported.clone()).await;
+        assert_eq!(imported["draft"], exported);
+
+        let actions = app.audit_actions(&f.key).await;
+        for action in [
+            "workflow.create",
+            "workflow.update",
+            "workflow.publish",
+            "workflow.run",
+            "workflow.restore",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == action),
+                "{action} in {actions:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_step_compensates_the_earlier_ones_newest_first() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        crate::conversations::open_every_day(&app, &f).await;
+        let service = Service::start().await;
+        // The charge fails twice (it is retried) and for good; the refund fails once (the
+        // compensation is retried too).
+        service.answer("charge", &[503, 503, 503]);
+        service.answer("refund", &[500]);
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("book", "booking", json!({"starts_at": tomorrow_local(10), "minutes": 30, "name": "{{ trigger.name }}", "email": "{{ trigger.email }}"})),
+                node("reserve", "http", json!({"method": "POST", "url": service.url("reserve"),
+                    "compensation": {"method": "DELETE", "url": service.url("refund"), "body": {"reservation": "{{ nodes.reserve.body.id }}"}}})),
+                {"id": "charge", "kind": "http", "config": {"method": "POST", "url": service.url("charge")},
+                 "retry": {"attempts": 3, "initial_ms": 50, "max_ms": 200}},
+                node("done", "end", json!({}))
+            ],
+            "edges": [edge("start", "book"), edge("book", "reserve"), edge("reserve", "charge"), edge("charge", "done")]
+        });
+        let wf = create(&app, &f.key, "Book and charge", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let run = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"name": "Rui", "email": "rui@example.com"}}),
+        )
+        .await;
+        let done = run_until(&app, &f.key, &run, &["failed", "succeeded"]).await;
+        assert_eq!(done["run"]["status"], "failed", "{done:#}");
+        assert!(
+            done["run"]["error"].as_str().unwrap().contains("charge"),
+            "{done:#}"
+        );
+        assert_eq!(done["run"]["compensation"], "full", "{done:#}");
+        assert_eq!(service.hits("charge").len(), 3, "three attempts");
+        let charge_steps: Vec<&Value> = done["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["node"] == "charge")
+            .collect();
+        assert_eq!(charge_steps.len(), 3);
+        assert!(charge_steps.iter().all(|s| s["status"] == "failed"));
+        assert!(charge_steps[2]["error"].as_str().unwrap().contains("503"));
+
+        // Compensations: the reservation's (retried once) before the booking's.
+        let comps = done["compensations"].as_array().unwrap();
+        assert_eq!(comps.len(), 2, "{done:#}");
+        let (booking_comp, refund) = (&comps[0], &comps[1]);
+        assert_eq!(booking_comp["node"], "book");
+        assert_eq!(booking_comp["status"], "done");
+        assert_eq!(refund["node"], "reserve");
+        assert_eq!(refund["status"], "done");
+        assert_eq!(refund["attempts"], 2);
+        let refunds = service.hits("refund");
+        assert_eq!(refunds.len(), 2);
+        assert_eq!(refunds[0].method, "DELETE");
+        let refund_at: chrono::DateTime<chrono::Utc> =
+            refund["finished_at"].as_str().unwrap().parse().unwrap();
+        let unbook_at: chrono::DateTime<chrono::Utc> = booking_comp["finished_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(refund_at <= unbook_at, "newest first");
+
+        // The booking exists, cancelled, and names the run.
+        let booking_id = done["steps"][1]["output"]["booking_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let booking = json(
+            app.get(&format!("/api/v1/bookings/{booking_id}"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(booking["status"], "cancelled", "{booking:#}");
+        assert_eq!(booking["source"], "workflow");
+
+        // A run that succeeds releases its compensations.
+        service.answer("charge", &[]);
+        let ok = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"name": "Ana", "email": "ana@example.com"}}),
+        )
+        .await;
+        // Same slot: the first booking was cancelled, so it is free again.
+        let ok = run_until(&app, &f.key, &ok, &["failed", "succeeded"]).await;
+        assert_eq!(ok["run"]["status"], "succeeded", "{ok:#}");
+        assert!(ok["compensations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "released"));
+        assert_eq!(service.hits("refund").len(), 2, "nothing undone");
+    }
+}
+
+#[tokio::test]
+async fn an_approval_pauses_a_run_pinned_to_its_version_and_a_cancel_ends_one() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("ask", "approval", json!({"prompt": "Refund {{ trigger.amount }} EUR?"})),
+                node("yes", "end", json!({"output": {"text": "approved v1 by {{ nodes.ask.by }}"}})),
+                node("no", "end", json!({"output": {"text": "rejected: {{ nodes.ask.comment }}"}}))
+            ],
+            "edges": [edge("start", "ask"), edge_by("ask", "approved", "yes"), edge_by("ask", "rejected", "no")]
+        });
+        let wf = create(&app, &f.key, "Refunds", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let first = start(&app, &f.key, &id, json!({"input": {"amount": 40}})).await;
+        let second = start(&app, &f.key, &id, json!({"input": {"amount": 900}})).await;
+        let third = start(&app, &f.key, &id, json!({"input": {"amount": 7}})).await;
+        let waiting = run_until(&app, &f.key, &first, &["waiting"]).await;
+        assert_eq!(
+            waiting["run"]["waiting"],
+            json!({"type": "approval", "node": "ask", "prompt": "Refund 40 EUR?"})
+        );
+
+        // v2 changes the approved branch; the waiting run stays on v1.
+        let mut v2 = wf["draft"].clone();
+        v2["nodes"][2]["config"]["output"]["text"] = json!("approved v2");
+        app.send_json(
+            Method::PATCH,
+            &format!("/api/v1/workflows/{id}"),
+            &f.key,
+            &json!({"draft": v2}),
+        )
+        .await;
+        publish(&app, &f.key, &id, "v2").await;
+
+        let decide = |run: String, body: Value| {
+            let app = &app;
+            let key = f.key.clone();
+            async move {
+                app.send_json(
+                    Method::POST,
+                    &format!("/api/v1/workflow-runs/{run}/decision"),
+                    &key,
+                    &body,
+                )
+                .await
+            }
+        };
+        json(decide(first.clone(), json!({"approved": true})).await, 202).await;
+        problem(
+            decide(first.clone(), json!({"approved": false})).await,
+            409,
+            "conflict",
+        )
+        .await;
+        let done = run_until(&app, &f.key, &first, &["succeeded", "failed"]).await;
+        let text = done["run"]["output"]["text"].as_str().unwrap();
+        assert!(text.starts_with("approved v1 by key:"), "{done:#}");
+
+        run_until(&app, &f.key, &second, &["waiting"]).await;
+        json(
+            decide(
+                second.clone(),
+                json!({"approved": false, "comment": "too much"}),
+            )
+            .await,
+            202,
+        )
+        .await;
+        let rejected = run_until(&app, &f.key, &second, &["succeeded"]).await;
+        assert_eq!(rejected["run"]["output"]["text"], "rejected: too much");
+
+        run_until(&app, &f.key, &third, &["waiting"]).await;
+        json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflow-runs/{third}/cancel"),
+                &f.key,
+                &json!({}),
+            )
+            .await,
+            202,
+        )
+        .await;
+        let cancelled = run_until(&app, &f.key, &third, &["cancelled"]).await;
+        assert_eq!(cancelled["run"]["compensation"], "nothing");
+        problem(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflow-runs/{third}/cancel"),
+                &f.key,
+                &json!({}),
+            )
+            .await,
+            409,
+            "conflict",
+        )
+        .await;
+        // The workflow cannot go while runs are unfinished; it can once they are done.
+        let deleted = app
+            .client
+            .delete(app.url(&format!("/api/v1/workflows/{id}")))
+            .bearer_auth(&f.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+    }
+}
+
+#[tokio::test]
+async fn workflows_and_runs_of_another_tenant_are_out_of_reach() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let acme = app.tenant("acme").await;
+        let rival = app.tenant("rival").await;
+        let definition = json!({
+            "nodes": [node("start", "manual_trigger", json!({})), node("ask", "approval", json!({}))],
+            "edges": [edge("start", "ask")]
+        });
+        let wf = create(&app, &acme.key, "Secret", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &acme.key, &id, "").await;
+        let run = start(&app, &acme.key, &id, json!({})).await;
+        run_until(&app, &acme.key, &run, &["waiting"]).await;
+
+        let listed = json(app.get("/api/v1/workflows", &rival.key).await, 200).await;
+        assert_eq!(listed, json!([]));
+        for path in [
+            format!("/api/v1/workflows/{id}"),
+            format!("/api/v1/workflows/{id}/versions"),
+            format!("/api/v1/workflows/{id}/versions/1"),
+            format!("/api/v1/workflows/{id}/runs"),
+            format!("/api/v1/workflows/{id}/export"),
+            format!("/api/v1/workflow-runs/{run}"),
+        ] {
+            problem(app.get(&path, &rival.key).await, 404, "not_found").await;
+        }
+        for (path, body) in [
+            (format!("/api/v1/workflows/{id}/publish"), json!({})),
+            (format!("/api/v1/workflows/{id}/runs"), json!({})),
+            (
+                format!("/api/v1/workflows/{id}/versions/1/restore"),
+                json!({}),
+            ),
+            (format!("/api/v1/workflow-runs/{run}/cancel"), json!({})),
+            (
+                format!("/api/v1/workflow-runs/{run}/decision"),
+                json!({"approved": true}),
+            ),
+        ] {
+            let r = app.send_json(Method::POST, &path, &rival.key, &body).await;
+            problem(r, 404, "not_found").await;
+        }
+        let r = app
+            .send_json(
+                Method::PATCH,
+                &format!("/api/v1/workflows/{id}"),
+                &rival.key,
+                &json!({"name": "mine"}),
+            )
+            .await;
+        problem(r, 404, "not_found").await;
+        assert_eq!(
+            run_detail(&app, &acme.key, &run).await["run"]["status"],
+            "waiting",
+            "untouched"
+        );
+
+        // Scopes: a read-only key reads but cannot start or decide.
+        let reader = app.api_key(&acme.key, &["workflows:read"]).await;
+        json(
+            app.get(&format!("/api/v1/workflow-runs/{run}"), &reader)
+                .await,
+            200,
+        )
+        .await;
+        let r = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflow-runs/{run}/decision"),
+                &reader,
+                &json!({"approved": true}),
+            )
+            .await;
+        problem(r, 403, "forbidden").await;
+        let none = app.api_key(&acme.key, &["knowledge:read"]).await;
+        problem(app.get("/api/v1/workflows", &none).await, 403, "forbidden").await;
+    }
+}
+
+#[tokio::test]
+async fn hostile_definitions_and_inputs_get_clear_errors() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        // Too many nodes.
+        let nodes: Vec<Value> = (0..501)
+            .map(|i| node(&format!("n{i}"), "template", json!({"template": "x"})))
+            .collect();
+        let r = app
+            .send_json(
+                Method::POST,
+                "/api/v1/workflows",
+                &f.key,
+                &json!({"name": "huge", "definition": {"nodes": nodes}}),
+            )
+            .await;
+        problem(r, 422, "validation_failed").await;
+        // A template that would loop for ever runs out of fuel: the step fails, the worker lives.
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("spin", "template", json!({"template": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"}))
+            ],
+            "edges": [edge("start", "spin")]
+        });
+        let wf = create(&app, &f.key, "Spinner", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let run = start(&app, &f.key, &id, json!({})).await;
+        let done = run_until(&app, &f.key, &run, &["failed", "succeeded"]).await;
+        assert_eq!(done["run"]["status"], "failed");
+        assert!(
+            done["run"]["error"].as_str().unwrap().contains("fuel"),
+            "{done:#}"
+        );
+        // A huge input is refused before anything runs.
+        let big = "x".repeat(70 * 1024);
+        let r = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/runs"),
+                &f.key,
+                &json!({"input": {"text": big}}),
+            )
+            .await;
+        problem(r, 422, "validation_failed").await;
+        // An internal address is refused when the platform forbids them (the default).
+        let strict = TestApp::spawn_with(backend, &[("JOB_POLL_MS", "50")]).await;
+        let g = strict.tenant("strict").await;
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("peek", "http", json!({"url": "http://169.254.169.254/latest/meta-data"}))
+            ],
+            "edges": [edge("start", "peek")]
+        });
+        let wf = create(&strict, &g.key, "Peek", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&strict, &g.key, &id, "").await;
+        let run = start(&strict, &g.key, &id, json!({})).await;
+        let done = run_until(&strict, &g.key, &run, &["failed", "succeeded"]).await;
+        assert_eq!(done["run"]["status"], "failed");
+        assert!(
+            done["run"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("169.254.169.254"),
+            "{done:#}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_killed_worker_resumes_the_run_and_applies_no_step_twice() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &[("JOBS_IN_PROCESS", "false")]).await;
+        let f = app.tenant("acme").await;
+        crate::conversations::open_every_day(&app, &f).await;
+        let service = Service::start().await;
+        *service.delay_ms.lock().unwrap() = 400;
+        let mut nodes = vec![node("start", "manual_trigger", json!({}))];
+        let mut edges = Vec::new();
+        let mut previous = "start".to_string();
+        for i in 0..6 {
+            let id = format!("call{i}");
+            nodes.push(json!({"id": id, "kind": "http", "config": {"method": "POST", "url": service.url(&id)}, "timeout_ms": 3000}));
+            edges.push(edge(&previous, &id));
+            previous = id;
+            if i == 2 {
+                nodes.push(node("book", "booking", json!({"starts_at": tomorrow_local(11), "name": "Rui", "email": "rui@example.com"})));
+                edges.push(edge(&previous, "book"));
+                previous = "book".into();
+            }
+        }
+        let wf = create(
+            &app,
+            &f.key,
+            "Long",
+            json!({"nodes": nodes, "edges": edges}),
+        )
+        .await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let run = start(&app, &f.key, &id, json!({})).await;
+
+        let settings = [("JOB_LEASE_SECS", "2"), ("FETCH_ALLOW_PRIVATE", "true")];
+        let mut first = worker_process(&app, &settings);
+        wait_for("two calls", Duration::from_secs(60), async || {
+            service.all().len() >= 2
+        })
+        .await;
+        first.start_kill().unwrap(); // SIGKILL, in the middle of a call
+        first.wait().await.unwrap();
+        let at_kill = run_detail(&app, &f.key, &run).await;
+        assert_ne!(at_kill["run"]["status"], "succeeded");
+        let _second = worker_process(&app, &settings);
+        let done = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(done["run"]["status"], "succeeded", "{done:#}");
+
+        // Every step completed once; a call the killed worker had sent was sent again with
+        // the same idempotency key, so the service can tell.
+        let steps = workflow_steps::Entity::find()
+            .filter(workflow_steps::Column::RunId.eq(run.parse::<uuid::Uuid>().unwrap()))
+            .filter(workflow_steps::Column::Status.eq("succeeded"))
+            .all(&app.db)
+            .await
+            .unwrap();
+        let mut seqs: Vec<i32> = steps.iter().map(|s| s.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..8).collect::<Vec<_>>(), "each step once");
+        let mut keys: Vec<String> = service.all().into_iter().map(|h| h.key).collect();
+        let sent = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 6, "one key per call step");
+        assert!(
+            sent > 6,
+            "the call in flight at the kill was sent again, with its key"
+        );
+        let booked = bookings::Entity::find()
+            .filter(bookings::Column::TenantId.eq(f.tenant_id))
+            .count(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(booked, 1, "the booking was made once");
+        let jobs = job_rows::Entity::find()
+            .filter(job_rows::Column::Kind.eq("workflow.run"))
+            .count(&app.db)
+            .await
+            .unwrap();
+        assert!(jobs >= 1);
+    }
+}
