@@ -869,3 +869,66 @@ async fn a_killed_worker_resumes_the_run_and_applies_no_step_twice() {
         assert!(jobs >= 1);
     }
 }
+
+#[tokio::test]
+async fn an_email_step_is_sent_once_and_followed_up_when_the_run_fails() {
+    for backend in backends().await {
+        let smtp = crate::fake_smtp::FakeSmtp::start().await;
+        let url = smtp.url();
+        let app = TestApp::spawn_with(
+            backend,
+            &[
+                ("JOB_POLL_MS", "50"),
+                ("FETCH_ALLOW_PRIVATE", "true"),
+                ("SMTP_FROM", "Acme Desk <desk@acme.test>"),
+                ("SMTP_URL", url.as_str()),
+            ],
+        )
+        .await;
+        let f = app.tenant("acme").await;
+        let service = Service::start().await;
+        service.answer("crm", &[422]);
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("welcome", "email", json!({
+                    "to": "{{ trigger.email }}", "subject": "Welcome, {{ trigger.name }}",
+                    "body": "Your account is being set up.",
+                    "compensation": {"subject": "About our last message", "body": "Setting up your account failed; we will be in touch."}
+                })),
+                node("crm", "http", json!({"method": "POST", "url": service.url("crm")})),
+                node("done", "end", json!({}))
+            ],
+            "edges": [edge("start", "welcome"), edge("welcome", "crm"), edge("crm", "done")]
+        });
+        let wf = create(&app, &f.key, "Onboarding", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let run = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"name": "Ada", "email": "ada@example.com"}}),
+        )
+        .await;
+        let done = run_until(&app, &f.key, &run, &["failed", "succeeded"]).await;
+        assert_eq!(done["run"]["status"], "failed", "{done:#}");
+        assert!(
+            done["run"]["error"].as_str().unwrap().contains("422"),
+            "{done:#}"
+        );
+        assert_eq!(done["run"]["compensation"], "full", "{done:#}");
+        assert_eq!(done["steps"][1]["output"]["to"], "ada@example.com");
+
+        let received = smtp.wait_for(2, Duration::from_secs(30)).await;
+        let mut subjects: Vec<String> = received
+            .iter()
+            .map(|m| m.header("Subject").unwrap_or_default())
+            .collect();
+        subjects.sort();
+        assert_eq!(subjects, ["About our last message", "Welcome, Ada"]);
+        assert!(received.iter().all(|m| m.rcpt_to == ["ada@example.com"]));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(smtp.received().len(), 2, "each once");
+    }
+}
