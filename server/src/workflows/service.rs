@@ -383,11 +383,12 @@ impl WorkflowService for WorkflowServiceImpl {
         access.require(Area::Workflows, Level::Write)?;
         let row = self.row(access, id).await?;
         let txn = self.db.begin().await.map_err(db_error)?;
-        // The write comes first; runs cannot start meanwhile on SQLite, and on PostgreSQL a
-        // run started between the count and the delete goes with its workflow (cascade).
-        workflows::Entity::delete_many()
+        // A write first (it locks the workflow's row, and SQLite's database), then the count:
+        // the delete cascades to the runs, so counting after it would always find none.
+        workflows::Entity::update_many()
             .filter(workflows::Column::Id.eq(id))
             .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .col_expr(workflows::Column::UpdatedAt, Expr::value(Utc::now()))
             .exec(&txn)
             .await
             .map_err(db_error)?;
@@ -403,6 +404,12 @@ impl WorkflowService for WorkflowServiceImpl {
                 "{unfinished} runs have not finished; cancel them first"
             )));
         }
+        workflows::Entity::delete_many()
+            .filter(workflows::Column::Id.eq(id))
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
         Record::by(access, "workflow.delete", format!("workflow:{id}"))
             .details(json!({ "name": row.name }))
             .write(&txn)

@@ -597,6 +597,18 @@ async fn an_approval_pauses_a_run_pinned_to_its_version_and_a_cancel_ends_one() 
         assert_eq!(rejected["run"]["output"]["text"], "rejected: too much");
 
         run_until(&app, &f.key, &third, &["waiting"]).await;
+        let refused = app
+            .client
+            .delete(app.url(&format!("/api/v1/workflows/{id}")))
+            .bearer_auth(&f.key)
+            .send()
+            .await
+            .unwrap();
+        let refused = problem(refused, 409, "conflict").await;
+        assert!(
+            refused.to_string().contains("1 runs have not finished"),
+            "{refused}"
+        );
         json(
             app.send_json(
                 Method::POST,
