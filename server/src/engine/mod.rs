@@ -303,10 +303,6 @@ impl<C: Send + Sync> Graph<C> {
         self.nodes.get(id)
     }
 
-    pub fn max_steps(&self) -> u32 {
-        self.max_steps
-    }
-
     /// Where the graph goes from `current` leaving by `port`: the first edge whose condition
     /// holds; `None` for the end.
     pub fn next(&self, current: &str, state: &ConvState, port: &str) -> Option<String> {
