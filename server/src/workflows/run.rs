@@ -672,31 +672,6 @@ impl RunWorkflow {
                 None,
             ),
         };
-        let txn = self.db().begin().await.map_err(db_err)?;
-        let moved = Self::fenced(run, owner)
-            .col_expr(
-                workflow_runs::Column::Status,
-                Expr::value(RunStatus::Waiting.as_str()),
-            )
-            .col_expr(
-                workflow_runs::Column::Waiting,
-                Expr::value(Some(serde_json::to_value(&wait)?)),
-            )
-            .col_expr(
-                workflow_runs::Column::State,
-                Expr::value(serde_json::to_value(&state)?),
-            )
-            .col_expr(workflow_runs::Column::Attempt, Expr::value(run.attempt + 1))
-            .col_expr(workflow_runs::Column::UpdatedAt, Expr::value(Utc::now()))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        if moved.rows_affected != 1 {
-            txn.rollback().await.map_err(db_err)?;
-            return Ok(());
-        }
-        self.finish_step_in(&txn, run, StepStatus::Suspended, None, None, None, ms)
-            .await?;
         // When to come back: the wait's end, or, for an approval nobody gives, the end of the
         // run's life (it then fails and is compensated).
         let (key, at) = match at {
@@ -708,6 +683,49 @@ impl RunWorkflow {
                     + chrono::Duration::minutes(1),
             ),
         };
+        let step = (StepStatus::Suspended, None, ms);
+        self.pause(run, owner, &wait, Some(&state), step, key, at)
+            .await
+    }
+
+    /// Puts the run in `waiting` (`wait`, with `state` when the node changed it), closes the
+    /// step's attempt as `step` says and queues a job for `at`, in one fenced transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn pause(
+        &self,
+        run: &workflow_runs::Model,
+        owner: Uuid,
+        wait: &RunWait,
+        state: Option<&ConvState>,
+        (status, error, ms): (StepStatus, Option<&str>, i32),
+        key: String,
+        at: chrono::DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let txn = self.db().begin().await.map_err(db_err)?;
+        let mut update = Self::fenced(run, owner)
+            .col_expr(
+                workflow_runs::Column::Status,
+                Expr::value(RunStatus::Waiting.as_str()),
+            )
+            .col_expr(
+                workflow_runs::Column::Waiting,
+                Expr::value(Some(serde_json::to_value(wait)?)),
+            )
+            .col_expr(workflow_runs::Column::Attempt, Expr::value(run.attempt + 1))
+            .col_expr(workflow_runs::Column::UpdatedAt, Expr::value(Utc::now()));
+        if let Some(state) = state {
+            update = update.col_expr(
+                workflow_runs::Column::State,
+                Expr::value(serde_json::to_value(state)?),
+            );
+        }
+        let moved = update.exec(&txn).await.map_err(db_err)?;
+        if moved.rows_affected != 1 {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(());
+        }
+        self.finish_step_in(&txn, run, status, None, None, error, ms)
+            .await?;
         schedule(&txn, run.tenant_id, run.id, key, Some(at))
             .await
             .map_err(db_err)?;
@@ -735,33 +753,9 @@ impl RunWorkflow {
             attempt: attempt + 1,
             at,
         };
-        let txn = self.db().begin().await.map_err(db_err)?;
-        let moved = Self::fenced(run, owner)
-            .col_expr(
-                workflow_runs::Column::Status,
-                Expr::value(RunStatus::Waiting.as_str()),
-            )
-            .col_expr(
-                workflow_runs::Column::Waiting,
-                Expr::value(Some(serde_json::to_value(&wait)?)),
-            )
-            .col_expr(workflow_runs::Column::Attempt, Expr::value(run.attempt + 1))
-            .col_expr(workflow_runs::Column::UpdatedAt, Expr::value(Utc::now()))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        if moved.rows_affected != 1 {
-            txn.rollback().await.map_err(db_err)?;
-            return Ok(());
-        }
-        self.finish_step_in(&txn, run, StepStatus::Failed, None, None, Some(message), ms)
-            .await?;
         let key = format!("{}:{}:{}:retry", run.id, run.seq, run.attempt + 1);
-        schedule(&txn, run.tenant_id, run.id, key, Some(at))
-            .await
-            .map_err(db_err)?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(())
+        let step = (StepStatus::Failed, Some(message), ms);
+        self.pause(run, owner, &wait, None, step, key, at).await
     }
 
     /// Records why the run failed; the compensations run next ([`Self::drive`] sees the error).
