@@ -687,3 +687,136 @@ pub async fn cancel_booking(id: Uuid, cancel: CancelBooking) -> Result<Booking, 
         .cancel_booking(&console_access()?, id, cancel)
         .await
 }
+
+#[server(prefix = "/_fn", endpoint = "list_workflows")]
+pub async fn list_workflows() -> Result<Vec<WorkflowSummary>, AppError> {
+    use_services()?
+        .workflows
+        .list_workflows(&console_access()?)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "get_workflow")]
+pub async fn get_workflow(id: Uuid) -> Result<Workflow, AppError> {
+    use_services()?
+        .workflows
+        .get_workflow(&console_access()?, id)
+        .await
+}
+
+// Definitions and run inputs are free-form JSON: sent as JSON, not as a form, which would
+// turn their numbers and booleans into strings. `name` keeps the struct apart from the
+// `CreateWorkflow` request type.
+#[server(name = NewWorkflow, prefix = "/_fn", endpoint = "create_workflow", input = server_fn::codec::Json)]
+pub async fn create_workflow(create: CreateWorkflow) -> Result<Workflow, AppError> {
+    use_services()?
+        .workflows
+        .create_workflow(&console_access()?, create)
+        .await
+}
+
+#[server(name = SaveWorkflow, prefix = "/_fn", endpoint = "update_workflow", input = server_fn::codec::Json)]
+pub async fn update_workflow(id: Uuid, update: UpdateWorkflow) -> Result<Workflow, AppError> {
+    use_services()?
+        .workflows
+        .update_workflow(&console_access()?, id, update)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "delete_workflow")]
+pub async fn delete_workflow(id: Uuid) -> Result<(), AppError> {
+    use_services()?
+        .workflows
+        .delete_workflow(&console_access()?, id)
+        .await
+}
+
+#[server(name = PublishDraft, prefix = "/_fn", endpoint = "publish_workflow")]
+pub async fn publish_workflow(
+    id: Uuid,
+    publish: PublishWorkflow,
+) -> Result<WorkflowVersion, AppError> {
+    use_services()?
+        .workflows
+        .publish_workflow(&console_access()?, id, publish)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_workflow_versions")]
+pub async fn list_workflow_versions(id: Uuid) -> Result<Vec<WorkflowVersion>, AppError> {
+    use_services()?
+        .workflows
+        .list_versions(&console_access()?, id)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "restore_workflow_version")]
+pub async fn restore_workflow_version(id: Uuid, number: u32) -> Result<Workflow, AppError> {
+    use_services()?
+        .workflows
+        .restore_version(&console_access()?, id, number)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "diff_workflow_versions")]
+pub async fn diff_workflow_versions(
+    id: Uuid,
+    from: u32,
+    to: u32,
+) -> Result<WorkflowDiff, AppError> {
+    use_services()?
+        .workflows
+        .diff_versions(&console_access()?, id, from, to)
+        .await
+}
+
+#[server(name = TestWorkflowNode, prefix = "/_fn", endpoint = "test_workflow_node", input = server_fn::codec::Json)]
+pub async fn test_workflow_node(id: Uuid, test: TestNode) -> Result<NodeTest, AppError> {
+    use_services()?
+        .workflows
+        .test_node(&console_access()?, id, test)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "start_workflow_run", input = server_fn::codec::Json)]
+pub async fn start_workflow_run(id: Uuid, start: StartRun) -> Result<WorkflowRun, AppError> {
+    use_services()?
+        .workflows
+        .start_run(&console_access()?, id, start)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "list_workflow_runs")]
+pub async fn list_workflow_runs(id: Uuid, query: RunQuery) -> Result<Page<WorkflowRun>, AppError> {
+    use_services()?
+        .workflows
+        .list_runs(&console_access()?, id, query)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "get_workflow_run")]
+pub async fn get_workflow_run(run: Uuid) -> Result<RunDetail, AppError> {
+    use_services()?
+        .workflows
+        .get_run(&console_access()?, run)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "cancel_workflow_run")]
+pub async fn cancel_workflow_run(run: Uuid) -> Result<WorkflowRun, AppError> {
+    use_services()?
+        .workflows
+        .cancel_run(&console_access()?, run)
+        .await
+}
+
+#[server(prefix = "/_fn", endpoint = "decide_workflow_run")]
+pub async fn decide_workflow_run(
+    run: Uuid,
+    decision: ApprovalDecision,
+) -> Result<WorkflowRun, AppError> {
+    use_services()?
+        .workflows
+        .decide_run(&console_access()?, run, decision)
+        .await
+}

@@ -88,7 +88,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("account") view={Lazy::<AccountRoute>::new()}/>
                     <Route path=path!("knowledge") view={Lazy::<KnowledgeRoute>::new()}/>
                     <Route path=path!("agents") view={Lazy::<AgentsRoute>::new()}/>
-                    <Route path=path!("workflows") view=|| view! { <Coming title="Workflows"/> }/>
+                    <Route path=path!("workflows") view={Lazy::<WorkflowsRoute>::new()}/>
                     <Route path=path!("conversations") view={Lazy::<ConversationsRoute>::new()}/>
                     <Route path=path!("bookings") view={Lazy::<BookingsRoute>::new()}/>
                     <Route path=path!("widgets") view={Lazy::<ChatWidgetsRoute>::new()}/>
@@ -133,6 +133,7 @@ lazy_pages! {
     AccountRoute => AccountPage,
     KnowledgeRoute => KnowledgePage,
     AgentsRoute => AgentsPage,
+    WorkflowsRoute => WorkflowsPage,
     ConversationsRoute => ConversationsPage,
     BookingsRoute => BookingsPage,
     ChatWidgetsRoute => ChatWidgetsPage,

@@ -6,6 +6,7 @@ pub mod api;
 /// is an export, so it would keep every page in the widget's WASM.
 #[cfg(any(feature = "ssr", feature = "hydrate"))]
 mod console;
+pub mod editor;
 pub mod error;
 #[cfg(any(feature = "ssr", feature = "hydrate"))]
 mod pages;

@@ -215,6 +215,13 @@ pub trait WorkflowService: Send + Sync {
         from: u32,
         to: u32,
     ) -> Result<WorkflowDiff, AppError>;
+    /// Tries one node of the draft with sample values; nothing is sent.
+    async fn test_node(
+        &self,
+        access: &Access,
+        id: Uuid,
+        test: TestNode,
+    ) -> Result<NodeTest, AppError>;
     /// Starts a run of a published version; its `trigger` says from where (`console`, `api`).
     async fn start_run(
         &self,

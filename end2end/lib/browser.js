@@ -5,7 +5,7 @@ import { chromium } from "playwright-core";
 
 export const BASE = process.env.BASE_URL;
 export const ADMIN = { email: process.env.DEMO_EMAIL, password: process.env.DEMO_PASSWORD };
-export const CONSOLE_PAGES = ["/keys", "/members", "/audit", "/jobs", "/knowledge", "/conversations", "/bookings", "/widgets", "/integrations", "/agents", "/settings", "/account"];
+export const CONSOLE_PAGES = ["/keys", "/members", "/audit", "/jobs", "/knowledge", "/workflows", "/conversations", "/bookings", "/widgets", "/integrations", "/agents", "/settings", "/account"];
 
 let browser;
 before(async () => {

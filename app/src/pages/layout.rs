@@ -118,15 +118,6 @@ pub fn OverviewPage() -> impl IntoView {
 }
 
 #[component]
-pub fn Coming(title: &'static str) -> impl IntoView {
-    view! {
-        <Title text=title/>
-        <h1>{title}</h1>
-        <p class="notice">"Coming soon: this area is being built."</p>
-    }
-}
-
-#[component]
 pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {

@@ -87,6 +87,17 @@ impl NodeKind {
     }
 }
 
+/// Whether `id` may name a node: 1–64 letters, digits, `_` or `-`, and not `end` (the engine's
+/// name for "the run stops here").
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id != "end"
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Where a node sits on the canvas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
@@ -526,4 +537,49 @@ pub struct VersionDiffQuery {
     pub from: u32,
     #[garde(skip)]
     pub to: u32,
+}
+
+/// A trial of one node of the draft with sample values (the editor's "Test this step"). Nothing
+/// leaves the platform: requests, emails and bookings are filled in and shown, not sent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct TestNode {
+    /// The id of a node of the saved draft (not needed with `step`).
+    #[garde(length(max = 64))]
+    #[serde(default)]
+    pub node: String,
+    /// The trigger's payload (`trigger.*`).
+    #[garde(skip)]
+    #[serde(default)]
+    pub trigger: serde_json::Value,
+    /// Sample outputs of earlier nodes, by id (`nodes.<id>.*`).
+    #[garde(skip)]
+    #[serde(default)]
+    pub nodes: serde_json::Value,
+    /// The variables (`vars.*`); the workflow's starting values when absent.
+    #[garde(skip)]
+    #[serde(default)]
+    pub vars: Option<serde_json::Value>,
+    /// The node as it is being edited (kind and configuration), saved or not.
+    #[garde(skip)]
+    #[serde(default)]
+    pub step: Option<WorkflowNode>,
+}
+
+/// What a node would do with the sample values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct NodeTest {
+    pub node: String,
+    pub kind: NodeKind,
+    /// Its configuration with the templates filled in: what it would send, book or email.
+    pub rendered: Option<serde_json::Value>,
+    /// What later nodes would read as `nodes.<id>.*` (none where it comes from the effect).
+    pub output: Option<serde_json::Value>,
+    /// The exit it would leave by.
+    pub port: Option<String>,
+    /// Why it would fail.
+    pub error: Option<String>,
+    /// What a run does here that a test does not.
+    pub note: Option<String>,
 }

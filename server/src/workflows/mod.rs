@@ -52,15 +52,6 @@ pub fn trigger(def: &WorkflowDefinition) -> Option<&WorkflowNode> {
     }
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id != crate::engine::END
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// Every string in a configuration, for reference checks.
 fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
@@ -109,7 +100,7 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
     let mut ids = HashSet::new();
     let mut kinds = HashMap::new();
     for n in &def.nodes {
-        if !valid_id(&n.id) {
+        if !app::types::valid_node_id(&n.id) {
             problem(
                 Some(&n.id),
                 "a node id is 1–64 letters, digits, `_` or `-` (and not `end`)".into(),
@@ -432,6 +423,23 @@ mod tests {
 
     fn def(value: serde_json::Value) -> WorkflowDefinition {
         serde_json::from_value(value).unwrap()
+    }
+
+    /// What the console offers to start from is publishable as it is, and what its palette
+    /// adds is a node these rules know (its starting configuration is only incomplete).
+    #[test]
+    fn the_consoles_templates_and_new_nodes_pass_these_rules() {
+        assert!(!app::types::valid_node_id(crate::engine::END));
+        for s in app::editor::STARTERS {
+            let d = (s.build)();
+            assert_eq!(problems(&d), Vec::new(), "{}", s.name);
+        }
+        for kind in NodeKind::ALL {
+            let config = app::editor::starter_config(*kind);
+            if let Err(e) = nodes::build(*kind, &config) {
+                assert!(e.contains("required"), "{kind:?}: {e}");
+            }
+        }
     }
 
     fn sample() -> WorkflowDefinition {

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use app::services::{Access, Actor};
-use app::types::{BookingSource, NodeKind};
+use app::types::{BookingSource, NodeKind, NodeTest};
 
 use super::expr;
 use crate::engine::{ConvState, Events, Node, NodeRegistry, StepOutput, Suspend};
@@ -685,6 +685,75 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
             output: object("output")?,
         }),
     })
+}
+
+/// What a node of `kind` would do with the values in `ctx` (the editor's "Test this step"). The
+/// nodes without effects compute their output as a run does (the same `expr` calls as their
+/// `run`); the others' configurations are filled in and returned, and nothing is sent.
+pub fn preview(kind: NodeKind, config: &Value, ctx: &Value) -> NodeTest {
+    let mut test = NodeTest {
+        node: String::new(),
+        kind,
+        rendered: None,
+        output: None,
+        port: None,
+        error: None,
+        note: None,
+    };
+    if let Err(e) = build(kind, config) {
+        test.error = Some(e);
+        return test;
+    }
+    // A compensation is filled in when it runs, from the outputs of the steps after this one.
+    let mut shown = config.clone();
+    if let Some(c) = shown.as_object_mut() {
+        c.remove("compensation");
+    }
+    let rendered = match kind {
+        NodeKind::Condition => Ok(shown.clone()),
+        _ => expr::render_value(&shown, ctx),
+    };
+    let outcome: Result<(), String> = (|| {
+        let rendered = rendered?;
+        let field = |key: &str| rendered.get(key).cloned().unwrap_or_else(|| json!({}));
+        match kind {
+            NodeKind::ManualTrigger => test.output = ctx.get("trigger").cloned(),
+            NodeKind::Set => {
+                test.output = Some(field("values"));
+                test.note = Some("a run sets these as vars.<name>".into());
+            }
+            NodeKind::Template => test.output = Some(json!({ "text": field("template") })),
+            NodeKind::Condition => {
+                let expression = required(config, "expression")?;
+                let result = expr::holds(&expression, ctx)?;
+                test.output = Some(json!({ "result": result }));
+                test.port = Some(if result { "true" } else { "false" }.into());
+            }
+            NodeKind::End => test.output = Some(field("output")),
+            NodeKind::Http => {
+                test.note = Some(
+                    "a run sends this request (with an Idempotency-Key); a test does not".into(),
+                )
+            }
+            NodeKind::Email => test.note = Some("a run queues this email; a test does not".into()),
+            NodeKind::Booking => {
+                test.note = Some("a run books this in the calendar; a test does not".into())
+            }
+            NodeKind::CancelBooking => {
+                test.note = Some("a run cancels this booking; a test does not".into())
+            }
+            NodeKind::Approval => {
+                test.note = Some("a run pauses here until someone approves or rejects".into())
+            }
+            NodeKind::Wait => test.note = Some("a run pauses here".into()),
+        }
+        if !matches!(kind, NodeKind::Condition) {
+            test.rendered = Some(rendered);
+        }
+        Ok(())
+    })();
+    test.error = outcome.err();
+    test
 }
 
 /// Every kind, for [`crate::engine::Graph::build`].

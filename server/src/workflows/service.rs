@@ -11,9 +11,9 @@ use app::error::{AppError, FieldError};
 use app::services::{Access, Actor, WorkflowService};
 use app::types::{
     ApprovalDecision, Area, CompensationOutcome, CompensationStatus, CreateWorkflow, Level,
-    NodeKind, Page, PublishWorkflow, RunCompensation, RunDetail, RunQuery, RunStatus, RunStep,
-    RunWait, StartRun, StepStatus, UpdateWorkflow, Workflow, WorkflowDefinition, WorkflowDiff,
-    WorkflowRun, WorkflowSummary, WorkflowVersion,
+    NodeKind, NodeTest, Page, PublishWorkflow, RunCompensation, RunDetail, RunQuery, RunStatus,
+    RunStep, RunWait, StartRun, StepStatus, TestNode, UpdateWorkflow, Workflow, WorkflowDefinition,
+    WorkflowDiff, WorkflowRun, WorkflowSummary, WorkflowVersion,
 };
 use app::validate::check;
 
@@ -549,6 +549,44 @@ impl WorkflowService for WorkflowServiceImpl {
             to,
             &definition_of(&b.definition),
         ))
+    }
+
+    async fn test_node(
+        &self,
+        access: &Access,
+        id: Uuid,
+        test: TestNode,
+    ) -> Result<NodeTest, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        check(&test)?;
+        let size = test.trigger.to_string().len()
+            + test.nodes.to_string().len()
+            + test.step.as_ref().map_or(0, |s| s.config.to_string().len());
+        if size > MAX_INPUT_BYTES {
+            return Err(AppError::invalid(
+                "trigger",
+                format!(
+                    "the sample values are {size} bytes as JSON; the limit is {MAX_INPUT_BYTES}"
+                ),
+            ));
+        }
+        let draft = definition_of(&self.row(access, id).await?.draft);
+        let node = match test.step {
+            Some(step) => step,
+            None => draft
+                .nodes
+                .iter()
+                .find(|n| n.id == test.node)
+                .cloned()
+                .ok_or_else(|| AppError::invalid("node", "the draft has no node with this id"))?,
+        };
+        let vars = test
+            .vars
+            .unwrap_or_else(|| serde_json::to_value(&draft.variables).unwrap_or_default());
+        let ctx = json!({ "trigger": test.trigger, "vars": vars, "nodes": test.nodes });
+        let mut result = nodes::preview(node.kind, &node.config, &ctx);
+        result.node = node.id;
+        Ok(result)
     }
 
     async fn start_run(

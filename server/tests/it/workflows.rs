@@ -681,6 +681,10 @@ async fn workflows_and_runs_of_another_tenant_are_out_of_reach() {
                 format!("/api/v1/workflows/{id}/versions/1/restore"),
                 json!({}),
             ),
+            (
+                format!("/api/v1/workflows/{id}/test-node"),
+                json!({"node": "ask"}),
+            ),
             (format!("/api/v1/workflow-runs/{run}/cancel"), json!({})),
             (
                 format!("/api/v1/workflow-runs/{run}/decision"),
@@ -724,6 +728,136 @@ async fn workflows_and_runs_of_another_tenant_are_out_of_reach() {
         problem(r, 403, "forbidden").await;
         let none = app.api_key(&acme.key, &["knowledge:read"]).await;
         problem(app.get("/api/v1/workflows", &none).await, 403, "forbidden").await;
+    }
+}
+
+#[tokio::test]
+async fn one_node_is_tried_with_sample_values_and_nothing_is_sent() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let service = Service::start().await;
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("greet", "template", json!({"template": "Hello {{ trigger.name }}, number {{ nodes.count.n }}"})),
+                node("vip", "condition", json!({"expression": "trigger.amount > 100"})),
+                node("charge", "http", json!({
+                    "method": "POST", "url": service.url("charge"),
+                    "body": {"amount": "{{ trigger.amount }}"},
+                    "compensation": {"url": service.url("refund")}
+                })),
+                node("mail", "email", json!({"to": "{{ trigger.email }}", "subject": "Hi {{ trigger.name }}"})),
+                node("broken", "template", json!({"template": "{{ trigger.missing.deeper }}"})),
+                node("unset", "booking", json!({"starts_at": "{{ trigger.when }}"}))
+            ],
+            "edges": [
+                edge("start", "greet"), edge("greet", "vip"), edge_by("vip", "true", "charge"),
+                edge("charge", "mail"), edge_by("vip", "false", "broken")
+            ]
+        });
+        let wf = create(&app, &f.key, "Trial", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        let jobs_before = job_rows::Entity::find().count(&app.db).await.unwrap();
+        let reader = app.api_key(&f.key, &["workflows:read"]).await;
+        let trial = |node: &'static str, amount: u32| {
+            let (app, id, reader) = (&app, id.clone(), reader.clone());
+            async move {
+                let body = json!({
+                    "node": node,
+                    "trigger": {"name": "Ada", "amount": amount, "email": "ada@example.com"},
+                    "nodes": {"count": {"n": 7}}
+                });
+                json(
+                    app.send_json(
+                        Method::POST,
+                        &format!("/api/v1/workflows/{id}/test-node"),
+                        &reader,
+                        &body,
+                    )
+                    .await,
+                    200,
+                )
+                .await
+            }
+        };
+
+        let greet = trial("greet", 150).await;
+        assert_eq!(
+            greet["output"],
+            json!({"text": "Hello Ada, number 7"}),
+            "{greet:#}"
+        );
+        assert_eq!(greet["error"], Value::Null);
+        assert_eq!(trial("vip", 150).await["port"], "true");
+        let small = trial("vip", 50).await;
+        assert_eq!(
+            (small["port"].clone(), small["output"].clone()),
+            (json!("false"), json!({"result": false}))
+        );
+        // Effects are shown filled in, not made: no request, no email job.
+        let charge = trial("charge", 150).await;
+        assert_eq!(charge["rendered"]["url"], service.url("charge"));
+        assert_eq!(charge["rendered"]["body"]["amount"], "150");
+        assert!(
+            charge["rendered"].get("compensation").is_none(),
+            "{charge:#}"
+        );
+        assert!(charge["note"].as_str().unwrap().contains("does not"));
+        assert_eq!(charge["output"], Value::Null);
+        let mail = trial("mail", 150).await;
+        assert_eq!(
+            (
+                mail["rendered"]["to"].clone(),
+                mail["rendered"]["subject"].clone()
+            ),
+            (json!("ada@example.com"), json!("Hi Ada"))
+        );
+        assert!(service.all().is_empty(), "{:?}", service.all());
+        assert_eq!(
+            job_rows::Entity::find().count(&app.db).await.unwrap(),
+            jobs_before
+        );
+        // A template that fails, and a configuration that is incomplete, say why.
+        let broken = trial("broken", 150).await;
+        assert!(
+            broken["error"]
+                .as_str()
+                .unwrap()
+                .contains("undefined value"),
+            "{broken:#}"
+        );
+        // The configuration being edited, not yet saved, is what is tried.
+        let edited = json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/test-node"),
+                &f.key,
+                &json!({"trigger": {"name": "Bo"}, "step": node("draft", "template", json!({"template": "Bye {{ trigger.name }}"}))}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(edited["output"], json!({"text": "Bye Bo"}));
+        let unset = trial("unset", 150).await;
+        assert!(
+            unset["error"]
+                .as_str()
+                .unwrap()
+                .contains("`name` is required"),
+            "{unset:#}"
+        );
+
+        let r = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/test-node"),
+                &f.key,
+                &json!({"node": "ghost"}),
+            )
+            .await;
+        problem(r, 422, "validation_failed").await;
     }
 }
 

@@ -132,6 +132,7 @@ use crate::state::AppState;
         workflows::get_version,
         workflows::restore_version,
         workflows::diff_versions,
+        workflows::test_node,
         workflows::start_run,
         workflows::list_runs,
         workflows::get_run,

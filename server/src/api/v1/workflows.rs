@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use uuid::Uuid;
 
 use app::types::{
-    ApprovalDecision, CreateWorkflow, Page, PublishWorkflow, RunDetail, RunQuery, StartRun,
-    UpdateWorkflow, VersionDiffQuery, Workflow, WorkflowDefinition, WorkflowDiff, WorkflowRun,
-    WorkflowSummary, WorkflowVersion,
+    ApprovalDecision, CreateWorkflow, NodeTest, Page, PublishWorkflow, RunDetail, RunQuery,
+    StartRun, TestNode, UpdateWorkflow, VersionDiffQuery, Workflow, WorkflowDefinition,
+    WorkflowDiff, WorkflowRun, WorkflowSummary, WorkflowVersion,
 };
 
 use crate::auth::ApiAccess;
@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             post(restore_version),
         )
         .route("/api/v1/workflows/{id}/diff", get(diff_versions))
+        .route("/api/v1/workflows/{id}/test-node", post(test_node))
         .route(
             "/api/v1/workflows/{id}/runs",
             get(list_runs).post(start_run),
@@ -269,6 +270,28 @@ pub async fn diff_versions(
             .diff_versions(&a, id, query.from, query.to)
             .await?,
     ))
+}
+
+/// Try one node of the draft with sample values: the nodes without effects (set, template,
+/// condition, end) compute their output and exit; the others show their configuration filled
+/// in. Nothing is sent, booked or emailed.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/test-node", tag = "workflows",
+    params(("id" = Uuid, Path, description = "The workflow's id")),
+    request_body = TestNode,
+    responses(
+        (status = 200, body = NodeTest),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn test_node(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(test): ApiJson<TestNode>,
+) -> ApiResult<Json<NodeTest>> {
+    Ok(Json(s.services.workflows.test_node(&a, id, test).await?))
 }
 
 /// Start a run of the newest published version (or `version`) with `input` as the trigger's

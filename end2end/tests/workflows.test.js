@@ -1,0 +1,283 @@
+// The workflow editor: build by drag and drop, connect, configure, publish, run, see the trace
+// and the compensation; undo/redo; keyboard-only building; versions; 200-node frame time.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import { ADMIN, BASE, hydrationProblems, openPage, signIn } from "../lib/browser.js";
+
+const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
+
+/// A partner API on loopback that always fails (run.sh lets tenants reach loopback).
+async function failingApi() {
+  const seen = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url} ${req.headers["idempotency-key"] || ""}`);
+    res.writeHead(500, { "content-type": "application/json" });
+    res.end('{"error":"the partner is down"}');
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, seen, close: () => server.close() };
+}
+
+async function newWorkflow(page, name, { from, json } = {}) {
+  await page.goto(`${BASE}/workflows`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  if (from) await page.getByLabel("Start from").selectOption(from);
+  if (json) await page.getByLabel("The export").fill(json);
+  await page.getByRole("button", { name: "Create and open" }).click();
+  await page.waitForURL(/\/workflows\?open=/);
+  await page.getByTestId("canvas").waitFor();
+}
+
+const node = (page, id) => page.locator(`[data-node="${id}"]`);
+const port = (page, id, name = "out") => page.locator(`[data-node="${id}"] [data-port="${name}"]`);
+
+/// Fills a field of the open step's form and leaves it (the change is committed on leaving).
+async function setField(page, label, value) {
+  const field = page.getByTestId("node-panel").getByLabel(label, { exact: true });
+  await field.fill(value);
+  await field.press("Tab");
+}
+
+async function saved(page) {
+  await page.getByTestId("save-state").filter({ hasText: "Saved" }).waitFor();
+}
+
+function localTime(daysAhead, hour) {
+  const d = new Date();
+  d.setDate(d.getDate() + daysAhead);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(hour)}:00`;
+}
+
+test("a workflow built by drag and drop is published, run, and its booking undone when a later step fails", async () => {
+  const partner = await failingApi();
+  const page = await openPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await signIn(page, ADMIN);
+  await newWorkflow(page, "Book then charge");
+  const canvas = page.getByTestId("canvas");
+  await node(page, "start").waitFor();
+
+  // Drag steps from the palette onto the canvas.
+  const palette = (kind) => page.locator(`.wf-palette-item[data-kind="${kind}"]`);
+  await palette("booking").dragTo(canvas, { targetPosition: { x: 120, y: 100 } });
+  await node(page, "booking").waitFor();
+  await setField(page, "Starts at", "{{ trigger.when }}");
+  await setField(page, "Name", "{{ trigger.name }}");
+  assert.equal(await page.getByTestId("node-panel").getByLabel("Step name").inputValue(), "Booking");
+  await setField(page, "Email", "{{ trigger.email }}");
+  await palette("http").dragTo(canvas, { targetPosition: { x: 120, y: 480 } });
+  await node(page, "http").waitFor();
+  await setField(page, "URL", `${partner.url}/charge`);
+  await palette("end").dragTo(canvas, { targetPosition: { x: 300, y: 480 } });
+  await node(page, "finish").waitFor();
+  // Columns by distance from the start, all in view.
+  await page.getByRole("button", { name: "Tidy up" }).click();
+
+  // Connect: drag an exit onto a step, click an exit then a step; a step cannot lead into the start.
+  await port(page, "start").dragTo(node(page, "booking"));
+  await port(page, "booking").click();
+  await node(page, "http").click();
+  await port(page, "http").click();
+  await node(page, "start").click();
+  await page.getByText("Not connected: Start starts the run: nothing leads into it.").waitFor();
+  await port(page, "http").dragTo(node(page, "finish"));
+  assert.equal(await page.locator(".wf-edge").count(), 3);
+  await saved(page);
+  await page.getByText("No problems: ready to publish.").waitFor();
+
+  // Undo and redo cover configuration edits and deletions.
+  await node(page, "booking").click();
+  await setField(page, "Note", "first call");
+  await saved(page);
+  await page.getByRole("button", { name: "Undo", exact: true }).click();
+  assert.equal(await page.getByTestId("node-panel").getByLabel("Note", { exact: true }).inputValue(), "");
+  await page.getByRole("button", { name: "Redo", exact: true }).click();
+  assert.equal(await page.getByTestId("node-panel").getByLabel("Note", { exact: true }).inputValue(), "first call");
+  await node(page, "finish").click();
+  await page.keyboard.press("Delete");
+  await node(page, "finish").waitFor({ state: "detached" });
+  assert.equal(await page.locator(".wf-edge").count(), 2);
+  await page.keyboard.press("Control+z");
+  await node(page, "finish").waitFor();
+  assert.equal(await page.locator(".wf-edge").count(), 3);
+
+  // A problem shows on its step before publishing.
+  await node(page, "booking").click();
+  await setField(page, "Email", "");
+  await node(page, "booking").locator(".wf-badge.problem").waitFor();
+  await page.getByRole("button", { name: "Undo", exact: true }).click();
+  await saved(page);
+  await page.getByText("No problems: ready to publish.").waitFor();
+
+  await page.getByLabel("Version note").fill("first version");
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published version 1.").first().waitFor();
+
+  // Run it: the charge fails, the booking made before it is cancelled, as the trace shows.
+  await page.getByRole("button", { name: "Run…" }).click();
+  await page.getByLabel("Input (JSON, read as trigger.*)").fill(JSON.stringify({
+    name: "Ada Lovelace", email: "ada@example.com", when: localTime(3, 11),
+  }));
+  await page.getByRole("button", { name: "Start the run" }).click();
+  await page.getByTestId("run-status").filter({ hasText: "failed" }).waitFor({ timeout: 30000 });
+  await page.getByTestId("run-compensation").filter({ hasText: "everything it did" }).waitFor({ timeout: 30000 });
+  await node(page, "booking").locator(".wf-badge.trace").filter({ hasText: "undone" }).waitFor();
+  await node(page, "http").locator(".wf-badge.trace").filter({ hasText: "failed" }).waitFor();
+  const undo = page.getByTestId("run-compensations");
+  await undo.getByRole("cell", { name: "done" }).waitFor();
+  assert.ok(partner.seen.length >= 1 && partner.seen[0].startsWith("POST /charge wf:"), partner.seen.join("\n"));
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: `${SHOTS}/workflow-run-${width}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Again with the same input, then the two runs side by side.
+  await page.getByRole("button", { name: "Run again with this input" }).click();
+  await page.getByRole("button", { name: "Runs" }).click();
+  await page.getByTestId("runs").locator("tbody tr").nth(1).waitFor();
+  const boxes = page.getByTestId("runs").getByRole("checkbox");
+  await boxes.nth(0).check();
+  await boxes.nth(1).check();
+  await page.getByRole("button", { name: "Compare the two chosen" }).click();
+  await page.getByTestId("comparison").getByRole("cell", { name: "booking", exact: true }).waitFor();
+  partner.close();
+  await page.close();
+});
+
+test("a two-step workflow is made with the keyboard alone", async () => {
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  await newWorkflow(page, "Keyboard only");
+  await node(page, "start").waitFor();
+  // The palette's buttons add a step, which takes the focus.
+  await page.locator('.wf-palette-item[data-kind="template"]').focus();
+  await page.keyboard.press("Enter");
+  await page.locator('[data-node="template"]:focus').waitFor();
+  await page.keyboard.press("Enter");
+  const text = page.getByTestId("node-panel").getByLabel("Template", { exact: true });
+  await text.focus();
+  await page.keyboard.type("Hello {{ trigger.name }}");
+  await page.keyboard.press("Tab");
+  // Tried with a sample trigger before anything is published.
+  await page.getByTestId("test-step").locator("summary").click();
+  await page.getByLabel("Trigger (trigger.*)").fill('{"name": "Ada"}');
+  await page.getByRole("button", { name: "Test", exact: true }).click();
+  await page.getByTestId("test-result").getByText('"text": "Hello Ada"').waitFor();
+  // Arrows move the step.
+  await node(page, "template").focus();
+  const left = async () => parseFloat(await node(page, "template").evaluate((el) => el.style.left));
+  const before = await left();
+  await page.keyboard.press("ArrowRight");
+  await page.keyboard.press("Shift+ArrowRight");
+  assert.equal(await left(), before + 60);
+  // Enter on an exit, then Enter on the step it should lead to.
+  await port(page, "start").focus();
+  await page.keyboard.press("Enter");
+  await node(page, "template").focus();
+  await page.keyboard.press("Enter");
+  // (A straight edge has no height: attached, not "visible".)
+  await page.locator(".wf-edge").waitFor({ state: "attached" });
+  await saved(page);
+  await page.getByText("No problems: ready to publish.").waitFor();
+  // The exit can also be chosen in the form.
+  await node(page, "start").focus();
+  await page.keyboard.press("Enter");
+  assert.equal(await page.getByTestId("node-panel").getByLabel("Then (out)").inputValue(), "template");
+  await page.close();
+});
+
+test("versions are compared on the canvas and an old one restored into the draft", async () => {
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  await newWorkflow(page, "Lead qualification", { from: "Qualify a lead and book a call" });
+  await page.getByText("No problems: ready to publish.").waitFor();
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published version 1.").first().waitFor();
+  // Version 2: a wait before the booking's confirmation is replaced by a new step.
+  await page.locator('.wf-palette-item[data-kind="wait"]').click();
+  await node(page, "wait").waitFor();
+  await page.getByRole("button", { name: "Tidy up" }).click();
+  await port(page, "email_2").click();
+  await node(page, "wait").click();
+  await saved(page);
+  await page.getByText("No problems: ready to publish.").waitFor();
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published version 2.").first().waitFor();
+  await page.getByRole("button", { name: "Versions" }).click();
+  await page.getByRole("button", { name: "What changed in version 2" }).click();
+  await page.getByTestId("diff-summary").filter({ hasText: "1 added" }).waitFor();
+  await node(page, "wait").and(page.locator(".wf-diff-added")).waitFor();
+  await page.getByRole("button", { name: "Versions" }).click();
+  await page.getByRole("button", { name: "Restore version 1 into the draft" }).click();
+  await node(page, "wait").waitFor({ state: "detached" });
+  assert.equal(await page.locator(".wf-node").count(), 6);
+  await page.close();
+});
+
+test("the editor stays responsive with 200 steps (frame times printed)", async () => {
+  const nodes = [{ id: "start", kind: "manual_trigger", name: "Start", position: { x: 0, y: 0 } }];
+  const edges = [];
+  for (let i = 1; i < 200; i++) {
+    nodes.push({
+      id: `s${i}`, kind: "set", name: `Step ${i}`, config: { values: { n: `${i}` } },
+      position: { x: (i % 20) * 230, y: Math.floor(i / 20) * 110 },
+    });
+    edges.push({ from: i === 1 ? "start" : `s${i - 1}`, to: `s${i}` });
+  }
+  const page = await openPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await signIn(page, ADMIN);
+  await newWorkflow(page, "Two hundred steps", { from: "import", json: JSON.stringify({ format: 1, nodes, edges }) });
+  await node(page, "s199").waitFor();
+  assert.equal(await page.locator(".wf-node").count(), 200);
+  await page.getByRole("button", { name: "Zoom in" }).click();
+  await page.getByRole("button", { name: "Zoom in" }).click();
+
+  // Frame intervals while a gesture runs, from requestAnimationFrame.
+  const measure = async (gesture) => {
+    await page.evaluate(() => {
+      window.__frames = [];
+      let last = performance.now();
+      const tick = (t) => { window.__frames.push(t - last); last = t; if (window.__frames.length < 1000) window.__rafId = requestAnimationFrame(tick); };
+      window.__rafId = requestAnimationFrame(tick);
+    });
+    await gesture();
+    return page.evaluate(() => {
+      cancelAnimationFrame(window.__rafId);
+      const f = window.__frames.slice(1).sort((a, b) => a - b);
+      const at = (q) => f[Math.min(f.length - 1, Math.floor(q * f.length))];
+      return { frames: f.length, p50: at(0.5), p95: at(0.95), max: f[f.length - 1] };
+    });
+  };
+  const box = await node(page, "s10").boundingBox();
+  const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
+  const before = await node(page, "s10").evaluate((el) => el.style.left);
+  const drag = await measure(async () => {
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    for (let i = 1; i <= 60; i++) await page.mouse.move(x + i * 4, y + i * 2);
+    await page.mouse.up();
+  });
+  assert.notEqual(await node(page, "s10").evaluate((el) => el.style.left), before);
+  const canvas = await page.getByTestId("canvas").boundingBox();
+  const pan = await measure(async () => {
+    // Empty canvas below the last row.
+    const y = canvas.y + canvas.height - 30;
+    await page.mouse.move(canvas.x + 20, y);
+    await page.mouse.down();
+    for (let i = 1; i <= 60; i++) await page.mouse.move(canvas.x + 20 + i * 5, y - i * 2);
+    await page.mouse.up();
+  });
+  console.log(`editor, 200 steps: drag ${JSON.stringify(drag)} ms; pan ${JSON.stringify(pan)} ms`);
+  await page.close();
+});
+
+test("no workflow page logged a hydration problem", () => {
+  assert.deepEqual(hydrationProblems, []);
+});
