@@ -1223,6 +1223,13 @@ fn NodeBox(
                         ed.panel.set(Some(id.clone()));
                     }
                 },
+                // The selection goes when the focused step is in it; else the focused step alone.
+                "Delete" | "Backspace" => {
+                    if !ed.selection.with_untracked(|s| s.contains(&id)) {
+                        ed.selection.set(HashSet::from([id.clone()]));
+                    }
+                    ed.delete_selection();
+                }
                 " " => ed.selection.update(|s| {
                     if !s.remove(&id) {
                         s.insert(id.clone());
