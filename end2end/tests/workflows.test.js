@@ -220,6 +220,34 @@ test("versions are compared on the canvas and an old one restored into the draft
   await page.close();
 });
 
+test("a run waiting for approval is approved from its trace", async () => {
+  const definition = {
+    format: 1,
+    nodes: [
+      { id: "start", kind: "manual_trigger", name: "Start", position: { x: 0, y: 0 } },
+      { id: "ask", kind: "approval", name: "Ask", config: { prompt: "Refund {{ trigger.amount }} EUR?" }, position: { x: 260, y: 0 } },
+      { id: "done", kind: "end", name: "Done", config: { output: { comment: "{{ nodes.ask.comment }}" } }, position: { x: 520, y: 0 } },
+    ],
+    edges: [{ from: "start", to: "ask" }, { from: "ask", port: "approved", to: "done" }],
+  };
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  await newWorkflow(page, "Refund approval", { from: "import", json: JSON.stringify(definition) });
+  await page.getByText("No problems: ready to publish.").waitFor();
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published version 1.").first().waitFor();
+  await page.getByRole("button", { name: "Run…" }).click();
+  await page.getByLabel("Input (JSON, read as trigger.*)").fill('{"amount": 30}');
+  await page.getByRole("button", { name: "Start the run" }).click();
+  await page.getByText("Waiting at ask for a decision: Refund 30 EUR?").waitFor({ timeout: 30000 });
+  await node(page, "ask").locator(".wf-badge.trace").filter({ hasText: "waiting" }).waitFor();
+  await page.getByLabel("Comment", { exact: true }).fill("fine by me");
+  await page.getByTestId("run-trace").getByRole("button", { name: "Approve", exact: true }).click();
+  await page.getByTestId("run-status").filter({ hasText: "succeeded" }).waitFor({ timeout: 30000 });
+  await page.getByText('Output: {"comment":"fine by me"}').waitFor();
+  await page.close();
+});
+
 test("the editor stays responsive with 200 steps (frame times printed)", async () => {
   const nodes = [{ id: "start", kind: "manual_trigger", name: "Start", position: { x: 0, y: 0 } }];
   const edges = [];
