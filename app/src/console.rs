@@ -89,6 +89,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("knowledge") view={Lazy::<KnowledgeRoute>::new()}/>
                     <Route path=path!("agents") view={Lazy::<AgentsRoute>::new()}/>
                     <Route path=path!("workflows") view={Lazy::<WorkflowsRoute>::new()}/>
+                    <Route path=path!("workflows/edit") view={Lazy::<WorkflowEditorRoute>::new()}/>
                     <Route path=path!("conversations") view={Lazy::<ConversationsRoute>::new()}/>
                     <Route path=path!("bookings") view={Lazy::<BookingsRoute>::new()}/>
                     <Route path=path!("widgets") view={Lazy::<ChatWidgetsRoute>::new()}/>
@@ -134,6 +135,7 @@ lazy_pages! {
     KnowledgeRoute => KnowledgePage,
     AgentsRoute => AgentsPage,
     WorkflowsRoute => WorkflowsPage,
+    WorkflowEditorRoute => WorkflowEditorPage,
     ConversationsRoute => ConversationsPage,
     BookingsRoute => BookingsPage,
     ChatWidgetsRoute => ChatWidgetsPage,

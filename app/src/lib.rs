@@ -37,6 +37,10 @@ pub const CONSOLE_PAGES: [(&str, &str); 14] = [
     ("/account", "Your account"),
 ];
 
+/// Console pages outside the navigation (opened from a page that is in it); anonymous requests
+/// for them are sent to sign in like those of [`CONSOLE_PAGES`].
+pub const CONSOLE_SUBPAGES: [&str; 1] = ["/workflows/edit"];
+
 /// Origins besides the console's own that its forms may send the browser to, space-separated,
 /// for the pages' `form-action` (the Google authorization server: the connect form's answer
 /// redirects there, and browsers hold redirects after a form to its policy). The server

@@ -27,7 +27,7 @@ async function newWorkflow(page, name, { from, json } = {}) {
   if (from) await page.getByLabel("Start from").selectOption(from);
   if (json) await page.getByLabel("The export").fill(json);
   await page.getByRole("button", { name: "Create and open" }).click();
-  await page.waitForURL(/\/workflows\?open=/);
+  await page.waitForURL(/\/workflows\/edit\?open=/);
   await page.getByTestId("canvas").waitFor();
 }
 

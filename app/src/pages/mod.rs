@@ -38,4 +38,5 @@ pub use layout::{ConsoleLayout, NotFound, OverviewPage};
 pub use login::LoginPage;
 pub use members::MembersPage;
 pub use settings::SettingsPage;
+pub use workflow_editor::WorkflowEditorPage;
 pub use workflows::WorkflowsPage;

@@ -101,10 +101,23 @@ pub(super) struct Ed {
     canvas: NodeRef<leptos::html::Div>,
 }
 
-/// Copied nodes, kept across the workflows opened in this page (also on the system clipboard
-/// as JSON, so a copy reaches another tab or another tenant's console).
-#[derive(Clone, Copy)]
-pub(super) struct Clipboard(pub StoredValue<Option<String>>);
+/// Copied nodes, kept while the console is open, across the workflows it opens (also on the
+/// system clipboard as JSON, so a copy reaches another tab or another tenant's console).
+mod clipboard {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static COPIED: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    pub fn put(json: String) {
+        COPIED.with(|c| *c.borrow_mut() = Some(json));
+    }
+
+    pub fn get() -> Option<String> {
+        COPIED.with(|c| c.borrow().clone())
+    }
+}
 
 impl Ed {
     fn new(w: &Workflow, writable: Signal<bool>) -> Self {
@@ -488,8 +501,24 @@ enum Tab {
     Versions,
 }
 
+/// `/workflows/edit?open=<id>`: one workflow in the editor.
 #[component]
-pub fn Editor(id: Uuid) -> impl IntoView {
+pub fn WorkflowEditorPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let open = move || query.with(|q| q.get("open").and_then(|id| id.parse::<Uuid>().ok()));
+    move || match open() {
+        Some(id) => view! { <Editor id/> }.into_any(),
+        None => view! {
+            <leptos_meta::Title text="Workflows"/>
+            <h1>"Workflows"</h1>
+            <p class="empty">"No workflow chosen. " <a href="/workflows">"Choose one"</a></p>
+        }
+        .into_any(),
+    }
+}
+
+#[component]
+fn Editor(id: Uuid) -> impl IntoView {
     let writable = can_write(use_me(), Area::Workflows);
     let workflow = Resource::new(move || id, get_workflow);
     view! {
@@ -513,7 +542,6 @@ fn Loaded(w: Workflow, writable: Signal<bool>) -> impl IntoView {
     // server-rendered `style` attribute cannot carry under the page's CSP.
     let mounted = RwSignal::new(false);
     Effect::new(move |_| mounted.set(true));
-    let clipboard = use_context::<Clipboard>();
     let name = w.name.clone();
     on_cleanup(move || ed.flush());
     // Show the whole workflow once the canvas has its size.
@@ -541,12 +569,12 @@ fn Loaded(w: Workflow, writable: Signal<bool>) -> impl IntoView {
         </div>
         <p class="sr-only" role="status" aria-live="polite">{move || ed.say.get()}</p>
         <div class="wf-editor" class:hidden=move || tab.get() != Tab::Edit>
-            <Toolbar ed clipboard/>
+            <Toolbar ed/>
             <Overlays ed/>
             <Show when=move || mounted.get() fallback=|| view! { <p>"Loading the editor…"</p> }>
                 <div class="wf-body">
                     <Palette ed/>
-                    <Canvas ed clipboard/>
+                    <Canvas ed/>
                     <Panel ed/>
                 </div>
             </Show>
@@ -574,7 +602,7 @@ fn SaveStatus(ed: Ed) -> impl IntoView {
         SaveState::Failed(e) => view! {
             <span class="notice error" role="alert" data-testid="save-state">
                 {format!("Not saved: {e} ")}
-                <a href=format!("/workflows?open={}", ed.id) rel="external">"Reload"</a>
+                <a href=format!("/workflows/edit?open={}", ed.id) rel="external">"Reload"</a>
             </span>
         }
         .into_any(),
@@ -582,7 +610,7 @@ fn SaveStatus(ed: Ed) -> impl IntoView {
 }
 
 #[component]
-fn Toolbar(ed: Ed, clipboard: Option<Clipboard>) -> impl IntoView {
+fn Toolbar(ed: Ed) -> impl IntoView {
     let publish = ServerAction::<PublishDraft>::new();
     let start = ServerAction::<StartWorkflowRun>::new();
     let note = RwSignal::new(String::new());
@@ -597,11 +625,11 @@ fn Toolbar(ed: Ed, clipboard: Option<Clipboard>) -> impl IntoView {
         (w / 2.0, h / 2.0)
     };
     let copy = move |_| {
-        if let (Some(json), Some(c)) = (ed.copy_selection(), clipboard) {
-            c.0.set_value(Some(json));
+        if let Some(json) = ed.copy_selection() {
+            clipboard::put(json);
         }
     };
-    let paste = move |_| match clipboard.and_then(|c| c.0.get_value()) {
+    let paste = move |_| match clipboard::get() {
         Some(json) => ed.paste(&json),
         None => ed.say.set("Nothing copied yet.".into()),
     };
@@ -759,7 +787,7 @@ fn Palette(ed: Ed) -> impl IntoView {
 }
 
 #[component]
-fn Canvas(ed: Ed, clipboard: Option<Clipboard>) -> impl IntoView {
+fn Canvas(ed: Ed) -> impl IntoView {
     let ids = Memo::new(move |_| {
         ed.def
             .with(|d| d.nodes.iter().map(|n| n.id.clone()).collect::<Vec<_>>())
@@ -907,9 +935,7 @@ fn Canvas(ed: Ed, clipboard: Option<Clipboard>) -> impl IntoView {
             }
             #[cfg(not(feature = "hydrate"))]
             let _ = &ev;
-            if let Some(c) = clipboard {
-                c.0.set_value(Some(json));
-            }
+            clipboard::put(json);
         }
     };
     let on_paste = move |ev: leptos::ev::ClipboardEvent| {

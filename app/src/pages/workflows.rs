@@ -1,34 +1,18 @@
-//! Workflows: the list (create, start from a template, import), and one workflow opened in the
-//! editor (`?open=<id>`, [`super::workflow_editor`]).
+//! Workflows: the list (create, start from a template, import); one workflow opens in the
+//! editor (`/workflows/edit?open=<id>`, [`super::workflow_editor`]).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_query_map};
-use uuid::Uuid;
+use leptos_router::hooks::use_navigate;
 
 use super::widgets::{can_write, fmt_time, show_error, use_me, ReadOnlyNote};
-use super::workflow_editor::{Clipboard, Editor};
 use crate::api::{list_workflows, NewWorkflow};
 use crate::editor::STARTERS;
 use crate::types::{Area, CreateWorkflow, WorkflowDefinition, WorkflowSummary};
 
+/// The list; a workflow opens in the editor, a route (and so a WASM chunk) of its own.
 #[component]
 pub fn WorkflowsPage() -> impl IntoView {
-    let query = use_query_map();
-    let open = move || query.with(|q| q.get("open").and_then(|id| id.parse::<Uuid>().ok()));
-    // Copied steps outlive the workflow they came from (paste into another one).
-    provide_context(Clipboard(StoredValue::new(None)));
-    view! {
-        <Title text="Workflows"/>
-        {move || match open() {
-            Some(id) => view! { <Editor id/> }.into_any(),
-            None => view! { <WorkflowList/> }.into_any(),
-        }}
-    }
-}
-
-#[component]
-fn WorkflowList() -> impl IntoView {
     let writable = can_write(use_me(), Area::Workflows);
     let create = ServerAction::<NewWorkflow>::new();
     let list = Resource::new(move || create.version().get(), |_| list_workflows());
@@ -36,10 +20,14 @@ fn WorkflowList() -> impl IntoView {
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(w)) = create.value().get() {
-            navigate(&format!("/workflows?open={}", w.id), Default::default());
+            navigate(
+                &format!("/workflows/edit?open={}", w.id),
+                Default::default(),
+            );
         }
     });
     view! {
+        <Title text="Workflows"/>
         <h1>"Workflows"</h1>
         <p class="muted">
             "Steps that run on their own once started: book, email, call your systems, wait for a "
@@ -86,7 +74,7 @@ fn WorkflowTable(items: Vec<WorkflowSummary>) -> impl IntoView {
                         .map(|w| view! {
                             <tr>
                                 <td>
-                                    <a href=format!("/workflows?open={}", w.id)>{w.name.clone()}</a>
+                                    <a href=format!("/workflows/edit?open={}", w.id)>{w.name.clone()}</a>
                                     <div class="small muted">{w.description.clone()}</div>
                                 </td>
                                 <td>{w.nodes}</td>

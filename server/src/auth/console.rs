@@ -289,7 +289,8 @@ pub async fn console_context(
     let anonymous = me.is_none();
     let must_change = me.is_some_and(|me| me.must_change_password);
     let path = req.uri().path();
-    let console_page = app::CONSOLE_PAGES.iter().any(|(p, _)| *p == path);
+    let console_page =
+        app::CONSOLE_PAGES.iter().any(|(p, _)| *p == path) || app::CONSOLE_SUBPAGES.contains(&path);
     if anonymous && console_page {
         return Redirect::to(&login_url(&[("next", path)])).into_response();
     }

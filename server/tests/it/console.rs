@@ -17,6 +17,14 @@ async fn sign_in_use_the_console_and_sign_out() {
         let anonymous = browser.get(app.url("/keys")).send().await.unwrap();
         assert_eq!(anonymous.status(), 303);
         assert_eq!(location(&anonymous), "/login?next=%2Fkeys");
+        // A page outside the navigation too (the workflow editor, opened from the list).
+        let editor = browser
+            .get(app.url("/workflows/edit?open=00000000-0000-0000-0000-000000000000"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(editor.status(), 303);
+        assert_eq!(location(&editor), "/login?next=%2Fworkflows%2Fedit");
         let login_page = browser
             .get(app.url("/login"))
             .send()
