@@ -581,7 +581,9 @@ pub fn variables(def: &WorkflowDefinition, id: &str) -> Vec<String> {
             out.extend(outputs(n.kind).iter().map(|f| format!("nodes.{up}.{f}")));
         }
     }
-    out.dedup();
+    // A variable set by several steps is offered once, where it first appears.
+    let mut seen = HashSet::new();
+    out.retain(|v| seen.insert(v.clone()));
     out
 }
 

@@ -1729,7 +1729,6 @@ fn TestStep(ed: Ed, id: String) -> impl IntoView {
             })
         })
         .unwrap_or_else(|| (serde_json::json!({}), serde_json::json!({})));
-    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let trigger = RwSignal::new(pretty(&trigger));
     let outputs = RwSignal::new(pretty(&outputs));
     let result = RwSignal::new(None::<Result<NodeTest, String>>);
@@ -1758,7 +1757,6 @@ fn TestStep(ed: Ed, id: String) -> impl IntoView {
             }),
         }
     };
-    let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
     view! {
         <details class="wf-test" data-testid="test-step">
             <summary>"Test this step"</summary>
@@ -1778,14 +1776,19 @@ fn TestStep(ed: Ed, id: String) -> impl IntoView {
                     <div role="status" data-testid="test-result">
                         {t.error.clone().map(|e| view! { <p class="notice error">{format!("It would fail: {e}")}</p> })}
                         {t.port.clone().map(|p| view! { <p>{format!("Leaves by: {p}")}</p> })}
-                        {t.output.as_ref().map(|o| view! { <p class="small">"Output"</p><pre class="diff">{json(o)}</pre> })}
-                        {t.rendered.as_ref().map(|o| view! { <p class="small">"Filled in"</p><pre class="diff">{json(o)}</pre> })}
+                        {t.output.as_ref().map(|o| view! { <p class="small">"Output"</p><pre class="diff">{pretty(o)}</pre> })}
+                        {t.rendered.as_ref().map(|o| view! { <p class="small">"Filled in"</p><pre class="diff">{pretty(o)}</pre> })}
                         {t.note.clone().map(|n| view! { <p class="small muted">{format!("Note: {n}.")}</p> })}
                     </div>
                 }.into_any(),
             })}
         </details>
     }
+}
+
+/// JSON as the editor shows it (indented).
+pub(super) fn pretty(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
 /// Problems not tied to one node, and a count of the rest.

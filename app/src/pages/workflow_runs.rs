@@ -9,7 +9,7 @@ use leptos_router::hooks::use_navigate;
 use uuid::Uuid;
 
 use super::widgets::{fmt_time, show_error, Cursors, Pager};
-use super::workflow_editor::Ed;
+use super::workflow_editor::{pretty, Ed};
 use crate::api::{
     cancel_workflow_run, decide_workflow_run, delete_workflow, diff_workflow_versions,
     get_workflow_run, list_workflow_runs, list_workflow_versions, restore_workflow_version,
@@ -458,7 +458,7 @@ pub(super) fn VersionsTab(ed: Ed, on_show: Callback<()>) -> impl IntoView {
             }
         });
     };
-    let export = move || serde_json::to_string_pretty(&ed.def.get()).unwrap_or_default();
+    let export = move || ed.def.with(pretty);
     let confirming = RwSignal::new(false);
     let navigate = use_navigate();
     let remove = move |_| {

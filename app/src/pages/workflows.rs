@@ -100,8 +100,8 @@ fn NewWorkflowForm(create: ServerAction<NewWorkflow>) -> impl IntoView {
         ev.prevent_default();
         problem.set(None);
         let chosen = starter.get_untracked();
+        let template = STARTERS.iter().find(|s| s.name == chosen);
         let definition = match chosen.as_str() {
-            "" => None,
             "import" => match serde_json::from_str::<WorkflowDefinition>(&import.get_untracked()) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -109,21 +109,14 @@ fn NewWorkflowForm(create: ServerAction<NewWorkflow>) -> impl IntoView {
                     return;
                 }
             },
-            other => STARTERS
-                .iter()
-                .find(|s| s.name == other)
-                .map(|s| (s.build)()),
+            _ => template.map(|s| (s.build)()),
         };
+        // A template's name stands in for an empty one.
         let mut typed = name.get_untracked().trim().to_string();
         if typed.is_empty() {
-            typed = match chosen.as_str() {
-                "" | "import" => String::new(),
-                other => other.to_string(),
-            };
+            typed = template.map(|s| s.name.to_string()).unwrap_or_default();
         }
-        let description = STARTERS
-            .iter()
-            .find(|s| s.name == chosen)
+        let description = template
             .map(|s| s.description.to_string())
             .unwrap_or_default();
         create.dispatch(NewWorkflow {
