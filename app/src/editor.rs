@@ -24,6 +24,7 @@ const HISTORY: usize = 200;
 pub fn starter_config(kind: NodeKind) -> Value {
     match kind {
         NodeKind::ManualTrigger => json!({}),
+        NodeKind::ScheduleTrigger => json!({"cron": "0 18 * * 1-5", "timezone": ""}),
         NodeKind::Set => json!({"values": {}}),
         NodeKind::Template => json!({"template": ""}),
         NodeKind::Condition => json!({"expression": ""}),
@@ -36,6 +37,13 @@ pub fn starter_config(kind: NodeKind) -> Value {
         NodeKind::Approval => json!({"prompt": "Approve?"}),
         NodeKind::Wait => json!({"seconds": 60}),
         NodeKind::End => json!({"output": {}}),
+        NodeKind::Llm => json!({"system": "", "prompt": "", "model": "chat", "output": {}}),
+        NodeKind::Knowledge => json!({"query": "", "top_k": 5, "knowledge_base": ""}),
+        NodeKind::Classifier => json!({"input": "", "classes": {
+            "sales": "Prices, quotes and buying",
+            "support": "A problem with something already bought",
+        }}),
+        NodeKind::Switch => json!({"value": "", "cases": {"yes": "yes", "no": "no"}}),
     }
 }
 
@@ -43,6 +51,7 @@ pub fn starter_config(kind: NodeKind) -> Value {
 pub fn kind_label(kind: NodeKind) -> &'static str {
     match kind {
         NodeKind::ManualTrigger => "Start",
+        NodeKind::ScheduleTrigger => "On a schedule",
         NodeKind::Set => "Set variables",
         NodeKind::Template => "Template",
         NodeKind::Condition => "Condition",
@@ -53,6 +62,10 @@ pub fn kind_label(kind: NodeKind) -> &'static str {
         NodeKind::Approval => "Approval",
         NodeKind::Wait => "Wait",
         NodeKind::End => "End",
+        NodeKind::Llm => "Ask the model",
+        NodeKind::Knowledge => "Search knowledge",
+        NodeKind::Classifier => "Classify",
+        NodeKind::Switch => "Switch",
     }
 }
 
@@ -99,6 +112,20 @@ pub fn fields(kind: NodeKind) -> &'static [Field] {
     use FieldKind::*;
     match kind {
         NodeKind::ManualTrigger => &[],
+        NodeKind::ScheduleTrigger => &[
+            field!(
+                "cron",
+                "When (cron)",
+                Line,
+                "minute hour day month weekday: 0 18 * * 1-5 is six in the evening on weekdays.",
+            ),
+            field!(
+                "timezone",
+                "Time zone",
+                Line,
+                "Like Europe/Lisbon; empty: your organisation's.",
+            ),
+        ],
         NodeKind::Set => &[field!(
             "values",
             "Variables",
@@ -180,6 +207,57 @@ pub fn fields(kind: NodeKind) -> &'static [Field] {
             Map,
             "One per line: name = value. The run's output.",
         )],
+        NodeKind::Llm => &[
+            field!(
+                "system",
+                "Instructions",
+                Text,
+                "The system message: who the model is, what it must do.",
+            ),
+            field!("prompt", "Prompt", Text, "The user message."),
+            field!(
+                "model",
+                "Model",
+                Line,
+                "chat (the default), router (the fast one), or a model name of your provider.",
+            ),
+            field!(
+                "output",
+                "Output fields",
+                Map,
+                "Empty: the answer is {{ nodes.<id>.text }}. Or one per line: name = string, \
+                 number, integer, boolean or list; the model must answer with these fields.",
+            ),
+        ],
+        NodeKind::Knowledge => &[
+            field!("query", "Query", Text, "What to look for."),
+            field!("top_k", "Passages", Number, "1 to 20."),
+            field!(
+                "knowledge_base",
+                "Knowledge base",
+                Line,
+                "A name; empty: every knowledge base agents read.",
+            ),
+        ],
+        NodeKind::Classifier => &[
+            field!("input", "Text", Text, "What to classify."),
+            field!(
+                "classes",
+                "Classes",
+                Map,
+                "One per line: name = description. Each class is a way out; `other` when \
+                 none fits.",
+            ),
+        ],
+        NodeKind::Switch => &[
+            field!("value", "Value", Line, "For example {{ trigger.plan }}."),
+            field!(
+                "cases",
+                "Cases",
+                Map,
+                "One per line: way out = value. `default` when none matches.",
+            ),
+        ],
     }
 }
 
@@ -316,7 +394,7 @@ pub fn connect(
 ) -> Result<(), String> {
     let source = node(def, from).ok_or_else(|| format!("there is no node `{from}`"))?;
     let target = node(def, to).ok_or_else(|| format!("there is no node `{to}`"))?;
-    if !source.kind.ports().contains(&port) {
+    if !source.ports().iter().any(|p| p == port) {
         return Err(format!("{} has no `{port}` exit", source.name));
     }
     if target.kind.is_trigger() {
@@ -551,10 +629,21 @@ pub fn upstream(def: &WorkflowDefinition, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// What a node of `kind` outputs, for the variable picker (`nodes.<id>.<field>`).
-pub fn outputs(kind: NodeKind) -> &'static [&'static str] {
+/// What `n` outputs, for the variable picker (`nodes.<id>.<field>`): its kind's fields, or
+/// an LLM step's own output fields.
+pub fn outputs(n: &WorkflowNode) -> Vec<String> {
+    match n.config.get("output").and_then(Value::as_object) {
+        Some(fields) if n.kind == NodeKind::Llm && !fields.is_empty() => {
+            fields.keys().cloned().collect()
+        }
+        _ => kind_outputs(n.kind).iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+fn kind_outputs(kind: NodeKind) -> &'static [&'static str] {
     match kind {
         NodeKind::ManualTrigger | NodeKind::Set | NodeKind::End => &[],
+        NodeKind::ScheduleTrigger => &["scheduled_at"],
         NodeKind::Template => &["text"],
         NodeKind::Condition => &["result"],
         NodeKind::Http => &["status", "body"],
@@ -563,6 +652,10 @@ pub fn outputs(kind: NodeKind) -> &'static [&'static str] {
         NodeKind::CancelBooking => &["booking_id", "outcome"],
         NodeKind::Approval => &["approved", "comment", "by"],
         NodeKind::Wait => &["waited_until"],
+        NodeKind::Llm => &["text"],
+        NodeKind::Knowledge => &["found", "text", "passages"],
+        NodeKind::Classifier => &["class"],
+        NodeKind::Switch => &["value", "case"],
     }
 }
 
@@ -578,7 +671,7 @@ pub fn variables(def: &WorkflowDefinition, id: &str) -> Vec<String> {
     }
     for up in upstream(def, id) {
         if let Some(n) = node(def, &up) {
-            out.extend(outputs(n.kind).iter().map(|f| format!("nodes.{up}.{f}")));
+            out.extend(outputs(n).iter().map(|f| format!("nodes.{up}.{f}")));
         }
     }
     // A variable set by several steps is offered once, where it first appears.
@@ -595,13 +688,193 @@ pub struct Starter {
 }
 
 /// The templates the console offers when creating a workflow.
-pub const STARTERS: &[Starter] = &[Starter {
-    name: "Qualify a lead and book a call",
-    description: "Books a call with leads from companies of 10 people or more and emails them \
-        the time; thanks the others by email. Start it with name, email, company_size and \
-        preferred_time (like 2026-12-08T10:00).",
-    build: qualify_lead,
-}];
+pub const STARTERS: &[Starter] = &[
+    Starter {
+        name: "Qualify a lead and book a call",
+        description: "Books a call with leads from companies of 10 people or more and emails \
+            them the time; thanks the others by email. Start it with name, email, company_size \
+            and preferred_time (like 2026-12-08T10:00).",
+        build: qualify_lead,
+    },
+    Starter {
+        name: "Answer from knowledge, escalate when unsure",
+        description: "Searches your knowledge bases for the question, has the model answer from \
+            the passages and say whether it is sure; a sure answer is emailed at once, an unsure \
+            one waits for a person to approve it. Start it with question and email.",
+        build: answer_from_knowledge,
+    },
+    Starter {
+        name: "Nightly digest email",
+        description: "Every evening at six (your time zone), fetches a report from an address \
+            you give, has the model sum it up in a few lines and emails the summary to your \
+            team. Set the variables report_url and team_email.",
+        build: nightly_digest,
+    },
+];
+
+/// Names node `id` and sets its configuration (the templates' steps).
+fn configure(d: &mut WorkflowDefinition, id: &str, name: &str, config: Value) {
+    if let Some(n) = node_mut(d, id) {
+        n.name = name.to_string();
+        n.config = config;
+    }
+}
+
+/// Connects the templates' steps and lays them out (the server's tests check every template
+/// against the publishing rules, so a connection refused here fails there).
+fn wire(d: &mut WorkflowDefinition, edges: &[(&str, &str, &str)]) {
+    for (from, port, to) in edges {
+        let _ = connect(d, from, port, to);
+    }
+    auto_layout(d);
+}
+
+fn nightly_digest() -> WorkflowDefinition {
+    let mut d = WorkflowDefinition::default();
+    d.variables.insert(
+        "report_url".into(),
+        json!("https://example.com/daily-report.json"),
+    );
+    d.variables
+        .insert("team_email".into(), json!("team@example.com"));
+    let p = Position::default();
+    let start = add_node(&mut d, NodeKind::ScheduleTrigger, p);
+    let fetch = add_node(&mut d, NodeKind::Http, p);
+    let sum = add_node(&mut d, NodeKind::Llm, p);
+    let mail = add_node(&mut d, NodeKind::Email, p);
+    let end = add_node(&mut d, NodeKind::End, p);
+    configure(
+        &mut d,
+        &start,
+        "Every evening at six",
+        json!({"cron": "0 18 * * *", "timezone": ""}),
+    );
+    configure(
+        &mut d,
+        &fetch,
+        "Fetch the day's report",
+        json!({"method": "GET", "url": "{{ vars.report_url }}", "headers": {}}),
+    );
+    configure(
+        &mut d,
+        &sum,
+        "Sum it up",
+        json!({
+            "system": "You write a short daily digest for a small team: five bullet points at \
+                most, plain words, the numbers that changed first.",
+            "prompt": format!("The day's report:\n{{{{ nodes.{fetch}.body }}}}"),
+            "model": "chat",
+        }),
+    );
+    configure(
+        &mut d,
+        &mail,
+        "Email the team",
+        json!({
+            "to": "{{ vars.team_email }}",
+            "subject": "Daily digest",
+            "body": format!("{{{{ nodes.{sum}.text }}}}"),
+        }),
+    );
+    configure(
+        &mut d,
+        &end,
+        "Sent",
+        json!({"output": {"digest": format!("{{{{ nodes.{sum}.text }}}}")}}),
+    );
+    wire(
+        &mut d,
+        &[
+            (&start, "out", &fetch),
+            (&fetch, "out", &sum),
+            (&sum, "out", &mail),
+            (&mail, "out", &end),
+        ],
+    );
+    d
+}
+
+fn answer_from_knowledge() -> WorkflowDefinition {
+    let mut d = WorkflowDefinition::default();
+    let p = Position::default();
+    let start = add_node(&mut d, NodeKind::ManualTrigger, p);
+    let lookup = add_node(&mut d, NodeKind::Knowledge, p);
+    let answer = add_node(&mut d, NodeKind::Llm, p);
+    let sure = add_node(&mut d, NodeKind::Condition, p);
+    let review = add_node(&mut d, NodeKind::Approval, p);
+    let reply = add_node(&mut d, NodeKind::Email, p);
+    let sent = add_node(&mut d, NodeKind::End, p);
+    let held = add_node(&mut d, NodeKind::End, p);
+    configure(
+        &mut d,
+        &lookup,
+        "Search the knowledge",
+        json!({"query": "{{ trigger.question }}", "top_k": 5, "knowledge_base": ""}),
+    );
+    configure(
+        &mut d,
+        &answer,
+        "Draft the answer",
+        json!({
+            "system": "You answer customers' questions from the company's documents. Use only \
+                the passages given. When they do not answer the question, say so and set \
+                confident to false.",
+            "prompt": format!("{{{{ nodes.{lookup}.text }}}}\n\nQuestion: {{{{ trigger.question }}}}"),
+            "model": "chat",
+            "output": {"answer": "string", "confident": "boolean"}
+        }),
+    );
+    configure(
+        &mut d,
+        &sure,
+        "Sure of it?",
+        json!({"expression": format!("nodes.{answer}.confident and nodes.{lookup}.found > 0")}),
+    );
+    configure(
+        &mut d,
+        &review,
+        "A person checks it",
+        json!({"prompt": format!(
+            "A customer ({{{{ trigger.email }}}}) asked: {{{{ trigger.question }}}}\n\nThe draft \
+             answer: {{{{ nodes.{answer}.answer }}}}\n\nSend it?"
+        )}),
+    );
+    configure(
+        &mut d,
+        &reply,
+        "Email the answer",
+        json!({
+            "to": "{{ trigger.email }}", "subject": "Your question",
+            "body": format!("Hello,\n\n{{{{ nodes.{answer}.answer }}}}")
+        }),
+    );
+    configure(
+        &mut d,
+        &sent,
+        "Answered",
+        json!({"output": {"answer": format!("{{{{ nodes.{answer}.answer }}}}")}}),
+    );
+    configure(
+        &mut d,
+        &held,
+        "Not sent",
+        json!({"output": {"escalated": "{{ trigger.question }}"}}),
+    );
+    wire(
+        &mut d,
+        &[
+            (&start, "out", &lookup),
+            (&lookup, "out", &answer),
+            (&answer, "out", &sure),
+            (&sure, "true", &reply),
+            (&sure, "false", &review),
+            (&review, "approved", &reply),
+            (&review, "rejected", &held),
+            (&reply, "out", &sent),
+        ],
+    );
+    d
+}
 
 fn qualify_lead() -> WorkflowDefinition {
     let mut d = WorkflowDefinition::default();
@@ -612,19 +885,13 @@ fn qualify_lead() -> WorkflowDefinition {
     let confirm = add_node(&mut d, NodeKind::Email, p);
     let thanks = add_node(&mut d, NodeKind::Email, p);
     let end = add_node(&mut d, NodeKind::End, p);
-    let set = |d: &mut WorkflowDefinition, id: &str, name: &str, config: Value| {
-        if let Some(n) = node_mut(d, id) {
-            n.name = name.to_string();
-            n.config = config;
-        }
-    };
-    set(
+    configure(
         &mut d,
         &check,
         "Company of 10 or more?",
         json!({"expression": "trigger.company_size >= 10"}),
     );
-    set(
+    configure(
         &mut d,
         &book,
         "Book the call",
@@ -634,7 +901,7 @@ fn qualify_lead() -> WorkflowDefinition {
             "note": "Qualified lead ({{ trigger.company_size }} people)"
         }),
     );
-    set(
+    configure(
         &mut d,
         &confirm,
         "Confirm the call",
@@ -645,7 +912,7 @@ fn qualify_lead() -> WorkflowDefinition {
                 "body": "Sorry {{ trigger.name }}, we could not keep that time; we will write again."}
         }),
     );
-    set(
+    configure(
         &mut d,
         &thanks,
         "Thank them",
@@ -654,23 +921,22 @@ fn qualify_lead() -> WorkflowDefinition {
             "body": "Hello {{ trigger.name }}, here is how to get started on your own."
         }),
     );
-    set(
+    configure(
         &mut d,
         &end,
         "Done",
         json!({"output": {"booked": "{{ nodes.booking.booking_id }}"}}),
     );
-    for (from, port, to) in [
-        (&start, "out", &check),
-        (&check, "true", &book),
-        (&book, "out", &confirm),
-        (&confirm, "out", &end),
-        (&check, "false", &thanks),
-    ] {
-        // The server's tests check every template against the publishing rules.
-        let _ = connect(&mut d, from, port, to);
-    }
-    auto_layout(&mut d);
+    wire(
+        &mut d,
+        &[
+            (&start, "out", &check),
+            (&check, "true", &book),
+            (&book, "out", &confirm),
+            (&confirm, "out", &end),
+            (&check, "false", &thanks),
+        ],
+    );
     d
 }
 
@@ -891,5 +1157,28 @@ mod tests {
         assert!(!variables(&d, "template")
             .iter()
             .any(|v| v.starts_with("nodes.finish")));
+    }
+
+    #[test]
+    fn classes_and_cases_are_exits_and_model_fields_are_outputs() {
+        let mut d = three();
+        let sort = add_node(&mut d, NodeKind::Classifier, at(0.0, 0.0));
+        assert_eq!(
+            node(&d, &sort).unwrap().ports(),
+            ["sales", "support", "other", "error"]
+        );
+        connect(&mut d, &sort, "support", "finish").unwrap();
+        assert!(connect(&mut d, &sort, "billing", "finish")
+            .unwrap_err()
+            .contains("no `billing` exit"));
+        let ask = add_node(&mut d, NodeKind::Llm, at(0.0, 0.0));
+        connect(&mut d, "template", "out", &ask).unwrap();
+        assert!(variables(&d, &ask).contains(&"nodes.template.text".to_string()));
+        connect(&mut d, &ask, "out", "finish").unwrap();
+        assert!(variables(&d, "finish").contains(&format!("nodes.{ask}.text")));
+        node_mut(&mut d, &ask).unwrap().config["output"] = json!({"qualified": "boolean"});
+        let vars = variables(&d, "finish");
+        assert!(vars.contains(&format!("nodes.{ask}.qualified")), "{vars:?}");
+        assert!(!vars.contains(&format!("nodes.{ask}.text")));
     }
 }

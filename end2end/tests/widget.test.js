@@ -9,7 +9,7 @@ import { createServer as createTcpServer, connect } from "node:net";
 import { mkdirSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { createHmac } from "node:crypto";
-import { ADMIN, BASE, hydrationProblems, newContext, openPage, signIn } from "../lib/browser.js";
+import { ADMIN, BASE, fakeLlm, hydrationProblems, newContext, openPage, signIn, useProvider } from "../lib/browser.js";
 
 const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
 // What the widget loads before a visitor can type, gzip -9, may not grow past this.
@@ -68,36 +68,8 @@ function cuttableProxy() {
   })));
 }
 
-// An OpenAI-compatible provider on loopback that answers at once (or a word every `gap` ms),
-// streamed as the real one streams: role chunk, content chunks, finish, usage, [DONE].
+// The tenant's provider answers this at once (or a word every `llm.gap` ms).
 const ANSWER = ["Parking ", "is ", "free ", "after ", "six ", "in ", "the ", "evening."];
-let llmGap = 0;
-function fakeLlm() {
-  const server = createServer(async (req, res) => {
-    let text = "";
-    for await (const chunk of req) text += chunk;
-    const request = JSON.parse(text || "{}");
-    const words = request.model === "fake-router" ? ["support"] : ANSWER;
-    const usage = { prompt_tokens: 10, completion_tokens: words.length, total_tokens: 10 + words.length };
-    const head = { id: "chatcmpl-fake", created: 1, model: request.model };
-    if (!request.stream) {
-      res.writeHead(200, { "content-type": "application/json" });
-      return res.end(JSON.stringify({ ...head, object: "chat.completion", usage,
-        choices: [{ index: 0, message: { role: "assistant", content: words.join("") }, finish_reason: "stop" }] }));
-    }
-    const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ ...head, object: "chat.completion.chunk", choices, ...extra })}\n\n`;
-    res.writeHead(200, { "content-type": "text/event-stream" });
-    res.write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
-    for (const word of words) {
-      res.write(chunk([{ index: 0, delta: { content: word }, finish_reason: null }]));
-      if (llmGap) await new Promise((r) => setTimeout(r, llmGap));
-    }
-    res.write(chunk([{ index: 0, delta: {}, finish_reason: "stop" }]));
-    res.write(chunk([], { usage }));
-    res.end("data: [DONE]\n\n");
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
 
 // Opens the conversation titled `title` in the console and replies to it as a person.
 async function replyAsPerson(admin, title, text) {
@@ -388,17 +360,10 @@ test("the widget's size, open time and first-token time", async () => {
   }
 
   // The tenant's provider is a fake on loopback that answers at once.
-  const llm = await fakeLlm();
+  const llm = await fakeLlm((request) => request.model === "fake-router" ? ["support"] : ANSWER);
   const admin = await openPage();
   await signIn(admin, ADMIN);
-  await admin.goto(`${BASE}/settings`);
-  await admin.waitForSelector("body[data-hydrated=true]");
-  await admin.getByLabel("Endpoint (base URL)").fill(`http://127.0.0.1:${llm.address().port}/v1`);
-  await admin.getByLabel("Chat model", { exact: true }).fill("fake-chat");
-  await admin.getByLabel(/^Router model/).fill("fake-router");
-  await admin.getByLabel("API key", { exact: true }).fill("sk-fake-widget-test");
-  await admin.getByRole("button", { name: "Save provider" }).click();
-  await admin.getByText("Provider saved; it answers from the next message.").waitFor();
+  await useProvider(admin, llm);
   try {
     const firsts = [];
     await launcher.click();
@@ -419,7 +384,7 @@ test("the widget's size, open time and first-token time", async () => {
     console.log(`widget open (click → input focused) p50 ${median(opens)} ms over ${opens.length}; first streamed token p50 ${median(firsts)} ms over ${firsts.length} (fake LLM answering at once)`);
 
     // Word by word: the first words show while the rest is still being written.
-    llmGap = 400;
+    llm.gap = 400;
     const answers = await frame.locator("li.msg.bot .body").count();
     await input.fill("Is parking free at night?");
     await input.press("Enter");
@@ -427,7 +392,7 @@ test("the widget's size, open time and first-token time", async () => {
     assert.notEqual((await answer(answers).textContent()).trim(), ANSWER.join(""));
     await answer(answers).filter({ hasText: "the evening." }).waitFor({ timeout: 10000 });
   } finally {
-    llmGap = 0;
+    llm.gap = 0;
     await admin.getByRole("button", { name: "Use the platform default" }).click();
     await admin.getByText("Back to the platform's provider.").waitFor();
     await admin.close();

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
-import { ADMIN, BASE, hydrationProblems, openPage, signIn } from "../lib/browser.js";
+import { ADMIN, BASE, fakeLlm, hydrationProblems, openPage, signIn, useProvider } from "../lib/browser.js";
 
 const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
 
@@ -54,15 +54,25 @@ function localTime(daysAhead, hour) {
 
 test("a workflow built by drag and drop is published, run, and its booking undone when a later step fails", async () => {
   const partner = await failingApi();
+  // The tenant's model judges the lead, answering with the field the step asks for.
+  const llm = await fakeLlm(() => ['{"qualified": ', "true}"]);
   const page = await openPage();
   await page.setViewportSize({ width: 1280, height: 900 });
   await signIn(page, ADMIN);
+  await useProvider(page, llm);
   await newWorkflow(page, "Book then charge");
   const canvas = page.getByTestId("canvas");
   await node(page, "start").waitFor();
 
   // Drag steps from the palette onto the canvas.
   const palette = (kind) => page.locator(`.wf-palette-item[data-kind="${kind}"]`);
+  await palette("llm").dragTo(canvas, { targetPosition: { x: 320, y: 100 } });
+  await node(page, "llm").waitFor();
+  await setField(page, "Prompt", "Is {{ trigger.name }} worth a call?");
+  await setField(page, "Output fields", "qualified = boolean");
+  await palette("condition").dragTo(canvas, { targetPosition: { x: 320, y: 300 } });
+  await node(page, "condition").waitFor();
+  await setField(page, "Expression", "nodes.llm.qualified");
   await palette("booking").dragTo(canvas, { targetPosition: { x: 120, y: 100 } });
   await node(page, "booking").waitFor();
   await setField(page, "Starts at", "{{ trigger.when }}");
@@ -78,14 +88,16 @@ test("a workflow built by drag and drop is published, run, and its booking undon
   await page.getByRole("button", { name: "Tidy up" }).click();
 
   // Connect: drag an exit onto a step, click an exit then a step; a step cannot lead into the start.
-  await port(page, "start").dragTo(node(page, "booking"));
+  await port(page, "start").dragTo(node(page, "llm"));
+  await port(page, "llm").dragTo(node(page, "condition"));
+  await port(page, "condition", "true").dragTo(node(page, "booking"));
   await port(page, "booking").click();
   await node(page, "http").click();
   await port(page, "http").click();
   await node(page, "start").click();
   await page.getByText("Not connected: Start starts the run: nothing leads into it.").waitFor();
   await port(page, "http").dragTo(node(page, "finish"));
-  assert.equal(await page.locator(".wf-edge").count(), 3);
+  assert.equal(await page.locator(".wf-edge").count(), 5);
   await saved(page);
   await page.getByText("No problems: ready to publish.").waitFor();
 
@@ -100,10 +112,10 @@ test("a workflow built by drag and drop is published, run, and its booking undon
   await node(page, "finish").click();
   await page.keyboard.press("Delete");
   await node(page, "finish").waitFor({ state: "detached" });
-  assert.equal(await page.locator(".wf-edge").count(), 2);
+  assert.equal(await page.locator(".wf-edge").count(), 4);
   await page.keyboard.press("Control+z");
   await node(page, "finish").waitFor();
-  assert.equal(await page.locator(".wf-edge").count(), 3);
+  assert.equal(await page.locator(".wf-edge").count(), 5);
 
   // A problem shows on its step before publishing.
   await node(page, "booking").click();
@@ -126,6 +138,9 @@ test("a workflow built by drag and drop is published, run, and its booking undon
   await page.getByTestId("run-status").filter({ hasText: "failed" }).waitFor({ timeout: 30000 });
   await page.getByTestId("run-compensation").filter({ hasText: "everything it did" }).waitFor({ timeout: 30000 });
   await node(page, "booking").locator(".wf-badge.trace").filter({ hasText: "undone" }).waitFor();
+  await node(page, "llm").locator(".wf-badge.trace").filter({ hasText: "done" }).waitFor();
+  const asked = llm.requests.find((r) => r.response_format);
+  assert.deepEqual(asked?.response_format?.json_schema?.schema?.required, ["qualified"], JSON.stringify(llm.requests));
   await node(page, "http").locator(".wf-badge.trace").filter({ hasText: "failed" }).waitFor();
   const undo = page.getByTestId("run-compensations");
   await undo.getByRole("cell", { name: "done" }).waitFor();
@@ -147,6 +162,7 @@ test("a workflow built by drag and drop is published, run, and its booking undon
   await page.getByRole("button", { name: "Compare the two chosen" }).click();
   await page.getByTestId("comparison").getByRole("cell", { name: "booking", exact: true }).waitFor();
   partner.close();
+  llm.close();
   await page.close();
 });
 

@@ -144,21 +144,17 @@ pub fn with_channels(
         .clone()
         .map(|t| crate::llm::transcribe::Transcriber::new(t, config.circuit));
     let rt = conversations.runtime();
-    let workflows = Arc::new(crate::workflows::nodes::WorkflowRuntime {
-        db: conversations.db().clone(),
-        calendar: rt.calendar.clone(),
-        http: crate::outbound::guard::guarded(
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_millis(crate::workflows::MAX_TIMEOUT_MS)),
-            allow_private,
-        )
-        .context("preparing the workflows' HTTP client")?,
+    let workflows = Arc::new(crate::workflows::nodes::WorkflowRuntime::new(
+        conversations.db().clone(),
+        rt.clone(),
         allow_private,
-        platform_email: rt.email.is_some(),
-    });
+    )?);
+    let scheduled = crate::workflows::service::ScheduledRun::new(
+        crate::workflows::service::WorkflowServiceImpl::new(conversations.db().clone(), rt.clone()),
+    );
     Ok(registry
         .with(crate::workflows::run::RunWorkflow::new(workflows))
+        .with(scheduled)
         .with(google_sync)
         .with(job::ChatwootEvent::new(
             conversations,
@@ -262,6 +258,7 @@ impl Application {
             google: Arc::new(GoogleServiceImpl::new(db.clone(), google.clone())),
             workflows: Arc::new(crate::workflows::service::WorkflowServiceImpl::new(
                 db.clone(),
+                conversations.runtime().clone(),
             )),
             chatwoot: Arc::new(ChatwootServiceImpl::new(
                 db.clone(),

@@ -98,6 +98,8 @@ pub(super) struct Ed {
     pub trace: RwSignal<Option<RunDetail>>,
     /// A version diff shown on the canvas.
     pub diff: RwSignal<Option<WorkflowDiff>>,
+    /// When the published version's schedule starts the next run.
+    next_run: RwSignal<Option<chrono::DateTime<chrono::Utc>>>,
     canvas: NodeRef<leptos::html::Div>,
 }
 
@@ -145,6 +147,7 @@ impl Ed {
             writable,
             trace: RwSignal::new(None),
             diff: RwSignal::new(None),
+            next_run: RwSignal::new(w.next_run_at),
             canvas: NodeRef::new(),
         }
     }
@@ -188,6 +191,7 @@ impl Ed {
         self.history.set(History::default());
         self.revision.set(w.draft_revision);
         self.problems.set(w.problems);
+        self.next_run.set(w.next_run_at);
         self.def.set(w.draft);
         self.save.set(SaveState::Saved);
     }
@@ -231,6 +235,7 @@ impl Ed {
                 Ok(w) => {
                     this.revision.set(w.draft_revision);
                     this.problems.set(w.problems);
+                    this.next_run.set(w.next_run_at);
                     if this.edits.get_value() == generation {
                         this.save.set(SaveState::Saved);
                     } else {
@@ -646,6 +651,12 @@ fn Toolbar(ed: Ed) -> impl IntoView {
         if let Some(Ok(v)) = publish.value().get() {
             note.set(String::new());
             ed.say.set(format!("Published version {}.", v.number));
+            // Publishing a schedule trigger (or another one) sets (or ends) the schedule.
+            leptos::task::spawn_local(async move {
+                if let Ok(w) = get_workflow(ed.id).await {
+                    ed.next_run.try_set(w.next_run_at);
+                }
+            });
         }
     });
     let do_run = move |ev: leptos::ev::SubmitEvent| {
@@ -699,6 +710,11 @@ fn Toolbar(ed: Ed) -> impl IntoView {
             </form>
             <button type="button" on:click=move |_| running.update(|r| *r = !*r)
                 aria-expanded=move || running.get().to_string()>"Run…"</button>
+            {move || ed.next_run.get().map(|t| view! {
+                <span class="small muted" data-testid="next-run">
+                    {format!("Next scheduled run: {}", super::widgets::fmt_time(&t))}
+                </span>
+            })}
         </div>
         {move || match publish.value().get() {
             Some(Err(e)) => Some(view! { <p class="notice error" role="alert">{e.user_message()}</p> }.into_any()),
@@ -796,7 +812,7 @@ fn Canvas(ed: Ed) -> impl IntoView {
         ed.def.with(|d| {
             d.nodes
                 .iter()
-                .map(|n| (n.id.clone(), (n.position, n.kind)))
+                .map(|n| (n.id.clone(), (n.position, n.ports())))
                 .collect::<HashMap<_, _>>()
         })
     });
@@ -1046,7 +1062,8 @@ fn curve(a: (f64, f64), b: (f64, f64)) -> String {
     )
 }
 
-type Positions = Memo<HashMap<String, (Position, NodeKind)>>;
+/// Each node's place and exits.
+type Positions = Memo<HashMap<String, (Position, Vec<String>)>>;
 
 #[component]
 fn Edges(ed: Ed, positions: Positions) -> impl IntoView {
@@ -1067,12 +1084,11 @@ fn Edges(ed: Ed, positions: Positions) -> impl IntoView {
                     let (from, port, to) = (from.clone(), port.clone(), to.clone());
                     Memo::new(move |_| {
                         positions.with(|p| {
-                            let (Some(&(a, kind)), Some(&(b, _))) = (p.get(&from), p.get(&to)) else {
+                            let (Some((a, ports)), Some((b, _))) = (p.get(&from), p.get(&to)) else {
                                 return None;
                             };
-                            let a = drawn_at(ed, &from, a);
-                            let b = drawn_at(ed, &to, b);
-                            let ports = kind.ports();
+                            let a = drawn_at(ed, &from, *a);
+                            let b = drawn_at(ed, &to, *b);
                             let i = ports.iter().position(|x| *x == port).unwrap_or(0);
                             Some(((a.x + NODE_W, a.y + exit_y(i, ports.len())), (b.x, b.y + NODE_H / 2.0)))
                         })
@@ -1098,8 +1114,7 @@ fn Edges(ed: Ed, positions: Positions) -> impl IntoView {
 fn PendingEdge(ed: Ed, positions: Positions) -> impl IntoView {
     move || {
         let (from, port) = ed.connecting.get()?;
-        let (a, kind) = positions.with(|p| p.get(&from).copied())?;
-        let ports = kind.ports();
+        let (a, ports) = positions.with(|p| p.get(&from).cloned())?;
         let i = ports.iter().position(|x| *x == port).unwrap_or(0);
         let start = (a.x + NODE_W, a.y + exit_y(i, ports.len()));
         Some(view! { <path class="wf-edge pending" d=move || curve(start, ed.pointer.get())/> })
@@ -1306,11 +1321,10 @@ fn NodeBox(
                 <span class="wf-badge trace" data-testid="trace-badge">{trace_text(&t)}</span>
             })}
             {move || {
-                let kind = node.with(|n| n.as_ref().map(|n| n.kind))?;
-                let ports = kind.ports();
+                let ports = node.with(|n| n.as_ref().map(|n| n.ports()))?;
                 let id = id_for_ports.clone();
                 Some(ports.iter().enumerate().map(|(i, port)| {
-                    let port = port.to_string();
+                    let port = port.clone();
                     let top = exit_y(i, ports.len()) - 9.0;
                     let (id2, port2) = (id.clone(), port.clone());
                     let active = move || ed.connecting.with(|c| c.as_ref().is_some_and(|(f, p)| *f == id2 && *p == port2));
@@ -1531,54 +1545,64 @@ fn NodeForm(ed: Ed, id: String) -> impl IntoView {
             }
         }
     };
+    // A classifier's classes and a switch's cases are exits too, so the list follows the form.
+    let ports = Memo::new(move |_| {
+        node.with(|n| n.as_ref().map(|n| n.ports()))
+            .unwrap_or_default()
+    });
     let exits = {
         let id = id.clone();
-        kind.ports()
-            .iter()
-            .map(|&port| {
-                let (id, id2, from) = (id.clone(), id.clone(), id.clone());
-                let current = move || {
-                    ed.def.with(|d| {
-                        d.edges
-                            .iter()
-                            .find(|e| e.from == id && e.port == port)
-                            .map(|e| e.to.clone())
-                            .unwrap_or_default()
-                    })
-                };
-                let targets = move || {
-                    ed.def.with(|d| {
-                        d.nodes
-                            .iter()
-                            .filter(|n| n.id != id2 && !n.kind.is_trigger())
-                            .map(|n| (n.id.clone(), format!("{} ({})", n.name, n.id)))
-                            .collect::<Vec<_>>()
-                    })
-                };
-                let change = move |ev: leptos::ev::Event| {
-                    let to = event_target_value(&ev);
-                    if to.is_empty() {
-                        ed.edit(|d| model::disconnect(d, &from, port));
-                    } else {
-                        ed.connect(&from, port, &to);
+        move || {
+            ports
+                .get()
+                .into_iter()
+                .map(|port| {
+                    let (id, id2, from) = (id.clone(), id.clone(), id.clone());
+                    let port2 = port.clone();
+                    let current = move || {
+                        ed.def.with(|d| {
+                            d.edges
+                                .iter()
+                                .find(|e| e.from == id && e.port == port2)
+                                .map(|e| e.to.clone())
+                                .unwrap_or_default()
+                        })
+                    };
+                    let targets = move || {
+                        ed.def.with(|d| {
+                            d.nodes
+                                .iter()
+                                .filter(|n| n.id != id2 && !n.kind.is_trigger())
+                                .map(|n| (n.id.clone(), format!("{} ({})", n.name, n.id)))
+                                .collect::<Vec<_>>()
+                        })
+                    };
+                    let select_id = format!("wf-exit-{port}");
+                    let label = format!("Then ({port})");
+                    let change = move |ev: leptos::ev::Event| {
+                        let to = event_target_value(&ev);
+                        if to.is_empty() {
+                            ed.edit(|d| model::disconnect(d, &from, &port));
+                        } else {
+                            ed.connect(&from, &port, &to);
+                        }
+                    };
+                    view! {
+                        <label for=select_id.clone()>{label}</label>
+                        <select id=select_id on:change=change>
+                            <option value="">"— the run ends here —"</option>
+                            {move || {
+                                let current = current();
+                                targets().into_iter().map(|(v, l)| {
+                                    let selected = v == current;
+                                    view! { <option value=v selected=selected>{l}</option> }
+                                }).collect_view()
+                            }}
+                        </select>
                     }
-                };
-                let select_id = format!("wf-exit-{port}");
-                view! {
-                    <label for=select_id.clone()>{format!("Then ({port})")}</label>
-                    <select id=select_id on:change=change>
-                        <option value="">"— the run ends here —"</option>
-                        {move || {
-                            let current = current();
-                            targets().into_iter().map(|(v, l)| {
-                                let selected = v == current;
-                                view! { <option value=v selected=selected>{l}</option> }
-                            }).collect_view()
-                        }}
-                    </select>
-                }
-            })
-            .collect_view()
+                })
+                .collect_view()
+        }
     };
     let name_change = {
         let set_node = set_node.clone();

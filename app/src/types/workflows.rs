@@ -24,12 +24,37 @@ string_enum! {
         /// Where a run starts when someone starts it: the console, the API (`POST
         /// /api/v1/workflows/{id}/runs`) or another workflow. Its output is the run's input.
         ManualTrigger = "manual_trigger",
+        /// Where a run starts on a schedule, once published: `{"cron": "0 18 * * 1-5",
+        /// "timezone": "Europe/Lisbon"}` (five fields, minute first; the tenant's time zone when
+        /// `timezone` is empty). The run's input is `{"scheduled_at"}`; it can also be started
+        /// like a manual one.
+        ScheduleTrigger = "schedule_trigger",
         /// Sets workflow variables: `{"values": {"name": "template", …}}`.
         Set = "set",
         /// Renders a text: `{"template": "Hello {{ trigger.name }}"}` → `{"text": …}`.
         Template = "template",
         /// Leaves by `true` or `false`: `{"expression": "nodes.check.status == 200"}`.
         Condition = "condition",
+        /// Asks the tenant's model: `{"prompt", "system"}` (templates), `"model"` (`chat`, the
+        /// default, `router`, or a model name of the tenant's provider) and, for structured
+        /// output, `"output": {"field": "string" | "number" | "integer" | "boolean" | "list" |
+        /// "object", …}`. Output: `{"text"}`, or the fields when `output` names some (an answer
+        /// that does not have them with these types fails the step).
+        Llm = "llm",
+        /// Searches the tenant's knowledge bases that agents read: `{"query"}` (template),
+        /// `"top_k"` (1–20, default 5), `"knowledge_base"` (a name or id; all of them when
+        /// absent). Output: `{"found", "passages": [{"title", "text", "score", "document_id",
+        /// "source"}], "text"}` (the passages joined, for a prompt).
+        Knowledge = "knowledge",
+        /// Sorts a text into one of the classes with the tenant's router model and leaves by
+        /// that class's port, or `other`: `{"input"}` (template), `"classes": {"name":
+        /// "description", …}`. Output: `{"class"}`.
+        Classifier = "classifier",
+        /// Leaves by the case whose value equals the rendered `value` (ignoring case and
+        /// surrounding spaces), or `default`:
+        /// `{"value": "{{ trigger.plan }}", "cases": {"port": "gold", …}}`. Output: `{"value",
+        /// "case"}`.
+        Switch = "switch",
         /// An HTTP request to a public address: `{"method", "url", "headers", "body"}` (templates),
         /// with an optional `compensation` request of the same shape, sent if the run fails later.
         Http = "http",
@@ -58,21 +83,37 @@ impl NodeKind {
             NodeKind::Condition => &["true", "false"],
             NodeKind::Approval => &["approved", "rejected"],
             NodeKind::End => &[],
-            NodeKind::Http | NodeKind::Email | NodeKind::Booking | NodeKind::CancelBooking => {
-                &["out", "error"]
-            }
+            NodeKind::Http
+            | NodeKind::Email
+            | NodeKind::Booking
+            | NodeKind::CancelBooking
+            | NodeKind::Llm
+            | NodeKind::Knowledge => &["out", "error"],
+            // Besides one port per class or case (see `WorkflowNode::ports`).
+            NodeKind::Classifier => &["other", "error"],
+            NodeKind::Switch => &["default"],
             _ => &["out"],
         }
     }
 
+    /// Where a classifier's classes or a switch's cases are (each names a port).
+    pub fn named_ports(self) -> Option<&'static str> {
+        match self {
+            NodeKind::Classifier => Some("classes"),
+            NodeKind::Switch => Some("cases"),
+            _ => None,
+        }
+    }
+
     pub fn is_trigger(self) -> bool {
-        matches!(self, NodeKind::ManualTrigger)
+        matches!(self, NodeKind::ManualTrigger | NodeKind::ScheduleTrigger)
     }
 
     /// What the palette says about it.
     pub fn describe(self) -> &'static str {
         match self {
             NodeKind::ManualTrigger => "Start: from the console, the API or another workflow",
+            NodeKind::ScheduleTrigger => "Start: on a schedule (cron, in your time zone)",
             NodeKind::Set => "Set variables",
             NodeKind::Template => "Render a text from a template",
             NodeKind::Condition => "If / else on an expression",
@@ -83,9 +124,16 @@ impl NodeKind {
             NodeKind::Approval => "Wait for a person to approve or reject",
             NodeKind::Wait => "Wait for a time or a delay",
             NodeKind::End => "End the run with an output",
+            NodeKind::Llm => "Ask the AI model (text or fields you name)",
+            NodeKind::Knowledge => "Search the knowledge bases",
+            NodeKind::Classifier => "Sort a text into classes you describe",
+            NodeKind::Switch => "Branch on a value, one way per case",
         }
     }
 }
+
+/// The types an LLM step's structured output fields may have (`list`: a list of texts).
+pub const LLM_OUTPUT_TYPES: &[&str] = &["string", "number", "integer", "boolean", "list"];
 
 /// Whether `id` may name a node: 1–64 letters, digits, `_` or `-`, and not `end` (the engine's
 /// name for "the run stops here").
@@ -169,6 +217,22 @@ pub struct WorkflowNode {
     pub on_error: OnError,
 }
 
+impl WorkflowNode {
+    /// The ports this node leaves by: its kind's, and a classifier's classes or a switch's
+    /// cases, in the order their configuration lists them.
+    pub fn ports(&self) -> Vec<String> {
+        let mut ports: Vec<String> = self
+            .kind
+            .named_ports()
+            .and_then(|key| self.config.get(key))
+            .and_then(serde_json::Value::as_object)
+            .map(|names| names.keys().cloned().collect())
+            .unwrap_or_default();
+        ports.extend(self.kind.ports().iter().map(|p| p.to_string()));
+        ports
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct WorkflowEdge {
@@ -236,6 +300,9 @@ pub struct Workflow {
     pub problems: Vec<WorkflowProblem>,
     /// The newest published version's number.
     pub latest_version: Option<u32>,
+    /// When the published version's schedule starts the next run (its trigger is a schedule).
+    #[serde(default)]
+    pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -293,13 +293,15 @@ fn customer_emails(state: &ConvState) -> Vec<String> {
 
 /// The best passages over the given knowledge bases of the tenant (all of them when none is
 /// given), best first. Only knowledge bases visible to agents are read: internal ones never.
+/// A knowledge base that cannot be searched is left out (and logged): the agent answers from
+/// the others.
 pub async fn search_all(
     cx: &TurnContext,
     knowledge_bases: &[uuid::Uuid],
     query: &str,
     top_k: usize,
 ) -> Vec<Source> {
-    let knowledge = &cx.rt.knowledge;
+    let knowledge = cx.rt.knowledge.as_ref();
     let bases = match knowledge.list_knowledge_bases(&cx.knowledge_access).await {
         Ok(bases) => bases,
         Err(e) => {
@@ -307,11 +309,37 @@ pub async fn search_all(
             return Vec::new();
         }
     };
-    let searches = bases.iter().filter(|kb| {
-        kb.visibility == app::types::Visibility::Agents
-            && (knowledge_bases.is_empty() || knowledge_bases.contains(&kb.id))
-    });
-    let searches = searches.map(|kb| {
+    let bases: Vec<_> = readable_by_agents(bases)
+        .filter(|kb| knowledge_bases.is_empty() || knowledge_bases.contains(&kb.id))
+        .map(|kb| kb.id)
+        .collect();
+    let (sources, failures) =
+        search_bases(knowledge, &cx.knowledge_access, &bases, query, top_k).await;
+    for e in failures {
+        tracing::warn!(error = %e, "knowledge search failed");
+    }
+    sources
+}
+
+/// The knowledge bases agents (and workflows) read: those visible to agents.
+pub fn readable_by_agents(
+    bases: Vec<app::types::KnowledgeBase>,
+) -> impl Iterator<Item = app::types::KnowledgeBase> {
+    bases
+        .into_iter()
+        .filter(|kb| kb.visibility == app::types::Visibility::Agents)
+}
+
+/// The best `top_k` passages of a hybrid search of each of `bases`, best first, and the
+/// searches that failed.
+pub async fn search_bases(
+    knowledge: &dyn app::services::KnowledgeService,
+    access: &app::services::Access,
+    bases: &[uuid::Uuid],
+    query: &str,
+    top_k: usize,
+) -> (Vec<Source>, Vec<app::error::AppError>) {
+    let searches = bases.iter().map(|&kb| {
         let request = SearchRequest {
             query: query.chars().take(MAX_QUERY_CHARS).collect(),
             mode: Some(SearchMode::Hybrid),
@@ -320,20 +348,16 @@ pub async fn search_all(
         };
         async move {
             knowledge
-                .search(&cx.knowledge_access, kb.id, request)
+                .search(access, kb, request)
                 .await
-                .map(|r| (kb.id, r.hits))
+                .map(|r| (kb, r.hits))
         }
     });
-    let mut sources: Vec<Source> = futures::future::join_all(searches)
-        .await
-        .into_iter()
-        .filter_map(|r| {
-            r.map_err(|e| tracing::warn!(error = %e, "knowledge search failed"))
-                .ok()
-        })
-        .flat_map(|(kb, hits)| {
-            hits.into_iter().map(move |h| Source {
+    let mut sources = Vec::new();
+    let mut failures = Vec::new();
+    for result in futures::future::join_all(searches).await {
+        match result {
+            Ok((kb, hits)) => sources.extend(hits.into_iter().map(|h| Source {
                 knowledge_base_id: kb,
                 document_id: h.document_id,
                 document_title: h.document_title,
@@ -343,12 +367,13 @@ pub async fn search_all(
                 end: h.end,
                 score: h.score,
                 text: h.context.unwrap_or(h.text),
-            })
-        })
-        .collect();
+            })),
+            Err(e) => failures.push(e),
+        }
+    }
     sources.sort_by(|a, b| b.score.total_cmp(&a.score));
     sources.truncate(top_k);
-    sources
+    (sources, failures)
 }
 
 fn hours_on(hours: &[BusinessHours], day: NaiveDate) -> Option<(NaiveTime, NaiveTime)> {

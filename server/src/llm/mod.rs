@@ -18,7 +18,7 @@ use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionMessageToolCalls, ChatCompletionRequestMessage, ChatCompletionStreamOptions,
-    ChatCompletionTools, CompletionUsage, CreateChatCompletionRequest,
+    ChatCompletionTools, CompletionUsage, CreateChatCompletionRequest, ResponseFormat,
 };
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -87,6 +87,15 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 pub enum ModelRole {
     Chat,
     Router,
+}
+
+/// What a call asks beyond the role's model and free text (the workflows' LLM steps).
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// Another model of the same provider than the role's.
+    pub model: Option<String>,
+    /// `json_schema` for structured output.
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// A tool call the model asked for.
@@ -267,14 +276,28 @@ impl Llm {
         tools: Vec<ChatCompletionTools>,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, LlmError> {
+        self.chat_with(role, CallOptions::default(), messages, tools, on_delta)
+            .await
+    }
+
+    /// [`Llm::chat`] with another model or a response format.
+    pub async fn chat_with(
+        &self,
+        role: ModelRole,
+        options: CallOptions,
+        messages: Vec<ChatCompletionRequestMessage>,
+        tools: Vec<ChatCompletionTools>,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
         let provider = self.provider.as_ref().ok_or(LlmError::NotConfigured)?;
-        let model = match role {
+        let model = options.model.unwrap_or_else(|| match role {
             ModelRole::Chat => provider.config.chat_model.clone(),
             ModelRole::Router => provider.config.router_model.clone(),
-        };
+        });
         let request = CreateChatCompletionRequest {
             model: model.clone(),
             messages,
+            response_format: options.response_format,
             tools: (!tools.is_empty()).then_some(tools),
             stream: Some(true),
             stream_options: Some(ChatCompletionStreamOptions {

@@ -22,7 +22,6 @@ use super::run::RunWorkflow;
 use super::service::WorkflowServiceImpl;
 use crate::config::Config;
 use crate::engine::{ConvState, Graph};
-use crate::integrations::calendar::BuiltInCalendar;
 use crate::jobs::{Registry, Worker};
 use crate::rag::bench::cpu_seconds;
 use crate::store::{self, workflow_runs};
@@ -53,13 +52,16 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
     } else {
         "PostgreSQL"
     };
-    let rt = Arc::new(WorkflowRuntime {
-        db: db.clone(),
-        calendar: Arc::new(BuiltInCalendar::new(db.clone(), false)),
-        http: reqwest::Client::new(),
-        allow_private: false,
-        platform_email: false,
-    });
+    // The runtime `server worker` builds (no node of the benchmark calls the LLM or search).
+    let knowledge = crate::rag::Knowledge::new(config.knowledge.clone(), config.circuit);
+    let keys = crate::secrets::KeyRing::load(config)?;
+    let (kv, _) = crate::kv::Kv::from_config(config).await?;
+    let agents = crate::startup::Agents::build(config, &db, &kv, &knowledge, &keys, false)?;
+    let rt = Arc::new(WorkflowRuntime::new(
+        db.clone(),
+        agents.conversations.runtime().clone(),
+        false,
+    )?);
     let def = definition()?;
 
     // Engine alone.
@@ -106,7 +108,7 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
     )
     .await?;
     let access = crate::tenancy::cli_access(tenant.id);
-    let service = WorkflowServiceImpl::new(db.clone());
+    let service = WorkflowServiceImpl::new(db.clone(), rt.agents.clone());
     let workflow = service
         .create_workflow(
             &access,

@@ -11,6 +11,7 @@
 //!   compensations registered before side-effecting steps run (SAGA), run in reverse when the
 //!   run fails or is cancelled.
 
+pub mod ai;
 pub mod bench;
 pub mod expr;
 pub mod nodes;
@@ -99,6 +100,11 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
     }
     let mut ids = HashSet::new();
     let mut kinds = HashMap::new();
+    let ports: HashMap<&str, Vec<String>> = def
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.ports()))
+        .collect();
     for n in &def.nodes {
         if !app::types::valid_node_id(&n.id) {
             problem(
@@ -187,7 +193,10 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
             );
             continue;
         };
-        if !from.ports().contains(&e.port.as_str()) {
+        if !ports
+            .get(e.from.as_str())
+            .is_some_and(|p| p.contains(&e.port))
+        {
             problem(
                 Some(&e.from),
                 format!("a {} node has no `{}` port", from.as_str(), e.port),

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use app::services::{Access, Actor};
 use app::types::{BookingSource, NodeKind, NodeTest};
 
+use super::ai::{self, Asker};
 use super::expr;
 use crate::engine::{ConvState, Events, Node, NodeRegistry, StepOutput, Suspend};
 use crate::integrations::calendar::{self, Calendar, CalendarError, NewBooking};
@@ -33,12 +34,39 @@ const MAX_BOOKING_MINUTES: i64 = 24 * 60;
 /// What the nodes of every run share.
 pub struct WorkflowRuntime {
     pub db: DatabaseConnection,
-    pub calendar: Arc<dyn Calendar>,
+    /// What the agents use, the nodes use: the tenants' LLM providers, their knowledge, their
+    /// calendars and the platform's email (`SMTP_URL`; a tenant may also have its own provider).
+    pub agents: Arc<crate::agents::Runtime>,
     /// For tenant-given URLs: public addresses only unless `FETCH_ALLOW_PRIVATE`.
     pub http: reqwest::Client,
     pub allow_private: bool,
-    /// The platform can send email (`SMTP_URL`); a tenant may also have its own provider.
-    pub platform_email: bool,
+}
+
+impl WorkflowRuntime {
+    pub fn new(
+        db: DatabaseConnection,
+        agents: Arc<crate::agents::Runtime>,
+        allow_private: bool,
+    ) -> anyhow::Result<WorkflowRuntime> {
+        use anyhow::Context;
+        let http = crate::outbound::guard::guarded(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_millis(super::MAX_TIMEOUT_MS)),
+            allow_private,
+        )
+        .context("preparing the workflows' HTTP client")?;
+        Ok(WorkflowRuntime {
+            db,
+            agents,
+            http,
+            allow_private,
+        })
+    }
+
+    fn calendar(&self) -> &dyn Calendar {
+        self.agents.calendar.as_ref()
+    }
 }
 
 /// What one step of one run sees.
@@ -94,14 +122,14 @@ pub fn context(state: &ConvState) -> Value {
     })
 }
 
-fn done(output: Value) -> StepOutput {
+pub(super) fn done(output: Value) -> StepOutput {
     StepOutput {
         output: Some(output),
         ..Default::default()
     }
 }
 
-fn leave(port: &str, output: Value) -> StepOutput {
+pub(super) fn leave(port: &str, output: Value) -> StepOutput {
     StepOutput {
         output: Some(output),
         port: Some(port.to_string()),
@@ -109,11 +137,11 @@ fn leave(port: &str, output: Value) -> StepOutput {
     }
 }
 
-fn text(config: &Value, key: &str) -> Option<String> {
+pub(super) fn text(config: &Value, key: &str) -> Option<String> {
     config.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-fn required(config: &Value, key: &str) -> Result<String, String> {
+pub(super) fn required(config: &Value, key: &str) -> Result<String, String> {
     match text(config, key) {
         Some(t) if !t.trim().is_empty() => Ok(t),
         _ => Err(format!("`{key}` is required")),
@@ -316,7 +344,7 @@ struct Email {
 }
 
 async fn can_email(cx: &StepCx) -> Result<bool, String> {
-    if cx.rt.platform_email {
+    if cx.rt.agents.email.is_some() {
         return Ok(true);
     }
     let own = tenant_email_settings::Entity::find()
@@ -445,7 +473,7 @@ impl Node<StepCx> for Booking {
         email::parse_address("email", &address).map_err(|e| e.to_string())?;
         let booking = cx
             .rt
-            .calendar
+            .calendar()
             .book(
                 &cx.access(),
                 NewBooking {
@@ -492,7 +520,7 @@ pub async fn cancel_booking(
     id: Uuid,
     reason: &str,
 ) -> Result<&'static str, String> {
-    match rt.calendar.cancel(access, id, reason, false).await {
+    match rt.calendar().cancel(access, id, reason, false).await {
         Ok(_) => Ok("cancelled"),
         Err(CalendarError::NotFound) => Ok("not_found"),
         Err(CalendarError::Cancelled) => Ok("already_cancelled"),
@@ -624,6 +652,22 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
     };
     Ok(match kind {
         NodeKind::ManualTrigger => Arc::new(Trigger),
+        NodeKind::ScheduleTrigger => {
+            let cron = required(config, "cron")?;
+            // Minutes at the finest: a schedule every second would start 86,400 runs a day.
+            if cron.split_whitespace().count() != 5 {
+                return Err(format!(
+                    "cron `{cron}`: five fields, minute hour day month weekday (like 0 18 * * 1-5)"
+                ));
+            }
+            crate::jobs::schedule::parse(&cron).map_err(|e| format!("cron `{cron}`: {e}"))?;
+            if let Some(tz) = text(config, "timezone").filter(|t| !t.trim().is_empty()) {
+                tz.trim()
+                    .parse::<chrono_tz::Tz>()
+                    .map_err(|_| format!("`{tz}` is not a time zone (like Europe/Lisbon)"))?;
+            }
+            Arc::new(Trigger)
+        }
         NodeKind::Set => Arc::new(Set {
             values: serde_json::from_value(object("values")?).map_err(|e| e.to_string())?,
         }),
@@ -684,13 +728,18 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
         NodeKind::End => Arc::new(End {
             output: object("output")?,
         }),
+        NodeKind::Llm => Arc::new(ai::LlmStep::parse(config)?),
+        NodeKind::Knowledge => Arc::new(ai::KnowledgeStep::parse(config)?),
+        NodeKind::Classifier => Arc::new(ai::ClassifierStep::parse(config)?),
+        NodeKind::Switch => Arc::new(ai::SwitchStep::parse(config)?),
     })
 }
 
 /// What a node of `kind` would do with the values in `ctx` (the editor's "Test this step"). The
-/// nodes without effects compute their output as a run does (the same `expr` calls as their
-/// `run`); the others' configurations are filled in and returned, and nothing is sent.
-pub fn preview(kind: NodeKind, config: &Value, ctx: &Value) -> NodeTest {
+/// nodes without effects compute their output as a run does (the same calls as their `run`:
+/// the LLM, knowledge and classifier steps ask the model and search for real); the others'
+/// configurations are filled in and returned, and nothing is sent.
+pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<'_>) -> NodeTest {
     let mut test = NodeTest {
         node: String::new(),
         kind,
@@ -710,14 +759,17 @@ pub fn preview(kind: NodeKind, config: &Value, ctx: &Value) -> NodeTest {
         c.remove("compensation");
     }
     let rendered = match kind {
-        NodeKind::Condition => Ok(shown.clone()),
+        NodeKind::Condition | NodeKind::Switch => Ok(shown.clone()),
+        NodeKind::Llm => ai::LlmStep::parse(config).and_then(|s| s.render(ctx)),
         _ => expr::render_value(&shown, ctx),
     };
-    let outcome: Result<(), String> = (|| {
+    let outcome = async {
         let rendered = rendered?;
         let field = |key: &str| rendered.get(key).cloned().unwrap_or_else(|| json!({}));
         match kind {
-            NodeKind::ManualTrigger => test.output = ctx.get("trigger").cloned(),
+            NodeKind::ManualTrigger | NodeKind::ScheduleTrigger => {
+                test.output = ctx.get("trigger").cloned()
+            }
             NodeKind::Set => {
                 test.output = Some(field("values"));
                 test.note = Some("a run sets these as vars.<name>".into());
@@ -746,12 +798,36 @@ pub fn preview(kind: NodeKind, config: &Value, ctx: &Value) -> NodeTest {
                 test.note = Some("a run pauses here until someone approves or rejects".into())
             }
             NodeKind::Wait => test.note = Some("a run pauses here".into()),
+            NodeKind::Llm => {
+                let spec = ai::LlmStep::parse(config)?;
+                test.output = Some(spec.ask(asker, &rendered).await?);
+                test.note = Some("the model was asked (its tokens count)".into());
+            }
+            NodeKind::Knowledge => {
+                let spec = ai::KnowledgeStep::parse(config)?;
+                let query = spec.render(ctx)?;
+                test.output = Some(spec.search(asker, &query).await?);
+            }
+            NodeKind::Classifier => {
+                let spec = ai::ClassifierStep::parse(config)?;
+                let input = spec.render(ctx)?;
+                let class = spec.classify(asker, &input).await?;
+                test.port = Some(class.clone());
+                test.output = Some(json!({ "class": class }));
+                test.note = Some("the model was asked (its tokens count)".into());
+            }
+            NodeKind::Switch => {
+                let (value, case) = ai::SwitchStep::parse(config)?.decide(ctx)?;
+                test.output = Some(json!({ "value": value, "case": case }));
+                test.port = Some(case);
+            }
         }
-        if !matches!(kind, NodeKind::Condition) {
+        if !matches!(kind, NodeKind::Condition | NodeKind::Switch) {
             test.rendered = Some(rendered);
         }
-        Ok(())
-    })();
+        Ok::<(), String>(())
+    }
+    .await;
     test.error = outcome.err();
     test
 }

@@ -1,10 +1,14 @@
 //! `WorkflowService`: drafts, versions and runs of a tenant's workflows (`workflows:read` /
 //! `workflows:write`); every change audited in its own transaction.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, Order, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, Order, QueryOrder, TransactionTrait,
+};
 use serde_json::json;
 
 use app::error::{AppError, FieldError};
@@ -18,9 +22,11 @@ use app::types::{
 use app::validate::check;
 
 use super::{nodes, run, MAX_ACTIVE_RUNS, MAX_DEFINITION_BYTES, MAX_INPUT_BYTES};
+use crate::jobs::{JobContext, JobHandler, Permanent};
 use crate::store::audit_log::Record;
 use crate::store::{
-    workflow_compensations, workflow_runs, workflow_steps, workflow_versions, workflows,
+    job_schedules, tenants, workflow_compensations, workflow_runs, workflow_steps,
+    workflow_versions, workflows,
 };
 use crate::tenancy::db_error;
 
@@ -28,6 +34,8 @@ const DEFAULT_PAGE: u32 = 20;
 
 pub struct WorkflowServiceImpl {
     db: DatabaseConnection,
+    /// What the LLM, knowledge and classifier steps use, for "Test this step".
+    agents: Arc<crate::agents::Runtime>,
 }
 
 fn definition_of(value: &serde_json::Value) -> WorkflowDefinition {
@@ -44,9 +52,71 @@ fn to_workflow(m: workflows::Model) -> Workflow {
         draft,
         draft_revision: m.draft_revision,
         latest_version: m.latest_version.and_then(|v| u32::try_from(v).ok()),
+        next_run_at: None,
         created_at: m.created_at,
         updated_at: m.updated_at,
     }
+}
+
+/// The job kind that starts a run of a workflow whose published trigger is a schedule (the
+/// schedule's payload names the workflow).
+pub const SCHEDULED: &str = "workflow.scheduled";
+/// The task of the system actor that starts scheduled runs (their `trigger` is `schedule`).
+const SCHEDULE_TASK: &str = "schedule";
+
+/// The job schedule of a workflow (one per workflow, per tenant).
+fn schedule_name(id: Uuid) -> String {
+    format!("workflow:{id}")
+}
+
+/// Makes the workflow's job schedule follow the trigger of the version being published: a
+/// schedule trigger sets it (in its time zone, or the tenant's), any other removes it.
+async fn sync_schedule(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    id: Uuid,
+    def: &WorkflowDefinition,
+) -> Result<(), AppError> {
+    let name = schedule_name(id);
+    let Some(trigger) = super::trigger(def).filter(|t| t.kind == NodeKind::ScheduleTrigger) else {
+        job_schedules::Entity::delete_many()
+            .filter(job_schedules::Column::TenantId.eq(tenant_id))
+            .filter(job_schedules::Column::Name.eq(name))
+            .exec(txn)
+            .await
+            .map_err(db_error)?;
+        return Ok(());
+    };
+    let text = |key: &str| {
+        trigger
+            .config
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    let timezone = match text("timezone") {
+        Some(tz) => tz,
+        None => tenants::Entity::find_by_id(tenant_id)
+            .one(txn)
+            .await
+            .map_err(db_error)?
+            .map_or_else(|| "UTC".to_string(), |t| t.timezone),
+    };
+    let cron = text("cron").unwrap_or_default();
+    crate::jobs::schedule::ensure(
+        txn,
+        Some(tenant_id),
+        &name,
+        SCHEDULED,
+        &cron,
+        &timezone,
+        json!({ "workflow_id": id }),
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
 
 fn to_version(m: workflow_versions::Model) -> WorkflowVersion {
@@ -132,7 +202,8 @@ fn stored(def: &WorkflowDefinition, field: &str) -> Result<serde_json::Value, Ap
 
 /// Where a run was started from, by whom it was started.
 fn trigger_of(access: &Access) -> &'static str {
-    match access.actor {
+    match &access.actor {
+        Actor::System { task } if task == SCHEDULE_TASK => "schedule",
         Actor::User { .. } => "console",
         Actor::ApiKey { .. } => "api",
         Actor::Cli => "cli",
@@ -145,8 +216,21 @@ fn not_final() -> sea_orm::sea_query::SimpleExpr {
 }
 
 impl WorkflowServiceImpl {
-    pub fn new(db: DatabaseConnection) -> Self {
-        WorkflowServiceImpl { db }
+    pub fn new(db: DatabaseConnection, agents: Arc<crate::agents::Runtime>) -> Self {
+        WorkflowServiceImpl { db, agents }
+    }
+
+    /// `w` with when its schedule starts the next run.
+    async fn scheduled(&self, mut w: Workflow, tenant_id: Uuid) -> Result<Workflow, AppError> {
+        w.next_run_at = job_schedules::Entity::find()
+            .filter(job_schedules::Column::TenantId.eq(tenant_id))
+            .filter(job_schedules::Column::Name.eq(schedule_name(w.id)))
+            .filter(job_schedules::Column::Enabled.eq(true))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .map(|s| s.next_run_at);
+        Ok(w)
     }
 
     async fn row(&self, access: &Access, id: Uuid) -> Result<workflows::Model, AppError> {
@@ -241,7 +325,7 @@ impl WorkflowServiceImpl {
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        Ok(to_workflow(workflows::Model {
+        let saved = to_workflow(workflows::Model {
             name: changes.name.unwrap_or_else(|| row.name.clone()),
             description: changes
                 .description
@@ -250,7 +334,8 @@ impl WorkflowServiceImpl {
             draft_revision: revision,
             updated_at: now,
             ..row.clone()
-        }))
+        });
+        self.scheduled(saved, access.tenant_id).await
     }
 }
 
@@ -287,7 +372,8 @@ impl WorkflowService for WorkflowServiceImpl {
 
     async fn get_workflow(&self, access: &Access, id: Uuid) -> Result<Workflow, AppError> {
         access.require(Area::Workflows, Level::Read)?;
-        Ok(to_workflow(self.row(access, id).await?))
+        let w = to_workflow(self.row(access, id).await?);
+        self.scheduled(w, access.tenant_id).await
     }
 
     async fn create_workflow(
@@ -410,6 +496,7 @@ impl WorkflowService for WorkflowServiceImpl {
             .exec(&txn)
             .await
             .map_err(db_error)?;
+        sync_schedule(&txn, access.tenant_id, id, &WorkflowDefinition::default()).await?;
         Record::by(access, "workflow.delete", format!("workflow:{id}"))
             .details(json!({ "name": row.name }))
             .write(&txn)
@@ -471,6 +558,7 @@ impl WorkflowService for WorkflowServiceImpl {
         .insert(&txn)
         .await
         .map_err(db_error)?;
+        sync_schedule(&txn, access.tenant_id, id, &def).await?;
         Record::by(access, "workflow.publish", format!("workflow:{id}"))
             .details(json!({ "version": number, "note": publish.note.trim() }))
             .write(&txn)
@@ -584,7 +672,12 @@ impl WorkflowService for WorkflowServiceImpl {
             .vars
             .unwrap_or_else(|| serde_json::to_value(&draft.variables).unwrap_or_default());
         let ctx = json!({ "trigger": test.trigger, "vars": vars, "nodes": test.nodes });
-        let mut result = nodes::preview(node.kind, &node.config, &ctx);
+        let asker = super::ai::Asker {
+            agents: &self.agents,
+            db: &self.db,
+            access: nodes::access_for(access.tenant_id, id),
+        };
+        let mut result = nodes::preview(node.kind, &node.config, &ctx, &asker).await;
         result.node = node.id;
         Ok(result)
     }
@@ -861,5 +954,57 @@ impl WorkflowService for WorkflowServiceImpl {
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(to_run(self.run_row(access, run_id).await?))
+    }
+}
+
+/// Starts a run of a workflow whose schedule ticked (`workflow.scheduled`), as the system actor
+/// `schedule`: the latest version, with `{"scheduled_at"}` as input, within the tenant's limits
+/// (a tick that finds the tenant at its limit of unfinished runs is tried again later).
+pub struct ScheduledRun {
+    service: WorkflowServiceImpl,
+}
+
+impl ScheduledRun {
+    pub fn new(service: WorkflowServiceImpl) -> ScheduledRun {
+        ScheduledRun { service }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandler for ScheduledRun {
+    fn kind(&self) -> &'static str {
+        SCHEDULED
+    }
+
+    async fn run(&self, ctx: &mut JobContext) -> anyhow::Result<()> {
+        let tenant_id = ctx
+            .tenant_id()
+            .ok_or_else(|| Permanent("a scheduled run needs a tenant".into()))?;
+        let id: Uuid = ctx.payload()["workflow_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Permanent("the payload names no workflow".into()))?;
+        let access = Access {
+            tenant_id,
+            actor: Actor::System {
+                task: SCHEDULE_TASK.into(),
+            },
+            role: None,
+            scopes: app::types::Scope::parse("workflows:write")
+                .into_iter()
+                .collect(),
+            ip: None,
+        };
+        let start = StartRun {
+            input: json!({ "scheduled_at": Utc::now() }),
+            version: None,
+        };
+        match self.service.start_run(&access, id, start).await {
+            Ok(_) => Ok(()),
+            Err(AppError::NotFound(_)) => {
+                Err(Permanent("the workflow no longer exists".into()).into())
+            }
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        }
     }
 }

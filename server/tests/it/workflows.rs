@@ -1078,3 +1078,396 @@ async fn an_email_step_is_sent_once_and_followed_up_when_the_run_fails() {
         assert_eq!(smtp.received().len(), 2, "each once");
     }
 }
+
+/// The steps of a finished run's trace for `node`.
+fn steps_of<'a>(detail: &'a Value, node: &str) -> Vec<&'a Value> {
+    detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["node"] == node)
+        .collect()
+}
+
+#[tokio::test]
+async fn ai_steps_classify_search_knowledge_ask_for_fields_and_switch() {
+    use crate::knowledge::create_kb;
+    use server::llm::fake::{text, FakeLlm, CHAT_MODEL, ROUTER_MODEL};
+    for backend in backends().await {
+        let fake = FakeLlm::start().await.unwrap();
+        let app = crate::conversations::spawn(backend, Some(&fake), &[]).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("other").await;
+        crate::conversations::handbook(&app, &f.key).await;
+        // Another tenant's knowledge, and an internal one of this tenant: never searched.
+        crate::conversations::handbook(&app, &other.key).await;
+        create_kb(
+            &app,
+            &f.key,
+            json!({"name": "Payroll", "visibility": "internal"}),
+        )
+        .await;
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("topic", "classifier", json!({"input": "{{ trigger.question }}", "classes": {
+                    "hours": "Opening hours and visits", "billing": "Invoices and payments"}})),
+                node("lookup", "knowledge", json!({"query": "{{ trigger.question }}", "top_k": 3})),
+                {"id": "answer", "kind": "llm", "config": {
+                    "system": "Answer from the passages only.",
+                    "prompt": "{{ nodes.lookup.text }}\n\nQuestion: {{ trigger.question }}",
+                    "output": {"answer": "string", "confident": "boolean"}},
+                 "retry": {"attempts": 2, "initial_ms": 20, "max_ms": 40}},
+                node("sure", "switch", json!({"value": "{{ nodes.answer.confident }}", "cases": {"yes": "true"}})),
+                node("done", "end", json!({"output": {"answer": "{{ nodes.answer.answer }}", "topic": "{{ nodes.topic.class }}"}})),
+                node("escalate", "end", json!({"output": {"escalated": "{{ trigger.question }}"}})),
+                node("bill", "end", json!({"output": {"billing": "yes"}}))
+            ],
+            "edges": [
+                edge("start", "topic"), edge_by("topic", "hours", "lookup"),
+                edge_by("topic", "billing", "bill"), edge_by("topic", "other", "escalate"),
+                edge("lookup", "answer"), edge("answer", "sure"),
+                edge_by("sure", "yes", "done"), edge_by("sure", "default", "escalate")
+            ]
+        });
+        let wf = create(&app, &f.key, "Answer from knowledge", definition).await;
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let ask = |question: &'static str| {
+            let (app, key, id) = (&app, f.key.clone(), id.clone());
+            async move {
+                let run = start(app, &key, &id, json!({"input": {"question": question}})).await;
+                run_until(app, &key, &run, &["failed", "succeeded"]).await
+            }
+        };
+
+        // Classified, searched, answered with fields, switched on one of them.
+        fake.route(text(r#"{"class": "hours"}"#));
+        fake.chat(text(
+            r#"{"answer": "From ten to one.", "confident": true, "note": "dropped"}"#,
+        ));
+        let done = ask("When do you open on Saturdays?").await;
+        assert_eq!(done["run"]["status"], "succeeded", "{done:#}");
+        assert_eq!(
+            done["run"]["output"],
+            json!({"answer": "From ten to one.", "topic": "hours"}),
+            "{done:#}"
+        );
+        assert_eq!(steps_of(&done, "topic")[0]["port"], "hours");
+        let lookup = &steps_of(&done, "lookup")[0]["output"];
+        let passages = lookup["passages"].as_array().unwrap();
+        assert!(!passages.is_empty() && passages.len() <= 3, "{lookup:#}");
+        assert!(
+            lookup["text"].as_str().unwrap().contains("ten to one"),
+            "{lookup:#}"
+        );
+        assert_eq!(steps_of(&done, "answer")[0]["output"]["confident"], true);
+        assert_eq!(steps_of(&done, "sure")[0]["port"], "yes");
+        // What the model was asked: the classes by the router model; the passages and the
+        // fields' schema by the chat model.
+        let routed = fake.requests_for(ROUTER_MODEL).pop().unwrap();
+        assert!(
+            routed.to_string().contains("Invoices and payments"),
+            "{routed:#}"
+        );
+        let asked = fake.requests_for(CHAT_MODEL).pop().unwrap();
+        let format = &asked["response_format"];
+        assert_eq!(format["type"], "json_schema", "{asked:#}");
+        assert_eq!(
+            format["json_schema"]["schema"]["required"],
+            json!(["answer", "confident"])
+        );
+        let prompt = asked["messages"][1]["content"].to_string();
+        assert!(prompt.contains("ten to one"), "{prompt}");
+        assert_eq!(
+            prompt.matches("Saturdays the shop opens").count(),
+            1,
+            "one tenant's handbook, not the other's: {prompt}"
+        );
+
+        // An answer without the fields fails the attempt; the retry asks again, and an unsure
+        // answer takes the switch's default.
+        fake.route(text("hours"));
+        fake.chat(text("Sorry, I am not sure."));
+        fake.chat(text(r#"{"answer": "Maybe.", "confident": false}"#));
+        let unsure = ask("Are you open on holidays?").await;
+        assert_eq!(unsure["run"]["status"], "succeeded", "{unsure:#}");
+        let attempts = steps_of(&unsure, "answer");
+        assert_eq!(attempts.len(), 2, "{unsure:#}");
+        assert!(attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a JSON object"));
+        assert_eq!(steps_of(&unsure, "sure")[0]["port"], "default");
+        assert_eq!(
+            unsure["run"]["output"]["escalated"],
+            "Are you open on holidays?"
+        );
+
+        // No class fits: `other`. The model down: the step fails with the provider's error.
+        fake.route(text(r#"{"class": "weather"}"#));
+        let other_topic = ask("Will it rain?").await;
+        assert_eq!(steps_of(&other_topic, "topic")[0]["port"], "other");
+        assert_eq!(other_topic["run"]["output"]["escalated"], "Will it rain?");
+        fake.set_down(Some(500));
+        let down = ask("When do you open?").await;
+        assert_eq!(down["run"]["status"], "failed", "{down:#}");
+        assert!(
+            steps_of(&down, "topic")[0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("LLM"),
+            "{down:#}"
+        );
+        fake.set_down(None);
+
+        // A knowledge base is named: one of this tenant's that agents read, or the step fails.
+        let trial = |node: Value, trigger: Value| {
+            let (app, key, id) = (&app, f.key.clone(), id.clone());
+            async move {
+                let body =
+                    json!({"node": node["id"], "trigger": trigger, "nodes": {}, "step": node});
+                json(
+                    app.send_json(
+                        Method::POST,
+                        &format!("/api/v1/workflows/{id}/test-node"),
+                        &key,
+                        &body,
+                    )
+                    .await,
+                    200,
+                )
+                .await
+            }
+        };
+        let question = json!({"question": "Where can I park?"});
+        let named = trial(
+            node(
+                "lookup",
+                "knowledge",
+                json!({"query": "{{ trigger.question }}", "knowledge_base": "handbook"}),
+            ),
+            question.clone(),
+        )
+        .await;
+        assert!(
+            named["output"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Parking"),
+            "{named:#}"
+        );
+        for hidden in ["Payroll", "missing"] {
+            let refused = trial(
+                node(
+                    "lookup",
+                    "knowledge",
+                    json!({"query": "{{ trigger.question }}", "knowledge_base": hidden}),
+                ),
+                question.clone(),
+            )
+            .await;
+            assert!(
+                refused["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no knowledge base that agents read"),
+                "{refused:#}"
+            );
+        }
+        // Testing an LLM step asks the model; testing a switch decides on the sample.
+        fake.chat(text("Free, behind the shop."));
+        let asked = trial(
+            node("free", "llm", json!({"prompt": "{{ trigger.question }}"})),
+            question.clone(),
+        )
+        .await;
+        assert_eq!(asked["output"], json!({"text": "Free, behind the shop."}));
+        let switched = trial(
+            node(
+                "plan",
+                "switch",
+                json!({"value": "{{ trigger.plan }}", "cases": {"gold": "gold"}}),
+            ),
+            json!({"plan": "gold"}),
+        )
+        .await;
+        assert_eq!(switched["port"], "gold", "{switched:#}");
+
+        // Problems: a port a switch lacks, a bad output type.
+        let draft = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("plan", "switch", json!({"value": "{{ trigger.plan }}", "cases": {"gold": "gold"}})),
+                node("ask", "llm", json!({"prompt": "x", "output": {"n": "float"}})),
+                node("done", "end", json!({}))
+            ],
+            "edges": [edge("start", "plan"), edge_by("plan", "silver", "ask"), edge("ask", "done")]
+        });
+        let wf = create(&app, &f.key, "Broken", draft).await;
+        let problems = wf["problems"].to_string();
+        assert!(problems.contains("no `silver` port"), "{problems}");
+        assert!(problems.contains("`float`"), "{problems}");
+    }
+}
+
+#[tokio::test]
+async fn a_published_schedule_starts_runs_in_the_tenants_time_zone_until_replaced() {
+    use sea_orm::sea_query::Expr;
+    use server::store::job_schedules;
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        // Lisbon is the tenant's time zone.
+        crate::conversations::open_every_day(&app, &f).await;
+        let scheduled = |cron: &str, timezone: &str| {
+            json!({
+                "nodes": [
+                    node("tick", "schedule_trigger", json!({"cron": cron, "timezone": timezone})),
+                    node("done", "end", json!({"output": {"at": "{{ trigger.scheduled_at }}"}}))
+                ],
+                "edges": [edge("tick", "done")]
+            })
+        };
+        let schedule_of = |id: String| {
+            let db = app.db.clone();
+            async move {
+                job_schedules::Entity::find()
+                    .filter(job_schedules::Column::TenantId.eq(f.tenant_id))
+                    .filter(job_schedules::Column::Name.eq(format!("workflow:{id}")))
+                    .one(&db)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // Bad schedules are problems; a schedule every second is refused.
+        let wf = create(&app, &f.key, "Bad", scheduled("* * * * * *", "Mars/Base")).await;
+        assert!(wf["problems"].to_string().contains("five fields"), "{wf:#}");
+        let wf = create(
+            &app,
+            &f.key,
+            "Bad zone",
+            scheduled("0 7 * * *", "Mars/Base"),
+        )
+        .await;
+        assert!(
+            wf["problems"].to_string().contains("not a time zone"),
+            "{wf:#}"
+        );
+
+        // Unpublished: no schedule. Published: one, in the tenant's zone.
+        let wf = create(&app, &f.key, "Morning", scheduled("30 7 * * *", "")).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        assert!(schedule_of(id.clone()).await.is_none());
+        assert_eq!(wf["next_run_at"], Value::Null);
+        publish(&app, &f.key, &id, "").await;
+        let row = schedule_of(id.clone()).await.expect("a schedule");
+        assert_eq!(
+            (row.cron.as_str(), row.timezone.as_str(), row.kind.as_str()),
+            ("30 7 * * *", "Europe/Lisbon", "workflow.scheduled")
+        );
+        let expected =
+            server::jobs::schedule::next_tick("30 7 * * *", "Europe/Lisbon", chrono::Utc::now())
+                .unwrap();
+        assert_eq!(row.next_run_at, expected);
+        let shown = json(
+            app.get(&format!("/api/v1/workflows/{id}"), &f.key).await,
+            200,
+        )
+        .await;
+        let shown_at: chrono::DateTime<chrono::Utc> =
+            shown["next_run_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(shown_at, expected);
+
+        // The tick comes (moved into the past here): one run, by the schedule, of the latest
+        // version; the schedule moves on to the next tick.
+        job_schedules::Entity::update_many()
+            .col_expr(
+                job_schedules::Column::NextRunAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::seconds(1)),
+            )
+            .filter(job_schedules::Column::Id.eq(row.id))
+            .exec(&app.db)
+            .await
+            .unwrap();
+        let runs_url = format!("/api/v1/workflows/{id}/runs");
+        let first_run = async || {
+            let runs = json(app.get(&runs_url, &f.key).await, 200).await;
+            runs["items"][0].clone()
+        };
+        wait_for("the scheduled run", Duration::from_secs(30), async || {
+            first_run().await["status"] == "succeeded"
+        })
+        .await;
+        let run = first_run().await;
+        assert_eq!(run["trigger"], "schedule", "{run:#}");
+        assert_eq!(run["created_by"], "system:schedule", "{run:#}");
+        assert!(
+            run["output"]["at"].as_str().unwrap().starts_with("20"),
+            "{run:#}"
+        );
+        assert!(schedule_of(id.clone()).await.unwrap().next_run_at > chrono::Utc::now());
+        let runs = json(app.get(&runs_url, &f.key).await, 200).await;
+        assert_eq!(
+            runs["items"].as_array().unwrap().len(),
+            1,
+            "one run per tick"
+        );
+
+        // Its own time zone; then a version with a manual trigger removes the schedule.
+        let update = |definition: Value| {
+            let (app, key, id) = (&app, f.key.clone(), id.clone());
+            async move {
+                let current =
+                    json(app.get(&format!("/api/v1/workflows/{id}"), &key).await, 200).await;
+                json(
+                    app.send_json(
+                        Method::PATCH,
+                        &format!("/api/v1/workflows/{id}"),
+                        &key,
+                        &json!({"draft": definition, "base_revision": current["draft_revision"]}),
+                    )
+                    .await,
+                    200,
+                )
+                .await
+            }
+        };
+        update(scheduled("0 9 * * 1-5", "Asia/Tokyo")).await;
+        publish(&app, &f.key, &id, "Tokyo").await;
+        let row = schedule_of(id.clone()).await.unwrap();
+        assert_eq!(
+            (row.cron.as_str(), row.timezone.as_str()),
+            ("0 9 * * 1-5", "Asia/Tokyo")
+        );
+        update(json!({
+            "nodes": [node("start", "manual_trigger", json!({})), node("done", "end", json!({}))],
+            "edges": [edge("start", "done")]
+        }))
+        .await;
+        publish(&app, &f.key, &id, "by hand").await;
+        assert!(schedule_of(id.clone()).await.is_none());
+        let shown = json(
+            app.get(&format!("/api/v1/workflows/{id}"), &f.key).await,
+            200,
+        )
+        .await;
+        assert_eq!(shown["next_run_at"], Value::Null);
+
+        // Deleting a scheduled workflow deletes its schedule.
+        update(scheduled("0 9 * * *", "")).await;
+        publish(&app, &f.key, &id, "again").await;
+        assert!(schedule_of(id.clone()).await.is_some());
+        let gone = app
+            .client
+            .delete(app.url(&format!("/api/v1/workflows/{id}")))
+            .bearer_auth(&f.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 204);
+        assert!(schedule_of(id.clone()).await.is_none());
+    }
+}
