@@ -14,6 +14,9 @@ use crate::types::{
 /// A node's box on the canvas, in canvas units (`.wf-node` in `style/main.css` has the same).
 pub const NODE_W: f64 = 190.0;
 pub const NODE_H: f64 = 64.0;
+/// Room for one exit on a node's right edge: a node with more exits than [`NODE_H`] holds (a
+/// classifier's classes, a switch's cases) is taller.
+const EXIT_ROOM: f64 = 22.0;
 /// Space between auto-laid-out columns and rows.
 const GAP_X: f64 = 70.0;
 const GAP_Y: f64 = 40.0;
@@ -44,6 +47,7 @@ pub fn starter_config(kind: NodeKind) -> Value {
             "support": "A problem with something already bought",
         }}),
         NodeKind::Switch => json!({"value": "", "cases": {"yes": "yes", "no": "no"}}),
+        NodeKind::Agent => json!({"agent": "support", "message": ""}),
     }
 }
 
@@ -66,6 +70,7 @@ pub fn kind_label(kind: NodeKind) -> &'static str {
         NodeKind::Knowledge => "Search knowledge",
         NodeKind::Classifier => "Classify",
         NodeKind::Switch => "Switch",
+        NodeKind::Agent => "Ask an agent",
     }
 }
 
@@ -248,6 +253,15 @@ pub fn fields(kind: NodeKind) -> &'static [Field] {
                 "One per line: name = description. Each class is a way out; `other` when \
                  none fits.",
             ),
+        ],
+        NodeKind::Agent => &[
+            field!(
+                "agent",
+                "Agent",
+                Line,
+                "The name of one of your agents: sales, support, scheduling, emergency or your own.",
+            ),
+            field!("message", "Message", Text, "What the customer says to it."),
         ],
         NodeKind::Switch => &[
             field!("value", "Value", Line, "For example {{ trigger.plan }}."),
@@ -579,17 +593,28 @@ pub fn auto_layout(def: &mut WorkflowDefinition) {
         }
     }
     let last = order.iter().map(|&i| column[i] + 1).max().unwrap_or(0);
-    let mut rows: BTreeMap<usize, usize> = BTreeMap::new();
+    // Where the next node of each column goes (nodes with many exits are taller).
+    let mut tops: BTreeMap<usize, f64> = BTreeMap::new();
     let unreached = (0..def.nodes.len()).filter(|i| !seen[*i]);
     for i in order.clone().into_iter().chain(unreached) {
         let col = if seen[i] { column[i] } else { last };
-        let row = rows.entry(col).or_default();
+        let top = tops.entry(col).or_insert(40.0);
         def.nodes[i].position = Position {
             x: 40.0 + col as f64 * (NODE_W + GAP_X),
-            y: 40.0 + *row as f64 * (NODE_H + GAP_Y),
+            y: *top,
         };
-        *row += 1;
+        *top += height_of(&def.nodes[i]) + GAP_Y;
     }
+}
+
+/// The height of a node with `exits` exits.
+pub fn node_height(exits: usize) -> f64 {
+    NODE_H.max(exits as f64 * EXIT_ROOM + 8.0)
+}
+
+/// The height of `n` on the canvas.
+pub fn height_of(n: &WorkflowNode) -> f64 {
+    node_height(n.ports().len())
 }
 
 /// The box around every node: (left, top, right, bottom); a default box when empty.
@@ -604,7 +629,7 @@ pub fn bounds(def: &WorkflowDefinition) -> (f64, f64, f64, f64) {
                 l.min(n.position.x),
                 t.min(n.position.y),
                 r.max(n.position.x + NODE_W),
-                b.max(n.position.y + NODE_H),
+                b.max(n.position.y + height_of(n)),
             )
         },
     )
@@ -656,6 +681,7 @@ fn kind_outputs(kind: NodeKind) -> &'static [&'static str] {
         NodeKind::Knowledge => &["found", "text", "passages"],
         NodeKind::Classifier => &["class"],
         NodeKind::Switch => &["value", "case"],
+        NodeKind::Agent => &["answer", "agent", "handoff", "conversation_id"],
     }
 }
 
@@ -1168,6 +1194,23 @@ mod tests {
             ["sales", "support", "other", "error"]
         );
         connect(&mut d, &sort, "support", "finish").unwrap();
+        // Four exits need a taller node; the layout leaves room for it.
+        assert!(height_of(node(&d, &sort).unwrap()) > NODE_H);
+        connect(&mut d, "manual_trigger", "out", &sort).unwrap();
+        add_node(&mut d, NodeKind::Switch, at(0.0, 0.0));
+        connect(&mut d, "manual_trigger", "out", "switch").unwrap_or_default();
+        auto_layout(&mut d);
+        for a in &d.nodes {
+            for b in d
+                .nodes
+                .iter()
+                .filter(|b| b.id != a.id && b.position.x == a.position.x)
+            {
+                let apart = a.position.y + height_of(a) <= b.position.y
+                    || b.position.y + height_of(b) <= a.position.y;
+                assert!(apart, "{} and {} overlap", a.id, b.id);
+            }
+        }
         assert!(connect(&mut d, &sort, "billing", "finish")
             .unwrap_err()
             .contains("no `billing` exit"));

@@ -146,7 +146,7 @@ pub fn with_channels(
     let rt = conversations.runtime();
     let workflows = Arc::new(crate::workflows::nodes::WorkflowRuntime::new(
         conversations.db().clone(),
-        rt.clone(),
+        conversations.clone(),
         allow_private,
     )?);
     let scheduled = crate::workflows::service::ScheduledRun::new(

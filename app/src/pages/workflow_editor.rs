@@ -453,7 +453,7 @@ impl Ed {
                             n.position.x < r
                                 && n.position.x + NODE_W > l
                                 && n.position.y < b
-                                && n.position.y + NODE_H > t
+                                && n.position.y + model::height_of(n) > t
                         })
                         .map(|n| n.id.clone())
                         .collect()
@@ -1044,7 +1044,7 @@ fn drawn_at(ed: Ed, id: &str, at: Position) -> Position {
 
 /// Where the `index`-th of `count` exits leaves a node's right side.
 fn exit_y(index: usize, count: usize) -> f64 {
-    NODE_H * (index as f64 + 1.0) / (count as f64 + 1.0)
+    model::node_height(count) * (index as f64 + 1.0) / (count as f64 + 1.0)
 }
 
 fn curve(a: (f64, f64), b: (f64, f64)) -> String {
@@ -1084,13 +1084,14 @@ fn Edges(ed: Ed, positions: Positions) -> impl IntoView {
                     let (from, port, to) = (from.clone(), port.clone(), to.clone());
                     Memo::new(move |_| {
                         positions.with(|p| {
-                            let (Some((a, ports)), Some((b, _))) = (p.get(&from), p.get(&to)) else {
+                            let (Some((a, ports)), Some((b, into))) = (p.get(&from), p.get(&to)) else {
                                 return None;
                             };
                             let a = drawn_at(ed, &from, *a);
                             let b = drawn_at(ed, &to, *b);
                             let i = ports.iter().position(|x| *x == port).unwrap_or(0);
-                            Some(((a.x + NODE_W, a.y + exit_y(i, ports.len())), (b.x, b.y + NODE_H / 2.0)))
+                            let middle = model::node_height(into.len()) / 2.0;
+                            Some(((a.x + NODE_W, a.y + exit_y(i, ports.len())), (b.x, b.y + middle)))
                         })
                     })
                 };
@@ -1303,6 +1304,7 @@ fn NodeBox(
     view! {
         <div class=class data-node=id.clone() tabindex="0" role="group"
             style:left=move || format!("{}px", at.get().x) style:top=move || format!("{}px", at.get().y)
+            style:height=move || format!("{}px", node.with(|n| n.as_ref().map_or(NODE_H, model::height_of)))
             aria-label=label
             on:pointerdown=down on:pointerup=up on:keydown=key
         >
@@ -1429,7 +1431,7 @@ fn Minimap(ed: Ed) -> impl IntoView {
                 let (l, t, s) = frame.get();
                 ed.def.with(|d| d.nodes.iter().map(|n| view! {
                     <rect class="wf-mini-node" x=(n.position.x - l) * s y=(n.position.y - t) * s
-                        width=NODE_W * s height=NODE_H * s/>
+                        width=NODE_W * s height=model::height_of(n) * s/>
                 }).collect_view())
             }}
             <rect class="wf-mini-view"

@@ -20,6 +20,8 @@ string_enum! {
         Widget = "widget",
         /// A Chatwoot inbox, through its agent bot.
         Chatwoot = "chatwoot",
+        /// A workflow's `agent` step.
+        Workflow = "workflow",
     }
 }
 

@@ -55,6 +55,11 @@ string_enum! {
         /// `{"value": "{{ trigger.plan }}", "cases": {"port": "gold", …}}`. Output: `{"value",
         /// "case"}`.
         Switch = "switch",
+        /// Asks one of the tenant's agents (specialists) in a conversation of its own (channel
+        /// `workflow`): `{"agent": "sales", "message": "template"}`. Output: `{"answer",
+        /// "agent", "handoff", "conversation_id"}`. If the run fails later, the bookings the
+        /// agent made in that conversation are cancelled.
+        Agent = "agent",
         /// An HTTP request to a public address: `{"method", "url", "headers", "body"}` (templates),
         /// with an optional `compensation` request of the same shape, sent if the run fails later.
         Http = "http",
@@ -88,7 +93,8 @@ impl NodeKind {
             | NodeKind::Booking
             | NodeKind::CancelBooking
             | NodeKind::Llm
-            | NodeKind::Knowledge => &["out", "error"],
+            | NodeKind::Knowledge
+            | NodeKind::Agent => &["out", "error"],
             // Besides one port per class or case (see `WorkflowNode::ports`).
             NodeKind::Classifier => &["other", "error"],
             NodeKind::Switch => &["default"],
@@ -128,6 +134,7 @@ impl NodeKind {
             NodeKind::Knowledge => "Search the knowledge bases",
             NodeKind::Classifier => "Sort a text into classes you describe",
             NodeKind::Switch => "Branch on a value, one way per case",
+            NodeKind::Agent => "Ask one of your agents (its bookings undone if the run fails)",
         }
     }
 }

@@ -373,13 +373,38 @@ impl ConversationServiceImpl {
         }
     }
 
-    /// One turn, under the conversation's lease.
     /// Starts a conversation; a widget's carries its widget, visitor and page.
     pub async fn create_linked(
         &self,
         access: &Access,
         create: CreateConversation,
         link: Option<WidgetLink>,
+    ) -> Result<Conversation, AppError> {
+        let agent = link.as_ref().and_then(|l| l.agent.clone());
+        self.create_with(access, create, Uuid::now_v7(), link, agent)
+            .await
+    }
+
+    /// Starts a conversation with the given id, pinned to `agent` (a workflow's `agent` step:
+    /// the id comes from the step, so a step run again finds its conversation).
+    pub async fn create_pinned(
+        &self,
+        access: &Access,
+        create: CreateConversation,
+        id: Uuid,
+        agent: &str,
+    ) -> Result<Conversation, AppError> {
+        self.create_with(access, create, id, None, Some(agent.to_string()))
+            .await
+    }
+
+    async fn create_with(
+        &self,
+        access: &Access,
+        create: CreateConversation,
+        id: Uuid,
+        link: Option<WidgetLink>,
+        agent: Option<String>,
     ) -> Result<Conversation, AppError> {
         access.require(Area::Conversations, Level::Write)?;
         check(&create)?;
@@ -394,20 +419,18 @@ impl ConversationServiceImpl {
                 None,
             );
         }
-        if let Some(link) = &link {
-            if let Some(email) = &link.verified_email {
-                super::tools::remember_customer_emails(&mut checkpoint.state, email);
-            }
-            if let Some(agent) = &link.agent {
-                checkpoint
-                    .state
-                    .vars
-                    .insert(super::router::PINNED_AGENT.into(), agent.clone().into());
-            }
+        if let Some(email) = link.as_ref().and_then(|l| l.verified_email.as_ref()) {
+            super::tools::remember_customer_emails(&mut checkpoint.state, email);
+        }
+        if let Some(agent) = agent {
+            checkpoint
+                .state
+                .vars
+                .insert(super::router::PINNED_AGENT.into(), agent.into());
         }
         let txn = self.db.begin().await.map_err(db_error)?;
         let conv = conversations::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             tenant_id: Set(access.tenant_id),
             channel: Set(create.channel.unwrap_or(Channel::Api).as_str().into()),
             status: Set(ConversationStatus::Bot.as_str().into()),

@@ -39,7 +39,7 @@ pub struct Asker<'a> {
 impl StepCx {
     fn asker(&self) -> Asker<'_> {
         Asker {
-            agents: &self.rt.agents,
+            agents: self.rt.agents(),
             db: &self.rt.db,
             access: self.access(),
         }
@@ -490,6 +490,111 @@ impl Node<StepCx> for SwitchStep {
     ) -> Result<StepOutput, String> {
         let (value, case) = self.decide(&context(state))?;
         Ok(leave(&case, json!({ "value": value, "case": case })))
+    }
+}
+
+/// An agent step: which of the tenant's agents, and what it is told.
+pub struct AgentStep {
+    agent: String,
+    message: String,
+}
+
+impl AgentStep {
+    pub fn parse(config: &Value) -> Result<AgentStep, String> {
+        Ok(AgentStep {
+            agent: required(config, "agent")?.trim().to_string(),
+            message: required(config, "message")?,
+        })
+    }
+
+    /// The workflow acting in its tenant's conversations.
+    fn access(cx: &StepCx) -> Access {
+        Access {
+            scopes: app::types::Scope::parse("conversations:write")
+                .into_iter()
+                .collect(),
+            ..cx.access()
+        }
+    }
+
+    fn output(id: uuid::Uuid, c: &app::types::Conversation, answer: &str) -> Value {
+        json!({
+            "answer": answer,
+            "agent": c.agent,
+            "handoff": c.status == app::types::ConversationStatus::WaitingHuman,
+            "conversation_id": id,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for AgentStep {
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        use app::services::ConversationService;
+        use app::types::{Channel, CreateConversation, MessageRole, PostMessage};
+
+        let message = expr::render(&self.message, &context(state))?;
+        let agents = crate::agents::catalogue::load(&cx.rt.db, cx.tenant_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !agents.iter().any(|a| a.name == self.agent) {
+            let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+            return Err(format!(
+                "no agent is named `{}` (there are {})",
+                self.agent,
+                names.join(", ")
+            ));
+        }
+        let conversations = &cx.rt.conversations;
+        let access = Self::access(cx);
+        // The conversation's id comes from the step: a step run again (its answer was lost)
+        // finds its conversation, and an answer there is the step's answer.
+        let id = cx.derived_id("agent");
+        match conversations.get_conversation(&access, id).await {
+            Ok(detail) => {
+                if let Some(reply) = detail
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == MessageRole::Assistant)
+                {
+                    return Ok(done(Self::output(id, &detail.conversation, &reply.content)));
+                }
+            }
+            Err(app::error::AppError::NotFound(_)) => {
+                let create = CreateConversation {
+                    channel: Some(Channel::Workflow),
+                    title: Some(format!("Workflow step {}", cx.node)),
+                    history: Vec::new(),
+                };
+                conversations
+                    .create_pinned(&access, create, id, &self.agent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        let post = PostMessage {
+            content: message.chars().take(8000).collect(),
+            stream: false,
+        };
+        let turn = conversations
+            .post_message(&access, id, post, std::sync::Arc::new(|_| {}))
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = turn.reply.map(|m| m.content).unwrap_or_default();
+        Ok(done(Self::output(id, &turn.conversation, &answer)))
+    }
+
+    fn compensation(&self, cx: &StepCx, _: &ConvState) -> Option<Value> {
+        Some(json!({
+            "type": "agent", "node": cx.node, "conversation_id": cx.derived_id("agent")
+        }))
     }
 }
 

@@ -59,7 +59,7 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
     let agents = crate::startup::Agents::build(config, &db, &kv, &knowledge, &keys, false)?;
     let rt = Arc::new(WorkflowRuntime::new(
         db.clone(),
-        agents.conversations.runtime().clone(),
+        agents.conversations.clone(),
         false,
     )?);
     let def = definition()?;
@@ -108,7 +108,7 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
     )
     .await?;
     let access = crate::tenancy::cli_access(tenant.id);
-    let service = WorkflowServiceImpl::new(db.clone(), rt.agents.clone());
+    let service = WorkflowServiceImpl::new(db.clone(), rt.conversations.runtime().clone());
     let workflow = service
         .create_workflow(
             &access,

@@ -34,9 +34,10 @@ const MAX_BOOKING_MINUTES: i64 = 24 * 60;
 /// What the nodes of every run share.
 pub struct WorkflowRuntime {
     pub db: DatabaseConnection,
-    /// What the agents use, the nodes use: the tenants' LLM providers, their knowledge, their
-    /// calendars and the platform's email (`SMTP_URL`; a tenant may also have its own provider).
-    pub agents: Arc<crate::agents::Runtime>,
+    /// The agents (an `agent` step talks to one) and what they use, which the nodes use too:
+    /// the tenants' LLM providers, their knowledge, their calendars and the platform's email
+    /// (`SMTP_URL`; a tenant may also have its own provider).
+    pub conversations: Arc<crate::agents::service::ConversationServiceImpl>,
     /// For tenant-given URLs: public addresses only unless `FETCH_ALLOW_PRIVATE`.
     pub http: reqwest::Client,
     pub allow_private: bool,
@@ -45,7 +46,7 @@ pub struct WorkflowRuntime {
 impl WorkflowRuntime {
     pub fn new(
         db: DatabaseConnection,
-        agents: Arc<crate::agents::Runtime>,
+        conversations: Arc<crate::agents::service::ConversationServiceImpl>,
         allow_private: bool,
     ) -> anyhow::Result<WorkflowRuntime> {
         use anyhow::Context;
@@ -58,14 +59,18 @@ impl WorkflowRuntime {
         .context("preparing the workflows' HTTP client")?;
         Ok(WorkflowRuntime {
             db,
-            agents,
+            conversations,
             http,
             allow_private,
         })
     }
 
+    pub fn agents(&self) -> &crate::agents::Runtime {
+        self.conversations.runtime()
+    }
+
     fn calendar(&self) -> &dyn Calendar {
-        self.agents.calendar.as_ref()
+        self.agents().calendar.as_ref()
     }
 }
 
@@ -344,7 +349,7 @@ struct Email {
 }
 
 async fn can_email(cx: &StepCx) -> Result<bool, String> {
-    if cx.rt.agents.email.is_some() {
+    if cx.rt.agents().email.is_some() {
         return Ok(true);
     }
     let own = tenant_email_settings::Entity::find()
@@ -732,6 +737,7 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
         NodeKind::Knowledge => Arc::new(ai::KnowledgeStep::parse(config)?),
         NodeKind::Classifier => Arc::new(ai::ClassifierStep::parse(config)?),
         NodeKind::Switch => Arc::new(ai::SwitchStep::parse(config)?),
+        NodeKind::Agent => Arc::new(ai::AgentStep::parse(config)?),
     })
 }
 
@@ -815,6 +821,13 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
                 test.port = Some(class.clone());
                 test.output = Some(json!({ "class": class }));
                 test.note = Some("the model was asked (its tokens count)".into());
+            }
+            NodeKind::Agent => {
+                test.note = Some(
+                    "a run asks the agent in a conversation of its own (it may book or email); \
+                     a test does not"
+                        .into(),
+                )
             }
             NodeKind::Switch => {
                 let (value, case) = ai::SwitchStep::parse(config)?.decide(ctx)?;

@@ -35,7 +35,9 @@ use super::nodes::{self, StepCx, WorkflowRuntime};
 use super::{MAX_RUN_DAYS, MAX_RUN_STEPS};
 use crate::engine::{ConvState, Graph, Suspend, OUT};
 use crate::jobs::{self, JobContext, JobHandler, NewJob, Permanent};
-use crate::store::{workflow_compensations, workflow_runs, workflow_steps, workflow_versions};
+use crate::store::{
+    bookings, workflow_compensations, workflow_runs, workflow_steps, workflow_versions,
+};
 
 pub const KIND: &str = "workflow.run";
 /// How long one job drives a run before handing it to a fresh job (fairness between runs).
@@ -930,6 +932,31 @@ impl RunWorkflow {
                     "cancelled" => Ok(CompensationStatus::Done),
                     _ => Ok(CompensationStatus::Skipped),
                 }
+            }
+            "agent" => {
+                let conversation: Uuid = action["conversation_id"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("the compensation names no conversation")?;
+                let made = bookings::Entity::find()
+                    .filter(bookings::Column::TenantId.eq(run.tenant_id))
+                    .filter(bookings::Column::ConversationId.eq(conversation))
+                    .all(&self.rt.db)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reason = format!("the workflow run {} did not complete", run.id);
+                let mut cancelled = 0;
+                for b in made {
+                    if nodes::cancel_booking(&self.rt, &access, b.id, &reason).await? == "cancelled"
+                    {
+                        cancelled += 1;
+                    }
+                }
+                Ok(if cancelled > 0 {
+                    CompensationStatus::Done
+                } else {
+                    CompensationStatus::Skipped
+                })
             }
             _ if !succeeded => Ok(CompensationStatus::Skipped),
             "http" => {

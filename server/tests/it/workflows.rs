@@ -1471,3 +1471,103 @@ async fn a_published_schedule_starts_runs_in_the_tenants_time_zone_until_replace
         assert!(schedule_of(id.clone()).await.is_none());
     }
 }
+
+#[tokio::test]
+async fn an_agent_step_asks_a_pinned_agent_and_its_booking_is_undone_when_the_run_fails() {
+    use server::llm::fake::{text, tool, FakeLlm, ROUTER_MODEL};
+    for backend in backends().await {
+        let fake = FakeLlm::start().await.unwrap();
+        let app =
+            crate::conversations::spawn(backend, Some(&fake), &[("FETCH_ALLOW_PRIVATE", "true")])
+                .await;
+        let f = app.tenant("acme").await;
+        crate::conversations::open_every_day(&app, &f).await;
+        let service = Service::start().await;
+        service.answer("charge", &[500]);
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("ask", "agent", json!({"agent": "scheduling", "message": "{{ trigger.request }}"})),
+                node("charge", "http", json!({"method": "POST", "url": service.url("charge")})),
+                node("done", "end", json!({"output": {"answer": "{{ nodes.ask.answer }}"}}))
+            ],
+            "edges": [edge("start", "ask"), edge("ask", "charge"), edge("charge", "done")]
+        });
+        let wf = create(&app, &f.key, "Book through the agent", definition).await;
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+
+        // The agent books (its tool), answers; the charge fails; the booking is cancelled.
+        let slot = crate::conversations::tomorrow_at(11);
+        fake.chat(tool(
+            "create_booking",
+            json!({"start": slot, "name": "Rui", "email": "rui@example.com"}),
+        ));
+        fake.chat(text("You are booked for tomorrow at 11:00."));
+        let run = start(
+            &app,
+            &f.key,
+            &id,
+            json!({"input": {"request": "Book me tomorrow at eleven, Rui, rui@example.com"}}),
+        )
+        .await;
+        let done = run_until(&app, &f.key, &run, &["failed", "succeeded"]).await;
+        assert_eq!(done["run"]["status"], "failed", "{done:#}");
+        let asked = &steps_of(&done, "ask")[0]["output"];
+        assert_eq!(asked["answer"], "You are booked for tomorrow at 11:00.");
+        assert_eq!(asked["agent"], "scheduling");
+        assert_eq!(asked["handoff"], false);
+        // Pinned: the router was not asked.
+        assert!(fake.requests_for(ROUTER_MODEL).is_empty());
+        let conversation = asked["conversation_id"].as_str().unwrap();
+        let detail = json(
+            app.get(&format!("/api/v1/conversations/{conversation}"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(detail["conversation"]["channel"], "workflow", "{detail:#}");
+        let comps = done["compensations"].as_array().unwrap();
+        assert_eq!(comps.len(), 1, "{done:#}");
+        assert_eq!(
+            (comps[0]["node"].as_str(), comps[0]["status"].as_str()),
+            (Some("ask"), Some("done"))
+        );
+        assert_eq!(done["run"]["compensation"], "full");
+        let booked = bookings::Entity::find()
+            .filter(bookings::Column::TenantId.eq(f.tenant_id))
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(booked.len(), 1);
+        assert_eq!(booked[0].status, "cancelled");
+        assert_eq!(
+            booked[0].conversation_id.map(|c| c.to_string()).as_deref(),
+            Some(conversation)
+        );
+
+        // An agent the tenant does not have fails the step, saying which exist.
+        let definition = json!({
+            "nodes": [
+                node("start", "manual_trigger", json!({})),
+                node("ask", "agent", json!({"agent": "billing", "message": "hi"})),
+                node("done", "end", json!({}))
+            ],
+            "edges": [edge("start", "ask"), edge("ask", "done")]
+        });
+        let wf = create(&app, &f.key, "Unknown agent", definition).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let run = start(&app, &f.key, &id, json!({"input": {}})).await;
+        let failed = run_until(&app, &f.key, &run, &["failed", "succeeded"]).await;
+        let error = steps_of(&failed, "ask")[0]["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("no agent is named `billing`") && error.contains("scheduling"),
+            "{error}"
+        );
+    }
+}
