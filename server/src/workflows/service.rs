@@ -668,6 +668,14 @@ impl WorkflowService for WorkflowServiceImpl {
                 .cloned()
                 .ok_or_else(|| AppError::invalid("node", "the draft has no node with this id"))?,
         };
+        // Asking the model spends the tenant's tokens, and a search reads its knowledge:
+        // testing those steps is editing, not viewing.
+        if matches!(
+            node.kind,
+            NodeKind::Llm | NodeKind::Classifier | NodeKind::Knowledge
+        ) {
+            access.require(Area::Workflows, Level::Write)?;
+        }
         let vars = test
             .vars
             .unwrap_or_else(|| serde_json::to_value(&draft.variables).unwrap_or_default());

@@ -1276,7 +1276,18 @@ async fn ai_steps_classify_search_knowledge_ask_for_fields_and_switch() {
                 "{refused:#}"
             );
         }
-        // Testing an LLM step asks the model; testing a switch decides on the sample.
+        // Testing an LLM step asks the model (so a read-only key may not); testing a switch
+        // decides on the sample.
+        let reader = app.api_key(&f.key, &["workflows:read"]).await;
+        let refused = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/test-node"),
+                &reader,
+                &json!({"node": "answer", "trigger": question, "nodes": {}}),
+            )
+            .await;
+        assert_eq!(refused.status(), 403);
         fake.chat(text("Free, behind the shop."));
         let asked = trial(
             node("free", "llm", json!({"prompt": "{{ trigger.question }}"})),

@@ -273,8 +273,10 @@ pub async fn diff_versions(
 }
 
 /// Try one node of the draft with sample values: the nodes without effects (set, template,
-/// condition, end) compute their output and exit; the others show their configuration filled
-/// in. Nothing is sent, booked or emailed.
+/// condition, switch, end) compute their output and exit; LLM, classifier and knowledge steps
+/// ask the tenant's model and search for real (these need `workflows:write`: they spend tokens
+/// and read knowledge); the others show their configuration filled in. Nothing is sent, booked
+/// or emailed, and no agent is asked.
 #[utoipa::path(post, path = "/api/v1/workflows/{id}/test-node", tag = "workflows",
     params(("id" = Uuid, Path, description = "The workflow's id")),
     request_body = TestNode,
