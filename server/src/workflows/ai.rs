@@ -36,6 +36,29 @@ pub struct Asker<'a> {
     pub access: Access,
 }
 
+impl Asker<'_> {
+    /// The tenant's own LLM provider, or the platform's.
+    async fn llm(&self) -> Result<std::sync::Arc<crate::llm::Llm>, String> {
+        self.agents
+            .llm
+            .for_tenant(self.db, self.access.tenant_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// OpenAI's structured output: answers that follow `schema` (strict).
+fn json_schema(name: &str, schema: Value) -> ResponseFormat {
+    ResponseFormat::JsonSchema {
+        json_schema: ResponseFormatJsonSchema {
+            description: None,
+            name: name.into(),
+            schema: Some(schema),
+            strict: Some(true),
+        },
+    }
+}
+
 impl StepCx {
     fn asker(&self) -> Asker<'_> {
         Asker {
@@ -115,12 +138,7 @@ impl LlmStep {
 
     /// Asks the tenant's model with the `rendered` configuration.
     pub async fn ask(&self, a: &Asker<'_>, rendered: &Value) -> Result<Value, String> {
-        let llm = a
-            .agents
-            .llm
-            .for_tenant(a.db, a.access.tenant_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let llm = a.llm().await?;
         let (role, model) = match text(rendered, "model").unwrap_or_default().trim() {
             "" | "chat" => (ModelRole::Chat, None),
             "router" => (ModelRole::Router, None),
@@ -131,14 +149,8 @@ impl LlmStep {
             messages.push(llm::system(&system));
         }
         messages.push(llm::user(&required(rendered, "prompt")?));
-        let response_format = (!self.fields.is_empty()).then(|| ResponseFormat::JsonSchema {
-            json_schema: ResponseFormatJsonSchema {
-                description: None,
-                name: "output".into(),
-                schema: Some(schema(&self.fields)),
-                strict: Some(true),
-            },
-        });
+        let response_format =
+            (!self.fields.is_empty()).then(|| json_schema("output", schema(&self.fields)));
         let options = CallOptions {
             model,
             response_format,
@@ -357,12 +369,7 @@ impl ClassifierStep {
 
     /// The class the tenant's router model gives `input` (`other` when none fits).
     pub async fn classify(&self, a: &Asker<'_>, input: &str) -> Result<String, String> {
-        let llm = a
-            .agents
-            .llm
-            .for_tenant(a.db, a.access.tenant_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let llm = a.llm().await?;
         let catalogue: String = self
             .classes
             .iter()
@@ -380,14 +387,7 @@ impl ClassifierStep {
         });
         let options = CallOptions {
             model: None,
-            response_format: Some(ResponseFormat::JsonSchema {
-                json_schema: ResponseFormatJsonSchema {
-                    description: None,
-                    name: "class".into(),
-                    schema: Some(schema),
-                    strict: Some(true),
-                },
-            }),
+            response_format: Some(json_schema("class", schema)),
         };
         let messages = vec![llm::system(&prompt), llm::user(input)];
         let completion = llm

@@ -69,6 +69,21 @@ fn schedule_name(id: Uuid) -> String {
     format!("workflow:{id}")
 }
 
+/// Removes the workflow's job schedule, if it has one.
+async fn remove_schedule(
+    txn: &DatabaseTransaction,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<(), AppError> {
+    job_schedules::Entity::delete_many()
+        .filter(job_schedules::Column::TenantId.eq(tenant_id))
+        .filter(job_schedules::Column::Name.eq(schedule_name(id)))
+        .exec(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// Makes the workflow's job schedule follow the trigger of the version being published: a
 /// schedule trigger sets it (in its time zone, or the tenant's), any other removes it.
 async fn sync_schedule(
@@ -77,15 +92,8 @@ async fn sync_schedule(
     id: Uuid,
     def: &WorkflowDefinition,
 ) -> Result<(), AppError> {
-    let name = schedule_name(id);
     let Some(trigger) = super::trigger(def).filter(|t| t.kind == NodeKind::ScheduleTrigger) else {
-        job_schedules::Entity::delete_many()
-            .filter(job_schedules::Column::TenantId.eq(tenant_id))
-            .filter(job_schedules::Column::Name.eq(name))
-            .exec(txn)
-            .await
-            .map_err(db_error)?;
-        return Ok(());
+        return remove_schedule(txn, tenant_id, id).await;
     };
     let text = |key: &str| {
         trigger
@@ -108,7 +116,7 @@ async fn sync_schedule(
     crate::jobs::schedule::ensure(
         txn,
         Some(tenant_id),
-        &name,
+        &schedule_name(id),
         SCHEDULED,
         &cron,
         &timezone,
@@ -496,7 +504,7 @@ impl WorkflowService for WorkflowServiceImpl {
             .exec(&txn)
             .await
             .map_err(db_error)?;
-        sync_schedule(&txn, access.tenant_id, id, &WorkflowDefinition::default()).await?;
+        remove_schedule(&txn, access.tenant_id, id).await?;
         Record::by(access, "workflow.delete", format!("workflow:{id}"))
             .details(json!({ "name": row.name }))
             .write(&txn)
