@@ -742,6 +742,38 @@ pub async fn publish_workflow(
         .await
 }
 
+#[server(prefix = "/_fn", endpoint = "list_workflow_secrets")]
+pub async fn list_workflow_secrets() -> Result<Vec<WorkflowSecret>, AppError> {
+    use_services()?
+        .workflows
+        .list_secrets(&console_access()?)
+        .await
+}
+
+#[server(name = SaveWorkflowSecret, prefix = "/_fn", endpoint = "set_workflow_secret")]
+pub async fn set_workflow_secret(name: String, value: String) -> Result<WorkflowSecret, AppError> {
+    use_services()?
+        .workflows
+        .set_secret(&console_access()?, name, SetWorkflowSecret { value })
+        .await
+}
+
+#[server(name = DeleteWorkflowSecret, prefix = "/_fn", endpoint = "delete_workflow_secret")]
+pub async fn delete_workflow_secret(name: String) -> Result<(), AppError> {
+    use_services()?
+        .workflows
+        .delete_secret(&console_access()?, name)
+        .await
+}
+
+#[server(name = RotateWorkflowSecret, prefix = "/_fn", endpoint = "rotate_workflow_webhook_secret")]
+pub async fn rotate_workflow_webhook_secret(id: Uuid) -> Result<WorkflowWebhook, AppError> {
+    use_services()?
+        .workflows
+        .rotate_webhook_secret(&console_access()?, id)
+        .await
+}
+
 #[server(prefix = "/_fn", endpoint = "list_workflow_versions")]
 pub async fn list_workflow_versions(id: Uuid) -> Result<Vec<WorkflowVersion>, AppError> {
     use_services()?

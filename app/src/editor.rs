@@ -28,9 +28,13 @@ pub fn starter_config(kind: NodeKind) -> Value {
     match kind {
         NodeKind::ManualTrigger => json!({}),
         NodeKind::ScheduleTrigger => json!({"cron": "0 18 * * 1-5", "timezone": ""}),
+        NodeKind::WebhookTrigger => json!({}),
+        NodeKind::EventTrigger => json!({"event": "message.created"}),
         NodeKind::Set => json!({"values": {}}),
         NodeKind::Template => json!({"template": ""}),
         NodeKind::Condition => json!({"expression": ""}),
+        NodeKind::Loop => json!({"items": "", "max": 100}),
+        NodeKind::Workflow => json!({"workflow": "", "input": {}}),
         NodeKind::Http => json!({"method": "POST", "url": "", "headers": {}, "body": ""}),
         NodeKind::Email => json!({"to": "", "subject": "", "body": ""}),
         NodeKind::Booking => {
@@ -56,9 +60,13 @@ pub fn kind_label(kind: NodeKind) -> &'static str {
     match kind {
         NodeKind::ManualTrigger => "Start",
         NodeKind::ScheduleTrigger => "On a schedule",
+        NodeKind::WebhookTrigger => "On a webhook",
+        NodeKind::EventTrigger => "On an event",
         NodeKind::Set => "Set variables",
         NodeKind::Template => "Template",
         NodeKind::Condition => "Condition",
+        NodeKind::Loop => "For each",
+        NodeKind::Workflow => "Run a workflow",
         NodeKind::Http => "HTTP request",
         NodeKind::Email => "Email",
         NodeKind::Booking => "Booking",
@@ -116,7 +124,14 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 pub fn fields(kind: NodeKind) -> &'static [Field] {
     use FieldKind::*;
     match kind {
-        NodeKind::ManualTrigger => &[],
+        // The webhook's URL and secret are shown by the panel, not edited in the definition.
+        NodeKind::ManualTrigger | NodeKind::WebhookTrigger => &[],
+        NodeKind::EventTrigger => &[field!(
+            "event",
+            "When",
+            Choice(crate::types::TRIGGER_EVENTS),
+            "The run's trigger is the event: {{ trigger.data }} holds the message, booking or conversation.",
+        )],
         NodeKind::ScheduleTrigger => &[
             field!(
                 "cron",
@@ -149,10 +164,38 @@ pub fn fields(kind: NodeKind) -> &'static [Field] {
             Line,
             "True or false, for example: trigger.amount > 100",
         )],
+        NodeKind::Workflow => &[
+            field!(
+                "workflow",
+                "Workflow",
+                Line,
+                "Its name or id. It must be published and start with a Start step.",
+            ),
+            field!(
+                "input",
+                "Input",
+                Map,
+                "One per line: name = value; it reads them as {{ trigger.name }}.",
+            ),
+        ],
+        NodeKind::Loop => &[
+            field!(
+                "items",
+                "Items",
+                Line,
+                "An expression giving a list, for example: trigger.orders. Each item is {{ nodes.<id>.item }}; lead the branch's last step back here.",
+            ),
+            field!("max", "At most", Number, "1 to 1,000 items; a longer list fails the step."),
+        ],
         NodeKind::Http => &[
             field!("method", "Method", Choice(METHODS), ""),
             field!("url", "URL", Line, "A public address."),
-            field!("headers", "Headers", Map, "One per line: Name = value."),
+            field!(
+                "headers",
+                "Headers",
+                Map,
+                "One per line: Name = value. {{ secrets.NAME }} sends one of your secrets (Workflows page).",
+            ),
             field!("body", "Body", Text, ""),
             field!(
                 "compensation.method",
@@ -667,10 +710,13 @@ pub fn outputs(n: &WorkflowNode) -> Vec<String> {
 
 fn kind_outputs(kind: NodeKind) -> &'static [&'static str] {
     match kind {
-        NodeKind::ManualTrigger | NodeKind::Set | NodeKind::End => &[],
+        NodeKind::ManualTrigger | NodeKind::WebhookTrigger | NodeKind::Set | NodeKind::End => &[],
+        NodeKind::EventTrigger => &["id", "type", "created_at", "data"],
         NodeKind::ScheduleTrigger => &["scheduled_at"],
         NodeKind::Template => &["text"],
         NodeKind::Condition => &["result"],
+        NodeKind::Loop => &["item", "index", "count"],
+        NodeKind::Workflow => &["run_id", "status", "output"],
         NodeKind::Http => &["status", "body"],
         NodeKind::Email => &["queued", "to", "job_id"],
         NodeKind::Booking => &["booking_id", "starts_at", "ends_at"],

@@ -245,6 +245,24 @@ pub trait WorkflowService: Send + Sync {
         run_id: Uuid,
         decision: ApprovalDecision,
     ) -> Result<WorkflowRun, AppError>;
+    /// Makes a new secret for the workflow's webhook trigger (the old one stops working) and
+    /// returns it, this once, with the URL.
+    async fn rotate_webhook_secret(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<WorkflowWebhook, AppError>;
+    /// The secrets HTTP steps can use, by name (never their values).
+    async fn list_secrets(&self, access: &Access) -> Result<Vec<WorkflowSecret>, AppError>;
+    /// Creates the secret `name` or replaces its value.
+    async fn set_secret(
+        &self,
+        access: &Access,
+        name: String,
+        set: SetWorkflowSecret,
+    ) -> Result<WorkflowSecret, AppError>;
+    /// Deletes it; steps that use it fail from then on, naming it.
+    async fn delete_secret(&self, access: &Access, name: String) -> Result<(), AppError>;
 }
 
 /// The tenant's Google Calendar connection (`integrations:read` / `integrations:write`). It is

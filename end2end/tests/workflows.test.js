@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
+import { createHmac } from "node:crypto";
 import { ADMIN, BASE, fakeLlm, hydrationProblems, openPage, signIn, useProvider } from "../lib/browser.js";
 
 const SHOTS = process.env.SCREENSHOTS_DIR || "/tmp/e2e-shots";
@@ -23,7 +24,7 @@ async function failingApi() {
 async function newWorkflow(page, name, { from, json } = {}) {
   await page.goto(`${BASE}/workflows`);
   await page.waitForSelector("body[data-hydrated=true]");
-  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByRole("form", { name: "New workflow" }).getByLabel("Name", { exact: true }).fill(name);
   if (from) await page.getByLabel("Start from").selectOption(from);
   if (json) await page.getByLabel("The export").fill(json);
   await page.getByRole("button", { name: "Create and open" }).click();
@@ -261,6 +262,75 @@ test("a run waiting for approval is approved from its trace", async () => {
   await page.getByTestId("run-trace").getByRole("button", { name: "Approve", exact: true }).click();
   await page.getByTestId("run-status").filter({ hasText: "succeeded" }).waitFor({ timeout: 30000 });
   await page.getByText('Output: {"comment":"fine by me"}').waitFor();
+  await page.close();
+});
+
+test("a webhook trigger's secret is shown once and a signed request starts a run", async () => {
+  const definition = {
+    format: 1,
+    nodes: [
+      { id: "hook", kind: "webhook_trigger", name: "Order placed", position: { x: 0, y: 0 } },
+      { id: "done", kind: "end", name: "Done", config: { output: { order: "{{ trigger.order }}" } }, position: { x: 260, y: 0 } },
+    ],
+    edges: [{ from: "hook", to: "done" }],
+  };
+  const page = await openPage();
+  await signIn(page, ADMIN);
+  // A secret for HTTP steps, on the list page: saved, listed by name, never shown.
+  await page.goto(`${BASE}/workflows`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  const secrets = page.getByTestId("workflow-secrets");
+  await secrets.getByLabel("Name").fill("CRM_TOKEN");
+  await secrets.getByLabel("Value").fill("tok-e2e-secret");
+  await secrets.getByRole("button", { name: "Save secret" }).click();
+  await secrets.getByText("secrets.CRM_TOKEN").waitFor();
+  assert.equal(await secrets.getByLabel("Value").inputValue(), "");
+  assert.ok(!(await page.content()).includes("tok-e2e-secret"));
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: `${SHOTS}/workflow-secrets-${width}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  await newWorkflow(page, "Orders hook", { from: "import", json: JSON.stringify(definition) });
+  await node(page, "hook").focus();
+  await page.keyboard.press("Enter");
+  const panel = page.getByTestId("webhook-secret");
+  await panel.getByText("No secret yet").waitFor();
+  await panel.getByRole("button", { name: "Make a secret" }).click();
+  const secret = (await panel.getByTestId("webhook-secret-value").textContent()).trim();
+  assert.match(secret, /^whsec_/);
+  await panel.getByRole("button", { name: /New secret/ }).waitFor();
+  const url = (await panel.locator("code.secret").first().textContent()).trim();
+  assert.match(url, /\/hooks\/workflows\/[0-9a-f-]{36}$/);
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: `${SHOTS}/workflow-webhook-${width}.png` });
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.getByText("No problems: ready to publish.").waitFor();
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published version 1.").first().waitFor();
+
+  // What a partner's system does: sign the body with the secret and POST it.
+  const body = JSON.stringify({ order: 42 });
+  const timestamp = Math.floor(Date.now() / 1000);
+  const digest = createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex");
+  const path = new URL(url).pathname;
+  const sent = await fetch(`${BASE}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-webhook-timestamp": String(timestamp), "x-webhook-signature": `sha256=${digest}`, "x-webhook-id": "order-42" },
+    body,
+  });
+  assert.equal(sent.status, 202);
+  const forged = await fetch(`${BASE}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-webhook-timestamp": String(timestamp), "x-webhook-signature": `sha256=${"0".repeat(64)}` },
+    body,
+  });
+  assert.equal(forged.status, 401);
+  await page.getByRole("button", { name: "Runs" }).click();
+  await page.getByRole("cell", { name: "webhook" }).first().waitFor({ timeout: 30000 });
   await page.close();
 });
 

@@ -20,6 +20,8 @@ mod m20261207_000015_chatwoot;
 mod m20261207_000016_google;
 mod m20261208_000017_google_calendar;
 mod m20261209_000018_workflows;
+mod m20261210_000019_workflow_triggers;
+mod m20261210_000020_workflow_secrets;
 
 pub struct Migrator;
 
@@ -45,6 +47,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000016_google::Migration),
             Box::new(m20261208_000017_google_calendar::Migration),
             Box::new(m20261209_000018_workflows::Migration),
+            Box::new(m20261210_000019_workflow_triggers::Migration),
+            Box::new(m20261210_000020_workflow_secrets::Migration),
         ]
     }
 }

@@ -385,6 +385,8 @@ pub async fn rotate_all(
     rotation.add(crate::integrations::email_providers::rotate(db, keys).await?);
     rotation.add(crate::integrations::chatwoot::rotate(db, keys).await?);
     rotation.add(crate::integrations::google::rotate(db, keys).await?);
+    rotation.add(crate::workflows::service::rotate(db, keys).await?);
+    rotation.add(crate::workflows::secrets::rotate(db, keys).await?);
     Ok(rotation)
 }
 

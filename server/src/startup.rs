@@ -147,14 +147,22 @@ pub fn with_channels(
     let workflows = Arc::new(crate::workflows::nodes::WorkflowRuntime::new(
         conversations.db().clone(),
         conversations.clone(),
+        keys.clone(),
         allow_private,
     )?);
-    let scheduled = crate::workflows::service::ScheduledRun::new(
-        crate::workflows::service::WorkflowServiceImpl::new(conversations.db().clone(), rt.clone()),
-    );
+    use crate::workflows::service::{Started, TriggeredRun, WorkflowServiceImpl};
+    let service = Arc::new(WorkflowServiceImpl::new(
+        conversations.db().clone(),
+        rt.clone(),
+        keys.clone(),
+        config.console_url(),
+    ));
+    // "Run a workflow" steps start and cancel runs through the same service.
+    let _ = workflows.service.set(service.clone());
     Ok(registry
         .with(crate::workflows::run::RunWorkflow::new(workflows))
-        .with(scheduled)
+        .with(TriggeredRun::new(service.clone(), Started::Schedule))
+        .with(TriggeredRun::new(service, Started::Event))
         .with(google_sync)
         .with(job::ChatwootEvent::new(
             conversations,
@@ -225,6 +233,12 @@ impl Application {
             &secret_keys,
             mailer.is_some(),
         )?;
+        let workflows = Arc::new(crate::workflows::service::WorkflowServiceImpl::new(
+            db.clone(),
+            conversations.runtime().clone(),
+            secret_keys.clone(),
+            config.console_url(),
+        ));
         let services = Services {
             tenancy: Arc::new(TenancyServiceImpl::new(
                 db.clone(),
@@ -256,10 +270,7 @@ impl Application {
             )),
             bookings: Arc::new(BookingServiceImpl::new(db.clone(), calendar)),
             google: Arc::new(GoogleServiceImpl::new(db.clone(), google.clone())),
-            workflows: Arc::new(crate::workflows::service::WorkflowServiceImpl::new(
-                db.clone(),
-                conversations.runtime().clone(),
-            )),
+            workflows: workflows.clone(),
             chatwoot: Arc::new(ChatwootServiceImpl::new(
                 db.clone(),
                 secret_keys.clone(),
@@ -298,6 +309,7 @@ impl Application {
             secret_keys,
             visitors,
             google,
+            workflows,
         };
         crate::http::metrics::handle();
         let router = crate::http::router(state.clone(), sessions);

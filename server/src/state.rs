@@ -27,6 +27,9 @@ pub struct AppState {
     pub visitors: Arc<crate::widget::Visitors>,
     /// Connecting tenants' Google Calendars (`GOOGLE_CLIENT_ID`); none without it.
     pub google: Option<Arc<crate::integrations::google::GoogleOAuth>>,
+    /// The workflows service itself (`services.workflows` is the same one), for what starts
+    /// runs without a caller's `Access`: the webhook triggers.
+    pub workflows: Arc<crate::workflows::service::WorkflowServiceImpl>,
 }
 
 impl AppState {

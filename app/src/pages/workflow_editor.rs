@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::widgets::{can_write, show_error, use_me};
 use super::workflow_runs::{RunsTab, VersionsTab};
 use crate::api::{
-    get_workflow, test_workflow_node, update_workflow, PublishDraft, StartWorkflowRun,
+    get_workflow, list_workflow_secrets, test_workflow_node, update_workflow, PublishDraft,
+    RotateWorkflowSecret, StartWorkflowRun,
 };
 use crate::editor::{self as model, Field, FieldKind, History, NODE_H, NODE_W};
 use crate::types::{
@@ -100,6 +101,8 @@ pub(super) struct Ed {
     pub diff: RwSignal<Option<WorkflowDiff>>,
     /// When the published version's schedule starts the next run.
     next_run: RwSignal<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Where its webhook trigger takes requests, and whether a secret was made.
+    webhook: RwSignal<(String, bool)>,
     canvas: NodeRef<leptos::html::Div>,
 }
 
@@ -148,6 +151,7 @@ impl Ed {
             trace: RwSignal::new(None),
             diff: RwSignal::new(None),
             next_run: RwSignal::new(w.next_run_at),
+            webhook: RwSignal::new((w.webhook_url.clone(), w.webhook_secret_set)),
             canvas: NodeRef::new(),
         }
     }
@@ -1529,6 +1533,19 @@ fn NodeForm(ed: Ed, id: String) -> impl IntoView {
         let id = id.clone();
         Memo::new(move |_| ed.def.with(|d| model::variables(d, &id)))
     };
+    // An HTTP request may also send the tenant's secrets.
+    let secret_names = RwSignal::new(Vec::<String>::new());
+    if kind == NodeKind::Http {
+        leptos::task::spawn_local(async move {
+            if let Ok(list) = list_workflow_secrets().await {
+                secret_names.try_set(
+                    list.into_iter()
+                        .map(|s| format!("secrets.{}", s.name))
+                        .collect(),
+                );
+            }
+        });
+    }
     let insert = {
         let set_config = set_config.clone();
         move |ev: leptos::ev::Event| {
@@ -1699,7 +1716,7 @@ fn NodeForm(ed: Ed, id: String) -> impl IntoView {
                     "Insert a value"
                     <select on:change=insert prop:value="">
                         <option value="">"— choose —"</option>
-                        {move || variables.get().into_iter().map(|v| { let label = v.clone(); view! { <option value=v>{label}</option> } }).collect_view()}
+                        {move || variables.get().into_iter().chain(secret_names.get()).map(|v| { let label = v.clone(); view! { <option value=v>{label}</option> } }).collect_view()}
                     </select>
                 </label>
             })}
@@ -1731,11 +1748,54 @@ fn NodeForm(ed: Ed, id: String) -> impl IntoView {
                     </div>
                 </details>
             })}
+            {(kind == NodeKind::WebhookTrigger).then(|| view! { <WebhookSecret ed/> })}
             <TestStep ed id=id.clone()/>
             <div class="actions">
                 <button type="button" class="danger" on:click=delete disabled=move || !ed.writable.get()>"Delete this step"</button>
             </div>
         </aside>
+    }
+}
+
+/// A webhook trigger's URL and secret: a new secret is shown once, with how to sign.
+#[component]
+fn WebhookSecret(ed: Ed) -> impl IntoView {
+    let rotate = ServerAction::<RotateWorkflowSecret>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = rotate.value().get() {
+            ed.webhook.update(|w| w.1 = true);
+        }
+    });
+    view! {
+        <section class="wf-webhook stack" aria-labelledby="wf-webhook-heading" data-testid="webhook-secret">
+            <h3 id="wf-webhook-heading" class="small">"Webhook"</h3>
+            <p class="small">"Once published with this trigger, a signed POST to"</p>
+            <code class="secret">{move || ed.webhook.get().0}</code>
+            <p class="small muted">
+                "starts a run with its JSON body as " <code>"trigger"</code> ". Send "
+                <code>"X-Webhook-Timestamp"</code> " (Unix seconds) and "
+                <code>"X-Webhook-Signature: sha256=<hex>"</code> ", the HMAC-SHA256 of "
+                <code>"{timestamp}.{raw body}"</code> " under the secret; "
+                <code>"X-Webhook-Id"</code> " makes a repeat start no second run. Unsigned, wrongly signed or older than five minutes, a request is refused."
+            </p>
+            {move || match rotate.value().get() {
+                Some(Ok(hook)) => view! {
+                    <div class="notice ok" role="status">
+                        <p>"Secret — shown only now:"</p>
+                        <code class="secret" data-testid="webhook-secret-value">{hook.secret}</code>
+                    </div>
+                }.into_any(),
+                Some(Err(e)) => view! { <p class="notice error" role="alert">{e.user_message()}</p> }.into_any(),
+                None => view! {
+                    <p class="small">{move || if ed.webhook.get().1 { "A secret is set." } else { "No secret yet: make one to take requests." }}</p>
+                }.into_any(),
+            }}
+            <button type="button" class="secondary"
+                disabled=move || !ed.writable.get() || rotate.pending().get()
+                on:click=move |_| { rotate.dispatch(RotateWorkflowSecret { id: ed.id }); }>
+                {move || if ed.webhook.get().1 { "New secret (the old one stops working)" } else { "Make a secret" }}
+            </button>
+        </section>
     }
 }
 

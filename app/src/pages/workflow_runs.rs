@@ -139,6 +139,10 @@ pub(super) fn TraceSummary(ed: Ed, detail: RunDetail) -> impl IntoView {
             </div>
             <p class="small muted">
                 {format!("Started {} by {} ({}); {} step(s).", fmt_time(&run.created_at), run.created_by, run.trigger, run.steps)}
+                {(run.usage.llm_calls > 0).then(|| format!(
+                    " The model was asked {} time(s): {} + {} tokens, ${:.4}.",
+                    run.usage.llm_calls, run.usage.prompt_tokens, run.usage.completion_tokens, run.usage.cost_usd
+                ))}
             </p>
             {run.error.clone().map(|e| view! { <p class="error-text">{e}</p> })}
             {run.compensation.map(|c| view! {

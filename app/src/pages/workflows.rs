@@ -5,10 +5,14 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
 
-use super::widgets::{can_write, fmt_time, show_error, use_me, ReadOnlyNote};
-use crate::api::{list_workflows, NewWorkflow};
+use super::widgets::{
+    can_write, fmt_time, show_error, successes, use_me, ActionMessage, ReadOnlyNote,
+};
+use crate::api::{
+    list_workflow_secrets, list_workflows, DeleteWorkflowSecret, NewWorkflow, SaveWorkflowSecret,
+};
 use crate::editor::STARTERS;
-use crate::types::{Area, CreateWorkflow, WorkflowDefinition, WorkflowSummary};
+use crate::types::{Area, CreateWorkflow, WorkflowDefinition, WorkflowSecret, WorkflowSummary};
 
 /// The list; a workflow opens in the editor, a route (and so a WASM chunk) of its own.
 #[component]
@@ -52,6 +56,127 @@ pub fn WorkflowsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Secrets writable/>
+    }
+}
+
+/// The secrets HTTP steps use (`{{ secrets.NAME }}`): names only; a value is typed, saved and
+/// never shown again.
+#[component]
+fn Secrets(writable: Signal<bool>) -> impl IntoView {
+    let save = ServerAction::<SaveWorkflowSecret>::new();
+    let delete = ServerAction::<DeleteWorkflowSecret>::new();
+    let saved = successes(save);
+    let deleted = successes(delete);
+    let list = Resource::new(
+        move || (saved.get(), deleted.get()),
+        |_| list_workflow_secrets(),
+    );
+    let name = RwSignal::new(String::new());
+    let value = RwSignal::new(String::new());
+    // A saved value leaves the page's memory with the form.
+    Effect::new(move |_| {
+        if saved.get() > 0 {
+            name.set(String::new());
+            value.set(String::new());
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        save.dispatch(SaveWorkflowSecret {
+            name: name.get_untracked().trim().to_string(),
+            value: value.get_untracked(),
+        });
+    };
+    view! {
+        <section class="card stack" aria-labelledby="secrets-heading" data-testid="workflow-secrets">
+            <h2 id="secrets-heading">"Secrets for HTTP steps"</h2>
+            <p class="muted small">
+                "API keys and tokens your HTTP steps send, as " <code>"{{ secrets.NAME }}"</code>
+                " in a URL, a header or a body. They are stored encrypted, never shown again, and "
+                "kept out of runs' traces (a value that comes back is shown as "
+                <code>"[secret NAME]"</code> ")."
+            </p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Ok(items) if items.is_empty() => view! {
+                            <p class="empty">"No secrets yet."</p>
+                        }
+                            .into_any(),
+                        Ok(items) => view! { <SecretTable items writable delete/> }.into_any(),
+                        Err(e) => show_error(&e),
+                    }
+                })}
+            </Transition>
+            <Show when=move || writable.get()>
+                <form class="stack" on:submit=submit aria-label="Save a secret">
+                    <label>
+                        "Name"
+                        <input type="text" maxlength="64" pattern="[A-Za-z_][A-Za-z0-9_]*"
+                            autocomplete="off" placeholder="CRM_TOKEN"
+                            prop:value=move || name.get()
+                            on:input=move |ev| name.set(event_target_value(&ev))/>
+                    </label>
+                    <label>
+                        "Value"
+                        <input type="password" maxlength="8192" autocomplete="new-password"
+                            prop:value=move || value.get()
+                            on:input=move |ev| value.set(event_target_value(&ev))/>
+                    </label>
+                    <span class="small muted">"Saving a name that exists replaces its value."</span>
+                    <div class="actions">
+                        <button type="submit" disabled=move || save.pending().get()>"Save secret"</button>
+                    </div>
+                </form>
+            </Show>
+            <ActionMessage value=save.value() ok="Secret saved."/>
+            <ActionMessage value=delete.value() ok="Secret deleted."/>
+        </section>
+    }
+}
+
+#[component]
+fn SecretTable(
+    items: Vec<WorkflowSecret>,
+    writable: Signal<bool>,
+    delete: ServerAction<DeleteWorkflowSecret>,
+) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table>
+                <thead>
+                    <tr>
+                        <th scope="col">"Name"</th>
+                        <th scope="col"><span class="sr-only">"Actions"</span></th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {items
+                        .into_iter()
+                        .map(|s| {
+                            let name = s.name.clone();
+                            view! {
+                                <tr>
+                                    <td>
+                                        <code>{format!("secrets.{}", s.name)}</code>
+                                        <div class="small muted">{format!("set by {}, {}", s.updated_by, fmt_time(&s.updated_at))}</div>
+                                    </td>
+                                    <td>
+                                        <button type="button" class="danger"
+                                            aria-label=format!("Delete the secret {}", s.name)
+                                            disabled=move || !writable.get() || delete.pending().get()
+                                            on:click=move |_| { delete.dispatch(DeleteWorkflowSecret { name: name.clone() }); }>
+                                            "Delete"
+                                        </button>
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
     }
 }
 

@@ -503,7 +503,8 @@ pub struct UsageQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// The LLM usage and cost of the tenant's conversations over a period.
+/// The LLM usage and cost of the tenant's conversations and workflow runs over a period
+/// (tokens, cost and calls are the sum of both).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct UsageSummary {
@@ -512,6 +513,9 @@ pub struct UsageSummary {
     pub conversations: u64,
     /// Customer messages answered by the agents.
     pub turns: u64,
+    /// Workflow runs started in the period (their model calls are counted below).
+    #[serde(default)]
+    pub workflow_runs: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// US dollars, from the configured price table.

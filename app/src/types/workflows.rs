@@ -29,12 +29,27 @@ string_enum! {
         /// `timezone` is empty). The run's input is `{"scheduled_at"}`; it can also be started
         /// like a manual one.
         ScheduleTrigger = "schedule_trigger",
+        /// Where a run starts when a signed POST reaches the workflow's webhook URL
+        /// (`/hooks/workflows/{id}`), once published: signed like the outgoing webhooks, with
+        /// the workflow's secret. The run's input is the JSON body.
+        WebhookTrigger = "webhook_trigger",
+        /// Where a run starts when one of the tenant's events happens, once published:
+        /// `{"event": "message.created"}` (the events outgoing webhooks carry). The run's input
+        /// is the event: `{"id", "type", "created_at", "data"}`. Events caused by a workflow's
+        /// own steps start none.
+        EventTrigger = "event_trigger",
         /// Sets workflow variables: `{"values": {"name": "template", …}}`.
         Set = "set",
         /// Renders a text: `{"template": "Hello {{ trigger.name }}"}` → `{"text": …}`.
         Template = "template",
         /// Leaves by `true` or `false`: `{"expression": "nodes.check.status == 200"}`.
         Condition = "condition",
+        /// For each item of a list: `{"items": "trigger.orders"}` (an expression giving a list),
+        /// `"max"` (1–1,000, default 100; a longer list fails the step). Leaves by `each` with
+        /// `{"item", "index", "count"}` once per item; the last step of that branch leads back
+        /// to the loop, which then goes on with the next item, and by `done` with `{"count"}`
+        /// after the last. Cycles are allowed only through a loop.
+        Loop = "loop",
         /// Asks the tenant's model: `{"prompt", "system"}` (templates), `"model"` (`chat`, the
         /// default, `router`, or a model name of the tenant's provider) and, for structured
         /// output, `"output": {"field": "string" | "number" | "integer" | "boolean" | "list" |
@@ -71,6 +86,11 @@ string_enum! {
         Booking = "booking",
         /// Cancels a booking: `{"booking_id", "reason"}` (templates).
         CancelBooking = "cancel_booking",
+        /// Runs another of the tenant's workflows (its trigger a Start step) and waits for it:
+        /// `{"workflow": "name or id", "input": {"key": "template", …}}`. Output: `{"run_id",
+        /// "status", "output"}`; a failed child fails the step. If the run fails later, an
+        /// unfinished child is cancelled. At most 5 deep.
+        Workflow = "workflow",
         /// Pauses until a person approves or rejects in the console or the API; leaves by
         /// `approved` or `rejected`. `{"prompt": "template"}`.
         Approval = "approval",
@@ -86,6 +106,7 @@ impl NodeKind {
     pub fn ports(self) -> &'static [&'static str] {
         match self {
             NodeKind::Condition => &["true", "false"],
+            NodeKind::Loop => &["each", "done"],
             NodeKind::Approval => &["approved", "rejected"],
             NodeKind::End => &[],
             NodeKind::Http
@@ -94,6 +115,7 @@ impl NodeKind {
             | NodeKind::CancelBooking
             | NodeKind::Llm
             | NodeKind::Knowledge
+            | NodeKind::Workflow
             | NodeKind::Agent => &["out", "error"],
             // Besides one port per class or case (see `WorkflowNode::ports`).
             NodeKind::Classifier => &["other", "error"],
@@ -112,7 +134,13 @@ impl NodeKind {
     }
 
     pub fn is_trigger(self) -> bool {
-        matches!(self, NodeKind::ManualTrigger | NodeKind::ScheduleTrigger)
+        matches!(
+            self,
+            NodeKind::ManualTrigger
+                | NodeKind::ScheduleTrigger
+                | NodeKind::WebhookTrigger
+                | NodeKind::EventTrigger
+        )
     }
 
     /// What the palette says about it.
@@ -120,9 +148,13 @@ impl NodeKind {
         match self {
             NodeKind::ManualTrigger => "Start: from the console, the API or another workflow",
             NodeKind::ScheduleTrigger => "Start: on a schedule (cron, in your time zone)",
+            NodeKind::WebhookTrigger => "Start: when a signed request reaches its URL",
+            NodeKind::EventTrigger => "Start: when something happens (a message, a booking…)",
             NodeKind::Set => "Set variables",
             NodeKind::Template => "Render a text from a template",
             NodeKind::Condition => "If / else on an expression",
+            NodeKind::Loop => "For each item of a list (bounded)",
+            NodeKind::Workflow => "Run another workflow and wait for its output",
             NodeKind::Http => "HTTP request (undone by a request you define)",
             NodeKind::Email => "Send an email",
             NodeKind::Booking => "Book in the calendar (cancelled if the run fails)",
@@ -138,6 +170,20 @@ impl NodeKind {
         }
     }
 }
+
+/// The most items a loop may go through (its `max` is 1 to this).
+pub const MAX_LOOP_ITEMS: u64 = 1_000;
+
+/// The events an event trigger may start on (each a `WebhookEvent` an endpoint can take).
+pub const TRIGGER_EVENTS: &[&str] = &[
+    "message.created",
+    "handoff.requested",
+    "booking.created",
+    "booking.rescheduled",
+    "booking.cancelled",
+    "conversation.created",
+    "document.ingested",
+];
 
 /// The types an LLM step's structured output fields may have (`list`: a list of texts).
 pub const LLM_OUTPUT_TYPES: &[&str] = &["string", "number", "integer", "boolean", "list"];
@@ -310,8 +356,57 @@ pub struct Workflow {
     /// When the published version's schedule starts the next run (its trigger is a schedule).
     #[serde(default)]
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Where a published webhook trigger takes signed requests.
+    #[serde(default)]
+    pub webhook_url: String,
+    /// Whether a webhook secret was made (it is shown once, when made).
+    #[serde(default)]
+    pub webhook_secret_set: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Secrets one tenant may have for its HTTP steps.
+pub const MAX_SECRETS: u64 = 100;
+
+/// Whether `name` may name a secret: 1–64 letters, digits or `_`, not starting with a digit
+/// (so `{{ secrets.NAME }}` reads it).
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A secret the tenant's HTTP steps use as `{{ secrets.NAME }}` (in a URL, a header or a
+/// body). Its value is never returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowSecret {
+    pub name: String,
+    /// Who set its current value.
+    pub updated_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A secret's value, set whole (`PUT /api/v1/workflow-secrets/{name}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, garde::Validate)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct SetWorkflowSecret {
+    /// 1–8,192 characters.
+    #[garde(length(min = 1, max = 8192))]
+    pub value: String,
+}
+
+/// A workflow's webhook: its URL and a new signing secret, shown this once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct WorkflowWebhook {
+    pub url: String,
+    /// Sign `"{X-Webhook-Timestamp}.{body}"` with HMAC-SHA256 under it; the previous secret
+    /// stops working now.
+    pub secret: String,
 }
 
 /// A workflow in a list (no definition).
@@ -487,6 +582,10 @@ pub struct WorkflowRun {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The model's tokens, cost and calls its steps spent (an agent step's are its
+    /// conversation's).
+    #[serde(default)]
+    pub usage: super::Usage,
 }
 
 string_enum! {

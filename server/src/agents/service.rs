@@ -32,7 +32,9 @@ use crate::integrations::chatwoot::{self, Mirror};
 use crate::integrations::email::EmailQueue;
 use crate::integrations::webhooks::{self, Event, Subscriptions};
 use crate::store::audit_log::Record;
-use crate::store::{conversations, messages, router_rules, run_steps, tenants, widget_visitors};
+use crate::store::{
+    conversations, messages, router_rules, run_steps, tenants, widget_visitors, workflow_runs,
+};
 use crate::tenancy::db_error;
 
 use super::catalogue::{self, Catalogue};
@@ -474,7 +476,7 @@ impl ConversationServiceImpl {
         webhooks::emit(
             &txn,
             access.tenant_id,
-            &[Event::new(WebhookEvent::ConversationCreated, &created)],
+            &[Event::new(WebhookEvent::ConversationCreated, &created).caused_by(access)],
         )
         .await
         .map_err(db_error)?;
@@ -506,7 +508,7 @@ impl ConversationServiceImpl {
             // The message and its event commit together.
             let txn = self.db.begin().await.map_err(db_error)?;
             let user = user.insert(&txn).await.map_err(db_error)?;
-            let created = message_event(&conv, &user);
+            let created = message_event(&conv, &user).caused_by(access);
             config
                 .hooks
                 .emit(&txn, access.tenant_id, &[created])
@@ -647,16 +649,19 @@ impl ConversationServiceImpl {
         active.updated_at = Set(Utc::now());
         active.busy_until = Set(None);
         let conv = save(&txn, id, active).await.map_err(db_error)?;
-        let mut happened = vec![message_event(&conv, &reply)];
+        let mut happened = vec![message_event(&conv, &reply).caused_by(access)];
         if new_status == ConversationStatus::WaitingHuman {
-            happened.push(Event::new(
-                WebhookEvent::HandoffRequested,
-                serde_json::json!({
-                    "conversation": to_conversation(conv.clone()),
-                    "agent": agent,
-                    "reason": handoff_reason.map(|r| stored(&r, redact)),
-                }),
-            ));
+            happened.push(
+                Event::new(
+                    WebhookEvent::HandoffRequested,
+                    serde_json::json!({
+                        "conversation": to_conversation(conv.clone()),
+                        "agent": agent,
+                        "reason": handoff_reason.map(|r| stored(&r, redact)),
+                    }),
+                )
+                .caused_by(access),
+            );
         }
         config
             .hooks
@@ -1382,12 +1387,12 @@ impl ConversationService for ConversationServiceImpl {
             return Err(AppError::invalid("since", "must be before until"));
         }
         // PostgreSQL sums BIGINTs as NUMERIC; the cast keeps one integer type on both backends.
-        let sum = |column: conversations::Column| {
+        fn sum(column: impl sea_orm::sea_query::IntoColumnRef) -> SimpleExpr {
             SimpleExpr::from(Func::cast_as(
                 Func::sum(Expr::col(column)),
                 Alias::new("BIGINT"),
             ))
-        };
+        }
         type Totals = (
             i64,
             Option<i64>,
@@ -1418,16 +1423,37 @@ impl ConversationService for ConversationServiceImpl {
             .await
             .map_err(db_error)?;
         let (count, turns, prompt, completion, cost, calls) = totals.unwrap_or_default();
+        // Workflows' LLM, classifier and knowledge steps ask the model outside conversations.
+        let runs: Option<(i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
+            workflow_runs::Entity::find()
+                .select_only()
+                .column_as(Expr::col(workflow_runs::Column::Id).count(), "runs")
+                .column_as(sum(workflow_runs::Column::PromptTokens), "prompt_tokens")
+                .column_as(
+                    sum(workflow_runs::Column::CompletionTokens),
+                    "completion_tokens",
+                )
+                .column_as(sum(workflow_runs::Column::CostMicros), "cost_micros")
+                .column_as(sum(workflow_runs::Column::LlmCalls), "llm_calls")
+                .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+                .filter(workflow_runs::Column::CreatedAt.gte(since))
+                .filter(workflow_runs::Column::CreatedAt.lt(until))
+                .into_tuple()
+                .one(&self.db)
+                .await
+                .map_err(db_error)?;
+        let (runs, run_prompt, run_completion, run_cost, run_calls) = runs.unwrap_or_default();
         let positive = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
         Ok(UsageSummary {
             since,
             until,
             conversations: positive(Some(count)),
             turns: positive(turns),
-            prompt_tokens: positive(prompt),
-            completion_tokens: positive(completion),
-            cost_usd: positive(cost) as f64 / 1_000_000.0,
-            llm_calls: positive(calls),
+            workflow_runs: positive(Some(runs)),
+            prompt_tokens: positive(prompt) + positive(run_prompt),
+            completion_tokens: positive(completion) + positive(run_completion),
+            cost_usd: (positive(cost) + positive(run_cost)) as f64 / 1_000_000.0,
+            llm_calls: positive(calls) + positive(run_calls),
         })
     }
 

@@ -93,6 +93,7 @@ pub fn router(state: AppState, sessions: SessionBackend) -> Router {
         )
         .merge(crate::widget::api::routes())
         .merge(crate::integrations::chatwoot::hook::routes())
+        .merge(crate::workflows::hook::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))

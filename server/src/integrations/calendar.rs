@@ -283,7 +283,8 @@ impl BuiltInCalendar {
         if let (Some(data), Some(extra)) = (data.as_object_mut(), effects.extra.as_object()) {
             data.extend(extra.clone());
         }
-        webhooks::emit(&txn, access.tenant_id, &[Event::new(effects.event, data)])
+        let event = Event::new(effects.event, data).caused_by(access);
+        webhooks::emit(&txn, access.tenant_id, &[event])
             .await
             .map_err(failed)?;
         if let Some((subject, body)) = effects.email {

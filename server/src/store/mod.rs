@@ -33,6 +33,7 @@ pub mod widget_visitors;
 pub mod widgets;
 pub mod workflow_compensations;
 pub mod workflow_runs;
+pub mod workflow_secrets;
 pub mod workflow_steps;
 pub mod workflow_versions;
 pub mod workflows;

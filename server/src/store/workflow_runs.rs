@@ -36,6 +36,14 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// What started it, once: a webhook delivery, an event or a schedule tick (unique per
+    /// workflow; none for runs started by hand).
+    pub trigger_key: Option<String>,
+    /// What its steps' calls to the model cost (the tenant's usage).
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: i64,
+    pub llm_calls: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,11 @@ pub struct Model {
     pub latest_version: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The secret its webhook trigger's deliveries are signed with, sealed with the key ring
+    /// (`workflow.webhook`); none until one is made.
+    pub webhook_secret: Option<String>,
+    /// The tenant event (`message.created`, …) its published version starts on, if any.
+    pub trigger_event: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

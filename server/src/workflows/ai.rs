@@ -5,11 +5,13 @@
 
 use serde_json::{json, Map, Value};
 
-use async_openai::types::chat::{ResponseFormat, ResponseFormatJsonSchema};
+use async_openai::types::chat::{
+    ChatCompletionRequestMessage, ResponseFormat, ResponseFormatJsonSchema,
+};
 use sea_orm::DatabaseConnection;
 
 use app::services::Access;
-use app::types::{valid_node_id, LLM_OUTPUT_TYPES};
+use app::types::{valid_node_id, Usage, LLM_OUTPUT_TYPES};
 
 use super::expr;
 use super::nodes::{context, done, leave, required, text, StepCx};
@@ -34,16 +36,33 @@ pub struct Asker<'a> {
     pub db: &'a DatabaseConnection,
     /// The workflow acting in its tenant.
     pub access: Access,
+    /// Where the tokens and cost of every call are added up.
+    pub spent: &'a std::sync::Mutex<Usage>,
 }
 
 impl Asker<'_> {
-    /// The tenant's own LLM provider, or the platform's.
-    async fn llm(&self) -> Result<std::sync::Arc<crate::llm::Llm>, String> {
-        self.agents
+    /// Asks the tenant's own LLM provider, or the platform's; what the call spent is added to
+    /// `spent`, whatever the answer is worth.
+    async fn chat(
+        &self,
+        role: ModelRole,
+        options: CallOptions,
+        messages: Vec<ChatCompletionRequestMessage>,
+    ) -> Result<String, String> {
+        let llm = self
+            .agents
             .llm
             .for_tenant(self.db, self.access.tenant_id)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let completion = llm
+            .chat_with(role, options, messages, Vec::new(), &mut |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut spent) = self.spent.lock() {
+            spent.add(&completion.usage);
+        }
+        Ok(completion.content)
     }
 }
 
@@ -65,6 +84,7 @@ impl StepCx {
             agents: self.rt.agents(),
             db: &self.rt.db,
             access: self.access(),
+            spent: &self.spent,
         }
     }
 }
@@ -138,7 +158,6 @@ impl LlmStep {
 
     /// Asks the tenant's model with the `rendered` configuration.
     pub async fn ask(&self, a: &Asker<'_>, rendered: &Value) -> Result<Value, String> {
-        let llm = a.llm().await?;
         let (role, model) = match text(rendered, "model").unwrap_or_default().trim() {
             "" | "chat" => (ModelRole::Chat, None),
             "router" => (ModelRole::Router, None),
@@ -155,14 +174,11 @@ impl LlmStep {
             model,
             response_format,
         };
-        let completion = llm
-            .chat_with(role, options, messages, Vec::new(), &mut |_| {})
-            .await
-            .map_err(|e| e.to_string())?;
+        let answer = a.chat(role, options, messages).await?;
         if self.fields.is_empty() {
-            return Ok(json!({ "text": completion.content }));
+            return Ok(json!({ "text": answer }));
         }
-        structured(&completion.content, &self.fields)
+        structured(&answer, &self.fields)
     }
 }
 
@@ -369,7 +385,6 @@ impl ClassifierStep {
 
     /// The class the tenant's router model gives `input` (`other` when none fits).
     pub async fn classify(&self, a: &Asker<'_>, input: &str) -> Result<String, String> {
-        let llm = a.llm().await?;
         let catalogue: String = self
             .classes
             .iter()
@@ -390,17 +405,8 @@ impl ClassifierStep {
             response_format: Some(json_schema("class", schema)),
         };
         let messages = vec![llm::system(&prompt), llm::user(input)];
-        let completion = llm
-            .chat_with(
-                ModelRole::Router,
-                options,
-                messages,
-                Vec::new(),
-                &mut |_| {},
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(pick(&completion.content, &names).to_string())
+        let answer = a.chat(ModelRole::Router, options, messages).await?;
+        Ok(pick(&answer, &names).to_string())
     }
 }
 

@@ -60,6 +60,7 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
     let rt = Arc::new(WorkflowRuntime::new(
         db.clone(),
         agents.conversations.clone(),
+        keys.clone(),
         false,
     )?);
     let def = definition()?;
@@ -83,6 +84,7 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
                 node: node.clone(),
                 seq,
                 attempt: 1,
+                spent: Default::default(),
             };
             let step = graph.step(&cx, &mut state, &node, &|_| {}).await?;
             if let Some(map) = state
@@ -108,7 +110,12 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
     )
     .await?;
     let access = crate::tenancy::cli_access(tenant.id);
-    let service = WorkflowServiceImpl::new(db.clone(), rt.conversations.runtime().clone());
+    let service = WorkflowServiceImpl::new(
+        db.clone(),
+        rt.conversations.runtime().clone(),
+        keys.clone(),
+        config.console_url(),
+    );
     let workflow = service
         .create_workflow(
             &access,

@@ -13,9 +13,12 @@
 
 pub mod ai;
 pub mod bench;
+pub mod call;
 pub mod expr;
+pub mod hook;
 pub mod nodes;
 pub mod run;
+pub mod secrets;
 pub mod service;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -54,7 +57,7 @@ pub fn trigger(def: &WorkflowDefinition) -> Option<&WorkflowNode> {
 }
 
 /// Every string in a configuration, for reference checks.
-fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
+pub(crate) fn strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::String(s) => out.push(s.clone()),
         serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
@@ -148,9 +151,14 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
         let mut texts = Vec::new();
         strings(&n.config, &mut texts);
         for text in texts {
-            let names = if n.kind == NodeKind::Condition
-                && n.config.get("expression").and_then(|e| e.as_str()) == Some(text.as_str())
-            {
+            let expression = match n.kind {
+                NodeKind::Condition => Some("expression"),
+                NodeKind::Loop => Some("items"),
+                _ => None,
+            };
+            let names = if expression.is_some_and(|key| {
+                n.config.get(key).and_then(|e| e.as_str()) == Some(text.as_str())
+            }) {
                 expr::expression_names(&text)
             } else {
                 expr::template_names(&text)
@@ -164,6 +172,13 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
                     for name in names {
                         let mut parts = name.split('.');
                         let root = parts.next().unwrap_or_default();
+                        if root == secrets::ROOT && n.kind != NodeKind::Http {
+                            // Outputs, emails and prompts are stored or shown; requests are not.
+                            problem(
+                                id,
+                                format!("`{name}`: secrets can be used in HTTP requests only"),
+                            );
+                        }
                         if !expr::ROOTS.contains(&root) {
                             // Loop variables and the like are local; only dotted roots
                             // that look like ours are checked.
@@ -215,7 +230,7 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
     if let Some(cycle) = cycle(def) {
         problem(
             Some(&cycle),
-            "this node is on a cycle; loops need a loop node".into(),
+            "this node is on a cycle that passes through no \"For each\" step (only a loop may go round)".into(),
         );
     }
     if let Some(t) = trigger(def) {
@@ -254,9 +269,19 @@ fn reachable<'a>(def: &'a WorkflowDefinition, start: &'a str) -> HashSet<&'a str
     seen
 }
 
-/// A node on a cycle, if the graph has one (iterative depth-first search).
+/// A node on a cycle that passes through no loop node, if the graph has one (iterative
+/// depth-first search over the edges that do not lead into a loop).
 fn cycle(def: &WorkflowDefinition) -> Option<String> {
-    let next = successors(def);
+    let loops: HashSet<&str> = def
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Loop)
+        .map(|n| n.id.as_str())
+        .collect();
+    let mut next = successors(def);
+    for targets in next.values_mut() {
+        targets.retain(|t| !loops.contains(t));
+    }
     // 0: unseen, 1: on the current path, 2: done.
     let mut mark: HashMap<&str, u8> = HashMap::new();
     for n in &def.nodes {

@@ -21,6 +21,7 @@ use app::types::{BookingSource, NodeKind, NodeTest};
 
 use super::ai::{self, Asker};
 use super::expr;
+use super::secrets::{self, Secrets};
 use crate::engine::{ConvState, Events, Node, NodeRegistry, StepOutput, Suspend};
 use crate::integrations::calendar::{self, Calendar, CalendarError, NewBooking};
 use crate::integrations::email::{self, OutgoingEmail};
@@ -41,12 +42,17 @@ pub struct WorkflowRuntime {
     /// For tenant-given URLs: public addresses only unless `FETCH_ALLOW_PRIVATE`.
     pub http: reqwest::Client,
     pub allow_private: bool,
+    /// Opens the tenants' secrets for HTTP steps.
+    pub keys: crate::secrets::KeyRing,
+    /// Starts and cancels runs for "Run a workflow" steps (set once both exist).
+    pub service: std::sync::OnceLock<Arc<super::service::WorkflowServiceImpl>>,
 }
 
 impl WorkflowRuntime {
     pub fn new(
         db: DatabaseConnection,
         conversations: Arc<crate::agents::service::ConversationServiceImpl>,
+        keys: crate::secrets::KeyRing,
         allow_private: bool,
     ) -> anyhow::Result<WorkflowRuntime> {
         use anyhow::Context;
@@ -62,7 +68,14 @@ impl WorkflowRuntime {
             conversations,
             http,
             allow_private,
+            keys,
+            service: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What starts and cancels the runs that steps call.
+    pub fn service(&self) -> Option<&Arc<super::service::WorkflowServiceImpl>> {
+        self.service.get()
     }
 
     pub fn agents(&self) -> &crate::agents::Runtime {
@@ -83,6 +96,8 @@ pub struct StepCx {
     pub node: String,
     pub seq: u32,
     pub attempt: u32,
+    /// What this step's calls to the model spent (counted whether the step succeeds or not).
+    pub spent: std::sync::Mutex<app::types::Usage>,
 }
 
 impl StepCx {
@@ -116,6 +131,11 @@ pub fn access_for(tenant_id: Uuid, workflow_id: Uuid) -> Access {
         scopes: Vec::new(),
         ip: None,
     }
+}
+
+/// Whether `access` is one of the tenant's workflows acting ([`access_for`]).
+pub fn is_workflow(access: &Access) -> bool {
+    matches!(&access.actor, Actor::System { task } if task.starts_with("workflow:"))
 }
 
 /// The variables templates see.
@@ -155,11 +175,11 @@ pub(super) fn required(config: &Value, key: &str) -> Result<String, String> {
 
 /// A per-node memory in the run's state (`vars.<area>.<node>`): a wait's deadline, an
 /// approval's answer.
-fn memo<'a>(state: &'a ConvState, area: &str, node: &str) -> Option<&'a Value> {
+pub(super) fn memo<'a>(state: &'a ConvState, area: &str, node: &str) -> Option<&'a Value> {
     state.vars.get(area).and_then(|m| m.get(node))
 }
 
-fn set_memo(state: &mut ConvState, area: &str, node: &str, value: Option<Value>) {
+pub(super) fn set_memo(state: &mut ConvState, area: &str, node: &str, value: Option<Value>) {
     let map = state
         .vars
         .entry(area.to_string())
@@ -259,6 +279,97 @@ impl Node<StepCx> for Condition {
     }
 }
 
+/// Where a loop keeps its list and the next item's index while it goes round.
+const LOOPS: &str = "loops";
+
+struct Loop {
+    items: String,
+    max: u64,
+}
+
+impl Loop {
+    fn parse(config: &Value) -> Result<Loop, String> {
+        let items = required(config, "items")?;
+        let max = match config.get("max") {
+            None | Some(Value::Null) => 100,
+            Some(v) => v
+                .as_u64()
+                .filter(|m| (1..=app::types::MAX_LOOP_ITEMS).contains(m))
+                .ok_or_else(|| {
+                    format!(
+                        "`max` must be a whole number from 1 to {}",
+                        app::types::MAX_LOOP_ITEMS
+                    )
+                })?,
+        };
+        Ok(Loop { items, max })
+    }
+
+    /// The list `items` gives in `ctx`, within `max`.
+    fn list(&self, ctx: &Value) -> Result<Vec<Value>, String> {
+        match expr::eval(&self.items, ctx)? {
+            Value::Array(items) if items.len() as u64 > self.max => Err(format!(
+                "`{}` has {} items; this loop takes at most {}",
+                self.items,
+                items.len(),
+                self.max
+            )),
+            Value::Array(items) => Ok(items),
+            Value::Null => Ok(Vec::new()),
+            other => Err(format!(
+                "`{}` is not a list (it is {})",
+                self.items,
+                match other {
+                    Value::Object(_) => "an object",
+                    Value::String(_) => "a text",
+                    Value::Number(_) => "a number",
+                    _ => "a true/false",
+                }
+            )),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Node<StepCx> for Loop {
+    /// Entered from before the loop, it reads the list; entered again from its `each` branch,
+    /// it moves to the next item. After the last it forgets the list, so a loop inside another
+    /// starts over on its next entry.
+    async fn run(
+        &self,
+        cx: &StepCx,
+        state: &mut ConvState,
+        _: Events<'_>,
+    ) -> Result<StepOutput, String> {
+        let (items, index) = match memo(state, LOOPS, &cx.node) {
+            Some(going) => (
+                going["items"].as_array().cloned().unwrap_or_default(),
+                going["next"].as_u64().unwrap_or(0) as usize,
+            ),
+            None => (self.list(&context(state))?, 0),
+        };
+        let count = items.len();
+        match items.get(index).cloned() {
+            Some(item) => {
+                set_memo(
+                    state,
+                    LOOPS,
+                    &cx.node,
+                    Some(json!({ "items": items, "next": index + 1 })),
+                );
+                Ok(leave(
+                    "each",
+                    json!({ "item": item, "index": index, "count": count }),
+                ))
+            }
+            None => {
+                set_memo(state, LOOPS, &cx.node, None);
+                Ok(leave("done", json!({ "count": count })))
+            }
+        }
+    }
+}
+
 struct Http {
     request: Value,
     compensation: Option<Value>,
@@ -324,6 +435,25 @@ pub async fn send(rt: &WorkflowRuntime, spec: &Value, key: &str) -> Result<Value
     Ok(json!({ "status": status.as_u16(), "body": body }))
 }
 
+/// Renders the request `template` with `ctx` and the tenant's secrets it names, and sends it;
+/// a secret that comes back in the answer or an error is redacted.
+pub async fn send_with_secrets(
+    rt: &WorkflowRuntime,
+    tenant: Uuid,
+    template: &Value,
+    ctx: &Value,
+    key: &str,
+) -> Result<Value, String> {
+    let names = secrets::referenced(template);
+    let secrets = Secrets::load(&rt.db, &rt.keys, tenant, &names).await?;
+    let spec =
+        expr::render_value(template, &secrets.context(ctx)).map_err(|e| secrets.redact(&e))?;
+    match send(rt, &spec, key).await {
+        Ok(answer) => Ok(secrets.redact_value(answer)),
+        Err(e) => Err(secrets.redact(&e)),
+    }
+}
+
 #[async_trait::async_trait]
 impl Node<StepCx> for Http {
     async fn run(
@@ -332,8 +462,15 @@ impl Node<StepCx> for Http {
         state: &mut ConvState,
         _: Events<'_>,
     ) -> Result<StepOutput, String> {
-        let spec = expr::render_value(&self.request, &context(state))?;
-        Ok(done(send(&cx.rt, &spec, &cx.key()).await?))
+        let answer = send_with_secrets(
+            &cx.rt,
+            cx.tenant_id,
+            &self.request,
+            &context(state),
+            &cx.key(),
+        )
+        .await?;
+        Ok(done(answer))
     }
 
     fn compensation(&self, cx: &StepCx, _: &ConvState) -> Option<Value> {
@@ -656,7 +793,17 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
         }
     };
     Ok(match kind {
-        NodeKind::ManualTrigger => Arc::new(Trigger),
+        NodeKind::ManualTrigger | NodeKind::WebhookTrigger => Arc::new(Trigger),
+        NodeKind::EventTrigger => {
+            let event = required(config, "event")?;
+            if !app::types::TRIGGER_EVENTS.contains(&event.trim()) {
+                return Err(format!(
+                    "`{event}` is not an event a workflow can start on (one of: {})",
+                    app::types::TRIGGER_EVENTS.join(", ")
+                ));
+            }
+            Arc::new(Trigger)
+        }
         NodeKind::ScheduleTrigger => {
             let cron = required(config, "cron")?;
             // Minutes at the finest: a schedule every second would start 86,400 runs a day.
@@ -682,6 +829,8 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
         NodeKind::Condition => Arc::new(Condition {
             expression: required(config, "expression")?,
         }),
+        NodeKind::Loop => Arc::new(Loop::parse(config)?),
+        NodeKind::Workflow => Arc::new(super::call::CallStep::parse(config)?),
         NodeKind::Http => {
             required(config, "url")?;
             let compensation = match config.get("compensation") {
@@ -765,17 +914,23 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
         c.remove("compensation");
     }
     let rendered = match kind {
-        NodeKind::Condition | NodeKind::Switch => Ok(shown.clone()),
+        NodeKind::Condition | NodeKind::Switch | NodeKind::Loop => Ok(shown.clone()),
         NodeKind::Llm => ai::LlmStep::parse(config).and_then(|s| s.render(ctx)),
+        // Shown with stand-ins: a test never reads (or shows) a secret.
+        NodeKind::Http => expr::render_value(
+            &shown,
+            &Secrets::placeholders(&secrets::referenced(&shown)).context(ctx),
+        ),
         _ => expr::render_value(&shown, ctx),
     };
     let outcome = async {
         let rendered = rendered?;
         let field = |key: &str| rendered.get(key).cloned().unwrap_or_else(|| json!({}));
         match kind {
-            NodeKind::ManualTrigger | NodeKind::ScheduleTrigger => {
-                test.output = ctx.get("trigger").cloned()
-            }
+            NodeKind::ManualTrigger
+            | NodeKind::ScheduleTrigger
+            | NodeKind::WebhookTrigger
+            | NodeKind::EventTrigger => test.output = ctx.get("trigger").cloned(),
             NodeKind::Set => {
                 test.output = Some(field("values"));
                 test.note = Some("a run sets these as vars.<name>".into());
@@ -786,6 +941,15 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
                 let result = expr::holds(&expression, ctx)?;
                 test.output = Some(json!({ "result": result }));
                 test.port = Some(if result { "true" } else { "false" }.into());
+            }
+            NodeKind::Loop => {
+                let items = Loop::parse(config)?.list(ctx)?;
+                test.output = Some(match items.first() {
+                    Some(first) => json!({ "item": first, "index": 0, "count": items.len() }),
+                    None => json!({ "count": 0 }),
+                });
+                test.port = Some(if items.is_empty() { "done" } else { "each" }.into());
+                test.note = Some(format!("a run goes round {} time(s)", items.len()));
             }
             NodeKind::End => test.output = Some(field("output")),
             NodeKind::Http => {
@@ -829,13 +993,22 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
                         .into(),
                 )
             }
+            NodeKind::Workflow => {
+                test.note = Some(
+                    "a run starts that workflow with this input and waits for its output; a test does not"
+                        .into(),
+                )
+            }
             NodeKind::Switch => {
                 let (value, case) = ai::SwitchStep::parse(config)?.decide(ctx)?;
                 test.output = Some(json!({ "value": value, "case": case }));
                 test.port = Some(case);
             }
         }
-        if !matches!(kind, NodeKind::Condition | NodeKind::Switch) {
+        if !matches!(
+            kind,
+            NodeKind::Condition | NodeKind::Switch | NodeKind::Loop
+        ) {
             test.rendered = Some(rendered);
         }
         Ok::<(), String>(())

@@ -50,6 +50,9 @@ const COMPENSATION_ATTEMPTS: u32 = 3;
 pub const STEPS: &str = "workflow_steps_total";
 pub const RUNS_FINISHED: &str = "workflow_runs_finished_total";
 
+/// Where a run started by another run's step names that run (`vars.parent`).
+pub const PARENT: &str = "parent";
+
 /// Queues a job that drives `run` (at `at`, or now); `key` makes it once per occasion.
 pub async fn schedule(
     conn: &impl ConnectionTrait,
@@ -325,6 +328,7 @@ impl RunWorkflow {
             node: node_id.clone(),
             seq: u32::try_from(run.seq).unwrap_or(0),
             attempt: u32::try_from(run.attempt).unwrap_or(1),
+            spent: Default::default(),
         };
         let Some(engine_node) = built.graph.node(&node_id) else {
             return Err(Permanent(format!("node `{node_id}` was not built")).into());
@@ -440,6 +444,7 @@ impl RunWorkflow {
         };
         metrics::counter!(STEPS, "kind" => node.kind.as_str(), "outcome" => if outcome.is_ok() { "ok" } else { "error" })
             .increment(1);
+        self.count_usage(&run, &cx).await?;
 
         // 3. Checkpoint.
         match outcome {
@@ -496,6 +501,47 @@ impl RunWorkflow {
                 }
             }
         }
+    }
+
+    /// Adds what the step's calls to the model spent to the run's usage: counted even when the
+    /// attempt failed or its checkpoint is refused, since the provider bills it either way.
+    async fn count_usage(&self, run: &workflow_runs::Model, cx: &StepCx) -> anyhow::Result<()> {
+        let spent = cx.spent.lock().map(|s| s.clone()).unwrap_or_default();
+        if spent.llm_calls == 0 {
+            return Ok(());
+        }
+        let add = |column: workflow_runs::Column, n: i64| Expr::col(column).add(n);
+        workflow_runs::Entity::update_many()
+            .filter(workflow_runs::Column::Id.eq(run.id))
+            .col_expr(
+                workflow_runs::Column::PromptTokens,
+                add(
+                    workflow_runs::Column::PromptTokens,
+                    i64::try_from(spent.prompt_tokens).unwrap_or(i64::MAX),
+                ),
+            )
+            .col_expr(
+                workflow_runs::Column::CompletionTokens,
+                add(
+                    workflow_runs::Column::CompletionTokens,
+                    i64::try_from(spent.completion_tokens).unwrap_or(i64::MAX),
+                ),
+            )
+            .col_expr(
+                workflow_runs::Column::CostMicros,
+                add(
+                    workflow_runs::Column::CostMicros,
+                    (spent.cost_usd * 1_000_000.0).round() as i64,
+                ),
+            )
+            .col_expr(
+                workflow_runs::Column::LlmCalls,
+                add(workflow_runs::Column::LlmCalls, i64::from(spent.llm_calls)),
+            )
+            .exec(self.db())
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn finish_step(
@@ -644,6 +690,7 @@ impl RunWorkflow {
         txn.commit().await.map_err(db_err)?;
         if next.is_none() {
             metrics::counter!(RUNS_FINISHED, "status" => "succeeded").increment(1);
+            self.wake_parent(run).await?;
             return Ok(Stop::Done);
         }
         Ok(Stop::Next)
@@ -888,7 +935,55 @@ impl RunWorkflow {
         }
         update.exec(self.db()).await.map_err(db_err)?;
         metrics::counter!(RUNS_FINISHED, "status" => end.as_str()).increment(1);
-        Ok(())
+        self.wake_parent(run).await
+    }
+
+    /// A run another run's step waits for has ended: that step looks now instead of at its
+    /// next pause's end (its wait is moved to now, and a job queued).
+    async fn wake_parent(&self, run: &workflow_runs::Model) -> anyhow::Result<()> {
+        let Some(parent) = run.state["vars"][PARENT]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+        else {
+            return Ok(());
+        };
+        let Some(waiting) = self
+            .load(parent)
+            .await?
+            .filter(|p| p.tenant_id == run.tenant_id && p.status == RunStatus::Waiting.as_str())
+        else {
+            return Ok(());
+        };
+        if let Some(RunWait::Until { node, .. }) = waiting
+            .waiting
+            .clone()
+            .and_then(|w| serde_json::from_value::<RunWait>(w).ok())
+        {
+            let now = RunWait::Until {
+                node,
+                at: Utc::now(),
+            };
+            workflow_runs::Entity::update_many()
+                .filter(workflow_runs::Column::Id.eq(parent))
+                .filter(workflow_runs::Column::Status.eq(RunStatus::Waiting.as_str()))
+                .filter(workflow_runs::Column::Attempt.eq(waiting.attempt))
+                .col_expr(
+                    workflow_runs::Column::Waiting,
+                    Expr::value(Some(serde_json::to_value(now)?)),
+                )
+                .exec(self.db())
+                .await
+                .map_err(db_err)?;
+        }
+        schedule(
+            self.db(),
+            run.tenant_id,
+            parent,
+            format!("{parent}:child:{}", run.id),
+            None,
+        )
+        .await
+        .map_err(db_err)
     }
 
     /// Whether step `seq` may have applied its effect: it succeeded, or an attempt has no
@@ -958,11 +1053,23 @@ impl RunWorkflow {
                     CompensationStatus::Skipped
                 })
             }
+            // A called run may exist whatever the step's attempts said.
+            "workflow" => {
+                let key = action["key"].as_str().unwrap_or_default();
+                let service = self
+                    .rt
+                    .service()
+                    .ok_or("workflows cannot cancel runs here")?;
+                service
+                    .cancel_child(run.tenant_id, key)
+                    .await
+                    .map_err(|e| e.user_message())
+            }
             _ if !succeeded => Ok(CompensationStatus::Skipped),
             "http" => {
                 let ctx = nodes::context(state);
-                let spec = super::expr::render_value(&action["request"], &ctx)?;
-                nodes::send(&self.rt, &spec, &key).await?;
+                nodes::send_with_secrets(&self.rt, run.tenant_id, &action["request"], &ctx, &key)
+                    .await?;
                 Ok(CompensationStatus::Done)
             }
             "email" => {
@@ -977,6 +1084,7 @@ impl RunWorkflow {
                     node: comp.node.clone(),
                     seq: u32::try_from(comp.seq).unwrap_or(0),
                     attempt: 1,
+                    spent: Default::default(),
                 };
                 nodes::queue_email(
                     &cx,

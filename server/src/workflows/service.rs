@@ -7,26 +7,29 @@ use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, Order, QueryOrder, TransactionTrait,
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, IntoActiveModel, Order, QueryOrder,
+    TransactionTrait,
 };
 use serde_json::json;
 
 use app::error::{AppError, FieldError};
 use app::services::{Access, Actor, WorkflowService};
 use app::types::{
-    ApprovalDecision, Area, CompensationOutcome, CompensationStatus, CreateWorkflow, Level,
-    NodeKind, NodeTest, Page, PublishWorkflow, RunCompensation, RunDetail, RunQuery, RunStatus,
-    RunStep, RunWait, StartRun, StepStatus, TestNode, UpdateWorkflow, Workflow, WorkflowDefinition,
-    WorkflowDiff, WorkflowRun, WorkflowSummary, WorkflowVersion,
+    valid_secret_name, ApprovalDecision, Area, CompensationOutcome, CompensationStatus,
+    CreateWorkflow, Level, NodeKind, NodeTest, Page, PublishWorkflow, RunCompensation, RunDetail,
+    RunQuery, RunStatus, RunStep, RunWait, SetWorkflowSecret, StartRun, StepStatus, TestNode,
+    UpdateWorkflow, Workflow, WorkflowDefinition, WorkflowDiff, WorkflowRun, WorkflowSecret,
+    WorkflowSummary, WorkflowVersion, WorkflowWebhook, MAX_SECRETS,
 };
 use app::validate::check;
 
 use super::{nodes, run, MAX_ACTIVE_RUNS, MAX_DEFINITION_BYTES, MAX_INPUT_BYTES};
 use crate::jobs::{JobContext, JobHandler, Permanent};
+use crate::secrets::{self, KeyRing};
 use crate::store::audit_log::Record;
 use crate::store::{
-    job_schedules, tenants, workflow_compensations, workflow_runs, workflow_steps,
-    workflow_versions, workflows,
+    job_schedules, tenants, workflow_compensations, workflow_runs, workflow_secrets,
+    workflow_steps, workflow_versions, workflows,
 };
 use crate::tenancy::db_error;
 
@@ -36,15 +39,21 @@ pub struct WorkflowServiceImpl {
     db: DatabaseConnection,
     /// What the LLM, knowledge and classifier steps use, for "Test this step".
     agents: Arc<crate::agents::Runtime>,
+    /// Seals the webhook triggers' secrets.
+    keys: KeyRing,
+    /// The console's address, for the webhook URLs.
+    console_url: String,
 }
 
 fn definition_of(value: &serde_json::Value) -> WorkflowDefinition {
     serde_json::from_value(value.clone()).unwrap_or_default()
 }
 
-fn to_workflow(m: workflows::Model) -> Workflow {
+fn to_workflow(m: workflows::Model, console_url: &str) -> Workflow {
     let draft = definition_of(&m.draft);
     Workflow {
+        webhook_url: format!("{}{}", console_url.trim_end_matches('/'), hook_path(m.id)),
+        webhook_secret_set: m.webhook_secret.is_some(),
         id: m.id,
         name: m.name,
         description: m.description,
@@ -61,8 +70,84 @@ fn to_workflow(m: workflows::Model) -> Workflow {
 /// The job kind that starts a run of a workflow whose published trigger is a schedule (the
 /// schedule's payload names the workflow).
 pub const SCHEDULED: &str = "workflow.scheduled";
-/// The task of the system actor that starts scheduled runs (their `trigger` is `schedule`).
-const SCHEDULE_TASK: &str = "schedule";
+/// The job kind that starts a run of a workflow whose published trigger is the tenant's event
+/// (`{"workflow_id", "event"}`; queued with the event, see `integrations::webhooks`).
+pub const EVENT: &str = "workflow.event";
+/// What a webhook trigger's secret is bound to (with the tenant id).
+pub const SECRET_PURPOSE: &str = "workflow.webhook";
+
+/// Where a workflow's webhook trigger takes signed requests, below the console's address.
+pub fn hook_path(id: Uuid) -> String {
+    format!("/hooks/workflows/{id}")
+}
+
+/// Re-encrypts every webhook trigger's secret not yet under the current key.
+pub async fn rotate(db: &DatabaseConnection, keys: &KeyRing) -> Result<secrets::Rotation, DbErr> {
+    secrets::rotate_column::<workflows::Entity>(
+        db,
+        keys,
+        "workflow webhook secret",
+        SECRET_PURPOSE,
+        (
+            workflows::Column::Id,
+            workflows::Column::TenantId,
+            workflows::Column::WebhookSecret,
+        ),
+    )
+    .await
+}
+
+/// Where a run started by another run's step stands: how deep, and which run waits for it.
+pub struct Lineage {
+    pub depth: u64,
+    pub parent: Uuid,
+}
+
+/// What starts a run without a person: the system actor's task, which is also the run's
+/// `trigger`, and the kind of trigger the published version must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    Schedule,
+    Event,
+    Webhook,
+    /// Another workflow's "Run a workflow" step.
+    Workflow,
+}
+
+impl Started {
+    fn task(self) -> &'static str {
+        match self {
+            Started::Schedule => "schedule",
+            Started::Event => "event",
+            Started::Webhook => "webhook",
+            Started::Workflow => "workflow",
+        }
+    }
+
+    fn kind(self) -> NodeKind {
+        match self {
+            Started::Schedule => NodeKind::ScheduleTrigger,
+            Started::Event => NodeKind::EventTrigger,
+            Started::Webhook => NodeKind::WebhookTrigger,
+            Started::Workflow => NodeKind::ManualTrigger,
+        }
+    }
+
+    /// Who starts the run: the platform, with `workflows:write` in the tenant only.
+    fn access(self, tenant_id: Uuid) -> Access {
+        Access {
+            tenant_id,
+            actor: Actor::System {
+                task: self.task().into(),
+            },
+            role: None,
+            scopes: app::types::Scope::parse("workflows:write")
+                .into_iter()
+                .collect(),
+            ip: None,
+        }
+    }
+}
 
 /// The job schedule of a workflow (one per workflow, per tenant).
 fn schedule_name(id: Uuid) -> String {
@@ -158,6 +243,21 @@ pub fn to_run(m: workflow_runs::Model) -> WorkflowRun {
         created_by: m.created_by,
         created_at: m.created_at,
         finished_at: m.finished_at,
+        usage: app::types::Usage {
+            prompt_tokens: u64::try_from(m.prompt_tokens).unwrap_or(0),
+            completion_tokens: u64::try_from(m.completion_tokens).unwrap_or(0),
+            cost_usd: m.cost_micros as f64 / 1_000_000.0,
+            llm_calls: u32::try_from(m.llm_calls).unwrap_or(0),
+        },
+    }
+}
+
+fn to_secret(m: workflow_secrets::Model) -> WorkflowSecret {
+    WorkflowSecret {
+        name: m.name,
+        updated_by: m.updated_by,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
     }
 }
 
@@ -211,7 +311,16 @@ fn stored(def: &WorkflowDefinition, field: &str) -> Result<serde_json::Value, Ap
 /// Where a run was started from, by whom it was started.
 fn trigger_of(access: &Access) -> &'static str {
     match &access.actor {
-        Actor::System { task } if task == SCHEDULE_TASK => "schedule",
+        Actor::System { task } => [
+            Started::Schedule,
+            Started::Event,
+            Started::Webhook,
+            Started::Workflow,
+        ]
+        .into_iter()
+        .map(Started::task)
+        .find(|t| t == task)
+        .unwrap_or("system"),
         Actor::User { .. } => "console",
         Actor::ApiKey { .. } => "api",
         Actor::Cli => "cli",
@@ -224,12 +333,24 @@ fn not_final() -> sea_orm::sea_query::SimpleExpr {
 }
 
 impl WorkflowServiceImpl {
-    pub fn new(db: DatabaseConnection, agents: Arc<crate::agents::Runtime>) -> Self {
-        WorkflowServiceImpl { db, agents }
+    pub fn new(
+        db: DatabaseConnection,
+        agents: Arc<crate::agents::Runtime>,
+        keys: KeyRing,
+        console_url: String,
+    ) -> Self {
+        WorkflowServiceImpl {
+            db,
+            agents,
+            keys,
+            console_url,
+        }
     }
 
-    /// `w` with when its schedule starts the next run.
-    async fn scheduled(&self, mut w: Workflow, tenant_id: Uuid) -> Result<Workflow, AppError> {
+    /// The workflow `m`, with when its schedule starts the next run.
+    async fn workflow(&self, m: workflows::Model) -> Result<Workflow, AppError> {
+        let tenant_id = m.tenant_id;
+        let mut w = to_workflow(m, &self.console_url);
         w.next_run_at = job_schedules::Entity::find()
             .filter(job_schedules::Column::TenantId.eq(tenant_id))
             .filter(job_schedules::Column::Name.eq(schedule_name(w.id)))
@@ -333,7 +454,7 @@ impl WorkflowServiceImpl {
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        let saved = to_workflow(workflows::Model {
+        self.workflow(workflows::Model {
             name: changes.name.unwrap_or_else(|| row.name.clone()),
             description: changes
                 .description
@@ -342,8 +463,8 @@ impl WorkflowServiceImpl {
             draft_revision: revision,
             updated_at: now,
             ..row.clone()
-        });
-        self.scheduled(saved, access.tenant_id).await
+        })
+        .await
     }
 }
 
@@ -352,6 +473,243 @@ struct DraftChanges {
     name: Option<String>,
     description: Option<String>,
     draft: Option<serde_json::Value>,
+}
+
+impl WorkflowServiceImpl {
+    /// Starts a run of the latest version as the platform (`by`), once per `key`: a
+    /// delivery, an event or a tick that arrives again gets the run it started. Refused with
+    /// `not_found` when the latest version's trigger is not `by`'s kind (a webhook reaching a
+    /// workflow published with another trigger, an event queued before a republish).
+    pub async fn start_by(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        by: Started,
+        input: serde_json::Value,
+        key: String,
+    ) -> Result<WorkflowRun, AppError> {
+        self.start_from(tenant_id, id, by, input, key, None).await
+    }
+
+    /// Starts a run for another run's "Run a workflow" step (see `start_by`): it records its
+    /// depth and its caller, whose step its end wakes.
+    pub async fn start_child(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        input: serde_json::Value,
+        key: String,
+        depth: u64,
+        parent: Uuid,
+    ) -> Result<WorkflowRun, AppError> {
+        let lineage = Lineage { depth, parent };
+        self.start_from(tenant_id, id, Started::Workflow, input, key, Some(lineage))
+            .await
+    }
+
+    /// Undoes what another run's step started with `key`: cancels the run if it has not
+    /// finished (it then undoes its own steps). One that failed or was cancelled undid itself;
+    /// one that succeeded stands.
+    pub async fn cancel_child(
+        &self,
+        tenant_id: Uuid,
+        key: &str,
+    ) -> Result<CompensationStatus, AppError> {
+        let Some(child) = workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::TenantId.eq(tenant_id))
+            .filter(workflow_runs::Column::TriggerKey.eq(key))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(CompensationStatus::Skipped);
+        };
+        let access = Started::Workflow.access(tenant_id);
+        match self.cancel_run(&access, child.id).await {
+            Ok(_) => Ok(CompensationStatus::Done),
+            // It had finished.
+            Err(AppError::Conflict(_)) => {
+                let finished = self.run_row(&access, child.id).await?;
+                Ok(if finished.status == RunStatus::Succeeded.as_str() {
+                    CompensationStatus::NotCompensable
+                } else {
+                    CompensationStatus::Skipped
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_from(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        by: Started,
+        input: serde_json::Value,
+        key: String,
+        lineage: Option<Lineage>,
+    ) -> Result<WorkflowRun, AppError> {
+        let access = by.access(tenant_id);
+        let row = self.row(&access, id).await?;
+        let latest = match row.latest_version {
+            Some(n) => {
+                self.version_row(&access, id, u32::try_from(n).unwrap_or(0))
+                    .await?
+            }
+            None => return Err(AppError::not_found("published workflow")),
+        };
+        if super::trigger(&definition_of(&latest.definition)).map(|t| t.kind) != Some(by.kind()) {
+            return Err(AppError::not_found("published workflow with this trigger"));
+        }
+        let start = StartRun {
+            input,
+            version: u32::try_from(latest.number).ok(),
+        };
+        self.start(&access, id, start, Some(key), lineage).await
+    }
+
+    /// Starts a run (see `start_run`); with a `key`, at most one run per key and workflow.
+    async fn start(
+        &self,
+        access: &Access,
+        id: Uuid,
+        start: StartRun,
+        key: Option<String>,
+        lineage: Option<Lineage>,
+    ) -> Result<WorkflowRun, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        check(&start)?;
+        let size = start.input.to_string().len();
+        if size > MAX_INPUT_BYTES {
+            return Err(AppError::invalid(
+                "input",
+                format!("the input is {size} bytes as JSON; the limit is {MAX_INPUT_BYTES}"),
+            ));
+        }
+        let row = self.row(access, id).await?;
+        let number = match (start.version, row.latest_version) {
+            (Some(n), _) => n,
+            (None, Some(n)) => u32::try_from(n).unwrap_or(0),
+            (None, None) => {
+                return Err(AppError::Conflict(
+                    "the workflow has no published version; publish it first".into(),
+                ))
+            }
+        };
+        let version = self.version_row(access, id, number).await?;
+        let def = definition_of(&version.definition);
+        let trigger = super::trigger(&def)
+            .ok_or_else(|| AppError::Conflict("the version has no trigger".into()))?;
+        if let Some(run) = self.keyed_run(id, key.as_deref()).await? {
+            return Ok(to_run(run));
+        }
+        let active = workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .filter(not_final())
+            .count(&self.db)
+            .await
+            .map_err(db_error)?;
+        if active >= MAX_ACTIVE_RUNS {
+            return Err(AppError::Conflict(format!(
+                "the tenant has {active} unfinished runs, the most it may have; wait for some to finish"
+            )));
+        }
+        let mut state = json!({
+            "vars": {
+                "trigger": start.input,
+                "vars": def.variables,
+                "nodes": {},
+            }
+        });
+        if let Some(Lineage { depth, parent }) = lineage {
+            state["vars"]["depth"] = json!(depth);
+            state["vars"][run::PARENT] = json!(parent);
+        }
+        let now = Utc::now();
+        let run_id = Uuid::now_v7();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let row = workflow_runs::ActiveModel {
+            id: Set(run_id),
+            tenant_id: Set(access.tenant_id),
+            workflow_id: Set(id),
+            version_id: Set(version.id),
+            version_number: Set(version.number),
+            status: Set(RunStatus::Queued.as_str().into()),
+            trigger: Set(trigger_of(access).into()),
+            input: Set(start.input),
+            state: Set(state),
+            next_node: Set(Some(trigger.id.clone())),
+            seq: Set(0),
+            attempt: Set(1),
+            waiting: Set(None),
+            output: Set(None),
+            error: Set(None),
+            cancel_requested: Set(false),
+            compensation: Set(None),
+            lease_owner: Set(None),
+            lease_until: Set(None),
+            created_by: Set(access.actor.label()),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            updated_at: Set(now),
+            trigger_key: Set(key.clone()),
+            prompt_tokens: Set(0),
+            completion_tokens: Set(0),
+            cost_micros: Set(0),
+            llm_calls: Set(0),
+        }
+        .insert(&txn)
+        .await;
+        let row = match row {
+            Ok(row) => row,
+            // The same key started a run meanwhile (two workers, two deliveries at once).
+            Err(e)
+                if matches!(
+                    e.sql_err(),
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                ) =>
+            {
+                txn.rollback().await.map_err(db_error)?;
+                if let Some(run) = self.keyed_run(id, key.as_deref()).await? {
+                    return Ok(to_run(run));
+                }
+                return Err(db_error(e));
+            }
+            Err(e) => return Err(db_error(e)),
+        };
+        run::schedule(
+            &txn,
+            access.tenant_id,
+            run_id,
+            format!("{run_id}:start"),
+            None,
+        )
+        .await
+        .map_err(db_error)?;
+        Record::by(access, "workflow.run", format!("workflow_run:{run_id}"))
+            .details(json!({ "workflow": id, "version": number, "key": key }))
+            .write(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_run(row))
+    }
+
+    /// The run `key` started, if any.
+    async fn keyed_run(
+        &self,
+        id: Uuid,
+        key: Option<&str>,
+    ) -> Result<Option<workflow_runs::Model>, AppError> {
+        let Some(key) = key else { return Ok(None) };
+        workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::WorkflowId.eq(id))
+            .filter(workflow_runs::Column::TriggerKey.eq(key))
+            .one(&self.db)
+            .await
+            .map_err(db_error)
+    }
 }
 
 #[async_trait::async_trait]
@@ -380,8 +738,7 @@ impl WorkflowService for WorkflowServiceImpl {
 
     async fn get_workflow(&self, access: &Access, id: Uuid) -> Result<Workflow, AppError> {
         access.require(Area::Workflows, Level::Read)?;
-        let w = to_workflow(self.row(access, id).await?);
-        self.scheduled(w, access.tenant_id).await
+        self.workflow(self.row(access, id).await?).await
     }
 
     async fn create_workflow(
@@ -415,6 +772,8 @@ impl WorkflowService for WorkflowServiceImpl {
             latest_version: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            webhook_secret: Set(None),
+            trigger_event: Set(None),
         }
         .insert(&txn)
         .await
@@ -425,7 +784,7 @@ impl WorkflowService for WorkflowServiceImpl {
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        Ok(to_workflow(row))
+        self.workflow(row).await
     }
 
     async fn update_workflow(
@@ -540,9 +899,16 @@ impl WorkflowService for WorkflowServiceImpl {
         let number = row.latest_version.unwrap_or(0) + 1;
         let now = Utc::now();
         let txn = self.db.begin().await.map_err(db_error)?;
+        // The event a published event trigger listens to is read with the tenant's webhook
+        // subscriptions on every event; `updated_at` tells their cache it changed.
+        let event = super::trigger(&def)
+            .filter(|t| t.kind == NodeKind::EventTrigger)
+            .and_then(|t| t.config.get("event")?.as_str().map(str::to_string));
         let mut bump = workflows::Entity::update_many()
             .filter(workflows::Column::Id.eq(id))
-            .col_expr(workflows::Column::LatestVersion, Expr::value(Some(number)));
+            .col_expr(workflows::Column::LatestVersion, Expr::value(Some(number)))
+            .col_expr(workflows::Column::TriggerEvent, Expr::value(event))
+            .col_expr(workflows::Column::UpdatedAt, Expr::value(now));
         bump = match row.latest_version {
             Some(v) => bump.filter(workflows::Column::LatestVersion.eq(v)),
             None => bump.filter(workflows::Column::LatestVersion.is_null()),
@@ -688,10 +1054,13 @@ impl WorkflowService for WorkflowServiceImpl {
             .vars
             .unwrap_or_else(|| serde_json::to_value(&draft.variables).unwrap_or_default());
         let ctx = json!({ "trigger": test.trigger, "vars": vars, "nodes": test.nodes });
+        // A test's calls are not in the usage summary: no run or conversation holds them.
+        let spent = std::sync::Mutex::default();
         let asker = super::ai::Asker {
             agents: &self.agents,
             db: &self.db,
             access: nodes::access_for(access.tenant_id, id),
+            spent: &spent,
         };
         let mut result = nodes::preview(node.kind, &node.config, &ctx, &asker).await;
         result.node = node.id;
@@ -704,95 +1073,152 @@ impl WorkflowService for WorkflowServiceImpl {
         id: Uuid,
         start: StartRun,
     ) -> Result<WorkflowRun, AppError> {
+        self.start(access, id, start, None, None).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        access: &Access,
+        id: Uuid,
+    ) -> Result<WorkflowWebhook, AppError> {
         access.require(Area::Workflows, Level::Write)?;
-        check(&start)?;
-        let size = start.input.to_string().len();
-        if size > MAX_INPUT_BYTES {
-            return Err(AppError::invalid(
-                "input",
-                format!("the input is {size} bytes as JSON; the limit is {MAX_INPUT_BYTES}"),
-            ));
-        }
         let row = self.row(access, id).await?;
-        let number = match (start.version, row.latest_version) {
-            (Some(n), _) => n,
-            (None, Some(n)) => u32::try_from(n).unwrap_or(0),
-            (None, None) => {
-                return Err(AppError::Conflict(
-                    "the workflow has no published version; publish it first".into(),
-                ))
-            }
-        };
-        let version = self.version_row(access, id, number).await?;
-        let def = definition_of(&version.definition);
-        let trigger = super::trigger(&def)
-            .ok_or_else(|| AppError::Conflict("the version has no trigger".into()))?;
-        let active = workflow_runs::Entity::find()
-            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
-            .filter(not_final())
-            .count(&self.db)
+        let (secret, sealed) =
+            secrets::generate(&self.keys, "whsec_", SECRET_PURPOSE, access.tenant_id)?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        workflows::Entity::update_many()
+            .filter(workflows::Column::Id.eq(id))
+            .filter(workflows::Column::TenantId.eq(access.tenant_id))
+            .col_expr(workflows::Column::WebhookSecret, Expr::value(Some(sealed)))
+            .exec(&txn)
             .await
             .map_err(db_error)?;
-        if active >= MAX_ACTIVE_RUNS {
-            return Err(AppError::Conflict(format!(
-                "the tenant has {active} unfinished runs, the most it may have; wait for some to finish"
-            )));
-        }
-        let state = json!({
-            "vars": {
-                "trigger": start.input,
-                "vars": def.variables,
-                "nodes": {},
-            }
-        });
-        let now = Utc::now();
-        let run_id = Uuid::now_v7();
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let row = workflow_runs::ActiveModel {
-            id: Set(run_id),
-            tenant_id: Set(access.tenant_id),
-            workflow_id: Set(id),
-            version_id: Set(version.id),
-            version_number: Set(version.number),
-            status: Set(RunStatus::Queued.as_str().into()),
-            trigger: Set(trigger_of(access).into()),
-            input: Set(start.input),
-            state: Set(state),
-            next_node: Set(Some(trigger.id.clone())),
-            seq: Set(0),
-            attempt: Set(1),
-            waiting: Set(None),
-            output: Set(None),
-            error: Set(None),
-            cancel_requested: Set(false),
-            compensation: Set(None),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_by: Set(access.actor.label()),
-            created_at: Set(now),
-            started_at: Set(None),
-            finished_at: Set(None),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        run::schedule(
-            &txn,
-            access.tenant_id,
-            run_id,
-            format!("{run_id}:start"),
-            None,
-        )
-        .await
-        .map_err(db_error)?;
-        Record::by(access, "workflow.run", format!("workflow_run:{run_id}"))
-            .details(json!({ "workflow": id, "version": number }))
+        Record::by(access, "workflow.rotate_secret", format!("workflow:{id}"))
+            .details(json!({ "name": row.name, "first": row.webhook_secret.is_none() }))
             .write(&txn)
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        Ok(to_run(row))
+        Ok(WorkflowWebhook {
+            url: to_workflow(row, &self.console_url).webhook_url,
+            secret,
+        })
+    }
+
+    async fn list_secrets(&self, access: &Access) -> Result<Vec<WorkflowSecret>, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        Ok(workflow_secrets::Entity::find()
+            .filter(workflow_secrets::Column::TenantId.eq(access.tenant_id))
+            .order_by_asc(workflow_secrets::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(to_secret)
+            .collect())
+    }
+
+    async fn set_secret(
+        &self,
+        access: &Access,
+        name: String,
+        set: SetWorkflowSecret,
+    ) -> Result<WorkflowSecret, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        let name = name.trim().to_string();
+        if !valid_secret_name(&name) {
+            return Err(AppError::invalid(
+                "name",
+                "1–64 letters, digits or _, not starting with a digit (it is read as {{ secrets.NAME }})",
+            ));
+        }
+        check(&set)?;
+        let sealed = self
+            .keys
+            .encrypt_str(
+                &secrets::aad(super::secrets::PURPOSE, access.tenant_id),
+                &set.value,
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "a workflow secret could not be sealed");
+                AppError::Internal("the secret could not be stored".into())
+            })?;
+        let now = Utc::now();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let existing = workflow_secrets::Entity::find()
+            .filter(workflow_secrets::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_secrets::Column::Name.eq(name.as_str()))
+            .one(&txn)
+            .await
+            .map_err(db_error)?;
+        let row = match existing {
+            Some(row) => {
+                let mut active = row.into_active_model();
+                active.value = Set(sealed);
+                active.updated_by = Set(access.actor.label());
+                active.updated_at = Set(now);
+                active.update(&txn).await.map_err(db_error)?
+            }
+            None => {
+                let count = workflow_secrets::Entity::find()
+                    .filter(workflow_secrets::Column::TenantId.eq(access.tenant_id))
+                    .count(&txn)
+                    .await
+                    .map_err(db_error)?;
+                if count >= MAX_SECRETS {
+                    txn.rollback().await.map_err(db_error)?;
+                    return Err(AppError::Conflict(format!(
+                        "a tenant may have at most {MAX_SECRETS} secrets; delete one first"
+                    )));
+                }
+                workflow_secrets::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    tenant_id: Set(access.tenant_id),
+                    name: Set(name.clone()),
+                    value: Set(sealed),
+                    updated_by: Set(access.actor.label()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&txn)
+                .await
+                .map_err(db_error)?
+            }
+        };
+        Record::by(
+            access,
+            "workflow.secret_set",
+            format!("workflow_secret:{name}"),
+        )
+        .write(&txn)
+        .await
+        .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_secret(row))
+    }
+
+    async fn delete_secret(&self, access: &Access, name: String) -> Result<(), AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let deleted = workflow_secrets::Entity::delete_many()
+            .filter(workflow_secrets::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_secrets::Column::Name.eq(name.trim()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected == 0 {
+            txn.rollback().await.map_err(db_error)?;
+            return Err(AppError::not_found("secret"));
+        }
+        Record::by(
+            access,
+            "workflow.secret_delete",
+            format!("workflow_secret:{}", name.trim()),
+        )
+        .write(&txn)
+        .await
+        .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)
     }
 
     async fn list_runs(
@@ -973,53 +1399,62 @@ impl WorkflowService for WorkflowServiceImpl {
     }
 }
 
-/// Starts a run of a workflow whose schedule ticked (`workflow.scheduled`), as the system actor
-/// `schedule`: the latest version, with `{"scheduled_at"}` as input, within the tenant's limits
-/// (a tick that finds the tenant at its limit of unfinished runs is tried again later).
-pub struct ScheduledRun {
-    service: WorkflowServiceImpl,
+/// Starts the run a schedule's tick (`workflow.scheduled`) or one of the tenant's events
+/// (`workflow.event`) asks for, as the system actor `schedule` or `event`: the latest version,
+/// once per tick or event, within the tenant's limits (a job that finds the tenant at its
+/// limit of unfinished runs is tried again later).
+pub struct TriggeredRun {
+    service: Arc<WorkflowServiceImpl>,
+    by: Started,
 }
 
-impl ScheduledRun {
-    pub fn new(service: WorkflowServiceImpl) -> ScheduledRun {
-        ScheduledRun { service }
+impl TriggeredRun {
+    pub fn new(service: Arc<WorkflowServiceImpl>, by: Started) -> TriggeredRun {
+        TriggeredRun { service, by }
     }
 }
 
 #[async_trait::async_trait]
-impl JobHandler for ScheduledRun {
+impl JobHandler for TriggeredRun {
     fn kind(&self) -> &'static str {
-        SCHEDULED
+        match self.by {
+            Started::Event => EVENT,
+            _ => SCHEDULED,
+        }
     }
 
     async fn run(&self, ctx: &mut JobContext) -> anyhow::Result<()> {
         let tenant_id = ctx
             .tenant_id()
-            .ok_or_else(|| Permanent("a scheduled run needs a tenant".into()))?;
-        let id: Uuid = ctx.payload()["workflow_id"]
+            .ok_or_else(|| Permanent("a triggered run needs a tenant".into()))?;
+        let payload = ctx.payload();
+        let id: Uuid = payload["workflow_id"]
             .as_str()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Permanent("the payload names no workflow".into()))?;
-        let access = Access {
-            tenant_id,
-            actor: Actor::System {
-                task: SCHEDULE_TASK.into(),
-            },
-            role: None,
-            scopes: app::types::Scope::parse("workflows:write")
-                .into_iter()
-                .collect(),
-            ip: None,
-        };
-        let start = StartRun {
-            input: json!({ "scheduled_at": Utc::now() }),
-            version: None,
-        };
-        match self.service.start_run(&access, id, start).await {
-            Ok(_) => Ok(()),
-            Err(AppError::NotFound(_)) => {
-                Err(Permanent("the workflow no longer exists".into()).into())
+        let (input, key) = match self.by {
+            Started::Event => {
+                let event = payload["event"].clone();
+                let key = format!("event:{}", event["id"].as_str().unwrap_or_default());
+                (event, key)
             }
+            _ => (
+                json!({ "scheduled_at": ctx.enqueued_at() }),
+                format!("job:{}", ctx.id()),
+            ),
+        };
+        match self
+            .service
+            .start_by(tenant_id, id, self.by, input, key)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Deleted, or republished with another trigger since: nothing to start.
+            Err(AppError::NotFound(what)) => {
+                tracing::info!(workflow = %id, what, "a triggered run found nothing to start");
+                Ok(())
+            }
+            Err(e @ AppError::Validation(_)) => Err(Permanent(e.to_string()).into()),
             Err(e) => Err(anyhow::anyhow!("{e}")),
         }
     }

@@ -166,7 +166,7 @@ async fn audio(Path(_): Path<String>) -> Response {
         .into_response()
 }
 
-fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);

@@ -198,6 +198,30 @@ fn edge_by(from: &str, port: &str, to: &str) -> Value {
     json!({ "from": from, "port": port, "to": to })
 }
 
+/// A workflow started by hand that does nothing.
+fn by_hand() -> Value {
+    json!({
+        "nodes": [node("start", "manual_trigger", json!({})), node("done", "end", json!({}))],
+        "edges": [edge("start", "done")]
+    })
+}
+
+/// Replaces the workflow's draft with `definition` (on its current revision).
+async fn replace_draft(app: &TestApp, key: &str, id: &str, definition: Value) -> Value {
+    let current = json(app.get(&format!("/api/v1/workflows/{id}"), key).await, 200).await;
+    json(
+        app.send_json(
+            Method::PATCH,
+            &format!("/api/v1/workflows/{id}"),
+            key,
+            &json!({"draft": definition, "base_revision": current["draft_revision"]}),
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_workflow_is_drafted_published_run_and_versioned() {
     for backend in backends().await {
@@ -1222,6 +1246,24 @@ async fn ai_steps_classify_search_knowledge_ask_for_fields_and_switch() {
         );
         fake.set_down(None);
 
+        // Every call the steps made is the tenant's usage, the failed attempt's too.
+        assert_eq!(done["run"]["usage"]["llm_calls"], 2, "{done:#}");
+        assert_eq!(unsure["run"]["usage"]["llm_calls"], 3, "{unsure:#}");
+        assert!(unsure["run"]["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(down["run"]["usage"]["llm_calls"], 0, "{down:#}");
+        let usage = json(app.get("/api/v1/usage", &f.key).await, 200).await;
+        assert_eq!(usage["workflow_runs"], 4, "{usage:#}");
+        assert_eq!(usage["llm_calls"], 2 + 3 + 1, "{usage:#}");
+        let theirs = json(app.get("/api/v1/usage", &other.key).await, 200).await;
+        assert_eq!(
+            (
+                theirs["workflow_runs"].as_u64(),
+                theirs["llm_calls"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{theirs:#}"
+        );
+
         // A knowledge base is named: one of this tenant's that agents read, or the step fails.
         let trial = |node: Value, trigger: Value| {
             let (app, key, id) = (&app, f.key.clone(), id.clone());
@@ -1428,24 +1470,7 @@ async fn a_published_schedule_starts_runs_in_the_tenants_time_zone_until_replace
         );
 
         // Its own time zone; then a version with a manual trigger removes the schedule.
-        let update = |definition: Value| {
-            let (app, key, id) = (&app, f.key.clone(), id.clone());
-            async move {
-                let current =
-                    json(app.get(&format!("/api/v1/workflows/{id}"), &key).await, 200).await;
-                json(
-                    app.send_json(
-                        Method::PATCH,
-                        &format!("/api/v1/workflows/{id}"),
-                        &key,
-                        &json!({"draft": definition, "base_revision": current["draft_revision"]}),
-                    )
-                    .await,
-                    200,
-                )
-                .await
-            }
-        };
+        let update = |definition: Value| replace_draft(&app, &f.key, &id, definition);
         update(scheduled("0 9 * * 1-5", "Asia/Tokyo")).await;
         publish(&app, &f.key, &id, "Tokyo").await;
         let row = schedule_of(id.clone()).await.unwrap();
@@ -1453,11 +1478,7 @@ async fn a_published_schedule_starts_runs_in_the_tenants_time_zone_until_replace
             (row.cron.as_str(), row.timezone.as_str()),
             ("0 9 * * 1-5", "Asia/Tokyo")
         );
-        update(json!({
-            "nodes": [node("start", "manual_trigger", json!({})), node("done", "end", json!({}))],
-            "edges": [edge("start", "done")]
-        }))
-        .await;
+        update(by_hand()).await;
         publish(&app, &f.key, &id, "by hand").await;
         assert!(schedule_of(id.clone()).await.is_none());
         let shown = json(
@@ -1580,5 +1601,780 @@ async fn an_agent_step_asks_a_pinned_agent_and_its_booking_is_undone_when_the_ru
             error.contains("no agent is named `billing`") && error.contains("scheduling"),
             "{error}"
         );
+    }
+}
+
+/// Posts `body` to a workflow's webhook, signed with `secret` at `timestamp`.
+async fn hook_at(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    timestamp: i64,
+    delivery: Option<&str>,
+    body: &[u8],
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/hooks/workflows/{id}")))
+        .header("content-type", "application/json")
+        .header("x-webhook-timestamp", timestamp.to_string())
+        .header(
+            "x-webhook-signature",
+            crate::chatwoot::sign(secret, timestamp, body),
+        );
+    if let Some(d) = delivery {
+        request = request.header("x-webhook-id", d);
+    }
+    request.body(body.to_vec()).send().await.unwrap()
+}
+
+async fn make_secret(app: &TestApp, key: &str, id: &str) -> Value {
+    json(
+        app.send_json(
+            Method::POST,
+            &format!("/api/v1/workflows/{id}/webhook-secret"),
+            key,
+            &json!({}),
+        )
+        .await,
+        201,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_signed_webhook_starts_one_run_per_delivery_and_forgeries_start_none() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("globex").await;
+        let wf = create(
+            &app,
+            &f.key,
+            "Orders",
+            json!({
+                "nodes": [
+                    node("hook", "webhook_trigger", json!({})),
+                    node("done", "end", json!({"output": {"order": "{{ trigger.order }}"}}))
+                ],
+                "edges": [edge("hook", "done")]
+            }),
+        )
+        .await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        assert!(
+            wf["webhook_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/hooks/workflows/{id}")),
+            "{wf:#}"
+        );
+        assert_eq!(wf["webhook_secret_set"], false);
+        let now = || chrono::Utc::now().timestamp();
+        let body = br#"{"order": 42}"#;
+
+        // No secret yet: nothing can be signed for it.
+        let r = hook_at(&app, &id, "whsec_guess", now(), Some("d0"), body).await;
+        assert_eq!(r.status(), 401);
+
+        // Another tenant cannot make (or see) its secret.
+        let r = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/webhook-secret"),
+                &other.key,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+        let hook = make_secret(&app, &f.key, &id).await;
+        let secret = hook["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("whsec_"), "{hook:#}");
+        assert_eq!(hook["url"], wf["webhook_url"]);
+        let shown = json(
+            app.get(&format!("/api/v1/workflows/{id}"), &f.key).await,
+            200,
+        )
+        .await;
+        assert_eq!(shown["webhook_secret_set"], true);
+        assert!(!shown.to_string().contains(&secret), "never shown again");
+
+        // Signed, but the workflow is not published: nothing to start.
+        let r = hook_at(&app, &id, &secret, now(), Some("d0"), body).await;
+        assert_eq!(r.status(), 404);
+        publish(&app, &f.key, &id, "").await;
+
+        // A signed delivery starts a run with the body as its trigger.
+        let r = hook_at(&app, &id, &secret, now(), Some("d1"), body).await;
+        assert_eq!(r.status(), 202);
+        let started: Value = r.json().await.unwrap();
+        let run = started["run_id"].as_str().unwrap().to_string();
+        let detail = run_until(&app, &f.key, &run, &["succeeded"]).await;
+        assert_eq!(detail["run"]["output"]["order"], "42", "{detail:#}");
+        assert_eq!(detail["run"]["trigger"], "webhook");
+        assert_eq!(detail["run"]["created_by"], "system:webhook");
+
+        // The same delivery again (a retry, later): the same run, not a second one.
+        let again = hook_at(&app, &id, &secret, now() + 1, Some("d1"), body).await;
+        assert_eq!(again.status(), 202);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["run_id"], started["run_id"]);
+        // Without an id, the same signed request replayed is the same run too.
+        let ts = now();
+        let first: Value = hook_at(&app, &id, &secret, ts, None, body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let replayed: Value = hook_at(&app, &id, &secret, ts, None, body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(first["run_id"], replayed["run_id"]);
+        assert_ne!(first["run_id"], started["run_id"]);
+        let runs_url = format!("/api/v1/workflows/{id}/runs");
+        let runs = json(app.get(&runs_url, &f.key).await, 200).await;
+        assert_eq!(runs["items"].as_array().unwrap().len(), 2, "{runs:#}");
+
+        // Forged, stale, unsigned, malformed or aimed elsewhere: refused, and nothing starts.
+        let forged = hook_at(&app, &id, "whsec_forged", now(), Some("d2"), body).await;
+        assert_eq!(forged.status(), 401);
+        let problem: Value = forged.json().await.unwrap();
+        assert!(!problem.to_string().contains(&secret));
+        let stale = hook_at(&app, &id, &secret, now() - 600, Some("d3"), body).await;
+        assert_eq!(stale.status(), 401);
+        let unsigned = app
+            .client
+            .post(app.url(&format!("/hooks/workflows/{id}")))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unsigned.status(), 401);
+        let tampered = app
+            .client
+            .post(app.url(&format!("/hooks/workflows/{id}")))
+            .header("x-webhook-timestamp", now().to_string())
+            .header(
+                "x-webhook-signature",
+                crate::chatwoot::sign(&secret, now(), body),
+            )
+            .body(br#"{"order": 43}"#.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tampered.status(), 401);
+        let malformed = hook_at(&app, &id, &secret, now(), Some("d4"), b"{not json").await;
+        assert_eq!(malformed.status(), 422);
+        let huge = format!(r#"{{"pad": "{}"}}"#, "x".repeat(70_000));
+        let huge = hook_at(&app, &id, &secret, now(), Some("d5"), huge.as_bytes()).await;
+        assert_eq!(huge.status(), 422);
+        for target in [uuid::Uuid::new_v4().to_string(), "nonsense".to_string()] {
+            let r = hook_at(&app, &target, &secret, now(), Some("d6"), body).await;
+            assert_eq!(r.status(), 404, "{target}");
+        }
+        let runs = json(app.get(&runs_url, &f.key).await, 200).await;
+        assert_eq!(runs["items"].as_array().unwrap().len(), 2, "{runs:#}");
+
+        // A new secret: the old one stops working at once.
+        let rotated = make_secret(&app, &f.key, &id).await;
+        let new_secret = rotated["secret"].as_str().unwrap().to_string();
+        assert_ne!(new_secret, secret);
+        let old = hook_at(&app, &id, &secret, now(), Some("d7"), body).await;
+        assert_eq!(old.status(), 401);
+        let new = hook_at(&app, &id, &new_secret, now(), Some("d7"), body).await;
+        assert_eq!(new.status(), 202);
+
+        // Published with another trigger, the URL takes nothing.
+        replace_draft(&app, &f.key, &id, by_hand()).await;
+        publish(&app, &f.key, &id, "by hand").await;
+        let r = hook_at(&app, &id, &new_secret, now(), Some("d8"), body).await;
+        assert_eq!(r.status(), 404);
+
+        // Each new secret is in the audit log.
+        let audit = json(
+            app.get("/api/v1/audit-log?action=workflow.rotate_secret", &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit:#}");
+    }
+}
+
+#[tokio::test]
+async fn the_tenants_events_start_runs_but_not_the_events_its_workflows_cause() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("globex").await;
+        crate::conversations::open_every_day(&app, &f).await;
+        crate::conversations::open_every_day(&app, &other).await;
+        let on_event = |event: &str| {
+            json!({
+                "nodes": [
+                    node("when", "event_trigger", json!({"event": event})),
+                    node("done", "end", json!({"output": {
+                        "type": "{{ trigger.type }}",
+                        "who": "{{ trigger.data.booking.name }}"
+                    }}))
+                ],
+                "edges": [edge("when", "done")]
+            })
+        };
+        let bad = create(&app, &f.key, "Bad", on_event("booking.exploded")).await;
+        assert!(
+            bad["problems"].to_string().contains("not an event"),
+            "{bad:#}"
+        );
+        let wf = create(&app, &f.key, "On booking", on_event("booking.created")).await;
+        let id = wf["id"].as_str().unwrap().to_string();
+        let runs_url = format!("/api/v1/workflows/{id}/runs");
+        let runs = async || json(app.get(&runs_url, &f.key).await, 200).await["items"].clone();
+        let event_jobs = async || {
+            job_rows::Entity::find()
+                .filter(job_rows::Column::Kind.eq("workflow.event"))
+                .count(&app.db)
+                .await
+                .unwrap()
+        };
+        let book = |key: String, name: &'static str, hour: u32| {
+            let app = &app;
+            async move {
+                let r = app
+                    .send_json(
+                        Method::POST,
+                        "/api/v1/bookings",
+                        &key,
+                        &json!({"start": tomorrow_local(hour), "duration_minutes": 30,
+                                "name": name, "email": "ana@example.com", "notify": false}),
+                    )
+                    .await;
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            }
+        };
+
+        // A draft listens to nothing.
+        book(f.key.clone(), "Before", 9).await;
+        assert_eq!(event_jobs().await, 0);
+
+        // Published: the tenant's booking starts one run with the event as its trigger.
+        publish(&app, &f.key, &id, "").await;
+        book(f.key.clone(), "Ana", 10).await;
+        wait_for("the event's run", Duration::from_secs(30), async || {
+            runs().await[0]["status"] == "succeeded"
+        })
+        .await;
+        let run = runs().await[0].clone();
+        assert_eq!(run["trigger"], "event", "{run:#}");
+        assert_eq!(run["output"]["type"], "booking.created", "{run:#}");
+        assert_eq!(run["output"]["who"], "Ana", "{run:#}");
+        assert_eq!(event_jobs().await, 1);
+
+        // Another tenant's booking starts nothing here.
+        book(other.key.clone(), "Globex customer", 10).await;
+        assert_eq!(event_jobs().await, 1);
+
+        // A booking made by a workflow's step does not start workflows (no loops).
+        let booker = create(
+            &app,
+            &f.key,
+            "Books",
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("book", "booking", json!({"starts_at": tomorrow_local(12), "minutes": 30, "name": "Rui", "email": "rui@example.com"})),
+                    node("done", "end", json!({}))
+                ],
+                "edges": [edge("start", "book"), edge("book", "done")]
+            }),
+        )
+        .await;
+        let booker = booker["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &booker, "").await;
+        let run = start(&app, &f.key, &booker, json!({"input": {}})).await;
+        run_until(&app, &f.key, &run, &["succeeded"]).await;
+        assert_eq!(
+            bookings::Entity::find()
+                .filter(bookings::Column::TenantId.eq(f.tenant_id))
+                .filter(bookings::Column::Name.eq("Rui"))
+                .count(&app.db)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(event_jobs().await, 1, "the workflow's own booking");
+        assert_eq!(runs().await.as_array().unwrap().len(), 1);
+
+        // Republished with a manual trigger, it listens no more.
+        replace_draft(&app, &f.key, &id, by_hand()).await;
+        publish(&app, &f.key, &id, "by hand").await;
+        book(f.key.clone(), "After", 14).await;
+        assert_eq!(event_jobs().await, 1);
+    }
+}
+
+#[tokio::test]
+async fn secrets_reach_http_requests_but_never_a_runs_trace() {
+    use axum::http::Uri;
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("globex").await;
+        // A partner API that echoes what it was sent (as some do, in errors too).
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let echo = {
+            let seen = seen.clone();
+            Router::new().route(
+                "/{name}",
+                any(
+                    move |Path(name): Path<String>, uri: Uri, headers: HeaderMap| {
+                        let seen = seen.clone();
+                        async move {
+                            let auth = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string();
+                            seen.lock().unwrap().push(auth.clone());
+                            let status = if name == "fail" { 401 } else { 200 };
+                            (
+                                StatusCode::from_u16(status).unwrap(),
+                                axum::Json(json!({"auth": auth, "query": uri.query()})),
+                            )
+                        }
+                    },
+                ),
+            )
+        };
+        let base = format!("http://{}", serve_fake(echo).await);
+        let value = "tok-s3cr3t-123";
+        let put = |key: String, name: &'static str, body: Value| {
+            let app = &app;
+            async move {
+                app.send_json(
+                    Method::PUT,
+                    &format!("/api/v1/workflow-secrets/{name}"),
+                    &key,
+                    &body,
+                )
+                .await
+            }
+        };
+
+        // Names are checked; values are never returned.
+        assert_eq!(
+            put(f.key.clone(), "1bad", json!({"value": "x"}))
+                .await
+                .status(),
+            422
+        );
+        assert_eq!(
+            put(f.key.clone(), "EMPTY", json!({"value": ""}))
+                .await
+                .status(),
+            422
+        );
+        let saved = put(f.key.clone(), "CRM_TOKEN", json!({"value": "old"})).await;
+        assert_eq!(saved.status(), 200);
+        let saved = json(
+            put(f.key.clone(), "CRM_TOKEN", json!({"value": value})).await,
+            200,
+        )
+        .await;
+        assert_eq!(saved["name"], "CRM_TOKEN");
+        let listed = app
+            .get("/api/v1/workflow-secrets", &f.key)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            listed.contains("CRM_TOKEN") && !listed.contains(value) && !listed.contains("old"),
+            "{listed}"
+        );
+        let theirs = json(app.get("/api/v1/workflow-secrets", &other.key).await, 200).await;
+        assert_eq!(theirs, json!([]));
+
+        let calling = |path: &str| {
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("call", "http", json!({
+                        "method": "GET",
+                        "url": format!("{base}/{path}?key={{{{ secrets.CRM_TOKEN }}}}"),
+                        "headers": {"Authorization": "Bearer {{ secrets.CRM_TOKEN }}"}
+                    })),
+                    node("done", "end", json!({"output": {"echo": "{{ nodes.call.body.auth }}"}}))
+                ],
+                "edges": [edge("start", "call"), edge("call", "done")]
+            })
+        };
+        let wf = create(&app, &f.key, "Calls the CRM", calling("echo")).await;
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let run = start(&app, &f.key, &id, json!({"input": {}})).await;
+        let detail = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(detail["run"]["status"], "succeeded", "{detail:#}");
+        assert_eq!(
+            seen.lock().unwrap().last().unwrap(),
+            &format!("Bearer {value}")
+        );
+        let trace = detail.to_string();
+        assert!(!trace.contains(value), "the value is in the trace: {trace}");
+        assert_eq!(detail["run"]["output"]["echo"], "Bearer [secret CRM_TOKEN]");
+        assert!(trace.contains("key=[secret CRM_TOKEN]"), "{trace}");
+
+        // An error that quotes it is redacted too.
+        let failing = create(&app, &f.key, "Fails", calling("fail")).await;
+        let failing = failing["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &failing, "").await;
+        let run = start(&app, &f.key, &failing, json!({"input": {}})).await;
+        let detail = run_until(&app, &f.key, &run, &["failed"]).await;
+        let trace = detail.to_string();
+        assert!(!trace.contains(value), "{trace}");
+        assert!(
+            trace.contains("HTTP 401") && trace.contains("[secret CRM_TOKEN]"),
+            "{trace}"
+        );
+
+        // Tried in the editor: shown with a stand-in, never read.
+        let step = calling("echo")["nodes"][1].clone();
+        let tried = json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/test-node"),
+                &f.key,
+                &json!({"node": "call", "trigger": {}, "nodes": {}, "step": step}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            tried["rendered"]["headers"]["Authorization"], "Bearer [secret CRM_TOKEN]",
+            "{tried:#}"
+        );
+
+        // Only HTTP requests may use them: an email or a prompt would keep or send them.
+        let leaky = create(
+            &app,
+            &f.key,
+            "Leaky",
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("done", "end", json!({"output": {"token": "{{ secrets.CRM_TOKEN }}"}}))
+                ],
+                "edges": [edge("start", "done")]
+            }),
+        )
+        .await;
+        assert!(
+            leaky["problems"].to_string().contains("HTTP requests only"),
+            "{leaky:#}"
+        );
+
+        // Another tenant's workflow cannot read this tenant's secret.
+        let theirs = create(&app, &other.key, "Borrow", calling("echo")).await;
+        let theirs = theirs["id"].as_str().unwrap().to_string();
+        publish(&app, &other.key, &theirs, "").await;
+        let run = start(&app, &other.key, &theirs, json!({"input": {}})).await;
+        let detail = run_until(&app, &other.key, &run, &["failed"]).await;
+        assert!(
+            detail.to_string().contains("no secret named `CRM_TOKEN`"),
+            "{detail:#}"
+        );
+
+        // Deleted, the step fails naming it; the audit log has the changes, not the values.
+        let gone = app
+            .client
+            .delete(app.url("/api/v1/workflow-secrets/CRM_TOKEN"))
+            .bearer_auth(&f.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 204);
+        let run = start(&app, &f.key, &id, json!({"input": {}})).await;
+        let detail = run_until(&app, &f.key, &run, &["failed"]).await;
+        assert!(
+            detail.to_string().contains("no secret named `CRM_TOKEN`"),
+            "{detail:#}"
+        );
+        let audit = app
+            .get("/api/v1/audit-log?action=workflow.secret_set", &f.key)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            audit.contains("workflow_secret:CRM_TOKEN") && !audit.contains(value),
+            "{audit}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_loop_goes_through_a_list_once_per_item_within_its_bound() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let service = Service::start().await;
+        let looping = |max: u64| {
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("each", "loop", json!({"items": "trigger.orders", "max": max})),
+                    node("call", "http", json!({"method": "POST", "url": service.url("order"),
+                                                 "body": "{{ nodes.each.index }}:{{ nodes.each.item.id }}"})),
+                    node("done", "end", json!({"output": {"count": "{{ nodes.each.count }}"}}))
+                ],
+                "edges": [
+                    edge("start", "each"), edge_by("each", "each", "call"),
+                    edge("call", "each"), edge_by("each", "done", "done")
+                ]
+            })
+        };
+
+        // Cycles go through a loop or are problems; the bound is checked.
+        let wf = create(&app, &f.key, "Too many", looping(5_000)).await;
+        assert!(wf["problems"].to_string().contains("`max`"), "{wf:#}");
+        let round = create(
+            &app,
+            &f.key,
+            "Round and round",
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("a", "set", json!({"values": {"x": "1"}})),
+                    node("b", "set", json!({"values": {"y": "2"}}))
+                ],
+                "edges": [edge("start", "a"), edge("a", "b"), edge("b", "a")]
+            }),
+        )
+        .await;
+        assert!(
+            round["problems"].to_string().contains("passes through no"),
+            "{round:#}"
+        );
+
+        let wf = create(&app, &f.key, "Each order", looping(3)).await;
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+        let orders = |n: usize| json!({"input": {"orders": (1..=n).map(|i| json!({"id": format!("o{i}")})).collect::<Vec<_>>()}});
+
+        // Three orders: three requests, each its own step (and idempotency key), then done.
+        let run = start(&app, &f.key, &id, orders(3)).await;
+        let detail = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(detail["run"]["status"], "succeeded", "{detail:#}");
+        assert_eq!(detail["run"]["output"]["count"], "3");
+        let hits = service.hits("order");
+        assert_eq!(hits.len(), 3, "{hits:?}");
+        let keys: std::collections::HashSet<_> = hits.iter().map(|h| h.key.clone()).collect();
+        assert_eq!(keys.len(), 3, "{hits:?}");
+        assert_eq!(
+            steps_of(&detail, "each")
+                .iter()
+                .map(|s| s["port"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            vec!["each", "each", "each", "done"]
+        );
+        assert_eq!(steps_of(&detail, "each")[2]["output"]["item"]["id"], "o3");
+
+        // Run again: it starts over. Empty: straight to done. Too long or not a list: fails.
+        let run = start(&app, &f.key, &id, orders(1)).await;
+        let again = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(again["run"]["output"]["count"], "1", "{again:#}");
+        let run = start(&app, &f.key, &id, orders(0)).await;
+        let empty = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(empty["run"]["output"]["count"], "0", "{empty:#}");
+        assert_eq!(service.hits("order").len(), 4);
+        let run = start(&app, &f.key, &id, orders(4)).await;
+        let long = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(long["run"]["status"], "failed");
+        assert!(
+            long["run"]["error"].as_str().unwrap().contains("at most 3"),
+            "{long:#}"
+        );
+        let run = start(&app, &f.key, &id, json!({"input": {"orders": "o1, o2"}})).await;
+        let text = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert!(
+            text["run"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a list"),
+            "{text:#}"
+        );
+        assert_eq!(service.hits("order").len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn a_workflow_runs_another_waits_for_it_and_cancels_it_when_undone() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("globex").await;
+        let service = Service::start().await;
+        let made = |key: String, name: &'static str, definition: Value| {
+            let app = &app;
+            async move {
+                let wf = create(app, &key, name, definition).await;
+                assert_eq!(wf["problems"], json!([]), "{name}: {wf:#}");
+                let id = wf["id"].as_str().unwrap().to_string();
+                publish(app, &key, &id, "").await;
+                id
+            }
+        };
+        let calling = |target: &str, then: Value| {
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("call", "workflow", json!({"workflow": target, "input": {"n": "{{ trigger.n }}"}})),
+                    then
+                ],
+                "edges": [edge("start", "call"), edge("call", "done")]
+            })
+        };
+        let child = made(
+            f.key.clone(),
+            "Double",
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("note", "http", json!({"method": "POST", "url": service.url("child"), "body": "{{ trigger.n }}"})),
+                    node("done", "end", json!({"output": {"doubled": "{{ trigger.n }}{{ trigger.n }}"}}))
+                ],
+                "edges": [edge("start", "note"), edge("note", "done")]
+            }),
+        )
+        .await;
+        let parent = made(
+            f.key.clone(),
+            "Caller",
+            calling(
+                "Double",
+                node(
+                    "done",
+                    "end",
+                    json!({"output": {"child": "{{ nodes.call.output.doubled }}"}}),
+                ),
+            ),
+        )
+        .await;
+
+        // The child runs with the input the step gives, and its output is the step's.
+        let run = start(&app, &f.key, &parent, json!({"input": {"n": "4"}})).await;
+        let detail = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(detail["run"]["status"], "succeeded", "{detail:#}");
+        assert_eq!(detail["run"]["output"]["child"], "44");
+        let runs = json(
+            app.get(&format!("/api/v1/workflows/{child}/runs"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        let items = runs["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{runs:#}");
+        assert_eq!(items[0]["trigger"], "workflow");
+        assert_eq!(service.hits("child").len(), 1);
+
+        // Unknown here (another tenant's name included), itself, or in a circle: it fails.
+        let theirs = made(other.key.clone(), "Elsewhere", by_hand()).await;
+        let lost = made(
+            f.key.clone(),
+            "Lost",
+            calling("Elsewhere", node("done", "end", json!({}))),
+        )
+        .await;
+        let run = start(&app, &f.key, &lost, json!({"input": {"n": "1"}})).await;
+        let failed = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert!(
+            failed["run"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("no workflow `Elsewhere`"),
+            "{failed:#}"
+        );
+        let runs = json(
+            app.get(&format!("/api/v1/workflows/{theirs}/runs"), &other.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(runs["items"], json!([]));
+        let ping = made(
+            f.key.clone(),
+            "Ping",
+            calling("Pong", node("done", "end", json!({}))),
+        )
+        .await;
+        made(
+            f.key.clone(),
+            "Pong",
+            calling("Ping", node("done", "end", json!({}))),
+        )
+        .await;
+        let run = start(&app, &f.key, &ping, json!({"input": {"n": "1"}})).await;
+        let circle = run_until(&app, &f.key, &run, &["succeeded", "failed"]).await;
+        assert_eq!(circle["run"]["status"], "failed", "{circle:#}");
+        assert!(circle.to_string().contains("at most 5 deep"), "{circle:#}");
+
+        // A child still running when its caller is cancelled is cancelled too.
+        let slow = made(
+            f.key.clone(),
+            "Needs approval",
+            json!({
+                "nodes": [
+                    node("start", "manual_trigger", json!({})),
+                    node("ask", "approval", json!({"prompt": "ok?"})),
+                    node("done", "end", json!({}))
+                ],
+                "edges": [edge("start", "ask"), edge_by("ask", "approved", "done")]
+            }),
+        )
+        .await;
+        let waiting = made(
+            f.key.clone(),
+            "Waits",
+            calling("Needs approval", node("done", "end", json!({}))),
+        )
+        .await;
+        let run = start(&app, &f.key, &waiting, json!({"input": {"n": "1"}})).await;
+        run_until(&app, &f.key, &run, &["waiting"]).await;
+        let child_run = async || {
+            let runs = json(
+                app.get(&format!("/api/v1/workflows/{slow}/runs"), &f.key)
+                    .await,
+                200,
+            )
+            .await;
+            runs["items"][0].clone()
+        };
+        wait_for("the child waits", Duration::from_secs(30), async || {
+            child_run().await["status"] == "waiting"
+        })
+        .await;
+        let cancelled = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflow-runs/{run}/cancel"),
+                &f.key,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(cancelled.status(), 202);
+        let detail = run_until(&app, &f.key, &run, &["cancelled"]).await;
+        assert_eq!(detail["run"]["compensation"], "full", "{detail:#}");
+        wait_for(
+            "the child is cancelled",
+            Duration::from_secs(30),
+            async || child_run().await["status"] == "cancelled",
+        )
+        .await;
     }
 }

@@ -3,14 +3,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use uuid::Uuid;
 
 use app::types::{
     ApprovalDecision, CreateWorkflow, NodeTest, Page, PublishWorkflow, RunDetail, RunQuery,
-    StartRun, TestNode, UpdateWorkflow, VersionDiffQuery, Workflow, WorkflowDefinition,
-    WorkflowDiff, WorkflowRun, WorkflowSummary, WorkflowVersion,
+    SetWorkflowSecret, StartRun, TestNode, UpdateWorkflow, VersionDiffQuery, Workflow,
+    WorkflowDefinition, WorkflowDiff, WorkflowRun, WorkflowSecret, WorkflowSummary,
+    WorkflowVersion, WorkflowWebhook,
 };
 
 use crate::auth::ApiAccess;
@@ -31,6 +32,15 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/workflows/{id}/export", get(export_workflow))
         .route("/api/v1/workflows/{id}/publish", post(publish_workflow))
+        .route(
+            "/api/v1/workflows/{id}/webhook-secret",
+            post(rotate_webhook_secret),
+        )
+        .route("/api/v1/workflow-secrets", get(list_secrets))
+        .route(
+            "/api/v1/workflow-secrets/{name}",
+            put(set_secret).delete(delete_secret),
+        )
         .route("/api/v1/workflows/{id}/versions", get(list_versions))
         .route("/api/v1/workflows/{id}/versions/{number}", get(get_version))
         .route(
@@ -184,6 +194,79 @@ pub async fn publish_workflow(
         .publish_workflow(&a, id, publish)
         .await?;
     Ok((StatusCode::CREATED, Json(version)))
+}
+
+/// Make a new secret for the workflow's webhook trigger and see it, this once, with the URL
+/// (`POST /hooks/workflows/{id}`, signed like the outgoing webhooks). The previous secret
+/// stops working at once.
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/webhook-secret", tag = "workflows",
+    params(("id" = Uuid, Path, description = "The workflow's id")),
+    responses(
+        (status = 201, body = WorkflowWebhook),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rotate_webhook_secret(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<(StatusCode, Json<WorkflowWebhook>)> {
+    let hook = s.services.workflows.rotate_webhook_secret(&a, id).await?;
+    Ok((StatusCode::CREATED, Json(hook)))
+}
+
+/// The secrets HTTP steps can use as `{{ secrets.NAME }}`, by name; values are never returned.
+#[utoipa::path(get, path = "/api/v1/workflow-secrets", tag = "workflows",
+    responses(
+        (status = 200, body = Vec<WorkflowSecret>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_secrets(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+) -> ApiResult<Json<Vec<WorkflowSecret>>> {
+    Ok(Json(s.services.workflows.list_secrets(&a).await?))
+}
+
+/// Create a secret or replace its value. Runs read it when their HTTP step sends its request;
+/// it never appears in a run's trace (a value that comes back is shown as `[secret NAME]`).
+#[utoipa::path(put, path = "/api/v1/workflow-secrets/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "1–64 letters, digits or `_`, not starting with a digit")),
+    request_body = SetWorkflowSecret,
+    responses(
+        (status = 200, body = WorkflowSecret),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has as many secrets as it may", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_secret(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(set): ApiJson<SetWorkflowSecret>,
+) -> ApiResult<Json<WorkflowSecret>> {
+    Ok(Json(s.services.workflows.set_secret(&a, name, set).await?))
+}
+
+/// Delete a secret; steps that use it fail from then on, naming it.
+#[utoipa::path(delete, path = "/api/v1/workflow-secrets/{name}", tag = "workflows",
+    params(("name" = String, Path, description = "The secret's name")),
+    responses(
+        (status = 204),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_secret(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.services.workflows.delete_secret(&a, name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Published versions, newest first.

@@ -21,11 +21,10 @@ use uuid::Uuid;
 
 use app::error::AppError;
 
-use super::{
-    interpret, signature_matches, Ignored, DELIVERY_TTL, EVENT, MAX_SKEW_SECS, REJECTIONS,
-};
+use super::{interpret, Ignored, DELIVERY_TTL, EVENT};
 use crate::http::error::{ApiError, Problem};
 use crate::http::rate_limit::spend_all;
+use crate::integrations::webhooks::{header, refuse, verify, REJECTIONS};
 use crate::jobs::{self, NewJob};
 use crate::kv::{Rate, Scope};
 use crate::secrets::aad;
@@ -70,25 +69,6 @@ pub async fn receive_chatwoot_event(
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// Counts and logs a refusal; the response to send.
-fn refuse(connection: &str, reason: &'static str, error: AppError) -> Response {
-    metrics::counter!(REJECTIONS, "source" => "chatwoot", "reason" => reason).increment(1);
-    tracing::warn!(
-        connection = %connection.chars().take(40).collect::<String>(),
-        reason,
-        "a Chatwoot webhook was refused"
-    );
-    ApiError(error).into_response()
-}
-
 async fn receive(
     s: &AppState,
     id: &str,
@@ -97,18 +77,23 @@ async fn receive(
 ) -> Result<&'static str, Response> {
     let unknown = || AppError::not_found("Chatwoot connection");
     let Ok(connection_id) = Uuid::parse_str(id) else {
-        return Err(refuse(id, "unknown_connection", unknown()));
+        return Err(refuse("chatwoot", id, "unknown_connection", unknown()));
     };
     let connection = chatwoot_connections::Entity::find_by_id(connection_id)
         .one(&s.db)
         .await
         .map_err(|e| ApiError(db_error(e)).into_response())?
-        .ok_or_else(|| refuse(id, "unknown_connection", unknown()))?;
+        .ok_or_else(|| refuse("chatwoot", id, "unknown_connection", unknown()))?;
     let (Some(signature), Some(timestamp)) = (
         header(headers, "x-chatwoot-signature"),
         header(headers, "x-chatwoot-timestamp"),
     ) else {
-        return Err(refuse(id, "missing_signature", AppError::Unauthorized));
+        return Err(refuse(
+            "chatwoot",
+            id,
+            "missing_signature",
+            AppError::Unauthorized,
+        ));
     };
     let secret = s
         .secret_keys
@@ -121,14 +106,8 @@ async fn receive(
             ApiError(AppError::Unavailable("the connection's secret cannot be read".into()))
                 .into_response()
         })?;
-    if !signature_matches(&secret, timestamp, body, signature) {
-        return Err(refuse(id, "bad_signature", AppError::Unauthorized));
-    }
-    let fresh = timestamp
-        .parse::<i64>()
-        .is_ok_and(|t| (Utc::now().timestamp() - t).abs() <= MAX_SKEW_SECS);
-    if !fresh {
-        return Err(refuse(id, "stale_timestamp", AppError::Unauthorized));
+    if let Err(reason) = verify(&secret, timestamp, body, signature, Utc::now().timestamp()) {
+        return Err(refuse("chatwoot", id, reason, AppError::Unauthorized));
     }
     let tenant = Scope::Tenant(connection.tenant_id);
     let budget = (
@@ -143,6 +122,7 @@ async fn receive(
     }
     let Ok(event) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Err(refuse(
+            "chatwoot",
             id,
             "malformed",
             AppError::invalid("body", "must be Chatwoot's JSON event"),
