@@ -150,7 +150,7 @@ pub fn with_channels(
         keys.clone(),
         allow_private,
     )?);
-    use crate::workflows::service::{Started, TriggeredRun, WorkflowServiceImpl};
+    use crate::workflows::service::{TriggeredRun, WorkflowServiceImpl};
     let service = Arc::new(WorkflowServiceImpl::new(
         conversations.db().clone(),
         rt.clone(),
@@ -161,8 +161,8 @@ pub fn with_channels(
     let _ = workflows.service.set(service.clone());
     Ok(registry
         .with(crate::workflows::run::RunWorkflow::new(workflows))
-        .with(TriggeredRun::new(service.clone(), Started::Schedule))
-        .with(TriggeredRun::new(service, Started::Event))
+        .with(TriggeredRun::schedules(service.clone()))
+        .with(TriggeredRun::events(service))
         .with(google_sync)
         .with(job::ChatwootEvent::new(
             conversations,

@@ -40,12 +40,41 @@ fn describe(e: minijinja::Error) -> String {
     text
 }
 
+/// What went wrong in `source` (a template or an expression): for a missing value, which of
+/// the names it reads is missing (minijinja says only "undefined value"), and on which line.
+fn explain(
+    e: minijinja::Error,
+    source: &str,
+    names: Result<Vec<String>, String>,
+    ctx: &Value,
+) -> String {
+    // Also "tried to use + operator on unsupported types undefined and number".
+    if e.kind() == minijinja::ErrorKind::UndefinedError || e.to_string().contains("undefined") {
+        let missing = names.unwrap_or_default().into_iter().find(|name| {
+            !name
+                .split('.')
+                .try_fold(ctx, |v, part| v.get(part))
+                .is_some()
+        });
+        if let Some(name) = missing {
+            let line = match e.line() {
+                Some(n) if source.contains('\n') => format!(" (line {n})"),
+                _ => String::new(),
+            };
+            return format!("`{name}` is not set{line}");
+        }
+    }
+    describe(e)
+}
+
 /// Renders `template` with `ctx` (the run's variables).
 pub fn render(template: &str, ctx: &Value) -> Result<String, String> {
     if !template.contains("{{") && !template.contains("{%") {
         return Ok(template.to_string());
     }
-    let text = env().render_str(template, ctx).map_err(describe)?;
+    let text = env()
+        .render_str(template, ctx)
+        .map_err(|e| explain(e, template, template_names(template), ctx))?;
     if text.len() > MAX_RENDERED {
         return Err(format!(
             "the template produced {} bytes; the limit is {MAX_RENDERED}",
@@ -58,14 +87,19 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, String> {
 /// Evaluates `expression` with `ctx`, as JSON.
 pub fn eval(expression: &str, ctx: &Value) -> Result<Value, String> {
     let expr = env().compile_expression(expression).map_err(describe)?;
-    let value = expr.eval(ctx).map_err(describe)?;
+    let value = expr
+        .eval(ctx)
+        .map_err(|e| explain(e, expression, expression_names(expression), ctx))?;
     serde_json::to_value(&value).map_err(|e| e.to_string())
 }
 
 /// Whether `expression` holds (Jinja truthiness).
 pub fn holds(expression: &str, ctx: &Value) -> Result<bool, String> {
     let expr = env().compile_expression(expression).map_err(describe)?;
-    Ok(expr.eval(ctx).map_err(describe)?.is_true())
+    Ok(expr
+        .eval(ctx)
+        .map_err(|e| explain(e, expression, expression_names(expression), ctx))?
+        .is_true())
 }
 
 /// Every string inside `value` rendered as a template (keys stay as they are).
@@ -117,7 +151,11 @@ mod tests {
         assert!(!holds("vars.missing", &ctx).unwrap());
         assert_eq!(eval("nodes.check.status + 1", &ctx).unwrap(), json!(201));
         let err = render("{{ nodes.nope.status }}", &ctx).unwrap_err();
-        assert!(err.contains("undefined"), "{err}");
+        assert_eq!(err, "`nodes.nope.status` is not set");
+        let err = render("Hi {{ trigger.name }},\n{{ trigger.order.id }}", &ctx).unwrap_err();
+        assert_eq!(err, "`trigger.order.id` is not set (line 2)");
+        let err = eval("nodes.check.missing + 1", &ctx).unwrap_err();
+        assert!(err.contains("`nodes.check.missing` is not set"), "{err}");
         let names = template_names("{{ nodes.check.status }} {{ trigger.name }}").unwrap();
         assert!(
             names.contains(&"nodes.check.status".to_string()),

@@ -1409,17 +1409,30 @@ pub struct TriggeredRun {
 }
 
 impl TriggeredRun {
-    pub fn new(service: Arc<WorkflowServiceImpl>, by: Started) -> TriggeredRun {
-        TriggeredRun { service, by }
+    /// The handler of `workflow.scheduled`.
+    pub fn schedules(service: Arc<WorkflowServiceImpl>) -> TriggeredRun {
+        TriggeredRun {
+            service,
+            by: Started::Schedule,
+        }
+    }
+
+    /// The handler of `workflow.event`.
+    pub fn events(service: Arc<WorkflowServiceImpl>) -> TriggeredRun {
+        TriggeredRun {
+            service,
+            by: Started::Event,
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl JobHandler for TriggeredRun {
     fn kind(&self) -> &'static str {
-        match self.by {
-            Started::Event => EVENT,
-            _ => SCHEDULED,
+        if self.by == Started::Event {
+            EVENT
+        } else {
+            SCHEDULED
         }
     }
 

@@ -331,6 +331,17 @@ impl Owned {
             .as_str()
             .unwrap()
             .to_string();
+        json(
+            app.send_json(
+                Method::PUT,
+                "/api/v1/workflow-secrets/ALPHA_SECRET_MARKER",
+                &a.key,
+                &json!({ "value": "alpha-secret-value-marker" }),
+            )
+            .await,
+            200,
+        )
+        .await;
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -353,6 +364,7 @@ impl Owned {
         by_collection.insert("workflows", workflow.clone());
         by_collection.insert("versions", "1".to_string());
         by_collection.insert("workflow-runs", run.clone());
+        by_collection.insert("workflow-secrets", "ALPHA_SECRET_MARKER".to_string());
         let mut markers: Vec<String> = [
             "alpha-kb-marker",
             "alpha-document-marker",
@@ -373,6 +385,7 @@ impl Owned {
             "alpha-workflow-marker",
             "alpha-approval-marker",
             "alpha-run-marker",
+            "alpha-secret-value-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -533,7 +546,10 @@ async fn the_openapi_document_is_probed_across_tenants() {
                 continue;
             }
             for (method, operation) in methods.as_object().unwrap() {
-                let names_a_resource = path.contains('{');
+                // Secrets are named within a tenant: B's PUT of A's name makes B's own secret,
+                // and its DELETE deletes that (A's is checked untouched below).
+                let names_a_resource =
+                    path.contains('{') && path != "/api/v1/workflow-secrets/{name}";
                 let url = match owned.fill(path) {
                     Ok(url) => url,
                     Err(e) => {
@@ -623,6 +639,13 @@ async fn the_openapi_document_is_probed_across_tenants() {
         assert_eq!(
             chatwoot["base_url"],
             "https://alpha-chatwoot-marker.example"
+        );
+        let secrets = json(app.get("/api/v1/workflow-secrets", &a.key).await, 200).await;
+        assert_eq!(secrets.as_array().unwrap().len(), 1, "{secrets:#}");
+        assert_eq!(secrets[0]["name"], "ALPHA_SECRET_MARKER");
+        assert_eq!(
+            secrets[0]["created_at"], secrets[0]["updated_at"],
+            "B's attempts changed A's secret: {secrets:#}"
         );
         let google = json(app.get("/api/v1/google-calendar", &a.key).await, 200).await;
         assert_eq!(google["fallback"], "built_in");

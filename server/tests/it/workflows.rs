@@ -848,7 +848,7 @@ async fn one_node_is_tried_with_sample_values_and_nothing_is_sent() {
             broken["error"]
                 .as_str()
                 .unwrap()
-                .contains("undefined value"),
+                .contains("`trigger.missing.deeper` is not set"),
             "{broken:#}"
         );
         // The configuration being edited, not yet saved, is what is tried.
