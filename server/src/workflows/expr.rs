@@ -51,10 +51,9 @@ fn explain(
     // Also "tried to use + operator on unsupported types undefined and number".
     if e.kind() == minijinja::ErrorKind::UndefinedError || e.to_string().contains("undefined") {
         let missing = names.unwrap_or_default().into_iter().find(|name| {
-            !name
-                .split('.')
+            name.split('.')
                 .try_fold(ctx, |v, part| v.get(part))
-                .is_some()
+                .is_none()
         });
         if let Some(name) = missing {
             let line = match e.line() {
