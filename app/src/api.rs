@@ -794,7 +794,7 @@ pub async fn restore_workflow_version(id: Uuid, number: u32) -> Result<Workflow,
 pub async fn diff_workflow_versions(
     id: Uuid,
     from: u32,
-    to: u32,
+    to: Option<u32>,
 ) -> Result<WorkflowDiff, AppError> {
     use_services()?
         .workflows

@@ -213,7 +213,7 @@ pub trait WorkflowService: Send + Sync {
         access: &Access,
         id: Uuid,
         from: u32,
-        to: u32,
+        to: Option<u32>,
     ) -> Result<WorkflowDiff, AppError>;
     /// Tries one node of the draft with sample values; nothing is sent.
     async fn test_node(

@@ -156,7 +156,13 @@ test("a workflow built by drag and drop is published, run, and its booking undon
   // Again with the same input, then the two runs side by side.
   await page.getByRole("button", { name: "Run again with this input" }).click();
   await page.getByRole("button", { name: "Runs" }).click();
-  await page.getByTestId("runs").locator("tbody tr").nth(1).waitFor();
+  // The list may be read before the second run is saved: refresh until it shows.
+  const rows = page.getByTestId("runs").locator("tbody tr");
+  for (let i = 0; i < 50 && (await rows.count()) < 2; i++) {
+    await page.getByRole("button", { name: "Refresh", exact: true }).click();
+    await page.waitForTimeout(200);
+  }
+  await rows.nth(1).waitFor();
   const boxes = page.getByTestId("runs").getByRole("checkbox");
   await boxes.nth(0).check();
   await boxes.nth(1).check();
@@ -227,7 +233,7 @@ test("versions are compared on the canvas and an old one restored into the draft
   await page.getByRole("button", { name: "Publish" }).click();
   await page.getByText("Published version 2.").first().waitFor();
   await page.getByRole("button", { name: "Versions" }).click();
-  await page.getByRole("button", { name: "What changed in version 2" }).click();
+  await page.getByRole("button", { name: "Compare version 1 with the draft" }).click();
   await page.getByTestId("diff-summary").filter({ hasText: "1 added" }).waitFor();
   await node(page, "wait").and(page.locator(".wf-diff-added")).waitFor();
   await page.getByRole("button", { name: "Versions" }).click();

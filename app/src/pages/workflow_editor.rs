@@ -757,7 +757,9 @@ fn Overlays(ed: Ed) -> impl IntoView {
                 <div class="notice" role="status" data-testid="diff-summary">
                     {format!(
                         "Version {} → {}: {} added, {} changed, {} moved, {} removed{}. ",
-                        d.from, d.to, d.added_nodes.len(), d.changed_nodes.len(), d.moved_nodes.len(),
+                        d.from,
+                        if d.to_draft { "the draft".to_string() } else { format!("version {}", d.to) },
+                        d.added_nodes.len(), d.changed_nodes.len(), d.moved_nodes.len(),
                         d.removed_nodes.len(),
                         if removed.is_empty() { String::new() } else { format!(" ({removed})") },
                     )}

@@ -450,9 +450,10 @@ pub(super) fn VersionsTab(ed: Ed, on_show: Callback<()>) -> impl IntoView {
             }
         });
     };
+    // Drawn over the canvas, which shows the draft: a version is compared with the draft.
     let compare = move |number: u32| {
         leptos::task::spawn_local(async move {
-            match diff_workflow_versions(ed.id, number - 1, number).await {
+            match diff_workflow_versions(ed.id, number, None).await {
                 Ok(d) => {
                     ed.trace.set(None);
                     ed.diff.set(Some(d));
@@ -502,11 +503,9 @@ pub(super) fn VersionsTab(ed: Ed, on_show: Callback<()>) -> impl IntoView {
                                                     <button type="button" class="secondary" disabled=move || !ed.writable.get()
                                                         aria-label=format!("Restore version {n} into the draft")
                                                         on:click=move |_| restore(n)>"Restore"</button>
-                                                    {(n > 1).then(|| view! {
-                                                        <button type="button" class="secondary"
-                                                            aria-label=format!("What changed in version {n}")
-                                                            on:click=move |_| compare(n)>"Changes"</button>
-                                                    })}
+                                                    <button type="button" class="secondary"
+                                                        aria-label=format!("Compare version {n} with the draft")
+                                                        on:click=move |_| compare(n)>"Compare with the draft"</button>
                                                 </td>
                                             </tr>
                                         }

@@ -483,7 +483,11 @@ pub struct WorkflowVersion {
 #[cfg_attr(feature = "ssr", derive(ToSchema))]
 pub struct WorkflowDiff {
     pub from: u32,
+    /// The version compared with (0 when `to_draft`).
     pub to: u32,
+    /// Compared with the draft as it is now, not with a version.
+    #[serde(default)]
+    pub to_draft: bool,
     pub added_nodes: Vec<String>,
     pub removed_nodes: Vec<String>,
     /// Nodes whose kind, name, configuration, retry, timeout or error handling changed.
@@ -701,15 +705,17 @@ pub struct RunQuery {
     pub limit: Option<u32>,
 }
 
-/// The two versions to compare.
+/// The two versions to compare (`to` absent: the draft).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, garde::Validate)]
 #[cfg_attr(feature = "ssr", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "ssr", into_params(parameter_in = Query))]
 pub struct VersionDiffQuery {
     #[garde(skip)]
     pub from: u32,
+    /// A version number; absent: the draft as it is now.
     #[garde(skip)]
-    pub to: u32,
+    #[serde(default)]
+    pub to: Option<u32>,
 }
 
 /// A trial of one node of the draft with sample values (the editor's "Test this step"). Nothing

@@ -428,6 +428,7 @@ pub fn diff(from: u32, a: &WorkflowDefinition, to: u32, b: &WorkflowDefinition) 
     WorkflowDiff {
         from,
         to,
+        to_draft: false,
         added_nodes: new
             .keys()
             .filter(|k| !old.contains_key(*k))

@@ -1000,17 +1000,23 @@ impl WorkflowService for WorkflowServiceImpl {
         access: &Access,
         id: Uuid,
         from: u32,
-        to: u32,
+        to: Option<u32>,
     ) -> Result<WorkflowDiff, AppError> {
         access.require(Area::Workflows, Level::Read)?;
-        let a = self.version_row(access, id, from).await?;
-        let b = self.version_row(access, id, to).await?;
-        Ok(super::diff(
-            from,
-            &definition_of(&a.definition),
-            to,
-            &definition_of(&b.definition),
-        ))
+        let a = definition_of(&self.version_row(access, id, from).await?.definition);
+        Ok(match to {
+            Some(to) => {
+                let b = self.version_row(access, id, to).await?;
+                super::diff(from, &a, to, &definition_of(&b.definition))
+            }
+            None => {
+                let draft = definition_of(&self.row(access, id).await?.draft);
+                WorkflowDiff {
+                    to_draft: true,
+                    ..super::diff(from, &a, 0, &draft)
+                }
+            }
+        })
     }
 
     async fn test_node(
@@ -1145,6 +1151,16 @@ impl WorkflowService for WorkflowServiceImpl {
             })?;
         let now = Utc::now();
         let txn = self.db.begin().await.map_err(db_error)?;
+        // A write first (SQLite: a transaction that reads before it writes fails when another
+        // writer committed in between, its snapshot being stale).
+        Record::by(
+            access,
+            "workflow.secret_set",
+            format!("workflow_secret:{name}"),
+        )
+        .write(&txn)
+        .await
+        .map_err(db_error)?;
         let existing = workflow_secrets::Entity::find()
             .filter(workflow_secrets::Column::TenantId.eq(access.tenant_id))
             .filter(workflow_secrets::Column::Name.eq(name.as_str()))
@@ -1185,14 +1201,6 @@ impl WorkflowService for WorkflowServiceImpl {
                 .map_err(db_error)?
             }
         };
-        Record::by(
-            access,
-            "workflow.secret_set",
-            format!("workflow_secret:{name}"),
-        )
-        .write(&txn)
-        .await
-        .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(to_secret(row))
     }

@@ -358,6 +358,22 @@ async fn a_workflow_is_drafted_published_run_and_versioned() {
             json!([{"node": "small", "fields": ["config.output"]}]),
             "{diff:#}"
         );
+        assert_eq!(diff["to_draft"], false);
+        // Without `to`, against the draft (here the same as version 2).
+        let to_draft = json(
+            app.get(&format!("/api/v1/workflows/{id}/diff?from=1"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            (to_draft["to"].clone(), to_draft["to_draft"].clone()),
+            (json!(0), json!(true))
+        );
+        assert_eq!(
+            to_draft["changed_nodes"], diff["changed_nodes"],
+            "{to_draft:#}"
+        );
         let restored = json(
             app.send_json(
                 Method::POST,

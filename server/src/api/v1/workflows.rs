@@ -330,8 +330,8 @@ pub async fn restore_version(
     ))
 }
 
-/// What changed between two versions: nodes added, removed, changed (which fields) or
-/// moved, edges added or removed, variables changed.
+/// What changed between two versions, or from a version to the draft (`to` absent): nodes
+/// added, removed, changed (which fields) or moved, edges added or removed, variables changed.
 #[utoipa::path(get, path = "/api/v1/workflows/{id}/diff", tag = "workflows",
     params(("id" = Uuid, Path, description = "The workflow's id"), VersionDiffQuery),
     responses(
