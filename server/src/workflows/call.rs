@@ -21,8 +21,8 @@ use uuid::Uuid;
 use app::types::RunStatus;
 
 use super::expr;
-use super::nodes::{context, done, memo, required, set_memo, StepCx};
-use crate::engine::{ConvState, Events, Node, StepOutput, Suspend};
+use super::nodes::{context, done, memo, required, set_memo, until, StepCx};
+use crate::engine::{ConvState, Events, Node, StepOutput};
 use crate::store::{workflow_runs, workflows};
 
 /// How deep workflows may call one another (the first run is depth 0).
@@ -147,12 +147,7 @@ impl Node<StepCx> for CallStep {
                 );
                 // 2, 4, 8 … seconds, at most five minutes: the child's end wakes the step sooner.
                 let pause = (2i64 << looks.min(20)).min(MAX_POLL_SECS);
-                Ok(StepOutput {
-                    suspend: Some(Suspend::Until {
-                        at: Utc::now() + chrono::Duration::seconds(pause),
-                    }),
-                    ..Default::default()
-                })
+                Ok(until(Utc::now() + chrono::Duration::seconds(pause)))
             }
         }
     }

@@ -154,6 +154,14 @@ pub(super) fn done(output: Value) -> StepOutput {
     }
 }
 
+/// Not done: run the node again at `at` (its state is checkpointed meanwhile).
+pub(super) fn until(at: DateTime<Utc>) -> StepOutput {
+    StepOutput {
+        suspend: Some(Suspend::Until { at }),
+        ..Default::default()
+    }
+}
+
 pub(super) fn leave(port: &str, output: Value) -> StepOutput {
     StepOutput {
         output: Some(output),
@@ -757,10 +765,7 @@ impl Node<StepCx> for Wait {
             }
         };
         if at > now {
-            return Ok(StepOutput {
-                suspend: Some(Suspend::Until { at }),
-                ..Default::default()
-            });
+            return Ok(until(at));
         }
         set_memo(state, WAITS, &cx.node, None);
         Ok(done(json!({ "waited_until": at })))

@@ -52,7 +52,7 @@ fn definition_of(value: &serde_json::Value) -> WorkflowDefinition {
 fn to_workflow(m: workflows::Model, console_url: &str) -> Workflow {
     let draft = definition_of(&m.draft);
     Workflow {
-        webhook_url: format!("{}{}", console_url.trim_end_matches('/'), hook_path(m.id)),
+        webhook_url: webhook_url(console_url, m.id),
         webhook_secret_set: m.webhook_secret.is_some(),
         id: m.id,
         name: m.name,
@@ -81,6 +81,10 @@ pub fn hook_path(id: Uuid) -> String {
     format!("/hooks/workflows/{id}")
 }
 
+fn webhook_url(console_url: &str, id: Uuid) -> String {
+    format!("{}{}", console_url.trim_end_matches('/'), hook_path(id))
+}
+
 /// Re-encrypts every webhook trigger's secret not yet under the current key.
 pub async fn rotate(db: &DatabaseConnection, keys: &KeyRing) -> Result<secrets::Rotation, DbErr> {
     secrets::rotate_column::<workflows::Entity>(
@@ -95,6 +99,13 @@ pub async fn rotate(db: &DatabaseConnection, keys: &KeyRing) -> Result<secrets::
         ),
     )
     .await
+}
+
+/// What started a run without a person, once per `key`.
+struct Origin {
+    by: Started,
+    key: String,
+    lineage: Option<Lineage>,
 }
 
 /// Where a run started by another run's step stands: how deep, and which run waits for it.
@@ -549,33 +560,23 @@ impl WorkflowServiceImpl {
         key: String,
         lineage: Option<Lineage>,
     ) -> Result<WorkflowRun, AppError> {
-        let access = by.access(tenant_id);
-        let row = self.row(&access, id).await?;
-        let latest = match row.latest_version {
-            Some(n) => {
-                self.version_row(&access, id, u32::try_from(n).unwrap_or(0))
-                    .await?
-            }
-            None => return Err(AppError::not_found("published workflow")),
-        };
-        if super::trigger(&definition_of(&latest.definition)).map(|t| t.kind) != Some(by.kind()) {
-            return Err(AppError::not_found("published workflow with this trigger"));
-        }
         let start = StartRun {
             input,
-            version: u32::try_from(latest.number).ok(),
+            version: None,
         };
-        self.start(&access, id, start, Some(key), lineage).await
+        let origin = Origin { by, key, lineage };
+        self.start(&by.access(tenant_id), id, start, Some(origin))
+            .await
     }
 
-    /// Starts a run (see `start_run`); with a `key`, at most one run per key and workflow.
+    /// Starts a run (see `start_run`); started by the platform (`origin`), at most one run per
+    /// key and workflow, and only when the version's trigger is of the origin's kind.
     async fn start(
         &self,
         access: &Access,
         id: Uuid,
         start: StartRun,
-        key: Option<String>,
-        lineage: Option<Lineage>,
+        origin: Option<Origin>,
     ) -> Result<WorkflowRun, AppError> {
         access.require(Area::Workflows, Level::Write)?;
         check(&start)?;
@@ -590,6 +591,9 @@ impl WorkflowServiceImpl {
         let number = match (start.version, row.latest_version) {
             (Some(n), _) => n,
             (None, Some(n)) => u32::try_from(n).unwrap_or(0),
+            (None, None) if origin.is_some() => {
+                return Err(AppError::not_found("published workflow"))
+            }
             (None, None) => {
                 return Err(AppError::Conflict(
                     "the workflow has no published version; publish it first".into(),
@@ -600,6 +604,13 @@ impl WorkflowServiceImpl {
         let def = definition_of(&version.definition);
         let trigger = super::trigger(&def)
             .ok_or_else(|| AppError::Conflict("the version has no trigger".into()))?;
+        if origin.as_ref().is_some_and(|o| trigger.kind != o.by.kind()) {
+            return Err(AppError::not_found("published workflow with this trigger"));
+        }
+        let (key, lineage) = match origin {
+            Some(o) => (Some(o.key), o.lineage),
+            None => (None, None),
+        };
         if let Some(run) = self.keyed_run(id, key.as_deref()).await? {
             return Ok(to_run(run));
         }
@@ -1079,7 +1090,7 @@ impl WorkflowService for WorkflowServiceImpl {
         id: Uuid,
         start: StartRun,
     ) -> Result<WorkflowRun, AppError> {
-        self.start(access, id, start, None, None).await
+        self.start(access, id, start, None).await
     }
 
     async fn rotate_webhook_secret(
@@ -1106,7 +1117,7 @@ impl WorkflowService for WorkflowServiceImpl {
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
         Ok(WorkflowWebhook {
-            url: to_workflow(row, &self.console_url).webhook_url,
+            url: webhook_url(&self.console_url, id),
             secret,
         })
     }
