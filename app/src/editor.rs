@@ -34,6 +34,8 @@ pub fn starter_config(kind: NodeKind) -> Value {
         NodeKind::Template => json!({"template": ""}),
         NodeKind::Condition => json!({"expression": ""}),
         NodeKind::Loop => json!({"items": "", "max": 100}),
+        NodeKind::Parallel => json!({"branches": 2}),
+        NodeKind::Join => json!({}),
         NodeKind::Workflow => json!({"workflow": "", "input": {}}),
         NodeKind::Http => json!({"method": "POST", "url": "", "headers": {}, "body": ""}),
         NodeKind::Email => json!({"to": "", "subject": "", "body": ""}),
@@ -66,6 +68,8 @@ pub fn kind_label(kind: NodeKind) -> &'static str {
         NodeKind::Template => "Template",
         NodeKind::Condition => "Condition",
         NodeKind::Loop => "For each",
+        NodeKind::Parallel => "Parallel",
+        NodeKind::Join => "Join",
         NodeKind::Workflow => "Run a workflow",
         NodeKind::Http => "HTTP request",
         NodeKind::Email => "Email",
@@ -126,6 +130,13 @@ pub fn fields(kind: NodeKind) -> &'static [Field] {
     match kind {
         // The webhook's URL and secret are shown by the panel, not edited in the definition.
         NodeKind::ManualTrigger | NodeKind::WebhookTrigger => &[],
+        NodeKind::Join => &[],
+        NodeKind::Parallel => &[field!(
+            "branches",
+            "Branches",
+            Number,
+            "2 to 10. They run at the same time; lead each to its steps and every branch's last step to one Join.",
+        )],
         NodeKind::EventTrigger => &[field!(
             "event",
             "When",
@@ -716,6 +727,8 @@ fn kind_outputs(kind: NodeKind) -> &'static [&'static str] {
         NodeKind::Template => &["text"],
         NodeKind::Condition => &["result"],
         NodeKind::Loop => &["item", "index", "count"],
+        NodeKind::Parallel => &["branches"],
+        NodeKind::Join => &[],
         NodeKind::Workflow => &["run_id", "status", "output"],
         NodeKind::Http => &["status", "body"],
         NodeKind::Email => &["queued", "to", "job_id"],

@@ -22,6 +22,7 @@ mod m20261208_000017_google_calendar;
 mod m20261209_000018_workflows;
 mod m20261210_000019_workflow_triggers;
 mod m20261210_000020_workflow_secrets;
+mod m20261211_000021_workflow_test_usage;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000018_workflows::Migration),
             Box::new(m20261210_000019_workflow_triggers::Migration),
             Box::new(m20261210_000020_workflow_secrets::Migration),
+            Box::new(m20261211_000021_workflow_test_usage::Migration),
         ]
     }
 }

@@ -96,11 +96,12 @@ pub fn ConversationsPage() -> impl IntoView {
                 usage.await.ok().map(|u| view! {
                     <p class="muted small" data-testid="usage">
                         {format!(
-                            "Since {}: {} conversations, {} answered messages, {} workflow runs, {} + {} tokens, ${:.4}",
+                            "Since {}: {} conversations, {} answered messages, {} workflow runs, {} steps tried, {} + {} tokens, ${:.4}",
                             u.since.format("%Y-%m-%d"),
                             u.conversations,
                             u.turns,
                             u.workflow_runs,
+                            u.step_tests,
                             u.prompt_tokens,
                             u.completion_tokens,
                             u.cost_usd

@@ -840,7 +840,14 @@ fn Canvas(ed: Ed) -> impl IntoView {
         ed.trace.with(|t| {
             let mut by_node: HashMap<String, NodeTrace> = HashMap::new();
             if let Some(t) = t {
-                for s in &t.steps {
+                // A Parallel step's branches ran as runs of their own: their steps are this
+                // run's nodes too.
+                let branches = t.branches.iter();
+                for s in t
+                    .steps
+                    .iter()
+                    .chain(branches.clone().flat_map(|b| &b.steps))
+                {
                     let e = by_node.entry(s.node.clone()).or_insert(NodeTrace {
                         status: s.status,
                         tries: 0,
@@ -851,7 +858,11 @@ fn Canvas(ed: Ed) -> impl IntoView {
                     e.tries += 1;
                     e.duration_ms += s.duration_ms.unwrap_or(0);
                 }
-                for c in &t.compensations {
+                for c in t
+                    .compensations
+                    .iter()
+                    .chain(branches.flat_map(|b| &b.compensations))
+                {
                     if let Some(e) = by_node.get_mut(&c.node) {
                         e.undo = Some(c.status);
                     }
@@ -1810,7 +1821,11 @@ fn TestStep(ed: Ed, id: String) -> impl IntoView {
         .with_untracked(|t| {
             t.as_ref().map(|d| {
                 let mut outputs = serde_json::Map::new();
-                for s in d.steps.iter().filter(|s| s.status == StepStatus::Succeeded) {
+                let steps = d
+                    .steps
+                    .iter()
+                    .chain(d.branches.iter().flat_map(|b| &b.steps));
+                for s in steps.filter(|s| s.status == StepStatus::Succeeded) {
                     outputs.insert(s.node.clone(), s.output.clone().unwrap_or_default());
                 }
                 (d.run.input.clone(), serde_json::Value::Object(outputs))

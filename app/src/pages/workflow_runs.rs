@@ -199,6 +199,30 @@ pub(super) fn TraceSummary(ed: Ed, detail: RunDetail) -> impl IntoView {
                     </table>
                 </div>
             </details>
+            {(!detail.branches.is_empty()).then(|| view! {
+                <details open=true>
+                    <summary>{format!("Branches ({}), each a run of its own", detail.branches.len())}</summary>
+                    <div class="table-wrap">
+                        <table data-testid="run-branches">
+                            <thead><tr>
+                                <th scope="col">"Starts at"</th><th scope="col">"Status"</th><th scope="col">"Steps"</th>
+                                <th scope="col">"Undone"</th><th scope="col">"Error"</th>
+                            </tr></thead>
+                            <tbody>
+                                {detail.branches.iter().map(|b| view! {
+                                    <tr>
+                                        <td><code>{b.steps.first().map(|s| s.node.clone()).unwrap_or_default()}</code></td>
+                                        <td><span class=status_class(b.run.status)>{b.run.status.as_str()}</span></td>
+                                        <td>{b.run.steps}</td>
+                                        <td>{b.run.compensation.map(|c| c.as_str()).unwrap_or("")}</td>
+                                        <td class="small wrap">{b.run.error.clone().unwrap_or_default()}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                </details>
+            })}
             {(!detail.compensations.is_empty()).then(|| view! {
                 <details open=true>
                     <summary>{format!("Undo actions ({}), run newest first", detail.compensations.len())}</summary>

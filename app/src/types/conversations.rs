@@ -516,6 +516,10 @@ pub struct UsageSummary {
     /// Workflow runs started in the period (their model calls are counted below).
     #[serde(default)]
     pub workflow_runs: u64,
+    /// Workflow steps tried in the editor that asked the model ("Test this step"; counted
+    /// below too).
+    #[serde(default)]
+    pub step_tests: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// US dollars, from the configured price table.

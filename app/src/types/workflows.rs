@@ -50,6 +50,18 @@ string_enum! {
         /// to the loop, which then goes on with the next item, and by `done` with `{"count"}`
         /// after the last. Cycles are allowed only through a loop.
         Loop = "loop",
+        /// Runs its branches at the same time: `{"branches": 2}` (2–10), one exit per branch
+        /// (`branch1`, `branch2`, …). Each branch is a run of its own (the runs list hides
+        /// them; the run's trace shows their steps) that starts with a copy of the run's values
+        /// and ends where the branches meet, at one Join step. When every branch has arrived,
+        /// the run goes on from the Join with what the branches' steps output (`nodes.<id>`)
+        /// and set (`vars`). Output: `{"branches": [{"run_id", "status", "output"}, …]}`. A
+        /// failed branch cancels the others and fails the step; if the run fails later, what the
+        /// branches did is undone.
+        Parallel = "parallel",
+        /// Where a Parallel step's branches meet (each branch's last step leads here); the run
+        /// goes on from it once all have arrived.
+        Join = "join",
         /// Asks the tenant's model: `{"prompt", "system"}` (templates), `"model"` (`chat`, the
         /// default, `router`, or a model name of the tenant's provider) and, for structured
         /// output, `"output": {"field": "string" | "number" | "integer" | "boolean" | "list" |
@@ -107,6 +119,8 @@ impl NodeKind {
         match self {
             NodeKind::Condition => &["true", "false"],
             NodeKind::Loop => &["each", "done"],
+            // One per branch (see `WorkflowNode::ports`).
+            NodeKind::Parallel => &[],
             NodeKind::Approval => &["approved", "rejected"],
             NodeKind::End => &[],
             NodeKind::Http
@@ -154,6 +168,8 @@ impl NodeKind {
             NodeKind::Template => "Render a text from a template",
             NodeKind::Condition => "If / else on an expression",
             NodeKind::Loop => "For each item of a list (bounded)",
+            NodeKind::Parallel => "Run branches at the same time",
+            NodeKind::Join => "Wait for a Parallel step's branches",
             NodeKind::Workflow => "Run another workflow and wait for its output",
             NodeKind::Http => "HTTP request (undone by a request you define)",
             NodeKind::Email => "Send an email",
@@ -173,6 +189,14 @@ impl NodeKind {
 
 /// The most items a loop may go through (its `max` is 1 to this).
 pub const MAX_LOOP_ITEMS: u64 = 1_000;
+
+/// The most branches a Parallel step may have (its `branches` is 2 to this).
+pub const MAX_BRANCHES: u64 = 10;
+
+/// The exit of a Parallel step's branch `i` (from 1).
+pub fn branch_port(i: u64) -> String {
+    format!("branch{i}")
+}
 
 /// The events an event trigger may start on (each a `WebhookEvent` an endpoint can take).
 pub const TRIGGER_EVENTS: &[&str] = &[
@@ -272,8 +296,17 @@ pub struct WorkflowNode {
 
 impl WorkflowNode {
     /// The ports this node leaves by: its kind's, and a classifier's classes or a switch's
-    /// cases, in the order their configuration lists them.
+    /// cases, in the order their configuration lists them, or a parallel step's branches.
     pub fn ports(&self) -> Vec<String> {
+        if self.kind == NodeKind::Parallel {
+            let n = self
+                .config
+                .get("branches")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+                .min(MAX_BRANCHES);
+            return (1..=n).map(branch_port).collect();
+        }
         let mut ports: Vec<String> = self
             .kind
             .named_ports()
@@ -657,6 +690,18 @@ pub struct RunDetail {
     pub run: WorkflowRun,
     pub steps: Vec<RunStep>,
     /// In the order they were registered (they run in reverse).
+    pub compensations: Vec<RunCompensation>,
+    /// The runs of its Parallel steps' branches (and of theirs), with their steps.
+    #[serde(default)]
+    pub branches: Vec<BranchTrace>,
+}
+
+/// One branch of a Parallel step: its own run, and the steps it took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct BranchTrace {
+    pub run: WorkflowRun,
+    pub steps: Vec<RunStep>,
     pub compensations: Vec<RunCompensation>,
 }
 

@@ -34,6 +34,7 @@ use crate::integrations::webhooks::{self, Event, Subscriptions};
 use crate::store::audit_log::Record;
 use crate::store::{
     conversations, messages, router_rules, run_steps, tenants, widget_visitors, workflow_runs,
+    workflow_test_usage,
 };
 use crate::tenancy::db_error;
 
@@ -1424,36 +1425,73 @@ impl ConversationService for ConversationServiceImpl {
             .map_err(db_error)?;
         let (count, turns, prompt, completion, cost, calls) = totals.unwrap_or_default();
         // Workflows' LLM, classifier and knowledge steps ask the model outside conversations.
-        let runs: Option<(i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
-            workflow_runs::Entity::find()
+        // A Parallel step's branches are runs too, but not runs anyone started.
+        let runs: Option<(
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        )> = workflow_runs::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::cust("CAST(SUM(CASE WHEN trigger <> 'branch' THEN 1 ELSE 0 END) AS BIGINT)"),
+                "runs",
+            )
+            .column_as(sum(workflow_runs::Column::PromptTokens), "prompt_tokens")
+            .column_as(
+                sum(workflow_runs::Column::CompletionTokens),
+                "completion_tokens",
+            )
+            .column_as(sum(workflow_runs::Column::CostMicros), "cost_micros")
+            .column_as(sum(workflow_runs::Column::LlmCalls), "llm_calls")
+            .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
+            .filter(workflow_runs::Column::CreatedAt.gte(since))
+            .filter(workflow_runs::Column::CreatedAt.lt(until))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        let (runs, run_prompt, run_completion, run_cost, run_calls) = runs.unwrap_or_default();
+        // "Test this step" asks the model outside any run.
+        let tests: Option<(i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>)> =
+            workflow_test_usage::Entity::find()
                 .select_only()
-                .column_as(Expr::col(workflow_runs::Column::Id).count(), "runs")
-                .column_as(sum(workflow_runs::Column::PromptTokens), "prompt_tokens")
+                .column_as(Expr::col(workflow_test_usage::Column::Id).count(), "tests")
                 .column_as(
-                    sum(workflow_runs::Column::CompletionTokens),
+                    sum(workflow_test_usage::Column::PromptTokens),
+                    "prompt_tokens",
+                )
+                .column_as(
+                    sum(workflow_test_usage::Column::CompletionTokens),
                     "completion_tokens",
                 )
-                .column_as(sum(workflow_runs::Column::CostMicros), "cost_micros")
-                .column_as(sum(workflow_runs::Column::LlmCalls), "llm_calls")
-                .filter(workflow_runs::Column::TenantId.eq(access.tenant_id))
-                .filter(workflow_runs::Column::CreatedAt.gte(since))
-                .filter(workflow_runs::Column::CreatedAt.lt(until))
+                .column_as(sum(workflow_test_usage::Column::CostMicros), "cost_micros")
+                .column_as(sum(workflow_test_usage::Column::LlmCalls), "llm_calls")
+                .filter(workflow_test_usage::Column::TenantId.eq(access.tenant_id))
+                .filter(workflow_test_usage::Column::CreatedAt.gte(since))
+                .filter(workflow_test_usage::Column::CreatedAt.lt(until))
                 .into_tuple()
                 .one(&self.db)
                 .await
                 .map_err(db_error)?;
-        let (runs, run_prompt, run_completion, run_cost, run_calls) = runs.unwrap_or_default();
+        let (tests, test_prompt, test_completion, test_cost, test_calls) =
+            tests.unwrap_or_default();
         let positive = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
         Ok(UsageSummary {
             since,
             until,
             conversations: positive(Some(count)),
             turns: positive(turns),
-            workflow_runs: positive(Some(runs)),
-            prompt_tokens: positive(prompt) + positive(run_prompt),
-            completion_tokens: positive(completion) + positive(run_completion),
-            cost_usd: (positive(cost) + positive(run_cost)) as f64 / 1_000_000.0,
-            llm_calls: positive(calls) + positive(run_calls),
+            workflow_runs: positive(runs),
+            step_tests: positive(Some(tests)),
+            prompt_tokens: positive(prompt) + positive(run_prompt) + positive(test_prompt),
+            completion_tokens: positive(completion)
+                + positive(run_completion)
+                + positive(test_completion),
+            cost_usd: (positive(cost) + positive(run_cost) + positive(test_cost)) as f64
+                / 1_000_000.0,
+            llm_calls: positive(calls) + positive(run_calls) + positive(test_calls),
         })
     }
 

@@ -35,6 +35,7 @@ pub mod workflow_compensations;
 pub mod workflow_runs;
 pub mod workflow_secrets;
 pub mod workflow_steps;
+pub mod workflow_test_usage;
 pub mod workflow_versions;
 pub mod workflows;
 

@@ -13,7 +13,6 @@
 //!   cancelled (and so undoes its own steps); a finished one is recorded as not compensable:
 //!   its effects stand, as its own trace shows.
 
-use chrono::Utc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -21,7 +20,7 @@ use uuid::Uuid;
 use app::types::RunStatus;
 
 use super::expr;
-use super::nodes::{context, done, memo, required, set_memo, until, StepCx};
+use super::nodes::{context, done, look_again, memo, required, set_memo, StepCx};
 use crate::engine::{ConvState, Events, Node, StepOutput};
 use crate::store::{workflow_runs, workflows};
 
@@ -29,8 +28,6 @@ use crate::store::{workflow_runs, workflows};
 pub const MAX_DEPTH: u64 = 5;
 /// Where the step keeps the child's id while it waits.
 const CALLS: &str = "calls";
-/// The longest pause between two looks at an unfinished child.
-const MAX_POLL_SECS: i64 = 300;
 
 pub struct CallStep {
     workflow: String,
@@ -138,17 +135,13 @@ impl Node<StepCx> for CallStep {
                     run.error.unwrap_or_default()
                 ))
             }
-            _ => {
-                set_memo(
-                    state,
-                    CALLS,
-                    &cx.node,
-                    Some(json!({ "run_id": child, "looks": looks + 1 })),
-                );
-                // 2, 4, 8 … seconds, at most five minutes: the child's end wakes the step sooner.
-                let pause = (2i64 << looks.min(20)).min(MAX_POLL_SECS);
-                Ok(until(Utc::now() + chrono::Duration::seconds(pause)))
-            }
+            _ => Ok(look_again(
+                state,
+                CALLS,
+                &cx.node,
+                json!({ "run_id": child }),
+                looks,
+            )),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod call;
 pub mod expr;
 pub mod hook;
 pub mod nodes;
+pub mod parallel;
 pub mod run;
 pub mod secrets;
 pub mod service;
@@ -127,6 +128,14 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
         if n.retry.attempts == 0 {
             problem(id, "retry attempts must be at least 1".into());
         }
+        if n.kind == NodeKind::Parallel && n.retry.attempts > 1 {
+            // Trying again would repeat what the branches that did finish did.
+            problem(
+                id,
+                "a Parallel step is not tried again: give its branches' steps retries instead"
+                    .into(),
+            );
+        }
         if n.retry.initial_ms == 0 || n.retry.max_ms < n.retry.initial_ms {
             problem(
                 id,
@@ -223,7 +232,7 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
         if !used_ports.insert((e.from.as_str(), e.port.as_str())) {
             problem(
                 Some(&e.from),
-                format!("the `{}` port leads to more than one node (parallel branches are not supported yet)", e.port),
+                format!("the `{}` exit leads to more than one node (a Parallel step runs branches at once)", e.port),
             );
         }
     }
@@ -232,6 +241,29 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
             Some(&cycle),
             "this node is on a cycle that passes through no \"For each\" step (only a loop may go round)".into(),
         );
+    }
+    let mut joined = HashSet::new();
+    for p in def.nodes.iter().filter(|n| n.kind == NodeKind::Parallel) {
+        for port in p.ports() {
+            if !def.edges.iter().any(|e| e.from == p.id && e.port == port) {
+                problem(Some(&p.id), format!("`{port}` leads nowhere"));
+            }
+        }
+        match join_of(def, &p.id) {
+            Ok(j) => {
+                joined.insert(j);
+            }
+            Err(e) => problem(Some(&p.id), e),
+        }
+    }
+    for j in def.nodes.iter().filter(|n| n.kind == NodeKind::Join) {
+        if !joined.contains(j.id.as_str()) {
+            problem(
+                Some(&j.id),
+                "no Parallel step's branches meet here (a Join waits for a Parallel's branches)"
+                    .into(),
+            );
+        }
     }
     if let Some(t) = trigger(def) {
         let reachable = reachable(def, &t.id);
@@ -310,31 +342,106 @@ fn cycle(def: &WorkflowDefinition) -> Option<String> {
     None
 }
 
-/// The engine's graph for a definition without problems.
+/// Where the branches of Parallel step `id` meet: the one Join every path from its branches
+/// reaches first that is not a nested Parallel's (a path may also end before it, by an End
+/// step or an exit left unconnected). Walks (node, nesting depth) pairs, so it ends on loops.
+pub fn join_of<'a>(def: &'a WorkflowDefinition, id: &str) -> Result<&'a str, String> {
+    let next = successors(def);
+    let kinds: HashMap<&str, NodeKind> =
+        def.nodes.iter().map(|n| (n.id.as_str(), n.kind)).collect();
+    let mut joins = BTreeSet::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(&str, usize)> = def
+        .edges
+        .iter()
+        .filter(|e| e.from == id)
+        .map(|e| (e.to.as_str(), 0))
+        .collect();
+    while let Some((node, depth)) = stack.pop() {
+        if node == id {
+            return Err("a branch leads back into this Parallel step".into());
+        }
+        if !seen.insert((node, depth)) || depth > def.nodes.len() {
+            continue;
+        }
+        let depth = match kinds.get(node) {
+            Some(NodeKind::Join) if depth == 0 => {
+                joins.insert(node);
+                continue;
+            }
+            Some(NodeKind::Join) => depth - 1,
+            Some(NodeKind::Parallel) => depth + 1,
+            _ => depth,
+        };
+        stack.extend(next.get(node).into_iter().flatten().map(|&m| (m, depth)));
+    }
+    let mut joins = joins.into_iter();
+    match (joins.next(), joins.next()) {
+        (Some(j), None) => Ok(j),
+        (None, _) => Err("the branches never meet: lead them to one Join step".into()),
+        (Some(a), Some(b)) => Err(format!(
+            "the branches meet at more than one Join (`{a}`, `{b}`): lead them all to one"
+        )),
+    }
+}
+
+/// The port by which a Parallel step leaves for its Join once its branches are done (an edge
+/// of the engine's graph only: the editor draws the branches).
+pub const JOINED: &str = "joined";
+
+/// The engine's graph for a definition without problems. A Parallel step's configuration
+/// gains where its branches start (`starts`) and meet (`join`), and an edge to its Join.
 pub fn graph_def(def: &WorkflowDefinition) -> Option<GraphDef> {
     let start = trigger(def)?.id.clone();
+    let mut edges: Vec<EdgeDef> = def
+        .edges
+        .iter()
+        .map(|e| EdgeDef {
+            from: e.from.clone(),
+            to: e.to.clone(),
+            when: Condition::Port {
+                port: e.port.clone(),
+            },
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(def.nodes.len());
+    for n in &def.nodes {
+        let mut config = n.config.clone();
+        if n.kind == NodeKind::Parallel {
+            let join = join_of(def, &n.id).ok()?;
+            if !config.is_object() {
+                config = serde_json::json!({});
+            }
+            let starts: Vec<&str> = n
+                .ports()
+                .iter()
+                .filter_map(|port| {
+                    def.edges
+                        .iter()
+                        .find(|e| e.from == n.id && &e.port == port)
+                        .map(|e| e.to.as_str())
+                })
+                .collect();
+            config["starts"] = serde_json::json!(starts);
+            config["join"] = serde_json::json!(join);
+            edges.push(EdgeDef {
+                from: n.id.clone(),
+                to: join.to_string(),
+                when: Condition::Port {
+                    port: JOINED.into(),
+                },
+            });
+        }
+        nodes.push(NodeDef {
+            id: n.id.clone(),
+            kind: n.kind.as_str().to_string(),
+            config,
+        });
+    }
     Some(GraphDef {
         start,
-        nodes: def
-            .nodes
-            .iter()
-            .map(|n| NodeDef {
-                id: n.id.clone(),
-                kind: n.kind.as_str().to_string(),
-                config: n.config.clone(),
-            })
-            .collect(),
-        edges: def
-            .edges
-            .iter()
-            .map(|e| EdgeDef {
-                from: e.from.clone(),
-                to: e.to.clone(),
-                when: Condition::Port {
-                    port: e.port.clone(),
-                },
-            })
-            .collect(),
+        nodes,
+        edges,
         max_steps: MAX_RUN_STEPS,
     })
 }
@@ -556,6 +663,98 @@ mod tests {
             found.iter().any(|p| p.message.contains("cycle")),
             "{found:?}"
         );
+    }
+
+    /// start → outer(a | b) where a is inner(c | d) meeting at j2, then j2 and b meet at j1.
+    fn nested() -> WorkflowDefinition {
+        def(json!({
+            "nodes": [
+                {"id": "start", "kind": "manual_trigger"},
+                {"id": "outer", "kind": "parallel", "config": {"branches": 2}},
+                {"id": "inner", "kind": "parallel", "config": {"branches": 2}},
+                {"id": "b", "kind": "template", "config": {"template": "b"}},
+                {"id": "c", "kind": "template", "config": {"template": "c"}},
+                {"id": "d", "kind": "template", "config": {"template": "d"}},
+                {"id": "j2", "kind": "join"},
+                {"id": "j1", "kind": "join"},
+                {"id": "done", "kind": "end"}
+            ],
+            "edges": [
+                {"from": "start", "to": "outer"},
+                {"from": "outer", "port": "branch1", "to": "inner"},
+                {"from": "outer", "port": "branch2", "to": "b"},
+                {"from": "inner", "port": "branch1", "to": "c"},
+                {"from": "inner", "port": "branch2", "to": "d"},
+                {"from": "c", "to": "j2"},
+                {"from": "d", "to": "j2"},
+                {"from": "j2", "to": "j1"},
+                {"from": "b", "to": "j1"},
+                {"from": "j1", "to": "done"}
+            ]
+        }))
+    }
+
+    #[test]
+    fn parallel_branches_meet_at_their_own_join_and_the_graph_leads_there() {
+        let d = nested();
+        assert_eq!(problems(&d), vec![]);
+        assert_eq!(join_of(&d, "outer"), Ok("j1"));
+        assert_eq!(join_of(&d, "inner"), Ok("j2"));
+        let g = graph_def(&d).unwrap();
+        let outer = g.nodes.iter().find(|n| n.id == "outer").unwrap();
+        assert_eq!(outer.config["starts"], json!(["inner", "b"]));
+        assert_eq!(outer.config["join"], "j1");
+        assert!(g.edges.iter().any(|e| e.from == "outer"
+            && e.to == "j1"
+            && e.when
+                == Condition::Port {
+                    port: JOINED.into()
+                }));
+        crate::engine::Graph::build(&g, &nodes::registry()).unwrap();
+    }
+
+    #[test]
+    fn branches_that_do_not_meet_once_are_problems() {
+        let about = |d: &WorkflowDefinition, node: &str, text: &str| {
+            let found = problems(d);
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.node.as_deref() == Some(node) && p.message.contains(text)),
+                "{node}: {text}: {found:?}"
+            );
+        };
+        // b skips the outer join: j2 is then the first join a path from `outer` meets twice over.
+        let mut d = nested();
+        d.edges.retain(|e| e.from != "b");
+        d.edges.push(WorkflowEdge {
+            from: "b".into(),
+            port: "out".into(),
+            to: "j2".into(),
+        });
+        about(&d, "outer", "more than one Join");
+        // No join at all; a branch left unconnected; a join nobody's branches reach.
+        let mut d = nested();
+        d.edges.retain(|e| e.to != "j1" && e.port != "branch2");
+        d.nodes.retain(|n| n.id != "j1");
+        about(&d, "outer", "never meet");
+        about(&d, "outer", "`branch2` leads nowhere");
+        let mut d = sample();
+        d.nodes.push(WorkflowNode {
+            id: "lone".into(),
+            kind: NodeKind::Join,
+            ..d.nodes[2].clone()
+        });
+        d.edges.push(WorkflowEdge {
+            from: "big".into(),
+            port: "out".into(),
+            to: "lone".into(),
+        });
+        about(&d, "lone", "no Parallel");
+        // Too many branches, or too few.
+        let mut d = nested();
+        d.nodes[1].config = json!({"branches": 11});
+        about(&d, "outer", "from 2 to 10");
     }
 
     #[test]

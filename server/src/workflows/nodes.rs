@@ -162,6 +162,25 @@ pub(super) fn until(at: DateTime<Utc>) -> StepOutput {
     }
 }
 
+/// The longest pause between two looks at runs a step waits for.
+const MAX_LOOK_SECS: i64 = 300;
+
+/// Not done: the step waits for other runs (`memo`, kept in the state with how many times it
+/// has looked) and looks again after 2, 4, 8 … seconds, at most five minutes; the end of a run
+/// it waits for wakes it sooner.
+pub(super) fn look_again(
+    state: &mut ConvState,
+    area: &str,
+    node: &str,
+    mut memo: Value,
+    looks: i64,
+) -> StepOutput {
+    memo["looks"] = json!(looks + 1);
+    set_memo(state, area, node, Some(memo));
+    let pause = (2i64 << looks.clamp(0, 20)).min(MAX_LOOK_SECS);
+    until(Utc::now() + chrono::Duration::seconds(pause))
+}
+
 pub(super) fn leave(port: &str, output: Value) -> StepOutput {
     StepOutput {
         output: Some(output),
@@ -835,6 +854,8 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
             expression: required(config, "expression")?,
         }),
         NodeKind::Loop => Arc::new(Loop::parse(config)?),
+        NodeKind::Parallel => Arc::new(super::parallel::ParallelStep::parse(config)?),
+        NodeKind::Join => Arc::new(super::parallel::Join),
         NodeKind::Workflow => Arc::new(super::call::CallStep::parse(config)?),
         NodeKind::Http => {
             required(config, "url")?;
@@ -1004,6 +1025,13 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
                         .into(),
                 )
             }
+            NodeKind::Parallel => {
+                test.note = Some(
+                    "a run starts every branch at once and goes on from the Join when all have arrived"
+                        .into(),
+                )
+            }
+            NodeKind::Join => test.output = Some(json!({})),
             NodeKind::Switch => {
                 let (value, case) = ai::SwitchStep::parse(config)?.decide(ctx)?;
                 test.output = Some(json!({ "value": value, "case": case }));

@@ -21,13 +21,13 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use app::types::{
-    CompensationOutcome, CompensationStatus, OnError, RunStatus, RunWait, StepStatus,
+    CompensationOutcome, CompensationStatus, NodeKind, OnError, RunStatus, RunWait, StepStatus,
     WorkflowDefinition, WorkflowNode,
 };
 
@@ -49,6 +49,9 @@ const COMPENSATION_ATTEMPTS: u32 = 3;
 
 pub const STEPS: &str = "workflow_steps_total";
 pub const RUNS_FINISHED: &str = "workflow_runs_finished_total";
+
+/// Branch runs whose compensations a run's success releases at most.
+const MAX_BRANCH_RUNS: u64 = 100_000;
 
 /// Where a run started by another run's step names that run (`vars.parent`).
 pub const PARENT: &str = "parent";
@@ -636,7 +639,12 @@ impl RunWorkflow {
             .await?;
             return Ok(Stop::Next);
         }
-        let next = built.graph.next(&node.id, &state, port);
+        // A branch run ends where its branches meet; the Parallel step goes on from there.
+        let branch_join = super::parallel::branch_join(&state);
+        let next = built
+            .graph
+            .next(&node.id, &state, port)
+            .filter(|n| Some(n) != branch_join.as_ref());
         let now = Utc::now();
         let step_status = if error.is_some() {
             StepStatus::Failed
@@ -671,10 +679,21 @@ impl RunWorkflow {
         }
         self.finish_step_in(&txn, run, step_status, Some(&output), Some(port), error, ms)
             .await?;
-        if next.is_none() {
-            // Succeeded: nothing will be undone.
+        if next.is_none() && branch_join.is_none() {
+            // Succeeded: nothing will be undone, here or in its branches (a branch keeps its
+            // compensations until the run it belongs to ends).
+            let mut ids = vec![run.id];
+            if built.def.nodes.iter().any(|n| n.kind == NodeKind::Parallel) {
+                ids.extend(
+                    branches(&txn, run, MAX_BRANCH_RUNS)
+                        .await
+                        .map_err(db_err)?
+                        .into_iter()
+                        .map(|b| b.id),
+                );
+            }
             workflow_compensations::Entity::update_many()
-                .filter(workflow_compensations::Column::RunId.eq(run.id))
+                .filter(workflow_compensations::Column::RunId.is_in(ids))
                 .filter(
                     workflow_compensations::Column::Status
                         .eq(CompensationStatus::Registered.as_str()),
@@ -852,65 +871,14 @@ impl RunWorkflow {
                 .exec(self.db())
                 .await
                 .map_err(db_err)?;
-            let succeeded = self.may_have_applied(run.id, comp.seq).await?;
-            let mut attempts = comp.attempts;
-            let (status, error) = loop {
-                attempts += 1;
-                match self.compensate(run, &comp, &state, succeeded).await {
-                    Ok(status) => break (status, None),
-                    Err(e) if attempts as u32 >= COMPENSATION_ATTEMPTS => {
-                        break (CompensationStatus::Failed, Some(e))
-                    }
-                    Err(_) => {
-                        let delay = jobs::backoff(
-                            attempts as u32,
-                            Duration::from_millis(500),
-                            Duration::from_secs(5),
-                        );
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            };
-            workflow_compensations::Entity::update_many()
-                .filter(workflow_compensations::Column::Id.eq(comp.id))
-                .col_expr(
-                    workflow_compensations::Column::Status,
-                    Expr::value(status.as_str()),
-                )
-                .col_expr(
-                    workflow_compensations::Column::Attempts,
-                    Expr::value(attempts),
-                )
-                .col_expr(workflow_compensations::Column::Error, Expr::value(error))
-                .col_expr(
-                    workflow_compensations::Column::FinishedAt,
-                    Expr::value(Some(Utc::now())),
-                )
-                .exec(self.db())
-                .await
-                .map_err(db_err)?;
+            self.undo(run, &comp, &state).await?;
         }
         let all = workflow_compensations::Entity::find()
             .filter(workflow_compensations::Column::RunId.eq(run.id))
             .all(self.db())
             .await
             .map_err(db_err)?;
-        let undone = |s: &str| {
-            matches!(
-                CompensationStatus::parse(s),
-                Some(CompensationStatus::Failed | CompensationStatus::NotCompensable)
-            )
-        };
-        let outcome = if all
-            .iter()
-            .all(|c| CompensationStatus::parse(&c.status) == Some(CompensationStatus::Skipped))
-        {
-            CompensationOutcome::Nothing
-        } else if all.iter().any(|c| undone(&c.status)) {
-            CompensationOutcome::Partial
-        } else {
-            CompensationOutcome::Full
-        };
+        let outcome = outcome(&all);
         let now = Utc::now();
         let mut update = workflow_runs::Entity::update_many()
             .filter(workflow_runs::Column::Id.eq(run.id))
@@ -936,6 +904,155 @@ impl RunWorkflow {
         update.exec(self.db()).await.map_err(db_err)?;
         metrics::counter!(RUNS_FINISHED, "status" => end.as_str()).increment(1);
         self.wake_parent(run).await
+    }
+
+    /// Runs one registered compensation of `run` (with its retries) and records its outcome.
+    async fn undo(
+        &self,
+        run: &workflow_runs::Model,
+        comp: &workflow_compensations::Model,
+        state: &ConvState,
+    ) -> anyhow::Result<CompensationStatus> {
+        let succeeded = self.may_have_applied(run.id, comp.seq).await?;
+        let mut attempts = comp.attempts;
+        let (status, error) = loop {
+            attempts += 1;
+            match self.compensate(run, comp, state, succeeded).await {
+                Ok(status) => break (status, None),
+                Err(e) if attempts as u32 >= COMPENSATION_ATTEMPTS => {
+                    break (CompensationStatus::Failed, Some(e))
+                }
+                Err(_) => {
+                    let delay = jobs::backoff(
+                        attempts as u32,
+                        Duration::from_millis(500),
+                        Duration::from_secs(5),
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        workflow_compensations::Entity::update_many()
+            .filter(workflow_compensations::Column::Id.eq(comp.id))
+            .col_expr(
+                workflow_compensations::Column::Status,
+                Expr::value(status.as_str()),
+            )
+            .col_expr(
+                workflow_compensations::Column::Attempts,
+                Expr::value(attempts),
+            )
+            .col_expr(workflow_compensations::Column::Error, Expr::value(error))
+            .col_expr(
+                workflow_compensations::Column::FinishedAt,
+                Expr::value(Some(Utc::now())),
+            )
+            .exec(self.db())
+            .await
+            .map_err(db_err)?;
+        Ok(status)
+    }
+
+    /// Undoes a branch that reached its Join: its registered compensations, newest first (a
+    /// branch of its own among them undoes that one's). Its `compensation` says how it went.
+    async fn undo_branch(
+        &self,
+        branch: &workflow_runs::Model,
+    ) -> Result<CompensationStatus, String> {
+        let pending = workflow_compensations::Entity::find()
+            .filter(workflow_compensations::Column::RunId.eq(branch.id))
+            .filter(
+                workflow_compensations::Column::Status.eq(CompensationStatus::Registered.as_str()),
+            )
+            .order_by_desc(workflow_compensations::Column::Seq)
+            .all(self.db())
+            .await
+            .map_err(|e| e.to_string())?;
+        let state: ConvState = serde_json::from_value(branch.state.clone()).unwrap_or_default();
+        for comp in pending {
+            self.undo(branch, &comp, &state)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let all = workflow_compensations::Entity::find()
+            .filter(workflow_compensations::Column::RunId.eq(branch.id))
+            .all(self.db())
+            .await
+            .map_err(|e| e.to_string())?;
+        workflow_runs::Entity::update_many()
+            .filter(workflow_runs::Column::Id.eq(branch.id))
+            .col_expr(
+                workflow_runs::Column::Compensation,
+                Expr::value(Some(outcome(&all).as_str())),
+            )
+            .exec(self.db())
+            .await
+            .map_err(|e| e.to_string())?;
+        let has = |s: CompensationStatus| all.iter().any(|c| c.status == s.as_str());
+        if has(CompensationStatus::Failed) {
+            return Err(format!("branch run {} was not fully undone", branch.id));
+        }
+        Ok(if has(CompensationStatus::NotCompensable) {
+            CompensationStatus::NotCompensable
+        } else if has(CompensationStatus::Done) {
+            CompensationStatus::Done
+        } else {
+            CompensationStatus::Skipped
+        })
+    }
+
+    /// Undoes a Parallel step: an unfinished branch is cancelled (it undoes its own steps), one
+    /// that reached the Join is undone here, one that failed or was cancelled undid itself.
+    async fn undo_branches(
+        &self,
+        run: &workflow_runs::Model,
+        keys: &[&str],
+    ) -> Result<CompensationStatus, String> {
+        let service = self
+            .rt
+            .service()
+            .ok_or("workflows cannot cancel runs here")?;
+        let mut statuses = Vec::new();
+        for key in keys.iter().rev() {
+            let find = || {
+                workflow_runs::Entity::find()
+                    .filter(workflow_runs::Column::TenantId.eq(run.tenant_id))
+                    .filter(workflow_runs::Column::WorkflowId.eq(run.workflow_id))
+                    .filter(workflow_runs::Column::TriggerKey.eq(*key))
+                    .one(self.db())
+            };
+            let Some(branch) = find().await.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let mut status = RunStatus::parse(&branch.status);
+            if !status.is_some_and(RunStatus::is_final) {
+                match service.cancel_child(run.tenant_id, key).await {
+                    // It finished meanwhile: look again.
+                    Ok(CompensationStatus::NotCompensable) => {
+                        status = Some(RunStatus::Succeeded);
+                    }
+                    Ok(s) => {
+                        statuses.push(s);
+                        continue;
+                    }
+                    Err(e) => return Err(e.user_message()),
+                }
+            }
+            if status == Some(RunStatus::Succeeded) {
+                let branch = find()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("the branch's run no longer exists")?;
+                statuses.push(Box::pin(self.undo_branch(&branch)).await?);
+            }
+        }
+        Ok(if statuses.contains(&CompensationStatus::NotCompensable) {
+            CompensationStatus::NotCompensable
+        } else if statuses.contains(&CompensationStatus::Done) {
+            CompensationStatus::Done
+        } else {
+            CompensationStatus::Skipped
+        })
     }
 
     /// A run another run's step waits for has ended: that step looks now instead of at its
@@ -1065,6 +1182,14 @@ impl RunWorkflow {
                     .await
                     .map_err(|e| e.user_message())
             }
+            // Branches may exist, and have done things, whatever the step's attempts said.
+            "branches" => {
+                let keys: Vec<&str> = action["keys"]
+                    .as_array()
+                    .map(|k| k.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                self.undo_branches(run, &keys).await
+            }
             _ if !succeeded => Ok(CompensationStatus::Skipped),
             "http" => {
                 let ctx = nodes::context(state);
@@ -1099,6 +1224,60 @@ impl RunWorkflow {
             _ => Ok(CompensationStatus::NotCompensable),
         }
     }
+}
+
+/// How a run's compensations went, from their rows.
+fn outcome(all: &[workflow_compensations::Model]) -> CompensationOutcome {
+    let undone = |s: &str| {
+        matches!(
+            CompensationStatus::parse(s),
+            Some(CompensationStatus::Failed | CompensationStatus::NotCompensable)
+        )
+    };
+    if all
+        .iter()
+        .all(|c| CompensationStatus::parse(&c.status) == Some(CompensationStatus::Skipped))
+    {
+        CompensationOutcome::Nothing
+    } else if all.iter().any(|c| undone(&c.status)) {
+        CompensationOutcome::Partial
+    } else {
+        CompensationOutcome::Full
+    }
+}
+
+/// The branch runs of `run`'s Parallel steps, and theirs, at most `limit` (oldest first per
+/// level). A branch's key starts with its step's (`branch:wf:<run>:<seq>:<i>`).
+pub async fn branches(
+    conn: &impl ConnectionTrait,
+    run: &workflow_runs::Model,
+    limit: u64,
+) -> Result<Vec<workflow_runs::Model>, DbErr> {
+    let mut found = Vec::new();
+    let mut level = vec![run.id];
+    // Branches nest no deeper than the definition's Parallel steps, and runs call one another
+    // at most `call::MAX_DEPTH` deep; this bound only guards against a malformed key.
+    for _ in 0..super::MAX_NODES {
+        if level.is_empty() || found.len() as u64 >= limit {
+            break;
+        }
+        let mut any = sea_orm::Condition::any();
+        for id in &level {
+            any =
+                any.add(workflow_runs::Column::TriggerKey.starts_with(format!("branch:wf:{id}:")));
+        }
+        let next = workflow_runs::Entity::find()
+            .filter(workflow_runs::Column::TenantId.eq(run.tenant_id))
+            .filter(workflow_runs::Column::WorkflowId.eq(run.workflow_id))
+            .filter(any)
+            .order_by_asc(workflow_runs::Column::Id)
+            .limit(limit - found.len() as u64)
+            .all(conn)
+            .await?;
+        level = next.iter().map(|b| b.id).collect();
+        found.extend(next);
+    }
+    Ok(found)
 }
 
 #[async_trait::async_trait]

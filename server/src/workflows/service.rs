@@ -15,11 +15,11 @@ use serde_json::json;
 use app::error::{AppError, FieldError};
 use app::services::{Access, Actor, WorkflowService};
 use app::types::{
-    valid_secret_name, ApprovalDecision, Area, CompensationOutcome, CompensationStatus,
-    CreateWorkflow, Level, NodeKind, NodeTest, Page, PublishWorkflow, RunCompensation, RunDetail,
-    RunQuery, RunStatus, RunStep, RunWait, SetWorkflowSecret, StartRun, StepStatus, TestNode,
-    UpdateWorkflow, Workflow, WorkflowDefinition, WorkflowDiff, WorkflowRun, WorkflowSecret,
-    WorkflowSummary, WorkflowVersion, WorkflowWebhook, MAX_SECRETS,
+    valid_secret_name, ApprovalDecision, Area, BranchTrace, CompensationOutcome,
+    CompensationStatus, CreateWorkflow, Level, NodeKind, NodeTest, Page, PublishWorkflow,
+    RunCompensation, RunDetail, RunQuery, RunStatus, RunStep, RunWait, SetWorkflowSecret, StartRun,
+    StepStatus, TestNode, UpdateWorkflow, Workflow, WorkflowDefinition, WorkflowDiff, WorkflowRun,
+    WorkflowSecret, WorkflowSummary, WorkflowVersion, WorkflowWebhook, MAX_SECRETS,
 };
 use app::validate::check;
 
@@ -29,7 +29,7 @@ use crate::secrets::{self, KeyRing};
 use crate::store::audit_log::Record;
 use crate::store::{
     job_schedules, tenants, workflow_compensations, workflow_runs, workflow_secrets,
-    workflow_steps, workflow_versions, workflows,
+    workflow_steps, workflow_test_usage, workflow_versions, workflows,
 };
 use crate::tenancy::db_error;
 
@@ -106,7 +106,17 @@ struct Origin {
     by: Started,
     key: String,
     lineage: Option<Lineage>,
+    /// A Parallel step's branch: where it starts and the values it starts with.
+    branch: Option<BranchStart>,
 }
+
+struct BranchStart {
+    node: String,
+    state: serde_json::Value,
+}
+
+/// Branch runs a run's trace shows at most (a Parallel step in a long loop makes many).
+const MAX_TRACED_BRANCHES: u64 = 100;
 
 /// Where a run started by another run's step stands: how deep, and which run waits for it.
 pub struct Lineage {
@@ -123,6 +133,8 @@ pub enum Started {
     Webhook,
     /// Another workflow's "Run a workflow" step.
     Workflow,
+    /// A branch of a Parallel step (a run of the same version).
+    Branch,
 }
 
 impl Started {
@@ -132,6 +144,7 @@ impl Started {
             Started::Event => "event",
             Started::Webhook => "webhook",
             Started::Workflow => "workflow",
+            Started::Branch => "branch",
         }
     }
 
@@ -140,7 +153,7 @@ impl Started {
             Started::Schedule => NodeKind::ScheduleTrigger,
             Started::Event => NodeKind::EventTrigger,
             Started::Webhook => NodeKind::WebhookTrigger,
-            Started::Workflow => NodeKind::ManualTrigger,
+            Started::Workflow | Started::Branch => NodeKind::ManualTrigger,
         }
     }
 
@@ -327,6 +340,7 @@ fn trigger_of(access: &Access) -> &'static str {
             Started::Event,
             Started::Webhook,
             Started::Workflow,
+            Started::Branch,
         ]
         .into_iter()
         .map(Started::task)
@@ -551,6 +565,35 @@ impl WorkflowServiceImpl {
         }
     }
 
+    /// Starts a branch of run `parent`'s Parallel step: a run of the parent's version from
+    /// `node`, with `state` (the parent's values and where the branch ends), keyed by `key`.
+    pub async fn start_branch(
+        &self,
+        tenant_id: Uuid,
+        parent: Uuid,
+        node: String,
+        state: serde_json::Value,
+        key: String,
+    ) -> Result<WorkflowRun, AppError> {
+        let access = Started::Branch.access(tenant_id);
+        let from = self.run_row(&access, parent).await?;
+        let start = StartRun {
+            input: state["vars"]["trigger"].clone(),
+            version: Some(u32::try_from(from.version_number).unwrap_or(0)),
+        };
+        let origin = Origin {
+            by: Started::Branch,
+            key,
+            lineage: Some(Lineage {
+                depth: from.state["vars"]["depth"].as_u64().unwrap_or(0),
+                parent,
+            }),
+            branch: Some(BranchStart { node, state }),
+        };
+        self.start(&access, from.workflow_id, start, Some(origin))
+            .await
+    }
+
     async fn start_from(
         &self,
         tenant_id: Uuid,
@@ -564,7 +607,12 @@ impl WorkflowServiceImpl {
             input,
             version: None,
         };
-        let origin = Origin { by, key, lineage };
+        let origin = Origin {
+            by,
+            key,
+            lineage,
+            branch: None,
+        };
         self.start(&by.access(tenant_id), id, start, Some(origin))
             .await
     }
@@ -604,12 +652,15 @@ impl WorkflowServiceImpl {
         let def = definition_of(&version.definition);
         let trigger = super::trigger(&def)
             .ok_or_else(|| AppError::Conflict("the version has no trigger".into()))?;
-        if origin.as_ref().is_some_and(|o| trigger.kind != o.by.kind()) {
+        if origin
+            .as_ref()
+            .is_some_and(|o| o.branch.is_none() && trigger.kind != o.by.kind())
+        {
             return Err(AppError::not_found("published workflow with this trigger"));
         }
-        let (key, lineage) = match origin {
-            Some(o) => (Some(o.key), o.lineage),
-            None => (None, None),
+        let (key, lineage, branch) = match origin {
+            Some(o) => (Some(o.key), o.lineage, o.branch),
+            None => (None, None, None),
         };
         if let Some(run) = self.keyed_run(id, key.as_deref()).await? {
             return Ok(to_run(run));
@@ -625,13 +676,19 @@ impl WorkflowServiceImpl {
                 "the tenant has {active} unfinished runs, the most it may have; wait for some to finish"
             )));
         }
-        let mut state = json!({
-            "vars": {
-                "trigger": start.input,
-                "vars": def.variables,
-                "nodes": {},
-            }
-        });
+        let (mut state, first) = match branch {
+            Some(b) => (b.state, b.node),
+            None => (
+                json!({
+                    "vars": {
+                        "trigger": start.input,
+                        "vars": def.variables,
+                        "nodes": {},
+                    }
+                }),
+                trigger.id.clone(),
+            ),
+        };
         if let Some(Lineage { depth, parent }) = lineage {
             state["vars"]["depth"] = json!(depth);
             state["vars"][run::PARENT] = json!(parent);
@@ -649,7 +706,7 @@ impl WorkflowServiceImpl {
             trigger: Set(trigger_of(access).into()),
             input: Set(start.input),
             state: Set(state),
-            next_node: Set(Some(trigger.id.clone())),
+            next_node: Set(Some(first)),
             seq: Set(0),
             attempt: Set(1),
             waiting: Set(None),
@@ -1071,7 +1128,6 @@ impl WorkflowService for WorkflowServiceImpl {
             .vars
             .unwrap_or_else(|| serde_json::to_value(&draft.variables).unwrap_or_default());
         let ctx = json!({ "trigger": test.trigger, "vars": vars, "nodes": test.nodes });
-        // A test's calls are not in the usage summary: no run or conversation holds them.
         let spent = std::sync::Mutex::default();
         let asker = super::ai::Asker {
             agents: &self.agents,
@@ -1080,6 +1136,24 @@ impl WorkflowService for WorkflowServiceImpl {
             spent: &spent,
         };
         let mut result = nodes::preview(node.kind, &node.config, &ctx, &asker).await;
+        // No run or conversation holds a test's calls: they are counted on their own.
+        let spent: app::types::Usage = spent.lock().map(|s| s.clone()).unwrap_or_default();
+        if spent.llm_calls > 0 {
+            workflow_test_usage::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(access.tenant_id),
+                workflow_id: Set(id),
+                node: Set(node.id.chars().take(64).collect()),
+                prompt_tokens: Set(i64::try_from(spent.prompt_tokens).unwrap_or(i64::MAX)),
+                completion_tokens: Set(i64::try_from(spent.completion_tokens).unwrap_or(i64::MAX)),
+                cost_micros: Set((spent.cost_usd * 1_000_000.0).round() as i64),
+                llm_calls: Set(i64::from(spent.llm_calls)),
+                created_at: Set(Utc::now()),
+            }
+            .insert(&self.db)
+            .await
+            .map_err(db_error)?;
+        }
         result.node = node.id;
         Ok(result)
     }
@@ -1260,9 +1334,11 @@ impl WorkflowService for WorkflowServiceImpl {
                 workflow_runs::Column::VersionNumber.eq(i32::try_from(version).unwrap_or(i32::MAX)),
             );
         }
-        if let Some(trigger) = &query.trigger {
-            select = select.filter(workflow_runs::Column::Trigger.eq(trigger.as_str()));
-        }
+        select = match &query.trigger {
+            Some(trigger) => select.filter(workflow_runs::Column::Trigger.eq(trigger.as_str())),
+            // Branches are shown in their run's trace.
+            None => select.filter(workflow_runs::Column::Trigger.ne(Started::Branch.task())),
+        };
         let page = crate::store::page_by_id(
             &self.db,
             select,
@@ -1291,10 +1367,43 @@ impl WorkflowService for WorkflowServiceImpl {
             .all(&self.db)
             .await
             .map_err(db_error)?;
+        let mut branches = Vec::new();
+        let branch_runs = run::branches(&self.db, &run, MAX_TRACED_BRANCHES)
+            .await
+            .map_err(db_error)?;
+        let ids: Vec<Uuid> = branch_runs.iter().map(|b| b.id).collect();
+        let mut branch_steps = workflow_steps::Entity::find()
+            .filter(workflow_steps::Column::RunId.is_in(ids.clone()))
+            .order_by_asc(workflow_steps::Column::Seq)
+            .order_by_asc(workflow_steps::Column::Attempt)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let mut branch_compensations = workflow_compensations::Entity::find()
+            .filter(workflow_compensations::Column::RunId.is_in(ids))
+            .order_by_asc(workflow_compensations::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        for b in branch_runs {
+            let (steps, rest): (Vec<_>, Vec<_>) =
+                branch_steps.into_iter().partition(|s| s.run_id == b.id);
+            branch_steps = rest;
+            let (compensations, rest): (Vec<_>, Vec<_>) = branch_compensations
+                .into_iter()
+                .partition(|c| c.run_id == b.id);
+            branch_compensations = rest;
+            branches.push(BranchTrace {
+                run: to_run(b),
+                steps: steps.into_iter().map(to_step).collect(),
+                compensations: compensations.into_iter().map(to_compensation).collect(),
+            });
+        }
         Ok(RunDetail {
             run: to_run(run),
             steps: steps.into_iter().map(to_step).collect(),
             compensations: compensations.into_iter().map(to_compensation).collect(),
+            branches,
         })
     }
 

@@ -1353,6 +1353,17 @@ async fn ai_steps_classify_search_knowledge_ask_for_fields_and_switch() {
         )
         .await;
         assert_eq!(asked["output"], json!({"text": "Free, behind the shop."}));
+        // That call is the tenant's usage too, counted as a step tried (and not the other's).
+        let after = json(app.get("/api/v1/usage", &f.key).await, 200).await;
+        assert_eq!(after["step_tests"], 1, "{after:#}");
+        assert_eq!(after["workflow_runs"], usage["workflow_runs"]);
+        assert_eq!(
+            after["llm_calls"].as_u64().unwrap(),
+            usage["llm_calls"].as_u64().unwrap() + 1,
+            "{after:#}"
+        );
+        let theirs = json(app.get("/api/v1/usage", &other.key).await, 200).await;
+        assert_eq!(theirs["step_tests"], 0, "{theirs:#}");
         let switched = trial(
             node(
                 "plan",
@@ -2392,5 +2403,228 @@ async fn a_workflow_runs_another_waits_for_it_and_cancels_it_when_undone() {
             async || child_run().await["status"] == "cancelled",
         )
         .await;
+    }
+}
+
+/// Start → Parallel → (reserve with an undo request | book, ping, note) → Join → charge → end.
+fn branching(service: &Service) -> Value {
+    json!({
+        "nodes": [
+            node("start", "manual_trigger", json!({})),
+            node("fork", "parallel", json!({"branches": 2})),
+            node("reserve", "http", json!({"method": "POST", "url": service.url("reserve"),
+                "compensation": {"method": "DELETE", "url": service.url("unreserve")}})),
+            node("book", "booking", json!({"starts_at": "{{ trigger.when }}", "minutes": 30, "name": "{{ trigger.name }}", "email": "ana@example.com"})),
+            node("ping", "http", json!({"method": "POST", "url": service.url("ping")})),
+            node("note", "set", json!({"values": {"booked": "{{ nodes.book.booking_id }}"}})),
+            node("meet", "join", json!({})),
+            node("charge", "http", json!({"method": "POST", "url": service.url("charge")})),
+            node("done", "end", json!({"output": {
+                "reservation": "{{ nodes.reserve.body.id }}",
+                "booked": "{{ vars.booked }}",
+                "branches": "{{ nodes.fork.branches | length }}"
+            }}))
+        ],
+        "edges": [
+            edge("start", "fork"),
+            edge_by("fork", "branch1", "reserve"), edge_by("fork", "branch2", "book"),
+            edge("reserve", "meet"), edge("book", "ping"), edge("ping", "note"),
+            edge("note", "meet"), edge("meet", "charge"), edge("charge", "done")
+        ]
+    })
+}
+
+/// The named customer's bookings that are not cancelled.
+async fn standing_bookings(app: &TestApp, tenant: uuid::Uuid, name: &str) -> u64 {
+    bookings::Entity::find()
+        .filter(bookings::Column::TenantId.eq(tenant))
+        .filter(bookings::Column::Name.eq(name))
+        .filter(bookings::Column::Status.ne("cancelled"))
+        .count(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn parallel_branches_run_at_once_meet_at_the_join_and_are_undone_together() {
+    for backend in backends().await {
+        let app = TestApp::spawn_with(backend, &SETTINGS).await;
+        let f = app.tenant("acme").await;
+        crate::conversations::open_every_day(&app, &f).await;
+        let service = Service::start().await;
+        *service.delay_ms.lock().unwrap() = 300;
+        let wf = create(&app, &f.key, "Reserve and book", branching(&service)).await;
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        let id = wf["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &id, "").await;
+
+        // Both branches run, at the same time; the run goes on from the Join with their values.
+        // One run for `name`, booked tomorrow at `hour`: its id and its final trace.
+        let run_for = |name: &'static str, hour: u32| {
+            let (app, key, id) = (&app, f.key.clone(), id.clone());
+            async move {
+                let input = json!({"input": {"name": name, "when": tomorrow_local(hour)}});
+                let run = start(app, &key, &id, input).await;
+                let done = run_until(app, &key, &run, &["succeeded", "failed"]).await;
+                (run, done)
+            }
+        };
+        let (_, ok) = run_for("Ana", 13).await;
+        assert_eq!(ok["run"]["status"], "succeeded", "{ok:#}");
+        assert_eq!(ok["run"]["output"]["reservation"], "reserve-1", "{ok:#}");
+        assert_eq!(ok["run"]["output"]["branches"], "2");
+        let booked = ok["run"]["output"]["booked"].as_str().unwrap();
+        assert!(booked.parse::<uuid::Uuid>().is_ok(), "{ok:#}");
+        // The Parallel step looks at its branches each time one ends (suspended in between).
+        let mut nodes: Vec<(&str, &str)> = ok["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["node"].as_str().unwrap(), s["status"].as_str().unwrap()))
+            .collect();
+        assert!(
+            nodes[1..nodes.len() - 4]
+                .iter()
+                .all(|s| *s == ("fork", "suspended")),
+            "{ok:#}"
+        );
+        nodes.dedup_by_key(|s| s.0);
+        let nodes: Vec<&str> = nodes.iter().map(|s| s.0).collect();
+        assert_eq!(nodes, ["start", "fork", "meet", "charge", "done"], "{ok:#}");
+        let branches = ok["branches"].as_array().unwrap();
+        assert_eq!(branches.len(), 2, "{ok:#}");
+        let step = |node: &str| {
+            branches
+                .iter()
+                .flat_map(|b| b["steps"].as_array().unwrap())
+                .find(|s| s["node"] == node)
+                .unwrap_or_else(|| panic!("no {node} step: {ok:#}"))
+                .clone()
+        };
+        let time = |s: &Value, at: &str| {
+            s[at]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        };
+        // Each request takes 300 ms: they overlapped, so neither branch waited for the other.
+        let (reserve, ping) = (step("reserve"), step("ping"));
+        assert!(
+            time(&reserve, "started_at") < time(&ping, "finished_at")
+                && time(&ping, "started_at") < time(&reserve, "finished_at"),
+            "the branches' requests did not overlap: {reserve:#} {ping:#}"
+        );
+        assert!(branches.iter().all(|b| b["run"]["trigger"] == "branch"));
+        assert!(branches
+            .iter()
+            .flat_map(|b| b["compensations"].as_array().unwrap())
+            .all(|c| c["status"] == "released"));
+        // The runs list shows the run, not its branches (unless asked for them).
+        let runs = json(
+            app.get(&format!("/api/v1/workflows/{id}/runs"), &f.key)
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(runs["items"].as_array().unwrap().len(), 1, "{runs:#}");
+        let runs = json(
+            app.get(
+                &format!("/api/v1/workflows/{id}/runs?trigger=branch"),
+                &f.key,
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(runs["items"].as_array().unwrap().len(), 2, "{runs:#}");
+        assert_eq!(standing_bookings(&app, f.tenant_id, "Ana").await, 1);
+        assert!(service.hits("unreserve").is_empty());
+
+        // A step after the Join fails: what both branches did is undone.
+        service.answer("charge", &[500]);
+        let (_, failed) = run_for("Rui", 14).await;
+        assert_eq!(failed["run"]["status"], "failed", "{failed:#}");
+        assert_eq!(failed["run"]["compensation"], "full", "{failed:#}");
+        let fork = failed["compensations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == "fork")
+            .unwrap()
+            .clone();
+        assert_eq!(fork["status"], "done", "{failed:#}");
+        assert_eq!(service.hits("unreserve").len(), 1, "{failed:#}");
+        assert_eq!(standing_bookings(&app, f.tenant_id, "Rui").await, 0);
+        let undone: Vec<&Value> = failed["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["compensations"].as_array().unwrap())
+            .collect();
+        assert_eq!(undone.len(), 2, "{failed:#}");
+        assert!(undone.iter().all(|c| c["status"] == "done"), "{failed:#}");
+
+        // A branch fails: the step fails naming it, and the other branch is undone or stopped.
+        service.answer("reserve", &[500]);
+        let (run, broken) = run_for("Eva", 15).await;
+        assert_eq!(broken["run"]["status"], "failed", "{broken:#}");
+        let error = broken["run"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("branch 1") && error.contains("500"),
+            "{broken:#}"
+        );
+        wait_for(
+            "the other branch ends",
+            Duration::from_secs(30),
+            async || {
+                let d = run_detail(&app, &f.key, &run).await;
+                d["branches"].as_array().unwrap().iter().all(|b| {
+                    ["failed", "cancelled", "succeeded"]
+                        .contains(&b["run"]["status"].as_str().unwrap())
+                })
+            },
+        )
+        .await;
+        wait_for(
+            "Eva's booking is undone",
+            Duration::from_secs(30),
+            async || standing_bookings(&app, f.tenant_id, "Eva").await == 0,
+        )
+        .await;
+        assert_eq!(
+            service.hits("charge").len(),
+            2,
+            "the failed run never reached it"
+        );
+
+        // Branches that never meet keep a draft from being published.
+        let mut apart = branching(&service);
+        apart["edges"] = json!([
+            edge("start", "fork"),
+            edge_by("fork", "branch1", "reserve"),
+            edge_by("fork", "branch2", "book"),
+            edge("reserve", "charge"),
+            edge("book", "ping"),
+            edge("ping", "note"),
+            edge("note", "done"),
+            edge("charge", "done")
+        ]);
+        apart["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["id"] != "meet");
+        let wf = create(&app, &f.key, "Apart", apart).await;
+        let problems = wf["problems"].to_string();
+        assert!(problems.contains("never meet"), "{wf:#}");
+        let refused = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{}/publish", wf["id"].as_str().unwrap()),
+                &f.key,
+                &json!({"note": ""}),
+            )
+            .await;
+        assert_eq!(refused.status(), 422);
     }
 }
