@@ -50,8 +50,9 @@ const COMPENSATION_ATTEMPTS: u32 = 3;
 pub const STEPS: &str = "workflow_steps_total";
 pub const RUNS_FINISHED: &str = "workflow_runs_finished_total";
 
-/// Branch runs whose compensations a run's success releases at most.
-const MAX_BRANCH_RUNS: u64 = 100_000;
+/// Branch runs whose compensations a run's success releases at most (their ids go into one
+/// `IN (…)`, within SQLite's 32,766 parameters; a run's 1,000 steps make at most 5,000).
+const MAX_BRANCH_RUNS: u64 = 10_000;
 
 /// Where a run started by another run's step names that run (`vars.parent`).
 pub const PARENT: &str = "parent";
