@@ -766,6 +766,26 @@ pub async fn delete_workflow_secret(name: String) -> Result<(), AppError> {
         .await
 }
 
+#[server(prefix = "/_fn", endpoint = "conversation_graphs")]
+pub async fn list_conversation_graphs() -> Result<ConversationGraphs, AppError> {
+    use_services()?
+        .workflows
+        .conversation_graphs(&console_access()?)
+        .await
+}
+
+/// `workflow_id`: empty for the default graph.
+#[server(name = ChooseConversationGraph, prefix = "/_fn", endpoint = "set_conversation_graph")]
+pub async fn set_conversation_graph(
+    channel: Channel,
+    workflow_id: Option<Uuid>,
+) -> Result<ConversationGraphs, AppError> {
+    use_services()?
+        .workflows
+        .set_conversation_graph(&console_access()?, channel, SetChannelGraph { workflow_id })
+        .await
+}
+
 #[server(name = RotateWorkflowSecret, prefix = "/_fn", endpoint = "rotate_workflow_webhook_secret")]
 pub async fn rotate_workflow_webhook_secret(id: Uuid) -> Result<WorkflowWebhook, AppError> {
     use_services()?

@@ -30,6 +30,10 @@ pub fn starter_config(kind: NodeKind) -> Value {
         NodeKind::ScheduleTrigger => json!({"cron": "0 18 * * 1-5", "timezone": ""}),
         NodeKind::WebhookTrigger => json!({}),
         NodeKind::EventTrigger => json!({"event": "message.created"}),
+        NodeKind::MessageTrigger => json!({}),
+        NodeKind::Route => json!({"agent": ""}),
+        NodeKind::Specialist => json!({"agent": "", "context": ""}),
+        NodeKind::Handoff => json!({"reason": ""}),
         NodeKind::Set => json!({"values": {}}),
         NodeKind::Template => json!({"template": ""}),
         NodeKind::Condition => json!({"expression": ""}),
@@ -64,6 +68,10 @@ pub fn kind_label(kind: NodeKind) -> &'static str {
         NodeKind::ScheduleTrigger => "On a schedule",
         NodeKind::WebhookTrigger => "On a webhook",
         NodeKind::EventTrigger => "On an event",
+        NodeKind::MessageTrigger => "A customer writes",
+        NodeKind::Route => "Route",
+        NodeKind::Specialist => "Specialist",
+        NodeKind::Handoff => "Hand off",
         NodeKind::Set => "Set variables",
         NodeKind::Template => "Template",
         NodeKind::Condition => "Condition",
@@ -129,8 +137,35 @@ pub fn fields(kind: NodeKind) -> &'static [Field] {
     use FieldKind::*;
     match kind {
         // The webhook's URL and secret are shown by the panel, not edited in the definition.
-        NodeKind::ManualTrigger | NodeKind::WebhookTrigger => &[],
+        NodeKind::ManualTrigger | NodeKind::WebhookTrigger | NodeKind::MessageTrigger => &[],
         NodeKind::Join => &[],
+        NodeKind::Route => &[field!(
+            "agent",
+            "Agent",
+            Line,
+            "Empty: the router chooses (the widget's agent, your routing rules, then the \
+             model). Or the name of one of your agents.",
+        )],
+        NodeKind::Specialist => &[
+            field!(
+                "agent",
+                "Agent",
+                Line,
+                "Empty: the one Route chose. Or the name of one of your agents.",
+            ),
+            field!(
+                "context",
+                "Context",
+                Text,
+                "Added to its instructions, like {{ nodes.lookup.text }}.",
+            ),
+        ],
+        NodeKind::Handoff => &[field!(
+            "reason",
+            "Reason",
+            Line,
+            "Shown to your team; empty: the specialist's reason.",
+        )],
         NodeKind::Parallel => &[field!(
             "branches",
             "Branches",
@@ -722,6 +757,10 @@ pub fn outputs(n: &WorkflowNode) -> Vec<String> {
 fn kind_outputs(kind: NodeKind) -> &'static [&'static str] {
     match kind {
         NodeKind::ManualTrigger | NodeKind::WebhookTrigger | NodeKind::Set | NodeKind::End => &[],
+        NodeKind::MessageTrigger => &["message", "channel", "conversation_id", "agent"],
+        NodeKind::Route => &["agent", "by"],
+        NodeKind::Specialist => &["answer", "agent"],
+        NodeKind::Handoff => &["reason"],
         NodeKind::EventTrigger => &["id", "type", "created_at", "data"],
         NodeKind::ScheduleTrigger => &["scheduled_at"],
         NodeKind::Template => &["text"],
@@ -765,6 +804,17 @@ pub fn variables(def: &WorkflowDefinition, id: &str) -> Vec<String> {
     out
 }
 
+/// Whether the palette offers `kind` for `def`: a conversation graph (started by a customer's
+/// message) only the steps that answer at once; other workflows all but the conversation
+/// graph's own (Route, Specialist, Handoff).
+pub fn offered(def: &WorkflowDefinition, kind: NodeKind) -> bool {
+    if def.nodes.iter().any(|n| n.kind == NodeKind::MessageTrigger) {
+        kind.in_conversation()
+    } else {
+        kind == NodeKind::MessageTrigger || !kind.conversation_only()
+    }
+}
+
 /// A workflow to start from: (name, what it does, its definition).
 pub struct Starter {
     pub name: &'static str,
@@ -787,6 +837,14 @@ pub const STARTERS: &[Starter] = &[
             the passages and say whether it is sure; a sure answer is emailed at once, an unsure \
             one waits for a person to approve it. Start it with question and email.",
         build: answer_from_knowledge,
+    },
+    Starter {
+        name: "Conversation graph",
+        description: "The graph that answers your customers, as a workflow: the router chooses \
+            a specialist, the specialist answers with its tools and knowledge, and a person \
+            takes over when it asks. Add steps (classify, look something up, then route), \
+            publish, and choose it for a channel below.",
+        build: conversation_graph,
     },
     Starter {
         name: "Nightly digest email",
@@ -812,6 +870,43 @@ fn wire(d: &mut WorkflowDefinition, edges: &[(&str, &str, &str)]) {
         let _ = connect(d, from, port, to);
     }
     auto_layout(d);
+}
+
+/// The default graph (router → specialist → handoff) as a workflow.
+fn conversation_graph() -> WorkflowDefinition {
+    let mut d = WorkflowDefinition::default();
+    let p = Position::default();
+    let start = add_node(&mut d, NodeKind::MessageTrigger, p);
+    let route = add_node(&mut d, NodeKind::Route, p);
+    let answer = add_node(&mut d, NodeKind::Specialist, p);
+    let person = add_node(&mut d, NodeKind::Handoff, p);
+    configure(
+        &mut d,
+        &route,
+        "Choose the specialist",
+        json!({"agent": ""}),
+    );
+    configure(
+        &mut d,
+        &answer,
+        "The specialist answers",
+        json!({"agent": "", "context": ""}),
+    );
+    configure(
+        &mut d,
+        &person,
+        "A person takes over",
+        json!({"reason": ""}),
+    );
+    wire(
+        &mut d,
+        &[
+            (&start, "out", &route),
+            (&route, "out", &answer),
+            (&answer, "handoff", &person),
+        ],
+    );
+    d
 }
 
 fn nightly_digest() -> WorkflowDefinition {
@@ -1282,5 +1377,35 @@ mod tests {
         let vars = variables(&d, "finish");
         assert!(vars.contains(&format!("nodes.{ask}.qualified")), "{vars:?}");
         assert!(!vars.contains(&format!("nodes.{ask}.text")));
+    }
+
+    #[test]
+    fn a_conversation_graph_is_offered_only_the_steps_that_answer_at_once() {
+        let blank = WorkflowDefinition::default();
+        assert!(offered(&blank, NodeKind::Http));
+        assert!(offered(&blank, NodeKind::MessageTrigger));
+        assert!(!offered(&blank, NodeKind::Specialist));
+        let starter = STARTERS
+            .iter()
+            .find(|s| s.name == "Conversation graph")
+            .unwrap();
+        let graph = (starter.build)();
+        assert!(offered(&graph, NodeKind::Classifier));
+        assert!(offered(&graph, NodeKind::Route));
+        assert!(!offered(&graph, NodeKind::Booking));
+        assert!(!offered(&graph, NodeKind::Wait));
+        // The default graph's shape: start → route → specialist, its handoff exit to a person.
+        let kinds: Vec<NodeKind> = graph.nodes.iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NodeKind::MessageTrigger,
+                NodeKind::Route,
+                NodeKind::Specialist,
+                NodeKind::Handoff
+            ]
+        );
+        assert_eq!(graph.edges.len(), 3);
+        assert!(graph.edges.iter().any(|e| e.port == "handoff"));
     }
 }

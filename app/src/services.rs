@@ -263,6 +263,16 @@ pub trait WorkflowService: Send + Sync {
     ) -> Result<WorkflowSecret, AppError>;
     /// Deletes it; steps that use it fail from then on, naming it.
     async fn delete_secret(&self, access: &Access, name: String) -> Result<(), AppError>;
+    /// Which graph answers each channel, and the workflows that could.
+    async fn conversation_graphs(&self, access: &Access) -> Result<ConversationGraphs, AppError>;
+    /// Chooses the graph that answers `channel`'s messages from the next turn on (a published
+    /// workflow started by a customer's message, or none for the default graph).
+    async fn set_conversation_graph(
+        &self,
+        access: &Access,
+        channel: Channel,
+        set: SetChannelGraph,
+    ) -> Result<ConversationGraphs, AppError>;
 }
 
 /// The tenant's Google Calendar connection (`integrations:read` / `integrations:write`). It is

@@ -340,6 +340,52 @@ test("a webhook trigger's secret is shown once and a signed request starts a run
   await page.close();
 });
 
+test("the conversation graph opens as a workflow, is published, chosen for the playground and answers there", async () => {
+  const page = await openPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await signIn(page, ADMIN);
+  await newWorkflow(page, "Our conversation graph", { from: "Conversation graph" });
+  await node(page, "specialist").waitFor();
+  await page.getByTestId("graph-note").waitFor();
+  // Only steps that answer at once are offered; a booking is not.
+  assert.ok(await page.locator('.wf-palette-item[data-kind="booking"]').isHidden());
+  assert.ok(await page.locator('.wf-palette-item[data-kind="classifier"]').isVisible());
+  await node(page, "specialist").click();
+  await setField(page, "Context", "Answer in one short paragraph.");
+  await saved(page);
+  await page.getByText("No problems: ready to publish.").waitFor();
+  await page.screenshot({ path: `${SHOTS}/conversation-graph-editor-1280.png` });
+  await page.getByRole("button", { name: "Publish" }).click();
+  await page.getByText("Published version 1.").first().waitFor();
+
+  const choose = async (option) => {
+    await page.goto(`${BASE}/workflows`);
+    await page.waitForSelector("body[data-hydrated=true]");
+    const graphs = page.getByTestId("conversation-graphs");
+    await graphs.getByLabel("Graph for Playground").selectOption({ label: option });
+    await graphs.getByText("Saved: the channel's next message is answered by this graph.").waitFor();
+  };
+  await choose("Our conversation graph (version 1)");
+  for (const width of [375, 1280]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.getByTestId("conversation-graphs").screenshot({ path: `${SHOTS}/conversation-graphs-${width}.png` });
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // The playground's next message goes through it: trigger, route, specialist.
+  await page.goto(`${BASE}/conversations`);
+  await page.waitForSelector("body[data-hydrated=true]");
+  await page.getByLabel("Message", { exact: true }).fill("Is parking free?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.getByText("Trace: 3 steps").first().click();
+  await page.getByRole("cell", { name: "message_trigger" }).first().waitFor();
+  await page.getByRole("cell", { name: "specialist" }).first().waitFor();
+
+  // Back to the default graph for the other tests.
+  await choose("The default graph");
+  await page.close();
+});
+
 test("the editor stays responsive with 200 steps (frame times printed)", async () => {
   const nodes = [{ id: "start", kind: "manual_trigger", name: "Start", position: { x: 0, y: 0 } }];
   const edges = [];

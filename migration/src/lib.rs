@@ -23,6 +23,7 @@ mod m20261209_000018_workflows;
 mod m20261210_000019_workflow_triggers;
 mod m20261210_000020_workflow_secrets;
 mod m20261211_000021_workflow_test_usage;
+mod m20261212_000022_channel_graphs;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000019_workflow_triggers::Migration),
             Box::new(m20261210_000020_workflow_secrets::Migration),
             Box::new(m20261211_000021_workflow_test_usage::Migration),
+            Box::new(m20261212_000022_channel_graphs::Migration),
         ]
     }
 }

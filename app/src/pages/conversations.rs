@@ -454,6 +454,9 @@ fn describe(step: &Step) -> String {
     if let Some(e) = &d.error {
         parts.push(format!("error: {e}"));
     }
+    if let Some(port) = &d.port {
+        parts.push(format!("exit: {port}"));
+    }
     parts.join("; ")
 }
 

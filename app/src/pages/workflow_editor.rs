@@ -712,8 +712,17 @@ fn Toolbar(ed: Ed) -> impl IntoView {
                 <button type="submit" title="Publishes the saved draft"
                     disabled=move || !ed.writable.get() || publish.pending().get() || ed.save.get() != SaveState::Saved>"Publish"</button>
             </form>
-            <button type="button" on:click=move |_| running.update(|r| *r = !*r)
-                aria-expanded=move || running.get().to_string()>"Run…"</button>
+            <Show when=move || !ed.def.with(|d| d.nodes.iter().any(|n| n.kind == NodeKind::MessageTrigger))
+                fallback=|| view! {
+                    <span class="small muted" data-testid="graph-note">
+                        "A conversation graph answers customers' messages: publish it, choose it for a "
+                        "channel on the " <a href="/workflows">"Workflows"</a> " page, and write to it "
+                        "in the playground."
+                    </span>
+                }>
+                <button type="button" on:click=move |_| running.update(|r| *r = !*r)
+                    aria-expanded=move || running.get().to_string()>"Run…"</button>
+            </Show>
             {move || ed.next_run.get().map(|t| view! {
                 <span class="small muted" data-testid="next-run">
                     {format!("Next scheduled run: {}", super::widgets::fmt_time(&t))}
@@ -780,7 +789,7 @@ fn Palette(ed: Ed) -> impl IntoView {
                     .iter()
                     .map(|&kind| {
                         view! {
-                            <li>
+                            <li hidden=move || !ed.def.with(|d| model::offered(d, kind))>
                                 <button type="button" class="wf-palette-item" draggable="true"
                                     data-kind=kind.as_str()
                                     title=kind.describe()

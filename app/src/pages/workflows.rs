@@ -9,10 +9,14 @@ use super::widgets::{
     can_write, fmt_time, show_error, successes, use_me, ActionMessage, ReadOnlyNote,
 };
 use crate::api::{
-    list_workflow_secrets, list_workflows, DeleteWorkflowSecret, NewWorkflow, SaveWorkflowSecret,
+    list_conversation_graphs, list_workflow_secrets, list_workflows, ChooseConversationGraph,
+    DeleteWorkflowSecret, NewWorkflow, SaveWorkflowSecret,
 };
 use crate::editor::STARTERS;
-use crate::types::{Area, CreateWorkflow, WorkflowDefinition, WorkflowSecret, WorkflowSummary};
+use crate::types::{
+    Area, Channel, ConversationGraphs, CreateWorkflow, WorkflowDefinition, WorkflowSecret,
+    WorkflowSummary,
+};
 
 /// The list; a workflow opens in the editor, a route (and so a WASM chunk) of its own.
 #[component]
@@ -56,7 +60,108 @@ pub fn WorkflowsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <GraphsPanel writable/>
         <Secrets writable/>
+    }
+}
+
+/// What a channel is called here.
+fn channel_label(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Console => "Playground",
+        Channel::Api => "REST API",
+        Channel::Openai => "OpenAI-compatible API",
+        Channel::Widget => "Chat widget",
+        Channel::Chatwoot => "Chatwoot",
+        Channel::Workflow => "Workflows' agent steps",
+    }
+}
+
+/// Which graph answers each channel: the default one, or one of the tenant's published
+/// conversation graphs.
+#[component]
+fn GraphsPanel(writable: Signal<bool>) -> impl IntoView {
+    let choose = ServerAction::<ChooseConversationGraph>::new();
+    let list = Resource::new(
+        move || choose.version().get(),
+        |_| list_conversation_graphs(),
+    );
+    view! {
+        <section class="card stack" aria-labelledby="graphs-heading" data-testid="conversation-graphs">
+            <h2 id="graphs-heading">"Conversation graphs"</h2>
+            <p class="muted small">
+                "Which graph answers your customers on each channel. The default graph: the router "
+                "chooses a specialist, who answers with its tools and knowledge or hands the "
+                "conversation to a person. To change that, create a workflow from the template "
+                "\"Conversation graph\", add steps (classify, look something up, then route), "
+                "publish it and choose it here; try it in the playground first."
+            </p>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Ok(graphs) => view! { <GraphChoices graphs writable choose/> }.into_any(),
+                        Err(e) => show_error(&e),
+                    }
+                })}
+            </Transition>
+            <ActionMessage value=choose.value()
+                ok="Saved: the channel's next message is answered by this graph."/>
+        </section>
+    }
+}
+
+/// A choice per channel: a label and a select on one line, the select taking what is left.
+#[component]
+fn GraphChoices(
+    graphs: ConversationGraphs,
+    writable: Signal<bool>,
+    choose: ServerAction<ChooseConversationGraph>,
+) -> impl IntoView {
+    let none = graphs.candidates.is_empty();
+    let candidates = graphs.candidates;
+    view! {
+        {none.then(|| view! {
+            <p class="empty">"No conversation graph is published yet: every channel uses the default graph."</p>
+        })}
+        <div class="graph-grid">
+            {graphs
+                .channels
+                .into_iter()
+                .map(|c| {
+                    let channel = c.channel;
+                    let label = channel_label(channel);
+                    let field = format!("graph-{}", channel.as_str());
+                    let current = c.workflow_id.map(|id| id.to_string()).unwrap_or_default();
+                    let options = candidates
+                        .iter()
+                        .map(|w| {
+                            let id = w.id.to_string();
+                            let selected = id == current;
+                            let version = w
+                                .latest_version
+                                .map(|v| format!(" (version {v})"))
+                                .unwrap_or_default();
+                            view! { <option value=id selected=selected>{format!("{}{version}", w.name)}</option> }
+                        })
+                        .collect_view();
+                    let on_change = move |ev: leptos::ev::Event| {
+                        choose.dispatch(ChooseConversationGraph {
+                            channel,
+                            workflow_id: event_target_value(&ev).parse().ok(),
+                        });
+                    };
+                    view! {
+                        <label for=field.clone()>{label}</label>
+                        <select id=field aria-label=format!("Graph for {label}")
+                            disabled=move || !writable.get() || choose.pending().get()
+                            on:change=on_change>
+                            <option value="" selected=current.is_empty()>"The default graph"</option>
+                            {options}
+                        </select>
+                    }
+                })
+                .collect_view()}
+        </div>
     }
 }
 

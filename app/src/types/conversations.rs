@@ -208,6 +208,9 @@ pub struct StepDetail {
     pub offline: Option<String>,
     pub handoff: Option<String>,
     pub error: Option<String>,
+    /// The exit a conversation graph's step left by (`out`, a class, `handoff`, `error`…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -38,6 +38,28 @@ string_enum! {
         /// is the event: `{"id", "type", "created_at", "data"}`. Events caused by a workflow's
         /// own steps start none.
         EventTrigger = "event_trigger",
+        /// Where a conversation graph starts: a customer's message on a channel the graph is
+        /// chosen for (`PUT /api/v1/conversation-graphs/{channel}`). It runs inside the turn,
+        /// not as a run: `trigger` is `{"message", "channel", "conversation_id", "agent"}` (the
+        /// agent that answered last), and the turn ends at a Specialist or Handoff step with
+        /// no way on. Only steps that answer at once may follow (Route, Specialist, Handoff,
+        /// Set, Template, Condition, Switch, Classifier, Knowledge, Ask the model); `vars` are
+        /// kept with the conversation from one message to the next.
+        MessageTrigger = "message_trigger",
+        /// Chooses the specialist for the message (conversation graphs): `{"agent": "sales"}`
+        /// to send it to that one, or empty for the router's choice (the widget's pinned
+        /// agent, the tenant's routing rules, then the router model). Output: `{"agent",
+        /// "by"}`.
+        Route = "route",
+        /// The chosen specialist answers with its prompt, tools and knowledge (conversation
+        /// graphs): `{"agent"}` (empty: the one Route chose), `"context"` (a template added
+        /// to its instructions, like `{{ nodes.lookup.text }}`). A transfer to another
+        /// specialist is answered within the step. Leaves by `handoff` when the conversation
+        /// goes to a person, else by `out`. Output: `{"answer", "agent"}`.
+        Specialist = "specialist",
+        /// Hands the conversation to a person (conversation graphs): `{"reason"}` (template;
+        /// the specialist's reason when it asked). Output: `{"reason"}`.
+        Handoff = "handoff",
         /// Sets workflow variables: `{"values": {"name": "template", …}}`.
         Set = "set",
         /// Renders a text: `{"template": "Hello {{ trigger.name }}"}` → `{"text": …}`.
@@ -122,7 +144,8 @@ impl NodeKind {
             // One per branch (see `WorkflowNode::ports`).
             NodeKind::Parallel => &[],
             NodeKind::Approval => &["approved", "rejected"],
-            NodeKind::End => &[],
+            NodeKind::End | NodeKind::Handoff => &[],
+            NodeKind::Specialist => &["out", "handoff"],
             NodeKind::Http
             | NodeKind::Email
             | NodeKind::Booking
@@ -154,6 +177,35 @@ impl NodeKind {
                 | NodeKind::ScheduleTrigger
                 | NodeKind::WebhookTrigger
                 | NodeKind::EventTrigger
+                | NodeKind::MessageTrigger
+        )
+    }
+
+    /// Whether a conversation graph (a workflow started by [`NodeKind::MessageTrigger`]) may
+    /// hold it: the steps that answer at once, without effects a failed turn would have to
+    /// undo or waits a customer would sit through.
+    pub fn in_conversation(self) -> bool {
+        matches!(
+            self,
+            NodeKind::MessageTrigger
+                | NodeKind::Route
+                | NodeKind::Specialist
+                | NodeKind::Handoff
+                | NodeKind::Set
+                | NodeKind::Template
+                | NodeKind::Condition
+                | NodeKind::Switch
+                | NodeKind::Classifier
+                | NodeKind::Knowledge
+                | NodeKind::Llm
+        )
+    }
+
+    /// Whether only a conversation graph may hold it.
+    pub fn conversation_only(self) -> bool {
+        matches!(
+            self,
+            NodeKind::MessageTrigger | NodeKind::Route | NodeKind::Specialist | NodeKind::Handoff
         )
     }
 
@@ -164,6 +216,10 @@ impl NodeKind {
             NodeKind::ScheduleTrigger => "Start: on a schedule (cron, in your time zone)",
             NodeKind::WebhookTrigger => "Start: when a signed request reaches its URL",
             NodeKind::EventTrigger => "Start: when something happens (a message, a booking…)",
+            NodeKind::MessageTrigger => "Start: a customer's message (conversation graph)",
+            NodeKind::Route => "Choose the specialist for the message",
+            NodeKind::Specialist => "The specialist answers (tools, knowledge)",
+            NodeKind::Handoff => "Hand the conversation to a person",
             NodeKind::Set => "Set variables",
             NodeKind::Template => "Render a text from a template",
             NodeKind::Condition => "If / else on an expression",
@@ -409,6 +465,50 @@ pub fn valid_secret_name(name: &str) -> bool {
         && name.len() <= 64
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The channels a conversation graph may be chosen for (a workflow's `agent` step always
+/// talks to its agent alone).
+pub const GRAPH_CHANNELS: &[super::Channel] = &[
+    super::Channel::Console,
+    super::Channel::Api,
+    super::Channel::Openai,
+    super::Channel::Widget,
+    super::Channel::Chatwoot,
+];
+
+/// Which graph answers a channel's messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ChannelGraph {
+    pub channel: super::Channel,
+    /// The workflow whose published version answers; none: the default graph (router →
+    /// specialist → handoff).
+    pub workflow_id: Option<Uuid>,
+    pub workflow_name: Option<String>,
+    /// Its version answering now.
+    pub version: Option<u32>,
+}
+
+/// The tenant's choice of graph per channel (`/api/v1/conversation-graphs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct ConversationGraphs {
+    /// One per channel a graph may answer: console (the playground), api, openai, widget,
+    /// chatwoot.
+    pub channels: Vec<ChannelGraph>,
+    /// The workflows that can be chosen: published, their published version started by a
+    /// customer's message.
+    pub candidates: Vec<WorkflowSummary>,
+}
+
+/// Chooses the graph of a channel (`PUT /api/v1/conversation-graphs/{channel}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(ToSchema))]
+pub struct SetChannelGraph {
+    /// A published workflow started by a customer's message; null for the default graph.
+    #[serde(default)]
+    pub workflow_id: Option<Uuid>,
 }
 
 /// A secret the tenant's HTTP steps use as `{{ secrets.NAME }}` (in a URL, a header or a

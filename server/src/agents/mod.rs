@@ -55,6 +55,7 @@ pub struct Runtime {
 /// What the nodes of one turn see.
 pub struct TurnContext {
     pub rt: Arc<Runtime>,
+    pub db: sea_orm::DatabaseConnection,
     /// The tenant's LLM provider (its own, or the platform's).
     pub llm: Arc<Llm>,
     /// Who posted the message.
@@ -76,6 +77,9 @@ pub struct TurnContext {
     /// Where `send_email` queues mail: set when the tenant has its own provider or the
     /// platform an SMTP relay (the tool is not offered otherwise).
     pub email: Option<crate::integrations::email::EmailQueue>,
+    /// What a conversation graph's steps spent asking the model (each step takes it into its
+    /// own usage).
+    pub spent: std::sync::Mutex<app::types::Usage>,
 }
 
 impl TurnContext {

@@ -29,7 +29,10 @@ pub fn registry() -> NodeRegistry<TurnContext> {
                 Some(Value::String(name)) => Some(name.clone()),
                 Some(_) => return Err("agent must be a string".to_string()),
             };
-            Ok(Arc::new(SpecialistNode { pinned }) as _)
+            Ok(Arc::new(SpecialistNode {
+                pinned,
+                context: None,
+            }) as _)
         }),
     );
     registry.register("transfer", Arc::new(|_| Ok(Arc::new(TransferNode) as _)));
@@ -37,7 +40,8 @@ pub fn registry() -> NodeRegistry<TurnContext> {
     registry
 }
 
-struct RouterNode;
+/// Chooses the specialist: the pinned one, the tenant's rules, then the router model.
+pub struct RouterNode;
 
 #[async_trait::async_trait]
 impl Node<TurnContext> for RouterNode {
@@ -93,8 +97,11 @@ impl Node<TurnContext> for RouterNode {
     }
 }
 
-struct SpecialistNode {
-    pinned: Option<String>,
+/// The chosen (or `pinned`) specialist answers; `context` is added to its instructions (what
+/// a conversation graph's steps found for the message).
+pub struct SpecialistNode {
+    pub pinned: Option<String>,
+    pub context: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -118,7 +125,8 @@ impl Node<TurnContext> for SpecialistNode {
         state.agent = Some(specialist.name.clone());
         let mut out = StepOutput::default();
         let reason = if cx.llm.is_available() {
-            match with_llm(cx, &specialist, state, events, &mut out).await {
+            let context = self.context.as_deref().filter(|c| !c.trim().is_empty());
+            match with_llm(cx, &specialist, context, state, events, &mut out).await {
                 Ok(()) => return Ok(out),
                 Err(e) => {
                     tracing::warn!(error = %e, agent = %specialist.name, "answering offline");
@@ -140,6 +148,7 @@ impl Node<TurnContext> for SpecialistNode {
 async fn with_llm(
     cx: &TurnContext,
     specialist: &Specialist,
+    context: Option<&str>,
     state: &mut ConvState,
     events: Events<'_>,
     out: &mut StepOutput,
@@ -153,6 +162,11 @@ async fn with_llm(
         },
     );
     let mut messages = vec![llm::system(&prompt)];
+    if let Some(context) = context {
+        messages.push(llm::system(&format!(
+            "For this message you also have:\n{context}"
+        )));
+    }
     let skip = state.history.len().saturating_sub(HISTORY);
     for turn in &state.history[skip..] {
         messages.push(match turn.role.as_str() {
@@ -253,7 +267,8 @@ async fn without_llm(
     state.reply = Some(text);
 }
 
-struct TransferNode;
+/// Gives the conversation to the specialist another asked for.
+pub struct TransferNode;
 
 #[async_trait::async_trait]
 impl Node<TurnContext> for TransferNode {
@@ -287,7 +302,8 @@ impl Node<TurnContext> for TransferNode {
     }
 }
 
-struct HandoffNode;
+/// Hands the conversation to a person.
+pub struct HandoffNode;
 
 #[async_trait::async_trait]
 impl Node<TurnContext> for HandoffNode {

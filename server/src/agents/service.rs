@@ -86,6 +86,8 @@ struct TenantConfig {
     llm: Arc<crate::llm::Llm>,
     /// The webhook endpoints that take its events.
     hooks: Subscriptions,
+    /// The conversation graphs it chose, by channel (the others: the default graph).
+    graphs: HashMap<String, Arc<Graph<TurnContext>>>,
 }
 
 /// Fingerprints of a tenant's router rules, specialists, prompts, LLM settings and webhook
@@ -101,6 +103,8 @@ struct ConfigVersion {
     webhooks: String,
     /// When the tenant's own email provider was set (`None`: the platform's relay).
     email: Option<String>,
+    /// Its conversation graphs per channel and their published versions.
+    graphs: String,
 }
 
 /// Tenants whose agent configuration is kept.
@@ -165,6 +169,10 @@ impl ConversationServiceImpl {
             )
             .column_as(Expr::cust(webhooks::FINGERPRINT), "webhooks_version")
             .column_as(
+                Expr::cust(crate::workflows::conversation::FINGERPRINT),
+                "graphs_version",
+            )
+            .column_as(
                 Expr::cust(
                     "(SELECT CAST(e.updated_at AS TEXT) FROM tenant_email_settings e \
                      WHERE e.tenant_id = tenants.id)",
@@ -185,6 +193,7 @@ impl ConversationServiceImpl {
             llm: row.try_get("", "llm_version").map_err(db_error)?,
             webhooks: row.try_get("", "webhooks_version").map_err(db_error)?,
             email: row.try_get("", "email_version").map_err(db_error)?,
+            graphs: row.try_get("", "graphs_version").map_err(db_error)?,
         };
         let tenant = tenants::Model::from_query_result(&row, "").map_err(db_error)?;
         Ok((tenant, version))
@@ -217,6 +226,7 @@ impl ConversationServiceImpl {
             hooks: Subscriptions::load(&self.db, tenant)
                 .await
                 .map_err(db_error)?,
+            graphs: crate::workflows::conversation::load(&self.db, tenant).await?,
         });
         self.configs.insert(tenant, config.clone()).await;
         Ok(config)
@@ -235,6 +245,7 @@ impl ConversationServiceImpl {
             .unwrap_or_default();
         TurnContext {
             rt: self.rt.clone(),
+            db: self.db.clone(),
             llm: config.llm.clone(),
             access: access.clone(),
             knowledge_access: super::knowledge_reader(access),
@@ -248,6 +259,7 @@ impl ConversationServiceImpl {
             prompts: config.prompts.clone(),
             email: (self.rt.email.is_some() || config.version.email.is_some())
                 .then(|| EmailQueue::new(self.db.clone())),
+            spent: Default::default(),
         }
     }
 
@@ -556,6 +568,20 @@ impl ConversationServiceImpl {
         state.transfer = None;
         state.handoff = None;
         state.route = None;
+        // The tenant's conversation graph for the channel, if it chose one: its steps read the
+        // message as `trigger` and the earlier steps' outputs as `nodes`, which are this turn's
+        // only (`vars` stay with the conversation).
+        let graph = match config.graphs.get(&conv.channel) {
+            Some(graph) => {
+                state.vars.insert(
+                    "trigger".into(),
+                    crate::workflows::conversation::trigger(&state, &conv.channel, id),
+                );
+                state.vars.remove(crate::engine::NODES);
+                graph.as_ref()
+            }
+            None => &self.graph,
+        };
         let cx = self.context(access, id, tenant, &config);
         let sink = DbSink {
             db: self.db.clone(),
@@ -566,10 +592,9 @@ impl ConversationServiceImpl {
             usage: Mutex::new(Usage::default()),
             pending: Mutex::new(Vec::new()),
         };
-        let outcome = self
-            .graph
-            .run_turn(&cx, &mut state, None, &sink, &*events)
-            .await;
+        let outcome = graph.run_turn(&cx, &mut state, None, &sink, &*events).await;
+        state.vars.remove("trigger");
+        state.vars.remove(crate::engine::NODES);
         let steps = sink.steps.into_inner().unwrap_or_default();
         let usage = sink.usage.into_inner().unwrap_or_default();
         let unsaved_steps = sink.pending.into_inner().unwrap_or_default();

@@ -95,6 +95,20 @@ impl Condition {
 
 pub const END: &str = "end";
 
+/// Where a turn keeps its steps' outputs (`vars.nodes.<id>`).
+pub const NODES: &str = "nodes";
+
+/// Keeps a step's output under `vars.nodes.<node>`, where templates read it.
+pub fn keep_output(state: &mut ConvState, node: &str, output: serde_json::Value) {
+    let nodes = state
+        .vars
+        .entry(NODES.to_string())
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(nodes) = nodes.as_object_mut() {
+        nodes.insert(node.to_string(), output);
+    }
+}
+
 /// The most steps any graph may allow (a workflow's own limit is lower).
 pub const MAX_STEPS: u32 = 10_000;
 
@@ -247,6 +261,18 @@ pub struct Graph<C> {
 
 impl<C: Send + Sync> Graph<C> {
     pub fn build(def: &GraphDef, registry: &NodeRegistry<C>) -> Result<Graph<C>, EngineError> {
+        Self::build_with(def, |n| match registry.kinds.get(&n.kind) {
+            Some(factory) => factory(&n.config),
+            None => Err(format!("unknown node kind '{}'", n.kind)),
+        })
+    }
+
+    /// [`Graph::build`] with each node made by `make` (a caller whose nodes need more than
+    /// their kind and configuration).
+    pub fn build_with(
+        def: &GraphDef,
+        make: impl Fn(&NodeDef) -> Result<Arc<dyn Node<C>>, String>,
+    ) -> Result<Graph<C>, EngineError> {
         let mut nodes = HashMap::new();
         for n in &def.nodes {
             if n.id == END || nodes.contains_key(&n.id) {
@@ -255,12 +281,8 @@ impl<C: Send + Sync> Graph<C> {
                     n.id
                 )));
             }
-            let factory = registry
-                .kinds
-                .get(&n.kind)
-                .ok_or_else(|| EngineError::Invalid(format!("unknown node kind '{}'", n.kind)))?;
-            let node = factory(&n.config)
-                .map_err(|e| EngineError::Invalid(format!("node '{}': {e}", n.id)))?;
+            let node =
+                make(n).map_err(|e| EngineError::Invalid(format!("node '{}': {e}", n.id)))?;
             nodes.insert(n.id.clone(), node);
         }
         if !nodes.contains_key(&def.start) {
@@ -347,7 +369,9 @@ impl<C: Send + Sync> Graph<C> {
     }
 
     /// Runs one turn from the start node (or from `resume`, an interrupted turn's next node)
-    /// until an edge leads to `end`. Each step is handed to `sink` with the checkpoint.
+    /// until an edge leads to `end`. Each step is handed to `sink` with the checkpoint; a
+    /// step's output is kept under `vars.nodes.<id>` for the steps after it (as a workflow
+    /// run keeps it).
     pub async fn run_turn(
         &self,
         cx: &C,
@@ -363,6 +387,9 @@ impl<C: Send + Sync> Graph<C> {
         for seq in 0..self.max_steps {
             let step = self.step(cx, state, &current, events).await?;
             usage.add(&step.output.usage);
+            if let Some(output) = &step.output.output {
+                keep_output(state, &current, output.clone());
+            }
             let checkpoint = Checkpoint {
                 state: state.clone(),
                 next: step.next.clone(),

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit_log;
 pub mod bookings;
+pub mod channel_graphs;
 pub mod chatwoot_connections;
 pub mod chatwoot_conversations;
 pub mod conversations;

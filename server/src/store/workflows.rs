@@ -20,6 +20,8 @@ pub struct Model {
     pub webhook_secret: Option<String>,
     /// The tenant event (`message.created`, …) its published version starts on, if any.
     pub trigger_event: Option<String>,
+    /// The `NodeKind` of its published version's trigger (none before the first publish).
+    pub trigger_kind: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -78,7 +78,13 @@ fn json_schema(name: &str, schema: Value) -> ResponseFormat {
     }
 }
 
-impl StepCx {
+/// What the steps that ask the model or search need of where they run: a run's step, or a
+/// turn of a conversation graph.
+pub trait Asks: Send + Sync {
+    fn asker(&self) -> Asker<'_>;
+}
+
+impl Asks for StepCx {
     fn asker(&self) -> Asker<'_> {
         Asker {
             agents: self.rt.agents(),
@@ -252,10 +258,10 @@ pub fn structured(answer: &str, fields: &[(String, String)]) -> Result<Value, St
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for LlmStep {
+impl<C: Asks> Node<C> for LlmStep {
     async fn run(
         &self,
-        cx: &StepCx,
+        cx: &C,
         state: &mut ConvState,
         _: Events<'_>,
     ) -> Result<StepOutput, String> {
@@ -346,10 +352,10 @@ impl KnowledgeStep {
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for KnowledgeStep {
+impl<C: Asks> Node<C> for KnowledgeStep {
     async fn run(
         &self,
-        cx: &StepCx,
+        cx: &C,
         state: &mut ConvState,
         _: Events<'_>,
     ) -> Result<StepOutput, String> {
@@ -433,10 +439,10 @@ pub fn pick<'a>(answer: &str, names: &[&'a str]) -> &'a str {
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for ClassifierStep {
+impl<C: Asks> Node<C> for ClassifierStep {
     async fn run(
         &self,
-        cx: &StepCx,
+        cx: &C,
         state: &mut ConvState,
         _: Events<'_>,
     ) -> Result<StepOutput, String> {
@@ -487,13 +493,8 @@ impl SwitchStep {
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for SwitchStep {
-    async fn run(
-        &self,
-        _: &StepCx,
-        state: &mut ConvState,
-        _: Events<'_>,
-    ) -> Result<StepOutput, String> {
+impl<C: Send + Sync> Node<C> for SwitchStep {
+    async fn run(&self, _: &C, state: &mut ConvState, _: Events<'_>) -> Result<StepOutput, String> {
         let (value, case) = self.decide(&context(state))?;
         Ok(leave(&case, json!({ "value": value, "case": case })))
     }

@@ -87,14 +87,7 @@ pub async fn run(config: &Config, runs: usize) -> anyhow::Result<()> {
                 spent: Default::default(),
             };
             let step = graph.step(&cx, &mut state, &node, &|_| {}).await?;
-            if let Some(map) = state
-                .vars
-                .entry("nodes".to_string())
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-            {
-                map.insert(node, step.output.output.unwrap_or_default());
-            }
+            crate::engine::keep_output(&mut state, &node, step.output.output.unwrap_or_default());
             current = step.next;
             seq += 1;
         }

@@ -14,6 +14,7 @@
 pub mod ai;
 pub mod bench;
 pub mod call;
+pub mod conversation;
 pub mod expr;
 pub mod hook;
 pub mod nodes;
@@ -120,9 +121,28 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
         }
         kinds.insert(n.id.as_str(), n.kind);
     }
+    let in_conversation = conversation::is_conversation(def);
+    if in_conversation
+        && !def
+            .nodes
+            .iter()
+            .any(|n| matches!(n.kind, NodeKind::Specialist | NodeKind::Handoff))
+    {
+        problem(
+            None,
+            "a conversation graph needs a Specialist or Handoff step: nothing answers the \
+             customer otherwise"
+                .into(),
+        );
+    }
     for n in &def.nodes {
         let id = Some(n.id.as_str());
-        if let Err(e) = nodes::build(n.kind, &n.config) {
+        let built = if in_conversation {
+            conversation::problem(n).map_or(Ok(()), Err)
+        } else {
+            nodes::build(n.kind, &n.config).map(|_| ())
+        };
+        if let Err(e) = built {
             problem(id, e);
         }
         if n.retry.attempts == 0 {
@@ -567,6 +587,65 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    #[test]
+    fn a_conversation_graph_holds_only_steps_that_answer_at_once() {
+        let messages = |d: &WorkflowDefinition| -> Vec<String> {
+            problems(d)
+                .into_iter()
+                .map(|p| format!("{}: {}", p.node.unwrap_or_default(), p.message))
+                .collect()
+        };
+        let graph = json!({
+            "nodes": [
+                {"id": "start", "kind": "message_trigger"},
+                {"id": "topic", "kind": "classifier", "config": {"input": "{{ trigger.message }}",
+                    "classes": {"billing": "Invoices"}}},
+                {"id": "book", "kind": "booking", "config": {"starts_at": "x", "name": "x", "email": "x"}},
+                {"id": "answer", "kind": "specialist", "config": {"agent": "sales"},
+                 "retry": {"attempts": 3}},
+                {"id": "person", "kind": "handoff"}
+            ],
+            "edges": [
+                {"from": "start", "to": "topic"},
+                {"from": "topic", "port": "billing", "to": "book"},
+                {"from": "book", "to": "person"},
+                {"from": "topic", "port": "other", "to": "answer"},
+                {"from": "answer", "port": "handoff", "to": "person"}
+            ]
+        });
+        let found = messages(&def(graph.clone()));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("book: a conversation graph answers while"),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("answer: steps of a conversation graph are not tried again"));
+        let mut fixed = graph.clone();
+        fixed["nodes"][3]["retry"] = json!({"attempts": 1});
+        fixed["nodes"].as_array_mut().unwrap().remove(2);
+        fixed["edges"] = json!([
+            {"from": "start", "to": "topic"},
+            {"from": "topic", "port": "billing", "to": "person"},
+            {"from": "topic", "port": "other", "to": "answer"},
+            {"from": "answer", "port": "handoff", "to": "person"}
+        ]);
+        let fixed = def(fixed);
+        assert_eq!(messages(&fixed), Vec::<String>::new());
+        assert!(conversation::compile(&fixed).is_ok());
+        // The agents' steps have no place in a workflow run, and nothing answering is a problem.
+        let manual = def(json!({
+            "nodes": [{"id": "start", "kind": "manual_trigger"}, {"id": "r", "kind": "route"}],
+            "edges": [{"from": "start", "to": "r"}]
+        }));
+        assert!(messages(&manual)[0].starts_with("r: Route, Specialist and Handoff steps belong"));
+        let silent = def(json!({
+            "nodes": [{"id": "start", "kind": "message_trigger"},
+                      {"id": "t", "kind": "template", "config": {"template": "hi"}}],
+            "edges": [{"from": "start", "to": "t"}]
+        }));
+        assert!(messages(&silent)[0].contains("needs a Specialist or Handoff step"));
+    }
+
     /// What the console offers to start from is publishable as it is, and what its palette
     /// adds is a node these rules know (its starting configuration is only incomplete).
     #[test]
@@ -578,7 +657,15 @@ mod tests {
         }
         for kind in NodeKind::ALL {
             let config = app::editor::starter_config(*kind);
-            if let Err(e) = nodes::build(*kind, &config) {
+            let built = if kind.conversation_only() {
+                let node: WorkflowNode =
+                    serde_json::from_value(json!({"id": "x", "kind": kind, "config": config}))
+                        .unwrap();
+                conversation::problem(&node).map_or(Ok(()), Err)
+            } else {
+                nodes::build(*kind, &config).map(|_| ())
+            };
+            if let Err(e) = built {
                 assert!(e.contains("required"), "{kind:?}: {e}");
             }
         }

@@ -143,7 +143,7 @@ pub fn context(state: &ConvState) -> Value {
     json!({
         "trigger": state.vars.get("trigger").cloned().unwrap_or(Value::Null),
         "vars": state.vars.get("vars").cloned().unwrap_or_else(|| json!({})),
-        "nodes": state.vars.get("nodes").cloned().unwrap_or_else(|| json!({})),
+        "nodes": state.vars.get(crate::engine::NODES).cloned().unwrap_or_else(|| json!({})),
     })
 }
 
@@ -230,13 +230,8 @@ const WAITS: &str = "waits";
 struct Trigger;
 
 #[async_trait::async_trait]
-impl Node<StepCx> for Trigger {
-    async fn run(
-        &self,
-        _: &StepCx,
-        state: &mut ConvState,
-        _: Events<'_>,
-    ) -> Result<StepOutput, String> {
+impl<C: Send + Sync> Node<C> for Trigger {
+    async fn run(&self, _: &C, state: &mut ConvState, _: Events<'_>) -> Result<StepOutput, String> {
         Ok(done(
             state.vars.get("trigger").cloned().unwrap_or(Value::Null),
         ))
@@ -248,13 +243,8 @@ struct Set {
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for Set {
-    async fn run(
-        &self,
-        _: &StepCx,
-        state: &mut ConvState,
-        _: Events<'_>,
-    ) -> Result<StepOutput, String> {
+impl<C: Send + Sync> Node<C> for Set {
+    async fn run(&self, _: &C, state: &mut ConvState, _: Events<'_>) -> Result<StepOutput, String> {
         let ctx = context(state);
         let mut set = serde_json::Map::new();
         for (name, template) in &self.values {
@@ -273,13 +263,8 @@ struct Template {
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for Template {
-    async fn run(
-        &self,
-        _: &StepCx,
-        state: &mut ConvState,
-        _: Events<'_>,
-    ) -> Result<StepOutput, String> {
+impl<C: Send + Sync> Node<C> for Template {
+    async fn run(&self, _: &C, state: &mut ConvState, _: Events<'_>) -> Result<StepOutput, String> {
         Ok(done(
             json!({ "text": expr::render(&self.template, &context(state))? }),
         ))
@@ -291,13 +276,8 @@ struct Condition {
 }
 
 #[async_trait::async_trait]
-impl Node<StepCx> for Condition {
-    async fn run(
-        &self,
-        _: &StepCx,
-        state: &mut ConvState,
-        _: Events<'_>,
-    ) -> Result<StepOutput, String> {
+impl<C: Send + Sync> Node<C> for Condition {
+    async fn run(&self, _: &C, state: &mut ConvState, _: Events<'_>) -> Result<StepOutput, String> {
         let result = expr::holds(&self.expression, &context(state))?;
         Ok(leave(
             if result { "true" } else { "false" },
@@ -807,17 +787,49 @@ impl Node<StepCx> for End {
     }
 }
 
+/// `key`'s object (`{}` when absent).
+fn object(config: &Value, key: &str) -> Result<Value, String> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(v) if v.is_object() => Ok(v.clone()),
+        Some(_) => Err(format!("`{key}` must be an object")),
+    }
+}
+
+/// Builds a node of a kind that runs the same in a workflow's run and in a conversation
+/// graph's turn (they need no more of where they run than [`ai::Asks`]); `None` for the
+/// other kinds.
+pub fn build_shared<C: ai::Asks + 'static>(
+    kind: NodeKind,
+    config: &Value,
+) -> Result<Option<Arc<dyn Node<C>>>, String> {
+    Ok(Some(match kind {
+        NodeKind::ManualTrigger | NodeKind::WebhookTrigger | NodeKind::MessageTrigger => {
+            Arc::new(Trigger)
+        }
+        NodeKind::Set => Arc::new(Set {
+            values: serde_json::from_value(object(config, "values")?).map_err(|e| e.to_string())?,
+        }),
+        NodeKind::Template => Arc::new(Template {
+            template: required(config, "template")?,
+        }),
+        NodeKind::Condition => Arc::new(Condition {
+            expression: required(config, "expression")?,
+        }),
+        NodeKind::Llm => Arc::new(ai::LlmStep::parse(config)?),
+        NodeKind::Knowledge => Arc::new(ai::KnowledgeStep::parse(config)?),
+        NodeKind::Classifier => Arc::new(ai::ClassifierStep::parse(config)?),
+        NodeKind::Switch => Arc::new(ai::SwitchStep::parse(config)?),
+        _ => return Ok(None),
+    }))
+}
+
 /// Builds a node of `kind` from its configuration, or says what is wrong with it.
 pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, String> {
-    let object = |key: &str| -> Result<Value, String> {
-        match config.get(key) {
-            None | Some(Value::Null) => Ok(json!({})),
-            Some(v) if v.is_object() => Ok(v.clone()),
-            Some(_) => Err(format!("`{key}` must be an object")),
-        }
-    };
+    if let Some(node) = build_shared(kind, config)? {
+        return Ok(node);
+    }
     Ok(match kind {
-        NodeKind::ManualTrigger | NodeKind::WebhookTrigger => Arc::new(Trigger),
         NodeKind::EventTrigger => {
             let event = required(config, "event")?;
             if !app::types::TRIGGER_EVENTS.contains(&event.trim()) {
@@ -844,15 +856,6 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
             }
             Arc::new(Trigger)
         }
-        NodeKind::Set => Arc::new(Set {
-            values: serde_json::from_value(object("values")?).map_err(|e| e.to_string())?,
-        }),
-        NodeKind::Template => Arc::new(Template {
-            template: required(config, "template")?,
-        }),
-        NodeKind::Condition => Arc::new(Condition {
-            expression: required(config, "expression")?,
-        }),
         NodeKind::Loop => Arc::new(Loop::parse(config)?),
         NodeKind::Parallel => Arc::new(super::parallel::ParallelStep::parse(config)?),
         NodeKind::Join => Arc::new(super::parallel::Join),
@@ -906,13 +909,14 @@ pub fn build(kind: NodeKind, config: &Value) -> Result<Arc<dyn Node<StepCx>>, St
             Arc::new(Wait { seconds, until })
         }
         NodeKind::End => Arc::new(End {
-            output: object("output")?,
+            output: object(config, "output")?,
         }),
-        NodeKind::Llm => Arc::new(ai::LlmStep::parse(config)?),
-        NodeKind::Knowledge => Arc::new(ai::KnowledgeStep::parse(config)?),
-        NodeKind::Classifier => Arc::new(ai::ClassifierStep::parse(config)?),
-        NodeKind::Switch => Arc::new(ai::SwitchStep::parse(config)?),
         NodeKind::Agent => Arc::new(ai::AgentStep::parse(config)?),
+        NodeKind::Route | NodeKind::Specialist | NodeKind::Handoff => {
+            return Err(super::conversation::ONLY.into())
+        }
+        // Built above.
+        other => return Err(format!("a {} step cannot be built here", other.as_str())),
     })
 }
 
@@ -930,7 +934,14 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
         error: None,
         note: None,
     };
-    if let Err(e) = build(kind, config) {
+    // A conversation graph's own steps are checked with their graph (`problems`).
+    if let Err(e) = build(kind, config).map(|_| ()).or_else(|e| {
+        if kind.conversation_only() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }) {
         test.error = Some(e);
         return test;
     }
@@ -956,7 +967,23 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
             NodeKind::ManualTrigger
             | NodeKind::ScheduleTrigger
             | NodeKind::WebhookTrigger
-            | NodeKind::EventTrigger => test.output = ctx.get("trigger").cloned(),
+            | NodeKind::EventTrigger
+            | NodeKind::MessageTrigger => test.output = ctx.get("trigger").cloned(),
+            NodeKind::Route => {
+                test.note = Some(
+                    "a turn sends the message to this agent (or the router's choice)".into(),
+                )
+            }
+            NodeKind::Specialist => {
+                test.note = Some(
+                    "a turn has the specialist answer the customer (it may book or email); a \
+                     test does not"
+                        .into(),
+                )
+            }
+            NodeKind::Handoff => {
+                test.note = Some("a turn hands the conversation to a person here".into())
+            }
             NodeKind::Set => {
                 test.output = Some(field("values"));
                 test.note = Some("a run sets these as vars.<name>".into());

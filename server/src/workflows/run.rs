@@ -611,13 +611,7 @@ impl RunWorkflow {
             error,
             ms,
         } = done;
-        let nodes_map = state
-            .vars
-            .entry("nodes".into())
-            .or_insert_with(|| json!({}));
-        if let Some(map) = nodes_map.as_object_mut() {
-            map.insert(node.id.clone(), output.clone());
-        }
+        crate::engine::keep_output(&mut state, &node.id, output.clone());
         let state_json = serde_json::to_value(&state)?;
         if state_json.to_string().len() > MAX_STATE_BYTES {
             self.finish_step(

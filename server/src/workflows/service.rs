@@ -15,11 +15,12 @@ use serde_json::json;
 use app::error::{AppError, FieldError};
 use app::services::{Access, Actor, WorkflowService};
 use app::types::{
-    valid_secret_name, ApprovalDecision, Area, BranchTrace, CompensationOutcome,
-    CompensationStatus, CreateWorkflow, Level, NodeKind, NodeTest, Page, PublishWorkflow,
-    RunCompensation, RunDetail, RunQuery, RunStatus, RunStep, RunWait, SetWorkflowSecret, StartRun,
-    StepStatus, TestNode, UpdateWorkflow, Workflow, WorkflowDefinition, WorkflowDiff, WorkflowRun,
-    WorkflowSecret, WorkflowSummary, WorkflowVersion, WorkflowWebhook, MAX_SECRETS,
+    valid_secret_name, ApprovalDecision, Area, BranchTrace, Channel, CompensationOutcome,
+    CompensationStatus, ConversationGraphs, CreateWorkflow, Level, NodeKind, NodeTest, Page,
+    PublishWorkflow, RunCompensation, RunDetail, RunQuery, RunStatus, RunStep, RunWait,
+    SetChannelGraph, SetWorkflowSecret, StartRun, StepStatus, TestNode, UpdateWorkflow, Workflow,
+    WorkflowDefinition, WorkflowDiff, WorkflowRun, WorkflowSecret, WorkflowSummary,
+    WorkflowVersion, WorkflowWebhook, MAX_SECRETS,
 };
 use app::validate::check;
 
@@ -28,8 +29,8 @@ use crate::jobs::{JobContext, JobHandler, Permanent};
 use crate::secrets::{self, KeyRing};
 use crate::store::audit_log::Record;
 use crate::store::{
-    job_schedules, tenants, workflow_compensations, workflow_runs, workflow_secrets,
-    workflow_steps, workflow_test_usage, workflow_versions, workflows,
+    channel_graphs, job_schedules, tenants, workflow_compensations, workflow_runs,
+    workflow_secrets, workflow_steps, workflow_test_usage, workflow_versions, workflows,
 };
 use crate::tenancy::db_error;
 
@@ -45,7 +46,21 @@ pub struct WorkflowServiceImpl {
     console_url: String,
 }
 
-fn definition_of(value: &serde_json::Value) -> WorkflowDefinition {
+/// A workflow as the list shows it.
+pub(super) fn summary(m: workflows::Model) -> WorkflowSummary {
+    WorkflowSummary {
+        id: m.id,
+        nodes: m.draft["nodes"]
+            .as_array()
+            .map_or(0, |n| u32::try_from(n.len()).unwrap_or(u32::MAX)),
+        name: m.name,
+        description: m.description,
+        latest_version: m.latest_version.and_then(|v| u32::try_from(v).ok()),
+        updated_at: m.updated_at,
+    }
+}
+
+pub(super) fn definition_of(value: &serde_json::Value) -> WorkflowDefinition {
     serde_json::from_value(value.clone()).unwrap_or_default()
 }
 
@@ -652,6 +667,13 @@ impl WorkflowServiceImpl {
         let def = definition_of(&version.definition);
         let trigger = super::trigger(&def)
             .ok_or_else(|| AppError::Conflict("the version has no trigger".into()))?;
+        if trigger.kind == NodeKind::MessageTrigger {
+            return Err(AppError::Conflict(
+                "a conversation graph answers customers' messages, not runs: choose it for a \
+                 channel (Workflows → Conversation graphs) and write to it in the playground"
+                    .into(),
+            ));
+        }
         if origin
             .as_ref()
             .is_some_and(|o| o.branch.is_none() && trigger.kind != o.by.kind())
@@ -791,16 +813,7 @@ impl WorkflowService for WorkflowServiceImpl {
             .await
             .map_err(db_error)?
             .into_iter()
-            .map(|m| WorkflowSummary {
-                id: m.id,
-                nodes: m.draft["nodes"]
-                    .as_array()
-                    .map_or(0, |n| u32::try_from(n.len()).unwrap_or(u32::MAX)),
-                name: m.name,
-                description: m.description,
-                latest_version: m.latest_version.and_then(|v| u32::try_from(v).ok()),
-                updated_at: m.updated_at,
-            })
+            .map(summary)
             .collect())
     }
 
@@ -842,6 +855,7 @@ impl WorkflowService for WorkflowServiceImpl {
             updated_at: Set(now),
             webhook_secret: Set(None),
             trigger_event: Set(None),
+            trigger_kind: Set(None),
         }
         .insert(&txn)
         .await
@@ -972,10 +986,15 @@ impl WorkflowService for WorkflowServiceImpl {
         let event = super::trigger(&def)
             .filter(|t| t.kind == NodeKind::EventTrigger)
             .and_then(|t| t.config.get("event")?.as_str().map(str::to_string));
+        let kind = super::trigger(&def).map(|t| t.kind);
         let mut bump = workflows::Entity::update_many()
             .filter(workflows::Column::Id.eq(id))
             .col_expr(workflows::Column::LatestVersion, Expr::value(Some(number)))
             .col_expr(workflows::Column::TriggerEvent, Expr::value(event))
+            .col_expr(
+                workflows::Column::TriggerKind,
+                Expr::value(kind.map(|k| k.as_str().to_string())),
+            )
             .col_expr(workflows::Column::UpdatedAt, Expr::value(now));
         bump = match row.latest_version {
             Some(v) => bump.filter(workflows::Column::LatestVersion.eq(v)),
@@ -1001,6 +1020,25 @@ impl WorkflowService for WorkflowServiceImpl {
         .await
         .map_err(db_error)?;
         sync_schedule(&txn, access.tenant_id, id, &def).await?;
+        if kind != Some(NodeKind::MessageTrigger) {
+            // A channel it answers would fall back to the default graph unannounced.
+            let answers = channel_graphs::Entity::find()
+                .filter(channel_graphs::Column::TenantId.eq(access.tenant_id))
+                .filter(channel_graphs::Column::WorkflowId.eq(id))
+                .all(&txn)
+                .await
+                .map_err(db_error)?;
+            if !answers.is_empty() {
+                txn.rollback().await.map_err(db_error)?;
+                let channels: Vec<String> = answers.into_iter().map(|c| c.channel).collect();
+                return Err(AppError::Conflict(format!(
+                    "this workflow answers the {} channel's messages and would no longer start on \
+                     a customer's message; choose another graph for it first (Workflows → \
+                     Conversation graphs)",
+                    channels.join(", ")
+                )));
+            }
+        }
         Record::by(access, "workflow.publish", format!("workflow:{id}"))
             .details(json!({ "version": number, "note": publish.note.trim() }))
             .write(&txn)
@@ -1312,6 +1350,22 @@ impl WorkflowService for WorkflowServiceImpl {
         .await
         .map_err(db_error)?;
         txn.commit().await.map_err(db_error)
+    }
+
+    async fn conversation_graphs(&self, access: &Access) -> Result<ConversationGraphs, AppError> {
+        access.require(Area::Workflows, Level::Read)?;
+        super::conversation::graphs(&self.db, access.tenant_id).await
+    }
+
+    async fn set_conversation_graph(
+        &self,
+        access: &Access,
+        channel: Channel,
+        set: SetChannelGraph,
+    ) -> Result<ConversationGraphs, AppError> {
+        access.require(Area::Workflows, Level::Write)?;
+        super::conversation::choose(&self.db, access, channel, set.workflow_id).await?;
+        super::conversation::graphs(&self.db, access.tenant_id).await
     }
 
     async fn list_runs(

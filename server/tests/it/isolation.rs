@@ -342,6 +342,47 @@ impl Owned {
             200,
         )
         .await;
+        // A's playground is answered by its own conversation graph.
+        let graph = json(
+            app.send_json(
+                Method::POST,
+                "/api/v1/workflows",
+                &a.key,
+                &json!({ "name": "alpha-graph-marker", "definition": {
+                    "nodes": [{"id": "start", "kind": "message_trigger"},
+                              {"id": "answer", "kind": "specialist"}],
+                    "edges": [{"from": "start", "to": "answer"}]
+                }}),
+            )
+            .await,
+            201,
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        json(
+            app.send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{graph}/publish"),
+                &a.key,
+                &json!({}),
+            )
+            .await,
+            201,
+        )
+        .await;
+        json(
+            app.send_json(
+                Method::PUT,
+                "/api/v1/conversation-graphs/console",
+                &a.key,
+                &json!({ "workflow_id": graph }),
+            )
+            .await,
+            200,
+        )
+        .await;
         let keys = json(app.get("/api/v1/api-keys", &a.key).await, 200).await;
         let key = keys[0]["id"].as_str().unwrap().to_string();
         let jobs = json(app.get("/api/v1/jobs", &a.key).await, 200).await;
@@ -365,6 +406,7 @@ impl Owned {
         by_collection.insert("versions", "1".to_string());
         by_collection.insert("workflow-runs", run.clone());
         by_collection.insert("workflow-secrets", "ALPHA_SECRET_MARKER".to_string());
+        by_collection.insert("conversation-graphs", "console".to_string());
         let mut markers: Vec<String> = [
             "alpha-kb-marker",
             "alpha-document-marker",
@@ -386,6 +428,7 @@ impl Owned {
             "alpha-approval-marker",
             "alpha-run-marker",
             "alpha-secret-value-marker",
+            "alpha-graph-marker",
             &widget_public_id,
             &a.owner_email,
         ]
@@ -407,6 +450,7 @@ impl Owned {
             booking,
             workflow,
             run,
+            graph.clone(),
         ]);
         markers.push(a.owner_id.to_string());
         markers.push(a.tenant_id.to_string());
@@ -547,9 +591,11 @@ async fn the_openapi_document_is_probed_across_tenants() {
             }
             for (method, operation) in methods.as_object().unwrap() {
                 // Secrets are named within a tenant: B's PUT of A's name makes B's own secret,
-                // and its DELETE deletes that (A's is checked untouched below).
-                let names_a_resource =
-                    path.contains('{') && path != "/api/v1/workflow-secrets/{name}";
+                // and its DELETE deletes that (A's is checked untouched below). So are channels:
+                // B's PUT chooses B's own graph (A's workflow is not B's to choose).
+                let names_a_resource = path.contains('{')
+                    && path != "/api/v1/workflow-secrets/{name}"
+                    && path != "/api/v1/conversation-graphs/{channel}";
                 let url = match owned.fill(path) {
                     Ok(url) => url,
                     Err(e) => {
@@ -647,6 +693,14 @@ async fn the_openapi_document_is_probed_across_tenants() {
             secrets[0]["created_at"], secrets[0]["updated_at"],
             "B's attempts changed A's secret: {secrets:#}"
         );
+        let graphs = json(app.get("/api/v1/conversation-graphs", &a.key).await, 200).await;
+        let console = graphs["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == "console")
+            .unwrap();
+        assert_eq!(console["workflow_name"], "alpha-graph-marker", "{graphs:#}");
         let google = json(app.get("/api/v1/google-calendar", &a.key).await, 200).await;
         assert_eq!(google["fallback"], "built_in");
         assert_eq!(google["scopes"], json!(["alpha-google-marker"]));

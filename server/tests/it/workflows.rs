@@ -2628,3 +2628,257 @@ async fn parallel_branches_run_at_once_meet_at_the_join_and_are_undone_together(
         assert_eq!(refused.status(), 422);
     }
 }
+
+async fn conversation_on(app: &TestApp, key: &str, channel: &str) -> String {
+    let c = json(
+        app.send_json(
+            Method::POST,
+            "/api/v1/conversations",
+            key,
+            &json!({ "channel": channel }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    c["id"].as_str().unwrap().to_string()
+}
+
+fn nodes_of(turn: &Value) -> Vec<&str> {
+    turn["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect()
+}
+
+async fn choose_graph(
+    app: &TestApp,
+    key: &str,
+    channel: &str,
+    workflow: Value,
+) -> reqwest::Response {
+    app.send_json(
+        Method::PUT,
+        &format!("/api/v1/conversation-graphs/{channel}"),
+        key,
+        &json!({ "workflow_id": workflow }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_conversation_graph_answers_the_channels_it_is_chosen_for() {
+    use crate::conversations::{handbook, say};
+    use server::llm::fake::{text, FakeLlm, CHAT_MODEL};
+    for backend in backends().await {
+        let fake = FakeLlm::start().await.unwrap();
+        let app = crate::conversations::spawn(backend, Some(&fake), &[]).await;
+        let f = app.tenant("acme").await;
+        let other = app.tenant("other").await;
+        handbook(&app, &f.key).await;
+        // Classify; a visit question is looked up and answered with what was found; billing
+        // goes to a person; anything else (and a classifier that fails) to the router.
+        let definition = json!({
+            "nodes": [
+                node("start", "message_trigger", json!({})),
+                {"id": "topic", "kind": "classifier", "config": {
+                    "input": "{{ trigger.message }}",
+                    "classes": {"visit": "Opening hours, visits, parking", "billing": "Invoices and payments"}},
+                 "on_error": {"type": "branch"}},
+                node("lookup", "knowledge", json!({"query": "{{ trigger.message }}", "top_k": 2})),
+                node("note", "set", json!({"values": {"last_topic": "{{ nodes.topic.class }}"}})),
+                node("route", "route", json!({})),
+                node("answer", "specialist", json!({"context": "{{ nodes.lookup.text }}"})),
+                node("person", "handoff", json!({"reason": "billing: {{ trigger.message }}"}))
+            ],
+            "edges": [
+                edge("start", "topic"),
+                edge_by("topic", "visit", "lookup"),
+                edge("lookup", "note"),
+                edge("note", "answer"),
+                edge_by("topic", "billing", "person"),
+                edge_by("topic", "other", "route"),
+                edge_by("topic", "error", "route"),
+                edge("route", "answer"),
+                edge_by("answer", "handoff", "person")
+            ]
+        });
+        let wf = create(&app, &f.key, "Our graph", definition.clone()).await;
+        assert_eq!(wf["problems"], json!([]), "{wf:#}");
+        let id = wf["id"].as_str().unwrap().to_string();
+
+        // Not chosen before it is published; a workflow of another tenant, a manual one and a
+        // channel no graph answers are refused.
+        let early = choose_graph(&app, &f.key, "api", json!(id)).await;
+        assert_eq!(early.status(), 422);
+        publish(&app, &f.key, &id, "first").await;
+        let theirs = create(&app, &other.key, "Theirs", definition.clone()).await;
+        publish(&app, &other.key, theirs["id"].as_str().unwrap(), "").await;
+        let foreign = choose_graph(&app, &f.key, "api", theirs["id"].clone()).await;
+        assert_eq!(foreign.status(), 404);
+        let manual = create(&app, &f.key, "By hand", by_hand()).await;
+        publish(&app, &f.key, manual["id"].as_str().unwrap(), "").await;
+        let wrong = choose_graph(&app, &f.key, "api", manual["id"].clone()).await;
+        assert_eq!(wrong.status(), 422);
+        let problem: Value = wrong.json().await.unwrap();
+        assert!(problem.to_string().contains("customer writes"), "{problem}");
+        let channel = choose_graph(&app, &f.key, "workflow", json!(id)).await;
+        assert_eq!(channel.status(), 422);
+        // A conversation graph is not started as a run.
+        let run = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/runs"),
+                &f.key,
+                &json!({"input": {}}),
+            )
+            .await;
+        assert_eq!(run.status(), 409);
+
+        let chosen = json(choose_graph(&app, &f.key, "api", json!(id)).await, 200).await;
+        let api = chosen["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["channel"] == "api")
+            .unwrap();
+        assert_eq!(
+            (api["workflow_id"].as_str(), api["version"].as_u64()),
+            (Some(id.as_str()), Some(1))
+        );
+        assert_eq!(
+            chosen["candidates"].as_array().unwrap().len(),
+            1,
+            "{chosen:#}"
+        );
+        // The other tenant sees none of it.
+        let theirs_listed = json(
+            app.get("/api/v1/conversation-graphs", &other.key).await,
+            200,
+        )
+        .await;
+        assert!(theirs_listed["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["workflow_id"].is_null()));
+
+        // A visit question: classified, looked up, answered with the passages in the
+        // specialist's instructions.
+        let c = conversation_on(&app, &f.key, "api").await;
+        fake.route(text("visit"));
+        fake.chat(text("We open from ten to one on Saturdays."));
+        let turn = say(&app, &f.key, &c, "When do you open on Saturdays?").await;
+        assert_eq!(
+            nodes_of(&turn),
+            ["start", "topic", "lookup", "note", "answer"],
+            "{turn:#}"
+        );
+        assert_eq!(
+            turn["reply"]["content"],
+            "We open from ten to one on Saturdays."
+        );
+        assert_eq!(turn["steps"][1]["detail"]["llm_calls"], 1, "{turn:#}");
+        assert_eq!(turn["steps"][1]["detail"]["port"], "visit", "{turn:#}");
+        let asked = fake.requests_for(CHAT_MODEL).pop().unwrap();
+        let instructions = asked["messages"][1]["content"].to_string();
+        assert!(instructions.contains("ten to one"), "{asked:#}");
+        assert_eq!(turn["reply"]["usage"]["llm_calls"], 2, "{turn:#}");
+
+        // Billing: a person takes over with the graph's reason, without the specialist.
+        fake.route(text("billing"));
+        let turn = say(&app, &f.key, &c, "I was charged twice").await;
+        assert_eq!(nodes_of(&turn), ["start", "topic", "person"], "{turn:#}");
+        assert_eq!(turn["conversation"]["status"], "waiting_human");
+        assert_eq!(
+            turn["steps"][2]["detail"]["handoff"],
+            "billing: I was charged twice"
+        );
+
+        // The model down: the classifier's error exit, the router's fallback, an answer
+        // from the documents.
+        let c2 = conversation_on(&app, &f.key, "api").await;
+        fake.set_down(Some(503));
+        let turn = say(&app, &f.key, &c2, "Is parking free?").await;
+        fake.set_down(None);
+        assert_eq!(
+            nodes_of(&turn),
+            ["start", "topic", "route", "answer"],
+            "{turn:#}"
+        );
+        assert!(turn["steps"][1]["detail"]["error"].is_string(), "{turn:#}");
+        assert_eq!(turn["steps"][1]["detail"]["port"], "error", "{turn:#}");
+        assert!(
+            turn["steps"][3]["detail"]["offline"].is_string(),
+            "{turn:#}"
+        );
+        assert!(
+            turn["reply"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("Parking"),
+            "{turn:#}"
+        );
+
+        // Another channel keeps the default graph.
+        let console = conversation_on(&app, &f.key, "console").await;
+        fake.chat(text("Hello!"));
+        let turn = say(&app, &f.key, &console, "sales please: hello").await;
+        assert_eq!(nodes_of(&turn)[0], "router", "{turn:#}");
+
+        // Steps that make a customer wait or have effects are refused in a conversation
+        // graph; a version that would no longer start on a message is refused while chosen.
+        let mut effects = definition.clone();
+        effects["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .push(node("pause", "wait", json!({"seconds": 5})));
+        effects["edges"]
+            .as_array_mut()
+            .unwrap()
+            .push(edge("answer", "pause"));
+        let saved = replace_draft(&app, &f.key, &id, effects).await;
+        assert!(
+            saved["problems"]
+                .to_string()
+                .contains("answers while the customer waits"),
+            "{saved:#}"
+        );
+        replace_draft(&app, &f.key, &id, by_hand()).await;
+        let refused = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/workflows/{id}/publish"),
+                &f.key,
+                &json!({"note": ""}),
+            )
+            .await;
+        assert_eq!(refused.status(), 409);
+
+        // Deleted: the channel goes back to the default graph.
+        let deleted = app
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/workflows/{id}"),
+                &f.key,
+                &json!({}),
+            )
+            .await;
+        assert!(deleted.status().is_success(), "{}", deleted.status());
+        let listed = json(app.get("/api/v1/conversation-graphs", &f.key).await, 200).await;
+        assert!(
+            listed["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["workflow_id"].is_null()),
+            "{listed:#}"
+        );
+        let c3 = conversation_on(&app, &f.key, "api").await;
+        fake.chat(text("Hi."));
+        let turn = say(&app, &f.key, &c3, "sales please: hi").await;
+        assert_eq!(nodes_of(&turn)[0], "router", "{turn:#}");
+    }
+}

@@ -130,6 +130,8 @@ use crate::state::AppState;
         workflows::publish_workflow,
         workflows::rotate_webhook_secret,
         workflows::list_secrets,
+        workflows::conversation_graphs,
+        workflows::set_conversation_graph,
         workflows::set_secret,
         workflows::delete_secret,
         workflows::list_versions,

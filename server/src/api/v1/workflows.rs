@@ -8,10 +8,10 @@ use axum::{Json, Router};
 use uuid::Uuid;
 
 use app::types::{
-    ApprovalDecision, CreateWorkflow, NodeTest, Page, PublishWorkflow, RunDetail, RunQuery,
-    SetWorkflowSecret, StartRun, TestNode, UpdateWorkflow, VersionDiffQuery, Workflow,
-    WorkflowDefinition, WorkflowDiff, WorkflowRun, WorkflowSecret, WorkflowSummary,
-    WorkflowVersion, WorkflowWebhook,
+    ApprovalDecision, Channel, ConversationGraphs, CreateWorkflow, NodeTest, Page, PublishWorkflow,
+    RunDetail, RunQuery, SetChannelGraph, SetWorkflowSecret, StartRun, TestNode, UpdateWorkflow,
+    VersionDiffQuery, Workflow, WorkflowDefinition, WorkflowDiff, WorkflowRun, WorkflowSecret,
+    WorkflowSummary, WorkflowVersion, WorkflowWebhook,
 };
 
 use crate::auth::ApiAccess;
@@ -37,6 +37,11 @@ pub fn routes() -> Router<AppState> {
             post(rotate_webhook_secret),
         )
         .route("/api/v1/workflow-secrets", get(list_secrets))
+        .route("/api/v1/conversation-graphs", get(conversation_graphs))
+        .route(
+            "/api/v1/conversation-graphs/{channel}",
+            put(set_conversation_graph),
+        )
         .route(
             "/api/v1/workflow-secrets/{name}",
             put(set_secret).delete(delete_secret),
@@ -214,6 +219,49 @@ pub async fn rotate_webhook_secret(
 ) -> ApiResult<(StatusCode, Json<WorkflowWebhook>)> {
     let hook = s.services.workflows.rotate_webhook_secret(&a, id).await?;
     Ok((StatusCode::CREATED, Json(hook)))
+}
+
+/// Which graph answers each channel's messages (a conversation graph, or the default one:
+/// router → specialist → handoff), and the workflows that could: published, started by a
+/// customer's message.
+#[utoipa::path(get, path = "/api/v1/conversation-graphs", tag = "workflows",
+    responses(
+        (status = 200, body = ConversationGraphs),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn conversation_graphs(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+) -> ApiResult<Json<ConversationGraphs>> {
+    Ok(Json(s.services.workflows.conversation_graphs(&a).await?))
+}
+
+/// Choose the graph that answers a channel's messages from the next message on: a published
+/// workflow whose start is "A customer writes" (its latest published version answers, and each
+/// new version as it is published), or `null` for the default graph.
+#[utoipa::path(put, path = "/api/v1/conversation-graphs/{channel}", tag = "workflows",
+    params(("channel" = Channel, Path, description = "console (the playground), api, openai, widget or chatwoot")),
+    request_body = SetChannelGraph,
+    responses(
+        (status = 200, body = ConversationGraphs),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow in the tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a channel a graph answers, or the workflow is not a published conversation graph", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_conversation_graph(
+    State(s): State<AppState>,
+    ApiAccess(a): ApiAccess,
+    ApiPath(channel): ApiPath<Channel>,
+    ApiJson(set): ApiJson<SetChannelGraph>,
+) -> ApiResult<Json<ConversationGraphs>> {
+    Ok(Json(
+        s.services
+            .workflows
+            .set_conversation_graph(&a, channel, set)
+            .await?,
+    ))
 }
 
 /// The secrets HTTP steps can use as `{{ secrets.NAME }}`, by name; values are never returned.
