@@ -122,6 +122,23 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
         kinds.insert(n.id.as_str(), n.kind);
     }
     let in_conversation = conversation::is_conversation(def);
+    if in_conversation {
+        // A specialist that asks for a person writes no answer itself: a Handoff step does.
+        for n in def.nodes.iter().filter(|n| n.kind == NodeKind::Specialist) {
+            if !def
+                .edges
+                .iter()
+                .any(|e| e.from == n.id && e.port == "handoff")
+            {
+                problem(
+                    Some(&n.id),
+                    "its `handoff` exit leads nowhere: connect it to a Handoff step (the \
+                     specialist may ask for a person)"
+                        .into(),
+                );
+            }
+        }
+    }
     if in_conversation
         && !def
             .nodes
@@ -638,6 +655,11 @@ mod tests {
             "edges": [{"from": "start", "to": "r"}]
         }));
         assert!(messages(&manual)[0].starts_with("r: Route, Specialist and Handoff steps belong"));
+        let mut unwired = fixed.clone();
+        unwired.edges.retain(|e| e.port != "handoff");
+        assert!(messages(&unwired)
+            .iter()
+            .any(|m| m.starts_with("answer: its `handoff` exit leads nowhere")));
         let silent = def(json!({
             "nodes": [{"id": "start", "kind": "message_trigger"},
                       {"id": "t", "kind": "template", "config": {"template": "hi"}}],

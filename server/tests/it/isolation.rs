@@ -350,8 +350,10 @@ impl Owned {
                 &a.key,
                 &json!({ "name": "alpha-graph-marker", "definition": {
                     "nodes": [{"id": "start", "kind": "message_trigger"},
-                              {"id": "answer", "kind": "specialist"}],
-                    "edges": [{"from": "start", "to": "answer"}]
+                              {"id": "answer", "kind": "specialist"},
+                              {"id": "person", "kind": "handoff"}],
+                    "edges": [{"from": "start", "to": "answer"},
+                              {"from": "answer", "port": "handoff", "to": "person"}]
                 }}),
             )
             .await,
