@@ -110,7 +110,7 @@ fn GraphsPanel(writable: Signal<bool>) -> impl IntoView {
     }
 }
 
-/// A choice per channel: a label and a select on one line, the select taking what is left.
+/// A label and a select per channel (side by side from 640 px wide, stacked below).
 #[component]
 fn GraphChoices(
     graphs: ConversationGraphs,
