@@ -596,7 +596,9 @@ impl ConversationServiceImpl {
         state.vars.remove("trigger");
         state.vars.remove(crate::engine::NODES);
         let steps = sink.steps.into_inner().unwrap_or_default();
-        let usage = sink.usage.into_inner().unwrap_or_default();
+        let mut usage = sink.usage.into_inner().unwrap_or_default();
+        // A conversation graph's step that failed the turn still asked the model.
+        usage.add(&crate::workflows::conversation::take_spent(&cx));
         let unsaved_steps = sink.pending.into_inner().unwrap_or_default();
         if let Err(e) = outcome {
             tracing::error!(conversation = %id, error = %e, "the turn failed");

@@ -162,13 +162,9 @@ impl Node<TurnContext> for Guarded {
                     self.timeout.as_millis()
                 ))
             });
-        let spent = cx
-            .spent
-            .lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default();
         let mut out = match (result, &self.on_error) {
             (Ok(out), _) => out,
+            // What it spent stays in `cx.spent`: the turn adds it to the failed turn's usage.
             (Err(e), OnError::Fail) => return Err(e),
             (Err(e), OnError::Continue { value }) => {
                 let mut out = nodes::done(value.clone());
@@ -181,11 +177,21 @@ impl Node<TurnContext> for Guarded {
                 out
             }
         };
+        let spent = take_spent(cx);
         out.detail.llm_calls += spent.llm_calls;
         out.usage.add(&spent);
         out.detail.port = Some(out.port.clone().unwrap_or_else(|| OUT.into()));
         Ok(out)
     }
+}
+
+/// What the turn's steps spent asking the model and have not yet counted (a step that failed
+/// the turn leaves its calls there; the provider bills them all the same).
+pub fn take_spent(cx: &TurnContext) -> app::types::Usage {
+    cx.spent
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default()
 }
 
 /// Route: the named agent, or the router's choice.

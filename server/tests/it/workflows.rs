@@ -2880,5 +2880,37 @@ async fn a_conversation_graph_answers_the_channels_it_is_chosen_for() {
         fake.chat(text("Hi."));
         let turn = say(&app, &f.key, &c3, "sales please: hi").await;
         assert_eq!(nodes_of(&turn)[0], "router", "{turn:#}");
+
+        // A step that fails the turn: the customer gets the apology, and the call it made
+        // still counts.
+        let strict = create(
+            &app,
+            &f.key,
+            "Strict",
+            json!({
+                "nodes": [
+                    node("start", "message_trigger", json!({})),
+                    node("ask", "llm", json!({"prompt": "{{ trigger.message }}", "output": {"n": "integer"}})),
+                    node("answer", "specialist", json!({})),
+                    node("person", "handoff", json!({}))
+                ],
+                "edges": [edge("start", "ask"), edge("ask", "answer"), edge_by("answer", "handoff", "person")]
+            }),
+        )
+        .await;
+        let strict = strict["id"].as_str().unwrap().to_string();
+        publish(&app, &f.key, &strict, "").await;
+        json(choose_graph(&app, &f.key, "api", json!(strict)).await, 200).await;
+        let c4 = conversation_on(&app, &f.key, "api").await;
+        fake.chat(text("not a number"));
+        let turn = say(&app, &f.key, &c4, "How many?").await;
+        assert!(
+            turn["reply"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("Sorry"),
+            "{turn:#}"
+        );
+        assert_eq!(turn["reply"]["usage"]["llm_calls"], 1, "{turn:#}");
     }
 }
