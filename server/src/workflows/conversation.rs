@@ -74,6 +74,39 @@ pub fn problem(n: &WorkflowNode) -> Option<String> {
     build(n).err()
 }
 
+/// What keeps conversation graph `def` as a whole from being published: (node, message).
+pub fn graph_problems(def: &WorkflowDefinition) -> Vec<(Option<&str>, String)> {
+    let mut out = Vec::new();
+    // A specialist that asks for a person writes no answer itself: a Handoff step does.
+    for n in def.nodes.iter().filter(|n| n.kind == NodeKind::Specialist) {
+        if !def
+            .edges
+            .iter()
+            .any(|e| e.from == n.id && e.port == "handoff")
+        {
+            out.push((
+                Some(n.id.as_str()),
+                "its `handoff` exit leads nowhere: connect it to a Handoff step (the specialist \
+                 may ask for a person)"
+                    .to_string(),
+            ));
+        }
+    }
+    if !def
+        .nodes
+        .iter()
+        .any(|n| matches!(n.kind, NodeKind::Specialist | NodeKind::Handoff))
+    {
+        out.push((
+            None,
+            "a conversation graph needs a Specialist or Handoff step: nothing answers the \
+             customer otherwise"
+                .to_string(),
+        ));
+    }
+    out
+}
+
 /// The runnable graph of a published conversation graph.
 pub fn compile(def: &WorkflowDefinition) -> Result<Graph<TurnContext>, String> {
     let mut graph = super::graph_def(def).ok_or("the workflow has no single trigger")?;

@@ -123,34 +123,9 @@ pub fn problems(def: &WorkflowDefinition) -> Vec<WorkflowProblem> {
     }
     let in_conversation = conversation::is_conversation(def);
     if in_conversation {
-        // A specialist that asks for a person writes no answer itself: a Handoff step does.
-        for n in def.nodes.iter().filter(|n| n.kind == NodeKind::Specialist) {
-            if !def
-                .edges
-                .iter()
-                .any(|e| e.from == n.id && e.port == "handoff")
-            {
-                problem(
-                    Some(&n.id),
-                    "its `handoff` exit leads nowhere: connect it to a Handoff step (the \
-                     specialist may ask for a person)"
-                        .into(),
-                );
-            }
+        for (node, message) in conversation::graph_problems(def) {
+            problem(node, message);
         }
-    }
-    if in_conversation
-        && !def
-            .nodes
-            .iter()
-            .any(|n| matches!(n.kind, NodeKind::Specialist | NodeKind::Handoff))
-    {
-        problem(
-            None,
-            "a conversation graph needs a Specialist or Handoff step: nothing answers the \
-             customer otherwise"
-                .into(),
-        );
     }
     for n in &def.nodes {
         let id = Some(n.id.as_str());

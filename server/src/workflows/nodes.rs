@@ -935,13 +935,7 @@ pub async fn preview(kind: NodeKind, config: &Value, ctx: &Value, asker: &Asker<
         note: None,
     };
     // A conversation graph's own steps are checked with their graph (`problems`).
-    if let Err(e) = build(kind, config).map(|_| ()).or_else(|e| {
-        if kind.conversation_only() {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    }) {
+    if let (false, Err(e)) = (kind.conversation_only(), build(kind, config)) {
         test.error = Some(e);
         return test;
     }

@@ -983,10 +983,11 @@ impl WorkflowService for WorkflowServiceImpl {
         let txn = self.db.begin().await.map_err(db_error)?;
         // The event a published event trigger listens to is read with the tenant's webhook
         // subscriptions on every event; `updated_at` tells their cache it changed.
-        let event = super::trigger(&def)
+        let trigger = super::trigger(&def);
+        let event = trigger
             .filter(|t| t.kind == NodeKind::EventTrigger)
             .and_then(|t| t.config.get("event")?.as_str().map(str::to_string));
-        let kind = super::trigger(&def).map(|t| t.kind);
+        let kind = trigger.map(|t| t.kind);
         let mut bump = workflows::Entity::update_many()
             .filter(workflows::Column::Id.eq(id))
             .col_expr(workflows::Column::LatestVersion, Expr::value(Some(number)))
