@@ -62,7 +62,7 @@ MOTO_VERSION := 5.2.1
 test-rust:
 	cargo fmt --all -- --check
 	@python3 -c "import moto; assert moto.__version__ == '$(MOTO_VERSION)'" 2>/dev/null || pip install -q "moto[server]==$(MOTO_VERSION)"
-	RUSTFLAGS="$(LEPTOS_DEV_RUSTFLAGS)" cargo test -p server -p app -p migration
+	RUSTFLAGS="$(LEPTOS_DEV_RUSTFLAGS)" cargo test -p server -p minilm -p app -p migration
 
 test-e2e:
 	cargo leptos build --split

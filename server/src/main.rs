@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::ExtractDocument(args)) = cli.command {
         return server::rag::sandbox::child(args);
     }
+    server::rag::embed::restart_with_malloc_tunables();
     server::rag::embed::fix_thread_count();
     run(cli)
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use async_openai::config::OpenAIConfig;
 use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_core::{Device, Tensor};
+use minilm::MiniLm;
 use tokenizers::{Tokenizer, TruncationParams};
 use tokio::sync::OnceCell;
 
@@ -49,14 +48,14 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
-/// all-MiniLM-L6-v2 on the CPU: BERT, mean pooling over the attention mask, L2 norm. Loaded on
-/// first use (about 90 MB), then shared.
+/// all-MiniLM-L6-v2 on the CPU: BERT, mean pooling, L2 norm (the `minilm` crate: unpadded
+/// batches, gemm through candle, vectorised element-wise steps). Loaded on first use (about
+/// 90 MB), then shared.
 ///
-/// Calls from all tasks go to one thread that runs the model (candle spreads each forward
-/// pass over the cores): it takes every call waiting when it becomes free, sorts their texts
-/// by length and runs them in batches of similar length. Concurrent searches then share a
-/// forward pass (a query's embedding is the largest part of a hybrid search's CPU), and a
-/// document's short last chunk does not pad to the long ones.
+/// Calls from all tasks go to one thread that runs the model (each forward pass is spread over
+/// the cores): it takes every call waiting when it becomes free and runs their texts together,
+/// up to [`BATCH_TOKENS`] word pieces a pass. Concurrent searches then share a forward pass (a
+/// query's embedding is the largest part of a hybrid search's CPU) and its larger products.
 pub struct LocalMiniLm {
     dir: PathBuf,
     queue: OnceCell<std::sync::mpsc::Sender<Request>>,
@@ -68,15 +67,14 @@ struct Request {
     reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
 }
 
-/// Word pieces in one forward pass: 8 texts of the model's full length. Keeps every tensor of
-/// a pass (the attention scores are texts × 12 heads × length² floats, 25 MB here) below
-/// glibc's largest mmap threshold (32 MB), so they are reused from the heap; a pass of 32
-/// texts allocated 100 MB per layer with fresh pages each time, and page faults took a tenth
-/// of the model's time.
+/// Word pieces in one forward pass: 8 texts of the model's full length. The products are then
+/// as large as the ones the machine's matmul rate is measured on ([`matmul_gflops`]), and the
+/// largest buffer of a pass (pieces × 1,536 floats, 12.6 MB) stays below glibc's largest mmap
+/// threshold (32 MB), so it is reused from the heap instead of faulted in fresh each layer.
 const BATCH_TOKENS: usize = 8 * LOCAL_MAX_TOKENS;
 
 struct Loaded {
-    model: BertModel,
+    model: MiniLm,
     tokenizer: Tokenizer,
 }
 
@@ -133,7 +131,7 @@ impl LocalMiniLm {
 }
 
 /// The model thread: until the last sender is gone, takes the calls waiting, runs their texts
-/// in batches of similar length and answers each call.
+/// in batches of at most [`BATCH_TOKENS`] word pieces and answers each call.
 fn serve(loaded: &Loaded, requests: &std::sync::mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut waiting = vec![first];
@@ -141,7 +139,7 @@ fn serve(loaded: &Loaded, requests: &std::sync::mpsc::Receiver<Request>) {
         let mut vectors: Vec<Vec<Option<Vec<f32>>>> =
             waiting.iter().map(|r| vec![None; r.texts.len()]).collect();
         let mut failed: Vec<Option<String>> = vec![None; waiting.len()];
-        // (call, text, encoding), shortest first.
+        // (call, text, encoding).
         let mut rows = Vec::new();
         for (call, request) in waiting.iter_mut().enumerate() {
             match loaded
@@ -157,12 +155,12 @@ fn serve(loaded: &Loaded, requests: &std::sync::mpsc::Receiver<Request>) {
                 Err(e) => failed[call] = Some(e.to_string()),
             }
         }
-        rows.sort_by_key(|(_, _, e)| e.len());
-        for batch in length_batches(&rows, |(_, _, e)| e.len()) {
-            let encodings: Vec<&tokenizers::Encoding> = batch.iter().map(|(_, _, e)| e).collect();
-            // A panic inside candle fails this pass's calls, not the thread and every call after.
+        for batch in token_batches(&rows, |(_, _, e)| e.len()) {
+            let ids: Vec<&[u32]> = batch.iter().map(|(_, _, e)| e.get_ids()).collect();
+            // A panic inside the model fails this pass's calls, not the thread and every call
+            // after.
             let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                forward(loaded, &encodings).map_err(|e| e.to_string())
+                loaded.model.embed(&ids).map_err(|e| e.to_string())
             }))
             .unwrap_or_else(|_| Err("the model panicked".into()));
             match pass {
@@ -192,20 +190,20 @@ fn serve(loaded: &Loaded, requests: &std::sync::mpsc::Receiver<Request>) {
     }
 }
 
-/// Cuts rows sorted by `len` into forward passes: at most [`BATCH_TOKENS`] word pieces each
-/// once padded, and no text more than a quarter (or 8 pieces) longer than the batch's
-/// shortest, so padding wastes little.
-fn length_batches<T>(rows: &[T], len: impl Fn(&T) -> usize) -> Vec<&[T]> {
+/// Cuts rows into forward passes of at most [`BATCH_TOKENS`] word pieces (a longer text is a
+/// pass of its own). Texts are not padded, so their lengths may differ within a pass.
+fn token_batches<T>(rows: &[T], len: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut batches = Vec::new();
     let mut start = 0;
-    for i in 0..rows.len() {
-        let shortest = len(&rows[start]);
-        let longest = len(&rows[i]);
-        let padded = (i - start + 1) * longest;
-        if i > start && (padded > BATCH_TOKENS || longest > shortest + (shortest / 4).max(8)) {
+    let mut tokens = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let n = len(row);
+        if i > start && tokens + n > BATCH_TOKENS {
             batches.push(&rows[start..i]);
             start = i;
+            tokens = 0;
         }
+        tokens += n;
     }
     if start < rows.len() {
         batches.push(&rows[start..]);
@@ -222,46 +220,44 @@ fn load(dir: &Path) -> Result<Loaded, EmbedError> {
     };
     let config = std::fs::read_to_string(dir.join("config.json"))
         .map_err(|e| unavailable("config.json", &e))?;
-    let config: BertConfig =
-        serde_json::from_str(&config).map_err(|e| unavailable("config.json", &e))?;
     let weights = std::fs::read(dir.join("model.safetensors"))
         .map_err(|e| unavailable("model.safetensors", &e))?;
-    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-        .map_err(|e| unavailable("model.safetensors", &e))?;
-    let model = BertModel::load(vb, &config).map_err(|e| unavailable("the model", &e))?;
+    let model = MiniLm::load(&config, &weights).map_err(|e| unavailable("the model", &e))?;
     Ok(Loaded {
         model,
         tokenizer: LocalMiniLm::tokenizer(dir)?,
     })
 }
 
-/// One forward pass over texts already tokenised (unpadded): each is padded to the longest
-/// with the pad id 0 and masked out of the mean.
-fn forward(
-    loaded: &Loaded,
-    encodings: &[&tokenizers::Encoding],
-) -> Result<Vec<Vec<f32>>, candle_core::Error> {
-    let device = Device::Cpu;
-    let longest = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(encodings.len() * longest);
-    let mut masks = Vec::with_capacity(encodings.len() * longest);
-    for e in encodings {
-        let pad = longest - e.len();
-        ids.extend_from_slice(e.get_ids());
-        ids.extend(std::iter::repeat_n(0u32, pad));
-        masks.extend_from_slice(e.get_attention_mask());
-        masks.extend(std::iter::repeat_n(0u32, pad));
+/// glibc's allocator settings the server runs with: blocks up to 32 MB come from the heap
+/// rather than fresh mappings, and up to 128 MB of freed heap is kept rather than handed back.
+/// A forward pass of the local model allocates tens of MB of short-lived buffers (candle's
+/// matmul outputs, 12.6 MB each); with glibc's defaults they were returned to the kernel and
+/// faulted in again, zeroed, every layer, and the model ran at 61 % of the machine's matmul
+/// rate instead of 79 % (`server/minilm`'s throughput example, 12 chunks of 174 pieces).
+pub const MALLOC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
+
+/// glibc reads its tunables only when a program starts, and setting them from inside needs
+/// `mallopt` (`unsafe`, which the workspace forbids): so the server starts itself again, the
+/// same process (same pid, arguments and environment), with [`MALLOC_TUNABLES`]. Called first
+/// in `main`. An operator's own `GLIBC_TUNABLES` is left alone; if the restart fails, the
+/// server runs on with glibc's defaults.
+pub fn restart_with_malloc_tunables() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        use std::os::unix::process::CommandExt;
+        let mut args = std::env::args_os();
+        let mut restart = std::process::Command::new("/proc/self/exe");
+        if let Some(arg0) = args.next() {
+            restart.arg0(arg0);
+        }
+        let error = restart
+            .args(args)
+            .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
+            .exec();
+        eprintln!("running with glibc's default allocator settings: restarting failed ({error})");
     }
-    let ids = Tensor::from_vec(ids, (encodings.len(), longest), &device)?;
-    let mask = Tensor::from_vec(masks, (encodings.len(), longest), &device)?;
-    let types = ids.zeros_like()?;
-    let hidden = loaded.model.forward(&ids, &types, Some(&mask))?;
-    // Mean of the token vectors the mask keeps, then unit length.
-    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-    let mean = summed.broadcast_div(&mask.sum(1)?)?;
-    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
-    mean.broadcast_div(&norm)?.to_vec2::<f32>()
 }
 
 /// candle asks for its thread count on every matrix multiply and, unless `RAYON_NUM_THREADS`
@@ -538,27 +534,30 @@ mod tests {
     }
 
     #[test]
-    fn texts_are_batched_by_length_within_the_token_budget() {
+    fn texts_are_batched_within_the_token_budget() {
         let lens = |batches: Vec<&[usize]>| -> Vec<Vec<usize>> {
             batches.into_iter().map(<[usize]>::to_vec).collect()
         };
-        // Queries of similar length share one pass; a long text starts its own.
-        let rows = [8, 9, 12, 15, 40, 45];
-        assert_eq!(
-            lens(length_batches(&rows, |&l| l)),
-            vec![vec![8, 9, 12, 15], vec![40, 45]]
-        );
+        // Mixed lengths share a pass (nothing is padded).
+        let rows = [8, 300, 12, 40, 45];
+        assert_eq!(lens(token_batches(&rows, |&l| l)), vec![rows.to_vec()]);
         // Full-length chunks: 8 to a pass, the rest in the next.
         let rows = vec![256; 20];
-        let batches = length_batches(&rows, |&l| l);
+        let batches = token_batches(&rows, |&l| l);
         assert_eq!(
             batches.iter().map(|b| b.len()).collect::<Vec<_>>(),
             vec![8, 8, 4]
         );
-        assert!(length_batches(&[] as &[usize], |&l| l).is_empty());
+        // A pass ends before the text that would overflow it.
+        let rows = [2000, 40, 9, 2048, 1];
+        assert_eq!(
+            lens(token_batches(&rows, |&l| l)),
+            vec![vec![2000, 40], vec![9], vec![2048], vec![1]]
+        );
+        assert!(token_batches(&[] as &[usize], |&l| l).is_empty());
     }
 
-    /// Calls that the model thread takes together, sorts by length and cuts into passes get
+    /// Calls that the model thread takes together and cuts into passes get
     /// back their own vectors, in their order: the same as each text embedded alone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_calls_get_their_own_vectors() {

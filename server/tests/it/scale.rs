@@ -76,6 +76,23 @@ async fn start(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The process started itself again with the allocator settings the model needs (same
+    // pid). glibc may rewrite the variable as it parses it (':' became NUL here), so each
+    // setting is looked for on its own.
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id().expect("pid")))
+        .expect("the instance's environment");
+    let settings: Vec<&[u8]> = environ.split(|b| *b == 0 || *b == b':').collect();
+    for (i, setting) in server::rag::embed::MALLOC_TUNABLES.split(':').enumerate() {
+        let wanted = if i == 0 {
+            format!("GLIBC_TUNABLES={setting}")
+        } else {
+            setting.to_string()
+        };
+        assert!(
+            settings.contains(&wanted.as_bytes()),
+            "the instance runs without {wanted}"
+        );
+    }
     Instance {
         base,
         _child: child,
