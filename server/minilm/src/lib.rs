@@ -18,7 +18,7 @@
 //!
 //! A pass allocates tens of MB of short-lived buffers (candle's product outputs among them):
 //! glibc must be told to keep them in the heap, or every layer faults them in afresh and the
-//! pass runs at two thirds of the speed (the server starts with `GLIBC_TUNABLES` for this,
+//! pass loses a sixth of its speed or more (the server starts with `GLIBC_TUNABLES` for this,
 //! `server::rag::embed::MALLOC_TUNABLES`).
 //!
 //! The vectors are the mean of the last layer's outputs over the text's pieces, scaled to unit

@@ -233,16 +233,17 @@ fn load(dir: &Path) -> Result<Loaded, EmbedError> {
 /// rather than fresh mappings, and up to 128 MB of freed heap is kept rather than handed back.
 /// A forward pass of the local model allocates tens of MB of short-lived buffers (candle's
 /// matmul outputs, 12.6 MB each); with glibc's defaults they were returned to the kernel and
-/// faulted in again, zeroed, every layer, and the model ran at 61 % of the machine's matmul
-/// rate instead of 79 % (`server/minilm`'s throughput example, 12 chunks of 174 pieces).
+/// faulted in again, zeroed, every layer: the model ran at about 60 % of the machine's matmul
+/// rate instead of 70–79 % (`server/minilm`'s throughput example, 12 chunks of 174 pieces).
 pub const MALLOC_TUNABLES: &str =
     "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
 
 /// glibc reads its tunables only when a program starts, and setting them from inside needs
 /// `mallopt` (`unsafe`, which the workspace forbids): so the server starts itself again, the
-/// same process (same pid, arguments and environment), with [`MALLOC_TUNABLES`]. Called first
-/// in `main`. An operator's own `GLIBC_TUNABLES` is left alone; if the restart fails, the
-/// server runs on with glibc's defaults.
+/// same process (same pid, arguments and environment), with [`MALLOC_TUNABLES`]. Called at the
+/// start of `main`, before any thread exists (the document extraction child has gone its own
+/// way just before). An operator's own `GLIBC_TUNABLES` is left alone; if the restart fails,
+/// the server runs on with glibc's defaults.
 pub fn restart_with_malloc_tunables() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("GLIBC_TUNABLES").is_none() {
