@@ -154,16 +154,6 @@ impl MiniLm {
         })
     }
 
-    /// Length of the vectors.
-    pub fn dim(&self) -> usize {
-        self.config.hidden_size
-    }
-
-    /// Most word pieces one text may have ([CLS] and [SEP] included).
-    pub fn max_tokens(&self) -> usize {
-        self.config.max_position_embeddings
-    }
-
     /// One unit-length vector per text, each text given as its word-piece ids with [CLS] and
     /// [SEP]. The texts are computed together; their lengths may differ.
     pub fn embed(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
@@ -416,6 +406,19 @@ fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
+/// Sum of squares over eight independent accumulators.
+#[inline(always)]
+fn sum_of_squares(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for k in 0..LANES {
+            acc[k] += c[k] * c[k];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().map(|x| x * x).sum::<f32>()
+}
+
 /// Layer norm of one row in place: `(x - mean) / sqrt(var + eps) · gamma + beta`.
 #[inline(always)]
 fn layer_norm(row: &mut [f32], norm: &Norm, eps: f32) {
@@ -424,15 +427,7 @@ fn layer_norm(row: &mut [f32], norm: &Norm, eps: f32) {
     for x in row.iter_mut() {
         *x -= mean;
     }
-    let mut acc = [0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for k in 0..LANES {
-            acc[k] += c[k] * c[k];
-        }
-    }
-    let var =
-        (acc.iter().sum::<f32>() + chunks.remainder().iter().map(|x| x * x).sum::<f32>()) / len;
+    let var = sum_of_squares(row) / len;
     let scale = 1.0 / (var + eps).sqrt();
     for ((x, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
         *x = *x * scale * g + b;
@@ -704,16 +699,7 @@ impl WithSimd for MeanUnit<'_> {
                 *o += x;
             }
         }
-        let squares: f32 = {
-            let mut acc = [0f32; LANES];
-            let mut chunks = self.out.chunks_exact(LANES);
-            for c in &mut chunks {
-                for k in 0..LANES {
-                    acc[k] += c[k] * c[k];
-                }
-            }
-            acc.iter().sum::<f32>() + chunks.remainder().iter().map(|x| x * x).sum::<f32>()
-        };
+        let squares = sum_of_squares(self.out);
         // The mean's length is the sum's divided by the count: scaling the sum to unit length
         // gives the same vector.
         let scale = if squares > 0.0 {
