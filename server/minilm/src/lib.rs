@@ -393,30 +393,28 @@ const LANES: usize = 8;
 /// Rows of an element-wise step given to one core at a time.
 const ROWS: usize = 16;
 
-/// Sum of a slice over eight independent accumulators (vectorises, unlike a plain fold).
+/// Sum of `f` over a slice, with eight independent accumulators (vectorises, unlike a plain
+/// fold).
 #[inline(always)]
-fn sum(xs: &[f32]) -> f32 {
+fn sum_of(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {
         for k in 0..LANES {
-            acc[k] += c[k];
+            acc[k] += f(c[k]);
         }
     }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    acc.iter().sum::<f32>() + chunks.remainder().iter().map(|x| f(*x)).sum::<f32>()
 }
 
-/// Sum of squares over eight independent accumulators.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    sum_of(xs, |x| x)
+}
+
 #[inline(always)]
 fn sum_of_squares(xs: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut chunks = xs.chunks_exact(LANES);
-    for c in &mut chunks {
-        for k in 0..LANES {
-            acc[k] += c[k] * c[k];
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().map(|x| x * x).sum::<f32>()
+    sum_of(xs, |x| x * x)
 }
 
 /// Layer norm of one row in place: `(x - mean) / sqrt(var + eps) · gamma + beta`.
