@@ -24,19 +24,7 @@ fn main() {
     let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).unwrap();
     let theirs = BertModel::load(vb, &serde_json::from_str::<Config>(&config).unwrap()).unwrap();
 
-    let h = 384.0f64;
-    let flops = |len: usize| 6.0 * (24.0 * len as f64 * h * h + 4.0 * (len * len) as f64 * h);
-    let limit = {
-        let a = Tensor::randn(0f32, 1.0, (2048, 384), &Device::Cpu).unwrap();
-        let b = Tensor::randn(0f32, 1.0, (384, 1536), &Device::Cpu).unwrap();
-        let started = Instant::now();
-        let mut calls = 0;
-        while started.elapsed() < Duration::from_secs(3) {
-            a.matmul(&b).unwrap();
-            calls += 1;
-        }
-        2.0 * 2048.0 * 384.0 * 1536.0 * f64::from(calls) / started.elapsed().as_secs_f64() / 1e9
-    };
+    let limit = minilm::matmul_gflops(2048, 384, 1536, Duration::from_secs(3)).unwrap();
     println!("matmul limit: {limit:.1} GFLOP/s");
     if std::env::args().nth(2).as_deref() == Some("shapes") {
         for (m, k, n) in [
@@ -47,16 +35,7 @@ fn main() {
             (26, 384, 1536),
             (208, 384, 1536),
         ] {
-            let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
-            let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu).unwrap();
-            let started = Instant::now();
-            let mut calls = 0;
-            while started.elapsed() < Duration::from_secs(2) {
-                a.matmul(&b).unwrap();
-                calls += 1;
-            }
-            let rate =
-                2.0 * (m * k * n) as f64 * f64::from(calls) / started.elapsed().as_secs_f64() / 1e9;
+            let rate = minilm::matmul_gflops(m, k, n, Duration::from_secs(2)).unwrap();
             println!(
                 "{m}x{k} · {k}x{n}: {rate:.1} GFLOP/s ({:.0} %)",
                 100.0 * rate / limit
@@ -82,7 +61,7 @@ fn main() {
             })
             .collect();
         let refs: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
-        let work: f64 = lengths.iter().map(|l| flops(*l)).sum();
+        let work: f64 = lengths.iter().map(|l| minilm::flops(6, 384, *l)).sum();
         let time = |f: &dyn Fn()| {
             f();
             let started = Instant::now();

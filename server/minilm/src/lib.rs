@@ -371,6 +371,32 @@ impl Linear {
     }
 }
 
+/// Floating-point operations a BERT of `layers` layers of width `hidden` (feed-forward 4 ×
+/// wider) spends on one text of `tokens` word pieces, per layer: the query, key, value and
+/// output projections (8·L·h²), the attention scores and their weighted sum (4·L²·h) and the
+/// feed-forward pair (16·L·h²). Look-ups, norms, softmax and pooling are left out.
+pub fn flops(layers: usize, hidden: usize, tokens: usize) -> f64 {
+    let (l, h) = (tokens as f64, hidden as f64);
+    layers as f64 * (24.0 * l * h * h + 4.0 * l * l * h)
+}
+
+/// This machine's f32 matrix-multiply rate in GFLOP/s through the kernels the model's products
+/// run on (candle's CPU backend, all its threads): an (m × k)·(k × n) product of random
+/// values, repeated for `window` after one untimed run.
+pub fn matmul_gflops(m: usize, k: usize, n: usize, window: std::time::Duration) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
+    a.matmul(&b)?;
+    let started = std::time::Instant::now();
+    let mut calls = 0u32;
+    while started.elapsed() < window {
+        a.matmul(&b)?;
+        calls += 1;
+    }
+    let flops = 2.0 * (m * k * n) as f64;
+    Ok(flops * f64::from(calls) / started.elapsed().as_secs_f64() / 1e9)
+}
+
 /// Runs `f` on a contiguous f32 tensor's values in place (no copy).
 fn read<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use async_openai::config::OpenAIConfig;
 use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
-use candle_core::{Device, Tensor};
 use minilm::MiniLm;
 use tokenizers::{Tokenizer, TruncationParams};
 use tokio::sync::OnceCell;
@@ -274,31 +273,17 @@ pub fn fix_thread_count() {
     }
 }
 
-/// Floating-point operations all-MiniLM-L6-v2 spends on one text of `tokens` word pieces
-/// ([CLS] and [SEP] included), per layer: the query, key, value and output projections
-/// (8·L·h²), the attention scores and their weighted sum (4·L²·h) and the feed-forward pair
-/// (16·L·h²); six layers, h = 384. Look-ups, norms, softmax and pooling are left out.
+/// Floating-point operations all-MiniLM-L6-v2 (six layers, h = 384) spends on one text of
+/// `tokens` word pieces ([CLS] and [SEP] included): [`minilm::flops`].
 pub fn local_model_flops(tokens: usize) -> f64 {
-    let (l, h) = (tokens as f64, LOCAL_DIM as f64);
-    6.0 * (24.0 * l * h * h + 4.0 * l * l * h)
+    minilm::flops(6, LOCAL_DIM, tokens)
 }
 
 /// This machine's f32 matrix-multiply throughput in GFLOP/s through the kernels the local
-/// model runs on (candle's CPU backend, all cores), on the shape of the model's feed-forward
-/// layer for a batch of eight full-length texts, measured for `window`.
+/// model runs on, on the shape of the model's feed-forward layer for a pass of
+/// [`BATCH_TOKENS`] word pieces, measured for `window`.
 pub fn matmul_gflops(window: std::time::Duration) -> Result<f64, candle_core::Error> {
-    let rows = 8 * LOCAL_MAX_TOKENS;
-    let a = Tensor::randn(0f32, 1.0, (rows, LOCAL_DIM), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (LOCAL_DIM, 4 * LOCAL_DIM), &Device::Cpu)?;
-    a.matmul(&b)?;
-    let started = std::time::Instant::now();
-    let mut calls = 0u32;
-    while started.elapsed() < window {
-        a.matmul(&b)?;
-        calls += 1;
-    }
-    let flops = 2.0 * rows as f64 * LOCAL_DIM as f64 * (4 * LOCAL_DIM) as f64;
-    Ok(flops * f64::from(calls) / started.elapsed().as_secs_f64() / 1e9)
+    minilm::matmul_gflops(BATCH_TOKENS, LOCAL_DIM, 4 * LOCAL_DIM, window)
 }
 
 #[async_trait::async_trait]
